@@ -1,1 +1,10 @@
-export const placeholder = 1;
+// Real servers for tests: influxd and mosquitto on free loopback ports with temporary data dirs.
+// See README.md for usage with vitest.
+export { freePort, makeTempDir, removeTempDir, waitFor, findExecutable, onProcessExit } from './helpers.js';
+export type { WaitForOptions } from './helpers.js';
+export { spawnServer, launchServer, logTail, ServerStartError } from './process.js';
+export type { ServerProcess, StopOptions, ExitStatus, LaunchOptions } from './process.js';
+export { startInfluxd, influxdConfig } from './influxd.js';
+export type { InfluxdOptions, InfluxdServer } from './influxd.js';
+export { startMosquitto, mosquittoConfig, answersMqttConnect } from './mosquitto.js';
+export type { MosquittoOptions, MosquittoServer } from './mosquitto.js';
