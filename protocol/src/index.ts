@@ -1,1 +1,3 @@
-export const PROTOCOL_VERSION = 'v1';
+export * from './topics.js';
+export * from './schemas.js';
+export * from './validators.js';
