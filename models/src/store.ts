@@ -111,18 +111,18 @@ async function statusOf(manifest: ModelManifest, dir: string): Promise<ModelStat
 }
 
 /** Whether model `name` is installed in `dir` with the manifest's sha256. */
-export function verifyModel(name: string, dir: string): Promise<ModelStatus> {
+export async function verifyModel(name: string, dir: string): Promise<ModelStatus> {
   return statusOf(getManifest(name), dir);
 }
 
 /** {@link verifyModel} for several models (default: all). */
-export function verifyModels(names: readonly string[] | undefined, dir: string): Promise<ModelStatus[]> {
+export async function verifyModels(names: readonly string[] | undefined, dir: string): Promise<ModelStatus[]> {
   const manifests = names && names.length > 0 ? names.map(getManifest) : MODELS;
   return Promise.all(manifests.map((m) => statusOf(m, dir)));
 }
 
 /** Install model `name` unless already installed and verified; resolves to its verified path. */
-export function ensureModel(name: string, options: FetchOptions = {}): Promise<FetchResult> {
+export async function ensureModel(name: string, options: FetchOptions = {}): Promise<FetchResult> {
   return installModel(getManifest(name), options);
 }
 
