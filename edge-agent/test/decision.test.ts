@@ -100,7 +100,11 @@ describe('tracker', () => {
   it('drops single-frame blips and flushes pending tracks at end of stream', () => {
     let state = initialTrackerState();
     state = updateTracks(state, [obs(1, 36, { box: { x1: 0, y1: 0, x2: 20, y2: 20 } })]).state;
-    for (let i = 0; i < 5; i++) expect(updateTracks(state, []).toDecide).toHaveLength(0), (state = updateTracks(state, []).state);
+    for (let i = 0; i < 5; i++) {
+      const u = updateTracks(state, []);
+      expect(u.toDecide).toHaveLength(0);
+      state = u.state;
+    }
     state = updateTracks(state, [obs(10, 36)]).state;
     state = updateTracks(state, [obs(11, 36)]).state;
     const flushed = flushTracks(state);
