@@ -1,3 +1,4 @@
 export * from './topics.js';
 export * from './schemas.js';
 export * from './validators.js';
+export * from './config.js';
