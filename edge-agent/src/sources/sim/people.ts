@@ -1,0 +1,155 @@
+/**
+ * Who walks through the gate, and how: a pure plan from the seeded generator.
+ *
+ * Truth temperatures leave a margin around the default 37.3 °C threshold so that end-to-end
+ * accuracy can be scored without coin flips: normal people have an inner-canthus temperature of
+ * N(36.5, 0.25) truncated to 35.8–36.9 °C, feverish people 37.8–39.0 °C (uniform). A pipeline that
+ * reads within ±0.4 °C classifies everyone correctly. People just in from the cold read 32–34 °C
+ * (the agent should ask them to wait and retry).
+ */
+import type { FaceCrop, FaceLibrary, MaskLabel } from './faces.js';
+import type { Rng } from './random.js';
+import type { ResolvedSimOptions } from './options.js';
+
+export const NORMAL_CANTHUS = { mean: 36.5, sigma: 0.25, min: 35.8, max: 36.9 } as const;
+export const FEVER_CANTHUS = { min: 37.8, max: 39.0 } as const;
+export const COLD_CANTHUS = { min: 32.0, max: 34.0 } as const;
+
+/** A face box in visible pixels, in the frame it was drawn. */
+export interface FaceBox {
+  frame: number;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** What the simulator knows about one person (written to truth.json). */
+export interface PersonTruth {
+  index: number;
+  faceFile: string;
+  mask: MaskLabel;
+  /** True inner-canthus skin temperature: what a perfect camera reads after blackbody correction. */
+  canthusC: number;
+  elevated: boolean;
+  cold: boolean;
+  /** First and last frame numbers in which the face is visible. */
+  frames: [number, number];
+  faceBoxes: FaceBox[];
+}
+
+/** How the person looks in the thermal image besides the canthus (not part of the truth file). */
+export interface ThermalLook {
+  faceSkinC: number;
+  hairC: number;
+  /** Mask temperature, or null without a mask. */
+  maskC: number | null;
+  neckC: number;
+  clothesC: number;
+}
+
+export interface Person {
+  truth: PersonTruth;
+  crop: FaceCrop;
+  look: ThermalLook;
+  /** Clothes colour in the visible image. */
+  shirtRgb: [number, number, number];
+}
+
+const round2 = (v: number): number => Math.round(v * 100) / 100;
+
+/**
+ * Condition flags for a batch of `count` people, with exactly round(count × rate) of each kind so
+ * that a finite run matches the requested rates as closely as a whole number of people allows.
+ */
+export function planBatchFlags(rng: Rng, count: number, o: Pick<ResolvedSimOptions, 'feverRate' | 'coldRate' | 'maskRate'>): { fever: boolean; cold: boolean; masked: boolean }[] {
+  const nCold = Math.round(count * o.coldRate);
+  const nFever = Math.min(count - nCold, Math.round(count * o.feverRate));
+  const nMask = Math.round(count * o.maskRate);
+  const order = rng.shuffle([...Array(count).keys()]);
+  const maskOrder = rng.shuffle([...Array(count).keys()]);
+  const flags = Array.from({ length: count }, () => ({ fever: false, cold: false, masked: false }));
+  order.forEach((person, rank) => {
+    if (rank < nCold) flags[person]!.cold = true;
+    else if (rank < nCold + nFever) flags[person]!.fever = true;
+  });
+  maskOrder.slice(0, nMask).forEach((person) => (flags[person]!.masked = true));
+  return flags;
+}
+
+export function sampleCanthusC(rng: Rng, kind: 'normal' | 'fever' | 'cold'): number {
+  if (kind === 'fever') return round2(rng.uniform(FEVER_CANTHUS.min, FEVER_CANTHUS.max));
+  if (kind === 'cold') return round2(rng.uniform(COLD_CANTHUS.min, COLD_CANTHUS.max));
+  for (let tries = 0; tries < 100; tries++) {
+    const v = rng.normal(NORMAL_CANTHUS.mean, NORMAL_CANTHUS.sigma);
+    if (v >= NORMAL_CANTHUS.min && v <= NORMAL_CANTHUS.max) return round2(v);
+  }
+  return NORMAL_CANTHUS.mean;
+}
+
+/**
+ * Plan one person who becomes visible at `firstFrame`: face crop, temperatures and a short walk
+ * toward the camera (the face grows from ~120 to ~170 px wide while drifting sideways a little).
+ */
+export function planPerson(
+  rng: Rng,
+  index: number,
+  firstFrame: number,
+  flags: { fever: boolean; cold: boolean; masked: boolean },
+  faces: FaceLibrary,
+  o: ResolvedSimOptions,
+): Person {
+  const label: MaskLabel = flags.masked ? 'mask' : 'no_mask';
+  const candidates = faces.byLabel(label);
+  if (candidates.length === 0) {
+    throw new Error(`face crops in ${faces.dir}: none labelled "${label}", but maskRate ${o.maskRate} needs them`);
+  }
+  const crop = rng.pick(candidates);
+  const canthusC = sampleCanthusC(rng, flags.cold ? 'cold' : flags.fever ? 'fever' : 'normal');
+
+  const faceSkinC = canthusC - rng.uniform(1.0, 2.0);
+  const ambient = o.ambientC;
+  const look: ThermalLook = {
+    faceSkinC,
+    hairC: ambient + (faceSkinC - ambient) * rng.uniform(0.35, 0.55),
+    maskC: flags.masked ? faceSkinC - rng.uniform(2.5, 4.0) : null,
+    neckC: faceSkinC - rng.uniform(0.3, 0.8),
+    clothesC: ambient + (faceSkinC - ambient) * rng.uniform(0.45, 0.65),
+  };
+  const shirtRgb: [number, number, number] = [rng.int(30, 150), rng.int(30, 150), rng.int(30, 150)];
+
+  const [minFrames, maxFrames] = o.framesPerPerson;
+  const count = rng.int(minFrames, maxFrames);
+  const w0 = rng.uniform(110, 130);
+  const w1 = rng.uniform(155, 180);
+  const cx0 = rng.uniform(250, 390);
+  const dx = rng.uniform(-50, 50);
+  const cy0 = rng.uniform(190, 215);
+  const dy = rng.uniform(-15, 15);
+  const faceBoxes: FaceBox[] = [];
+  for (let k = 0; k < count; k++) {
+    const s = count === 1 ? 1 : k / (count - 1);
+    const w = Math.round(w0 + (w1 - w0) * s);
+    const h = Math.round(w * crop.aspect);
+    const bob = 3 * Math.sin(k * 1.9 + index); // head bobbing while walking
+    const cx = cx0 + dx * s + rng.uniform(-2, 2);
+    const cy = cy0 + dy * s + bob;
+    faceBoxes.push({ frame: firstFrame + k, x: Math.round(cx - w / 2), y: Math.round(cy - h / 2), w, h });
+  }
+
+  return {
+    truth: {
+      index,
+      faceFile: crop.file,
+      mask: label,
+      canthusC,
+      elevated: canthusC >= o.thresholdC,
+      cold: flags.cold,
+      frames: [firstFrame, firstFrame + count - 1],
+      faceBoxes,
+    },
+    crop,
+    look,
+    shirtRgb,
+  };
+}
