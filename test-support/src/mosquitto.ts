@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -122,6 +122,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     writeFileSync(aclFile, options.acl.endsWith('\n') ? options.acl : `${options.acl}\n`, { mode: 0o600 });
   }
   const persistenceDir = options.persistence ? join(dir, 'persistence') : undefined;
+  if (persistenceDir) mkdirSync(persistenceDir); // mosquitto does not create it
 
   let port = options.port ?? 0;
   const launch = (): Promise<ServerProcess> => {
