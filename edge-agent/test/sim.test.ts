@@ -116,9 +116,9 @@ describe.skipIf(!haveFaces)('simulated scene', () => {
     );
     for (const p of people) {
       expect(labels.get(p.faceFile)).toBe(p.mask);
-      if (p.cold) expect(p.canthusC).toBeGreaterThanOrEqual(32), expect(p.canthusC).toBeLessThanOrEqual(34);
-      else if (p.elevated) expect(p.canthusC).toBeGreaterThanOrEqual(37.8), expect(p.canthusC).toBeLessThanOrEqual(39);
-      else expect(p.canthusC).toBeGreaterThanOrEqual(35.8), expect(p.canthusC).toBeLessThanOrEqual(36.9);
+      const [lo, hi] = p.cold ? [32, 34] : p.elevated ? [37.8, 39] : [35.8, 36.9];
+      expect(p.canthusC).toBeGreaterThanOrEqual(lo);
+      expect(p.canthusC).toBeLessThanOrEqual(hi);
       expect(p.faceBoxes).toHaveLength(p.frames[1] - p.frames[0] + 1);
       expect(p.faceBoxes.length).toBeGreaterThanOrEqual(8);
       expect(p.faceBoxes.length).toBeLessThanOrEqual(12);
