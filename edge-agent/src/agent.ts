@@ -1,0 +1,310 @@
+/**
+ * `edge-agent run`: the composition root. It wires config to components —
+ *   source -> ScreeningPipeline -> OutboxStore -> OutboxSender -> MQTT
+ * plus the retained state (online, offline as last will), telemetry, commands, and a local
+ * HTTP server for /healthz and /metrics. Nothing here decides anything; it only moves data.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import pino, { type Logger } from 'pino';
+import { Counter, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import {
+  assertPayload,
+  checkpointTopics,
+  mergeConfig,
+  parseConfig,
+  parsePayload,
+  type CheckpointState,
+  type Command,
+  type CommandAck,
+  type Telemetry,
+} from '@checkpoint/protocol';
+import { AgentConfigSchema, type AgentConfig } from './config/schema.js';
+import { createDetector } from './detector-setup.js';
+import type { FrameSource } from './frames.js';
+import { OutboxSender } from './outbox/sender.js';
+import { OutboxStore } from './outbox/store.js';
+import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
+import { ScreeningPipeline, type ScreeningResult, type StageTimings } from './pipeline/pipeline.js';
+import { openSource } from './sources/open.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface RunningAgent {
+  readonly config: AgentConfig;
+  readonly httpPort: number;
+  readonly mqtt: MqttClient;
+  /** Resolves when the source ends (replays without loop) and everything is sent or stopped. */
+  readonly done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface AgentDeps {
+  logger?: Logger;
+  /** Overrides the configured source (tests, demos). */
+  source?: FrameSource;
+}
+
+function mqttOptions(config: AgentConfig, will: Buffer, files: { ca?: Buffer; cert?: Buffer; key?: Buffer }): IClientOptions {
+  const m = config.mqtt;
+  return {
+    clientId: m.clientId ?? `edge-${config.site}-${config.checkpoint}`,
+    // A persistent session: commands sent while the agent was away are delivered on return.
+    clean: false,
+    keepalive: m.keepaliveS,
+    reconnectPeriod: m.reconnectMs,
+    connectTimeout: 10_000,
+    ...(m.username !== undefined ? { username: m.username } : {}),
+    ...(m.password !== undefined ? { password: m.password } : {}),
+    ...files,
+    will: { topic: checkpointTopics.state(config), payload: will, qos: 1, retain: true },
+  };
+}
+
+export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
+  const log = deps.logger ?? pino({ name: 'edge-agent', level: config.logLevel }, pino.destination(2));
+  const where = { site: config.site, checkpoint: config.checkpoint };
+  await mkdir(config.dataDir, { recursive: true });
+
+  // --- components ---------------------------------------------------------------------------
+  const { detector, model } = await createDetector(config.model);
+  log.info({ model: model.name, sha256: model.sha256 }, 'model loaded');
+  const source = deps.source ?? (await openSource(config));
+  const pipeline = new ScreeningPipeline(source.geometry, detector, pipelineOptionsFromConfig(config, model));
+  const store = new OutboxStore(path.join(config.dataDir, 'outbox.sqlite'));
+  if (store.count() > 0) log.info({ pending: store.count() }, 'outbox has messages from a previous run');
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = {
+    frames: new Counter({ name: 'checkpoint_agent_frames_total', help: 'frames processed', registers: [registry] }),
+    screenings: new Counter({ name: 'checkpoint_agent_screenings_total', help: 'screening decisions', labelNames: ['decision'], registers: [registry] }),
+    stage: new Summary({ name: 'checkpoint_agent_stage_ms', help: 'per-frame stage time, ms', labelNames: ['stage'], percentiles: [0.5, 0.95], maxAgeSeconds: 60, ageBuckets: 3, registers: [registry] }),
+    outbox: new Gauge({ name: 'checkpoint_agent_outbox_depth', help: 'messages waiting for the broker', registers: [registry], collect() { this.set(store.count()); } }),
+    connected: new Gauge({ name: 'checkpoint_agent_mqtt_connected', help: '1 when connected to the broker', registers: [registry] }),
+    badCommands: new Counter({ name: 'checkpoint_agent_invalid_commands_total', help: 'commands refused as invalid', registers: [registry] }),
+  };
+
+  const stateOf = (status: 'online' | 'offline'): CheckpointState =>
+    status === 'offline'
+      ? { status, ts: new Date().toISOString(), ...where }
+      : {
+          status,
+          ts: new Date().toISOString(),
+          ...where,
+          versions: { agent: AGENT_VERSION, protocol: 'v1' },
+          sources: { thermal: { kind: config.source.thermal.kind, status: sourceStatus }, visible: source.geometry.visible ? { kind: config.source.visible?.kind ?? config.source.thermal.kind, status: sourceStatus } : null },
+          model,
+          calibration: {
+            reference: pipeline.referenceState.status,
+            mode: pipeline.referenceState.status === 'ok' ? 'absolute' : config.screening.noReference === 'relative' ? 'relative' : 'absolute',
+            thresholdC: pipeline.options.decision.thresholdC,
+            homography: source.geometry.homography !== null,
+          },
+        };
+  let sourceStatus: 'ok' | 'starting' | 'error' | 'stopped' = 'starting';
+
+  const files = {
+    ...(config.mqtt.caFile ? { ca: await readFile(config.mqtt.caFile) } : {}),
+    ...(config.mqtt.certFile ? { cert: await readFile(config.mqtt.certFile) } : {}),
+    ...(config.mqtt.keyFile ? { key: await readFile(config.mqtt.keyFile) } : {}),
+  };
+  const will = Buffer.from(JSON.stringify(assertPayload('state', stateOf('offline'))));
+  const client = mqtt.connect(config.mqtt.url, mqttOptions(config, will, files));
+  const sender = new OutboxSender(store, client, { maxInFlight: config.mqtt.maxInFlight }, (err) =>
+    log.warn({ err: err.message }, 'publish failed; message stays in the outbox'),
+  );
+  let lastError = '';
+  const publishState = () =>
+    client.publish(checkpointTopics.state(config), JSON.stringify(assertPayload('state', stateOf('online'))), { qos: 1, retain: true });
+
+  client.on('connect', () => {
+    metrics.connected.set(1);
+    log.info({ url: redactUrl(config.mqtt.url) }, 'connected to broker');
+    lastError = '';
+    publishState();
+    client.subscribe(checkpointTopics.cmd(config), { qos: 1 }, (err, granted) => {
+      if (err || granted?.some((g) => g.qos === 128)) log.error({ err: err?.message }, 'cannot subscribe to commands (check the broker ACL)');
+    });
+  });
+  client.on('close', () => metrics.connected.set(0));
+  client.on('error', (err) => {
+    // mqtt.js retries by itself; say it once per distinct cause, not once per attempt.
+    if (err.message !== lastError) log.warn({ err: err.message }, 'broker connection problem');
+    lastError = err.message;
+  });
+  client.on('message', (topic, payload) => void handleCommand(payload));
+
+  // --- commands -----------------------------------------------------------------------------
+  let current = config;
+  const ack = (a: Omit<CommandAck, 'ts'>) =>
+    client.publish(checkpointTopics.cmdAck(config), JSON.stringify(assertPayload('cmd/ack', { ...a, ts: new Date().toISOString() })), { qos: 1 });
+
+  async function handleCommand(payload: Buffer): Promise<void> {
+    const parsed = parsePayload('cmd', payload);
+    if (!parsed.ok) {
+      metrics.badCommands.inc();
+      log.warn({ problem: parsed.message }, 'invalid command dropped');
+      const id = tryId(payload);
+      if (id) ack({ id, ok: false, error: parsed.message.slice(0, 1000) });
+      return;
+    }
+    const cmd: Command = parsed.value;
+    try {
+      switch (cmd.type) {
+        case 'ping':
+          ack({ id: cmd.id, ok: true });
+          return;
+        case 'set-config': {
+          // Validated against the full config schema; only screening and snapshot rules apply live.
+          const next = parseConfig(AgentConfigSchema, mergeConfig(current, cmd.config), 'set-config');
+          const unsupported = Object.keys(cmd.config).filter((k) => k !== 'screening' && k !== 'snapshots');
+          if (unsupported.length > 0) throw new Error(`only screening and snapshots can change at run time, not: ${unsupported.join(', ')}`);
+          current = next;
+          const options = pipelineOptionsFromConfig(next, model);
+          pipeline.updateOptions({ decision: options.decision, snapshots: options.snapshots });
+          log.info({ screening: next.screening, snapshots: next.snapshots }, 'config changed by command');
+          ack({ id: cmd.id, ok: true, detail: { thresholdC: next.screening.thresholdC } });
+          publishState();
+          return;
+        }
+        default:
+          ack({ id: cmd.id, ok: false, error: `command "${cmd.type}" is not supported by edge-agent ${AGENT_VERSION}` });
+      }
+    } catch (err) {
+      ack({ id: cmd.id, ok: false, error: (err as Error).message.slice(0, 1000) });
+    }
+  }
+
+  // --- telemetry ----------------------------------------------------------------------------
+  const stageWindow: StageTimings[] = [];
+  let framesInWindow = 0;
+  let windowStart = Date.now();
+  const telemetryTimer = setInterval(() => {
+    const now = Date.now();
+    const ref = pipeline.referenceState;
+    const bb = source.geometry.blackbody;
+    const stages: Record<string, number> = {};
+    for (const key of ['decode', 'preprocess', 'inference', 'postprocess', 'thermometry', 'decision'] as const) {
+      const values = stageWindow.map((s) => s[key]).sort((a, b) => a - b);
+      if (values.length) stages[key] = Math.round(values[values.length >> 1]! * 100) / 100;
+    }
+    const t: Telemetry = {
+      ts: new Date(now).toISOString(),
+      ...where,
+      fps: Math.round((framesInWindow / Math.max(0.001, (now - windowStart) / 1000)) * 10) / 10,
+      stages,
+      cpuTempC: null,
+      ambientC: source.geometry.ambientC,
+      blackbody: bb ? { setC: bb.setC, measuredC: ref.measuredC === null ? null : Math.round(ref.measuredC * 100) / 100, status: ref.status } : null,
+      queueDepth: store.count(),
+      rssMb: Math.round(process.memoryUsage().rss / 1e5) / 10,
+    };
+    stageWindow.length = 0;
+    framesInWindow = 0;
+    windowStart = now;
+    if (client.connected) client.publish(checkpointTopics.telemetry(config), JSON.stringify(assertPayload('telemetry', t)), { qos: 0 });
+  }, config.telemetry.intervalMs);
+
+  // --- HTTP ---------------------------------------------------------------------------------
+  const http: FastifyInstance = Fastify({ logger: false });
+  http.get('/healthz', async (_req, reply) => {
+    const healthy = sourceStatus !== 'error';
+    reply.code(healthy ? 200 : 503);
+    return {
+      status: healthy ? 'ok' : 'error',
+      source: sourceStatus,
+      mqtt: client.connected ? 'connected' : 'disconnected',
+      outbox: store.count(),
+      reference: pipeline.referenceState.status,
+      frames: pipeline.framesProcessed,
+    };
+  });
+  http.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', registry.contentType);
+    return registry.metrics();
+  });
+  await http.listen({ host: config.http.host, port: config.http.port });
+  const httpPort = (http.server.address() as { port: number }).port;
+  log.info({ port: httpPort }, 'health and metrics listening');
+
+  // --- main loop ----------------------------------------------------------------------------
+  const abort = new AbortController();
+  const handle = (r: ScreeningResult) => {
+    const messages: Array<{ topic: string; payload: Buffer; qos: 1 }> = [
+      { topic: checkpointTopics.screening(config), payload: Buffer.from(JSON.stringify(r.screening)), qos: 1 },
+    ];
+    if (r.snapshot) messages.push({ topic: checkpointTopics.snapshot(config, r.screening.id), payload: r.snapshot, qos: 1 });
+    store.enqueue(messages);
+    metrics.screenings.inc({ decision: r.screening.decision });
+    // Ids and decisions only: temperatures and faces are health data and stay out of logs.
+    log.info({ id: r.screening.id, decision: r.screening.decision, reasons: r.screening.reasons }, 'screening');
+    sender.pump();
+  };
+  const done = (async () => {
+    try {
+      sourceStatus = 'ok';
+      for await (const pair of source.frames(abort.signal)) {
+        for (const r of await pipeline.process(pair)) handle(r);
+        metrics.frames.inc();
+        framesInWindow++;
+        const t = pipeline.lastTimings;
+        stageWindow.push({ ...t });
+        for (const [stage, ms] of Object.entries(t)) metrics.stage.observe({ stage }, ms);
+      }
+      for (const r of await pipeline.finish()) handle(r);
+      sourceStatus = 'stopped';
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      sourceStatus = 'error';
+      log.error({ err: (err as Error).message }, 'source failed');
+      if (client.connected) publishState();
+    }
+  })();
+
+  let stopped = false;
+  return {
+    config,
+    httpPort,
+    mqtt: client,
+    done,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      abort.abort();
+      await source.close();
+      await done;
+      clearInterval(telemetryTimer);
+      sender.stop();
+      if (client.connected) {
+        await client.publishAsync(checkpointTopics.state(config), will, { qos: 1, retain: true }).catch(() => undefined);
+      }
+      await client.endAsync();
+      store.close();
+      await http.close();
+      log.info('stopped');
+    },
+  };
+}
+
+function tryId(payload: Buffer): string | null {
+  try {
+    const id = (JSON.parse(payload.toString('utf8')) as { id?: unknown }).id;
+    return typeof id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+/** URLs may carry credentials (mqtt://user:pass@host); never log them. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}

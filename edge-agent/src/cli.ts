@@ -1,0 +1,168 @@
+/**
+ * `edge-agent` command line. Each subcommand is a small composition root: it reads config,
+ * builds the components it needs, and runs them. Results go to stdout, logs and errors to
+ * stderr, and the exit code says whether it worked.
+ */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { DEFAULT_MODEL } from '@checkpoint/models';
+import { ConfigError } from '@checkpoint/protocol';
+import { loadAgentConfig } from './config/load.js';
+import { createDetector } from './detector-setup.js';
+import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
+import { ScreeningPipeline, type ScreeningResult } from './pipeline/pipeline.js';
+import { openReplay } from './sources/replay.js';
+import { simulateToReplay } from './sources/sim/index.js';
+import { classifyImages } from './vision/classify.js';
+
+export interface CliIo {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+const defaultIo: CliIo = {
+  stdout: (line) => process.stdout.write(`${line}\n`),
+  stderr: (line) => process.stderr.write(`${line}\n`),
+  env: process.env,
+};
+
+const number = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}`);
+  return n;
+};
+const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (value: string) => {
+  const n = number(name, min, max)(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number`);
+  return n;
+};
+
+const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
+
+/** Processes a replay folder as fast as possible, printing each screening as one JSON line. */
+export async function replayFolder(
+  dir: string,
+  configFile: string | undefined,
+  io: CliIo,
+  onResult: (r: ScreeningResult) => void,
+): Promise<void> {
+  const config = await loadAgentConfig(configFile, io.env, { site: 'local', checkpoint: 'replay' });
+  const source = await openReplay(dir, { realtime: false });
+  const { detector, model } = await createDetector(config.model);
+  const pipeline = new ScreeningPipeline(source.geometry, detector, pipelineOptionsFromConfig(config, model));
+  try {
+    for await (const pair of source.frames()) for (const r of await pipeline.process(pair)) onResult(r);
+    for (const r of await pipeline.finish()) onResult(r);
+  } finally {
+    await source.close();
+  }
+}
+
+export function buildCli(io: CliIo): Command {
+  const program = new Command('edge-agent')
+    .description('Checkpoint edge agent: thermal screening with ONNX face/mask models, results over MQTT')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
+
+  program
+    .command('run')
+    .description('run the agent: sources -> pipeline -> outbox -> MQTT, with /healthz and /metrics')
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .action(async (opts: { config?: string }) => {
+      const { runAgent } = await import('./agent.js');
+      const config = await loadAgentConfig(opts.config, io.env);
+      const agent = await runAgent(config);
+      await new Promise<void>((resolve) => {
+        const stop = () => void agent.stop().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
+  program
+    .command('replay')
+    .description('process a replay folder as fast as possible; one screening JSON line per person on stdout')
+    .argument('<dir>', 'replay folder (meta.json + frames/)')
+    .option('--json', 'JSON lines output (the only format)', true)
+    .option('--config <file>', 'config file (YAML or JSON)')
+    .action(async (dir: string, opts: { config?: string }) => {
+      await replayFolder(dir, opts.config, io, (r) => io.stdout(JSON.stringify({ ...r.screening, replayFrames: r.replayFrames })));
+    });
+
+  program
+    .command('classify')
+    .description('mask state of the largest face in each image, one JSON line per image')
+    .argument('<images...>', 'image files (JPEG, PNG, WebP)')
+    .option('--json', 'JSON lines output (the only format)', true)
+    .option('--model <name>', 'model name', DEFAULT_MODEL)
+    .action(async (images: string[], opts: { model: string }) => {
+      const { detector } = await createDetector({ name: opts.model, mirror: io.env.CHECKPOINT_MODELS_MIRROR, dir: io.env.CHECKPOINT_MODELS_DIR });
+      for await (const r of classifyImages(detector, images)) {
+        io.stdout(JSON.stringify({ file: r.file, mask: r.mask, score: r.score, maskScore: r.maskScore, faces: r.faces }));
+      }
+    });
+
+  program
+    .command('bench')
+    .description('frames/s and per-stage milliseconds of the vision pipeline, and bare inference time')
+    .option('--json', 'print one JSON object', false)
+    .option('--images <dir>', 'folder of images to run on', path.resolve('../shared/datasets/scenes/masked'))
+    .option('--model <name>', 'model name', DEFAULT_MODEL)
+    .option('--iterations <n>', 'passes over the images', integer('--iterations', 1), 3)
+    .option('--threads <n>', 'inference threads', integer('--threads', 1, 64))
+    .action(async (opts: { json: boolean; images: string; model: string; iterations: number; threads?: number }) => {
+      const { runVisionBench } = await import('./vision/bench.js');
+      const files = (await readdir(opts.images)).filter((f) => IMAGE_EXT.test(f)).sort().map((f) => path.join(opts.images, f));
+      if (files.length === 0) throw new Error(`no images (.jpg, .png, .webp) in ${opts.images}`);
+      const { detector, path: modelPath } = await createDetector({ name: opts.model, mirror: io.env.CHECKPOINT_MODELS_MIRROR, dir: io.env.CHECKPOINT_MODELS_DIR, threads: opts.threads });
+      const result = await runVisionBench({ detector, images: files, iterations: opts.iterations });
+      io.stdout(opts.json ? JSON.stringify({ model: opts.model, modelPath, ...result }) : JSON.stringify(result, null, 2));
+    });
+
+  program
+    .command('simulate')
+    .description('write a simulated replay folder plus truth.json (people walking through the gate)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--people <n>', 'people walking through', integer('--people', 1, 100_000), 20)
+    .option('--fever-rate <r>', 'share with elevated temperature', number('--fever-rate', 0, 1), 0.1)
+    .option('--mask-rate <r>', 'share wearing a mask', number('--mask-rate', 0, 1), 0.5)
+    .option('--cold-rate <r>', 'share just in from the cold', number('--cold-rate', 0, 1), 0)
+    .option('--max-drift <c>', 'largest camera offset drift, °C', number('--max-drift', 0, 10), 1.5)
+    .option('--no-blackbody', 'no reference blackbody in view')
+    .option('--faces <dir>', 'folder of face crops with labels.csv')
+    .option('--seed <s>', 'random seed', integer('--seed', 0), 1)
+    .action(async (opts: { out: string; people: number; feverRate: number; maskRate: number; coldRate: number; maxDrift: number; blackbody: boolean; faces?: string; seed: number }) => {
+      const { frameCount, truth } = await simulateToReplay(opts.out, {
+        people: opts.people,
+        feverRate: opts.feverRate,
+        maskRate: opts.maskRate,
+        coldRate: opts.coldRate,
+        maxDriftC: opts.maxDrift,
+        blackbody: opts.blackbody,
+        seed: opts.seed,
+        ...(opts.faces ? { facesDir: opts.faces } : {}),
+      });
+      io.stderr(`wrote ${frameCount} frames of ${truth.people.length} people to ${opts.out}`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  const program = buildCli(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof ConfigError) {
+      io.stderr(`edge-agent: ${err.message}`);
+      return 2;
+    }
+    io.stderr(`edge-agent: ${(err as Error).message}`);
+    return 1;
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The screening pipeline, one frame pair at a time:
+ *   detect faces (visible, or thermal-only) -> map each face into the thermal frame -> measure
+ *   the canthus -> update the blackbody reference -> track -> decide once per person
+ *   -> a validated `screening` payload (+ snapshot for decisions a guard must see).
+ * Stages are the pure functions of thermometry/ and screening/; this class only keeps their
+ * state between frames and times them. It does no network I/O: the agent hands its results to
+ * the outbox, the replay command prints them.
+ */
+import { performance } from 'node:perf_hooks';
+import { monotonicFactory } from 'ulid';
+import { assertPayload, type ModelRef, type Screening } from '@checkpoint/protocol';
+import type { FramePair, SceneGeometry } from '../frames.js';
+import { addToBaseline, emptyBaseline, type Baseline } from '../thermometry/baseline.js';
+import { mapBox, type Box } from '../thermometry/geometry.js';
+import { DEFAULT_MEASURE_OPTIONS, measureFace, type MeasureOptions } from '../thermometry/measure.js';
+import {
+  DEFAULT_REFERENCE_OPTIONS,
+  initialReference,
+  referenceUsable,
+  updateReference,
+  type ReferenceOptions,
+  type ReferenceState,
+} from '../thermometry/reference.js';
+import { decideScreening, DEFAULT_DECISION_OPTIONS, type DecisionOptions, type ScreeningDecision } from '../screening/decision.js';
+import {
+  DEFAULT_TRACKER_OPTIONS,
+  flushTracks,
+  initialTrackerState,
+  updateTracks,
+  type Observation,
+  type Track,
+  type TrackerOptions,
+  type TrackerState,
+} from '../screening/tracker.js';
+import { detectThermalFaces, DEFAULT_THERMAL_FACE_OPTIONS, type ThermalFaceOptions } from './thermal-faces.js';
+import { renderSnapshot } from './snapshot.js';
+
+/** What the pipeline needs from a face detector (vision/FaceDetector satisfies it). */
+export interface FaceFinder {
+  detect(
+    image: Buffer,
+    options?: { scoreThreshold?: number },
+  ): Promise<{
+    faces: Array<{ box: Box; score: number; mask: 'mask' | 'no_mask' | 'unknown'; maskScore: number | null }>;
+    timings: { decodeMs: number; preprocessMs: number; inferenceMs: number; postprocessMs: number };
+  }>;
+}
+
+export type SnapshotPolicy = 'non-pass' | 'all' | 'never';
+
+export interface PipelineOptions {
+  site: string;
+  checkpoint: string;
+  model: ModelRef;
+  decision: DecisionOptions;
+  tracker: TrackerOptions;
+  measure: MeasureOptions;
+  reference: ReferenceOptions;
+  thermalFaces: ThermalFaceOptions;
+  /** Minimum detector score for a face to count (also for "multiple faces"). */
+  faceScoreThreshold: number;
+  snapshots: SnapshotPolicy;
+  snapshotQuality: number;
+}
+
+export const defaultPipelineOptions = (site: string, checkpoint: string, model: ModelRef): PipelineOptions => ({
+  site,
+  checkpoint,
+  model,
+  decision: DEFAULT_DECISION_OPTIONS,
+  tracker: DEFAULT_TRACKER_OPTIONS,
+  measure: DEFAULT_MEASURE_OPTIONS,
+  reference: DEFAULT_REFERENCE_OPTIONS,
+  thermalFaces: DEFAULT_THERMAL_FACE_OPTIONS,
+  faceScoreThreshold: 0.7,
+  snapshots: 'non-pass',
+  snapshotQuality: 80,
+});
+
+export interface ScreeningResult {
+  screening: Screening;
+  /** Source frame numbers the decision was made from. */
+  replayFrames: [number, number];
+  snapshot: Buffer | null;
+}
+
+/** Per-frame stage times, ms. */
+export interface StageTimings {
+  decode: number;
+  preprocess: number;
+  inference: number;
+  postprocess: number;
+  thermometry: number;
+  decision: number;
+}
+
+/** The frame a track's best look came from, kept for its snapshot. */
+interface Evidence {
+  pair: FramePair;
+  visibleBox: Box | null;
+  thermalBox: Box;
+  spot: { x: number; y: number } | null;
+  faceScore: number;
+}
+
+export class ScreeningPipeline {
+  private reference: ReferenceState;
+  private tracks: TrackerState = initialTrackerState();
+  private baseline: Baseline = emptyBaseline;
+  private readonly evidence = new Map<number, Evidence>();
+  private readonly newId = monotonicFactory();
+  /** Stage times of the last processed frame. */
+  lastTimings: StageTimings = { decode: 0, preprocess: 0, inference: 0, postprocess: 0, thermometry: 0, decision: 0 };
+  framesProcessed = 0;
+
+  constructor(
+    readonly geometry: SceneGeometry,
+    private readonly detector: FaceFinder | null,
+    readonly options: PipelineOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.reference = initialReference(geometry.blackbody);
+  }
+
+  get referenceState(): ReferenceState {
+    return this.reference;
+  }
+
+  /** Applies new thresholds/policies (a `set-config` command) without losing tracks or baseline. */
+  updateOptions(patch: Partial<Pick<PipelineOptions, 'decision' | 'snapshots'>>): void {
+    Object.assign(this.options, patch);
+  }
+
+  async process(pair: FramePair): Promise<ScreeningResult[]> {
+    const t = this.lastTimings;
+    const { thermal, visible } = pair;
+    this.framesProcessed++;
+
+    // 1. Faces: in the visible frame when there is one, else warm regions in the thermal frame.
+    let faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null }>;
+    if (visible && this.detector) {
+      const found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
+      t.decode = found.timings.decodeMs;
+      t.preprocess = found.timings.preprocessMs;
+      t.inference = found.timings.inferenceMs;
+      t.postprocess = found.timings.postprocessMs;
+      const h = this.geometry.homography ?? [thermal.width / visible.width, 0, 0, 0, thermal.height / visible.height, 0, 0, 0, 1];
+      faces = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) }));
+    } else {
+      const s = performance.now();
+      faces = detectThermalFaces(thermal, this.geometry.blackbody, this.options.thermalFaces).map((box) => ({
+        box,
+        thermalBox: box,
+        score: 1,
+        mask: 'unknown' as const,
+        maskScore: null,
+      }));
+      t.decode = t.preprocess = t.inference = 0;
+      t.postprocess = performance.now() - s;
+    }
+
+    // 2. Thermometry: reference first (its offset applies to this frame), then each face.
+    const s2 = performance.now();
+    this.reference = updateReference(this.reference, thermal, this.geometry.blackbody, this.options.reference);
+    const usable = referenceUsable(this.reference);
+    const observations: Observation[] = faces.map((f) => ({
+      seq: thermal.seq,
+      timestampMs: thermal.timestampMs,
+      box: f.box,
+      faceScore: f.score,
+      mask: f.mask,
+      maskScore: f.maskScore,
+      facesInFrame: faces.length,
+      measurement: measureFace(thermal, f.thermalBox, this.options.measure),
+      referenceOffsetC: usable ? this.reference.offsetC : null,
+      referenceMeasuredC: usable ? this.reference.measuredC : null,
+    }));
+    t.thermometry = performance.now() - s2;
+
+    // 3. Tracking and decisions.
+    const s3 = performance.now();
+    const update = updateTracks(this.tracks, observations, this.options.tracker);
+    this.tracks = update.state;
+    this.keepEvidence(pair, faces, observations);
+    const results = await this.decideAll(update.toDecide);
+    this.forgetEndedTracks();
+    t.decision = performance.now() - s3;
+    return results;
+  }
+
+  /** End of stream: decide every pending track. */
+  async finish(): Promise<ScreeningResult[]> {
+    const update = flushTracks(this.tracks, this.options.tracker);
+    this.tracks = update.state;
+    const results = await this.decideAll(update.toDecide);
+    this.evidence.clear();
+    return results;
+  }
+
+  private keepEvidence(pair: FramePair, faces: Array<{ box: Box; thermalBox: Box; score: number }>, observations: Observation[]): void {
+    for (const track of this.tracks.active) {
+      if (track.decided || track.missed > 0) continue;
+      const last = track.observations[track.observations.length - 1]!;
+      const index = observations.indexOf(last);
+      if (index < 0) continue;
+      const best = this.evidence.get(track.id);
+      if (!best || faces[index]!.score >= best.faceScore) {
+        const m = last.measurement;
+        this.evidence.set(track.id, {
+          pair,
+          visibleBox: pair.visible ? faces[index]!.box : null,
+          thermalBox: faces[index]!.thermalBox,
+          spot: m.ok ? m.spot : null,
+          faceScore: faces[index]!.score,
+        });
+      }
+    }
+  }
+
+  private forgetEndedTracks(): void {
+    const live = new Set(this.tracks.active.filter((t) => !t.decided).map((t) => t.id));
+    for (const id of this.evidence.keys()) if (!live.has(id)) this.evidence.delete(id);
+  }
+
+  private async decideAll(tracks: Track[]): Promise<ScreeningResult[]> {
+    const results: ScreeningResult[] = [];
+    for (const track of tracks) results.push(await this.decide(track));
+    return results;
+  }
+
+  private async decide(track: Track): Promise<ScreeningResult> {
+    const started = performance.now();
+    const d = decideScreening(track.observations, { ambientC: this.geometry.ambientC, baseline: this.baseline }, this.options.decision);
+    if (d.baselineSample !== null) this.baseline = addToBaseline(this.baseline, d.baselineSample, this.options.decision.baseline);
+    const id = this.newId(this.now());
+    const wantsSnapshot =
+      this.options.snapshots === 'all' || (this.options.snapshots === 'non-pass' && d.decision !== 'pass');
+    const evidence = this.evidence.get(track.id);
+    const snapshot =
+      wantsSnapshot && evidence
+        ? await renderSnapshot(evidence.pair, evidence.visibleBox, evidence.thermalBox, evidence.spot, this.options.snapshotQuality)
+        : null;
+    const first = track.observations[0]!;
+    const last = track.observations[track.observations.length - 1]!;
+    const screening = assertPayload('screening', this.toPayload(id, track, d, snapshot !== null, last.timestampMs - first.timestampMs + (performance.now() - started)));
+    return { screening, replayFrames: [d.firstSeq, d.lastSeq], snapshot };
+  }
+
+  private toPayload(id: string, track: Track, d: ScreeningDecision, snapshot: boolean, latencyMs: number): Screening {
+    const setC = this.geometry.blackbody?.setC;
+    return {
+      id,
+      ts: new Date(this.now()).toISOString(),
+      site: this.options.site,
+      checkpoint: this.options.checkpoint,
+      trackId: track.id,
+      temperatureC: d.temperatureC,
+      method: d.method,
+      blackbody: d.blackbody && setC !== undefined ? { setC, measuredC: d.blackbody.measuredC, offsetC: d.blackbody.offsetC } : null,
+      ambientC: this.geometry.ambientC,
+      mask: d.mask,
+      maskScore: d.maskScore,
+      faceScore: d.faceScore,
+      decision: d.decision,
+      reasons: d.reasons,
+      thresholdC: d.thresholdC,
+      mode: d.mode,
+      frames: d.frames,
+      latencyMs: Math.round(Math.max(0, latencyMs)),
+      model: this.options.model,
+      snapshot,
+    };
+  }
+}
