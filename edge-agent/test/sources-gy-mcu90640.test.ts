@@ -149,7 +149,8 @@ describe('GY-MCU90640 over a socat pty pair (real serialport code path)', () => 
   it('sends the start command and decodes frames exactly, despite garbage, corruption and splits', async () => {
     pty = await openPtyPair();
     emulator = await GyMcu90640Emulator.open({ path: pty.b, streamOnStart: false });
-    source = await openGyMcu90640({ path: pty.a, noFrameTimeoutMs: 10_000 });
+    // All frames may arrive before iteration starts; keep them all (the default keeps the newest 4).
+    source = await openGyMcu90640({ path: pty.a, noFrameTimeoutMs: 10_000, maxQueuedFrames: 16 });
     await emulator.waitForCommand(0x35, 0x02);
     expect(emulator.commands[0]).toEqual({ cmd: 0x35, data: 0x02 });
 
@@ -175,6 +176,22 @@ describe('GY-MCU90640 over a socat pty pair (real serialport code path)', () => 
     expect(s.badLength).toBeGreaterThanOrEqual(1);
     expect(s.skippedBytes).toBeGreaterThan(0);
     expect(s.decoded).toBe(5);
+    expect(s.droppedFrames).toBe(0);
+  });
+
+  it('keeps only the newest frames when the consumer falls behind, counting the dropped ones', async () => {
+    pty = await openPtyPair();
+    emulator = await GyMcu90640Emulator.open({ path: pty.b, streamOnStart: false });
+    source = await openGyMcu90640({ path: pty.a, maxQueuedFrames: 2 });
+    await emulator.waitForCommand(0x35, 0x02);
+    for (let n = 1; n <= 5; n++) await emulator.sendFrame(gradient(n));
+    while (source.stats().decoded < 5) await new Promise((r) => setTimeout(r, 10));
+    const frames = await take(source, 2);
+    expect(frames.map((f) => [f.seq, f.sensorAmbientC])).toEqual([
+      [4, 25.41],
+      [5, 25.42],
+    ]);
+    expect(source.stats().droppedFrames).toBe(3);
   });
 
   it('streams continuously from the emulator once started, and stops it on close', async () => {

@@ -364,7 +364,7 @@ class GySerialSource implements GyMcu90640Source {
     let detail: string;
     if (s.bytesIn === 0) detail = 'nothing received';
     else {
-      detail = `${s.bytesIn} bytes received, ${s.skippedBytes} skipped, ${s.badLength} bad headers, ${s.checksum} checksum failures, ${s.outOfRange} out of range`;
+      detail = `${s.bytesIn} bytes received, ${s.decoded} frames decoded so far, ${s.skippedBytes} skipped, ${s.badLength} bad headers, ${s.checksum} checksum failures, ${s.outOfRange} out of range`;
       if (s.decoded === 0 && s.checksum > 0) {
         detail += "; every complete frame failed the sum16 checksum: if this board's firmware uses another checksum, set checksum: 'none'";
       }
