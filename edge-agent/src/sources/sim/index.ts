@@ -2,6 +2,15 @@
  * Scene simulator: people walk through a screening gate one at a time; each carries ground truth
  * (canthus temperature, fever, mask) so end-to-end accuracy can be measured. Deterministic from a
  * seed. See scene.ts for the frame stream and people.ts for the truth distributions.
+ *
+ * truth.json (next to a simulated replay's meta.json):
+ *   {seed, options: {people, feverRate, maskRate, coldRate, ...every option in effect},
+ *    thresholdC: 37.3, fps, frameCount, drift: {offsetC, components: [{amplitudeC, periodS, phase}]},
+ *    people: [{index, faceFile, mask: 'mask'|'no_mask', canthusC, elevated, cold,
+ *              frames: [first, last], faceBoxes: [{frame, x, y, w, h}]}]}
+ * `faceBoxes` are where the face crop was drawn, in visible pixels; `drift` gives the camera
+ * offset of every frame (driftAtFrame). Options sit under `options` because `people` there is a
+ * count and here a list.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
