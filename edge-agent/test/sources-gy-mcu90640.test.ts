@@ -12,8 +12,8 @@ import type { GyMcu90640Source } from '../src/sources/gy-mcu90640.js';
 import { GyMcu90640Emulator, warmFaceScene } from '../src/sources/emulators/gy-mcu90640-emulator.js';
 import type { GyGrid } from '../src/sources/emulators/gy-mcu90640-emulator.js';
 import type { ThermalFrame } from '../src/frames.js';
-import { openPtyPair } from '../../test-support/src/pty.js';
-import type { PtyPair } from '../../test-support/src/pty.js';
+import { openPtyPair } from '@checkpoint/test-support';
+import type { PtyPair } from '@checkpoint/test-support';
 
 /** A scene whose every pixel differs, including negatives and hundredths. */
 function gradient(seed: number): GyGrid {

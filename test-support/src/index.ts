@@ -8,3 +8,5 @@ export { startInfluxd, influxdConfig } from './influxd.js';
 export type { InfluxdOptions, InfluxdServer } from './influxd.js';
 export { startMosquitto, mosquittoConfig, answersMqttConnect } from './mosquitto.js';
 export type { MosquittoOptions, MosquittoServer } from './mosquitto.js';
+export { openPtyPair } from './pty.js';
+export type { PtyPair } from './pty.js';
