@@ -1,0 +1,156 @@
+/**
+ * The user store: one SQLite file (better-sqlite3, WAL) that the broker reads on every CONNECT
+ * and that the management CLI, and later the gateway, edit. Passwords are kept only as hashes.
+ */
+import Database from 'better-sqlite3';
+import { assertBinding, ROLES, type Principal, type Role } from './acl.js';
+import { dummyPasswordHash, hashPassword, mosquittoPasswordHash, verifyPassword, type ScryptParams } from './passwords.js';
+
+export type UserRecord = Principal & { createdAt: string; updatedAt: string };
+
+export interface UserStore {
+  /** Adds a user; throws if the name is taken or the binding is invalid. */
+  add(user: Principal, password: string): Promise<void>;
+  get(name: string): UserRecord | undefined;
+  list(): UserRecord[];
+  /** Returns whether the user existed. */
+  remove(name: string): boolean;
+  /** Throws if the user does not exist. */
+  setPassword(name: string, password: string): Promise<void>;
+  /** The user if the password is right, else null; unknown names take as long as wrong passwords. */
+  verify(name: string, password: string): Promise<Principal | null>;
+  /** `name` and `$7$` hash of every user that has one, for Mosquitto's password file. */
+  mosquittoCredentials(): Array<{ name: string; hash: string }>;
+  close(): void;
+}
+
+export interface UserStoreOptions {
+  /** PBKDF2 iterations of the Mosquitto-format hash kept next to scrypt; 0 keeps none (default 20000). */
+  mosquittoHashIterations?: number;
+  /** scrypt cost (tests lower it). */
+  scrypt?: ScryptParams;
+}
+
+interface Row {
+  name: string;
+  role: string;
+  binding: string;
+  password_hash: string;
+  mosquitto_hash: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+const MIN_PASSWORD_LENGTH = 8;
+
+function checkPassword(name: string, password: string): void {
+  if (password.length < MIN_PASSWORD_LENGTH) {
+    throw new Error(`password for user ${JSON.stringify(name)} is too short: at least ${MIN_PASSWORD_LENGTH} characters`);
+  }
+  if (/[\r\n]/.test(password)) throw new Error(`password for user ${JSON.stringify(name)} must not contain line breaks`);
+}
+
+/** The role-specific part of a principal, stored as JSON. */
+function bindingOf(p: Principal): object {
+  switch (p.role) {
+    case 'edge':
+      return { site: p.site, checkpoint: p.checkpoint };
+    case 'robot':
+      return { robot: p.robot };
+    case 'bridge':
+      return { robots: p.robots };
+    default:
+      return {};
+  }
+}
+
+function toRecord(row: Row, file: string): UserRecord {
+  if (!(ROLES as readonly string[]).includes(row.role)) {
+    throw new Error(`${file}: user ${JSON.stringify(row.name)} has unknown role ${JSON.stringify(row.role)}`);
+  }
+  const principal = { name: row.name, role: row.role as Role, ...JSON.parse(row.binding) } as Principal;
+  assertBinding(principal);
+  return { ...principal, createdAt: row.created_at, updatedAt: row.updated_at };
+}
+
+export function openUserStore(file: string, options: UserStoreOptions = {}): UserStore {
+  const iterations = options.mosquittoHashIterations ?? 20_000;
+  let db: Database.Database;
+  try {
+    db = new Database(file);
+  } catch (error) {
+    throw new Error(`cannot open user store ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000'); // the CLI and a running broker share the file
+  db.exec(`CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    binding TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    mosquitto_hash TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT`);
+  const stmt = {
+    get: db.prepare<[string], Row>('SELECT * FROM users WHERE name = ?'),
+    list: db.prepare<[], Row>('SELECT * FROM users ORDER BY name'),
+    insert: db.prepare(
+      'INSERT INTO users (name, role, binding, password_hash, mosquitto_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    remove: db.prepare('DELETE FROM users WHERE name = ?'),
+    setPassword: db.prepare('UPDATE users SET password_hash = ?, mosquitto_hash = ?, updated_at = ? WHERE name = ?'),
+  };
+  const hashes = async (password: string) => ({
+    scrypt: await hashPassword(password, options.scrypt),
+    mosquitto: iterations > 0 ? await mosquittoPasswordHash(password, iterations) : null,
+  });
+
+  return {
+    async add(user, password) {
+      assertBinding(user);
+      checkPassword(user.name, password);
+      if (stmt.get.get(user.name)) throw new Error(`user ${JSON.stringify(user.name)} already exists`);
+      const h = await hashes(password);
+      const now = new Date().toISOString();
+      try {
+        stmt.insert.run(user.name, user.role, JSON.stringify(bindingOf(user)), h.scrypt, h.mosquitto, now, now);
+      } catch (error) {
+        if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(`user ${JSON.stringify(user.name)} already exists`);
+        throw error;
+      }
+    },
+    get(name) {
+      const row = stmt.get.get(name);
+      return row ? toRecord(row, file) : undefined;
+    },
+    list() {
+      return stmt.list.all().map((row) => toRecord(row, file));
+    },
+    remove(name) {
+      return stmt.remove.run(name).changes > 0;
+    },
+    async setPassword(name, password) {
+      checkPassword(name, password);
+      if (!stmt.get.get(name)) throw new Error(`no user ${JSON.stringify(name)}`);
+      const h = await hashes(password);
+      stmt.setPassword.run(h.scrypt, h.mosquitto, new Date().toISOString(), name);
+    },
+    async verify(name, password) {
+      const row = stmt.get.get(name);
+      const ok = await verifyPassword(password, row?.password_hash ?? (await dummyPasswordHash(options.scrypt)));
+      if (!row || !ok) return null;
+      const { createdAt: _c, updatedAt: _u, ...principal } = toRecord(row, file);
+      return principal as Principal;
+    },
+    mosquittoCredentials() {
+      return stmt.list
+        .all()
+        .filter((row): row is Row & { mosquitto_hash: string } => row.mosquitto_hash !== null)
+        .map((row) => ({ name: row.name, hash: row.mosquitto_hash }));
+    },
+    close() {
+      db.close();
+    },
+  };
+}
