@@ -31,6 +31,10 @@ export async function loadForModel(
   let pipeline: Sharp;
   let imageWidth: number;
   let imageHeight: number;
+  // Raw input is RGB already; encoded input needs alpha dropped and grey expanded (rare, so the
+  // header decides whether those steps run at all).
+  let hasAlpha = false;
+  let isRgb = true;
   if (isRaw(image)) {
     const { data, width, height } = image;
     if (!Buffer.isBuffer(data) || data.length !== width * height * 3) {
@@ -49,13 +53,14 @@ export async function loadForModel(
     }
     imageWidth = meta.autoOrient.width;
     imageHeight = meta.autoOrient.height;
+    hasAlpha = meta.hasAlpha;
+    isRgb = meta.space === 'srgb' && (meta.channels ?? 0) >= 3;
   }
   const placement = planPlacement(imageWidth, imageHeight, inW, inH, options);
   const { left, top, width, height } = placement;
-  pipeline = pipeline
-    .flatten({ background: NEUTRAL_BACKGROUND })
-    .toColourspace('srgb')
-    .resize(width, height, { fit: 'fill' });
+  if (hasAlpha) pipeline = pipeline.flatten({ background: NEUTRAL_BACKGROUND });
+  if (!isRgb) pipeline = pipeline.toColourspace('srgb');
+  pipeline = pipeline.resize(width, height, { fit: 'fill' });
   if (width !== inW || height !== inH) {
     pipeline = pipeline.extend({
       left,
@@ -63,7 +68,6 @@ export async function loadForModel(
       right: inW - width - left,
       bottom: inH - height - top,
       background: NEUTRAL_BACKGROUND,
-      ...(process.env.EXTEND_WITH ? { extendWith: process.env.EXTEND_WITH as 'copy' } : {}),
     });
   }
   const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
