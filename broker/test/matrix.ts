@@ -137,3 +137,58 @@ export async function runMatrix(url: string, extra: IClientOptions = {}): Promis
     await Promise.all([observer, ...clients.values()].map((c) => c.endAsync()));
   }
 }
+
+const PROBE_ULID = '01HZY3V6Q8J7K2M4N5P6R7S8T9';
+/** Concrete topics of every contract channel for two checkpoints and four robots, plus near misses. */
+export const PROBE_TOPICS: string[] = [
+  ...['checkpoint/v1/hq/gate-1', 'checkpoint/v1/hq/gate-2'].flatMap((base) =>
+    ['state', 'screening', 'telemetry', 'cmd', 'cmd/ack', `snapshot/${PROBE_ULID}`].map((c) => `${base}/${c}`),
+  ),
+  ...['R1', 'R2', 'R3', 'R4'].flatMap((serial) =>
+    ['order', 'instantActions', 'state', 'visualization', 'connection', 'factsheet'].map((c) => `uagv/v2/acme/${serial}/${c}`),
+  ),
+  'other/v1/hq/gate-1/cmd',
+  'checkpoint/v2/hq/gate-1/cmd',
+];
+
+export interface DeliveryResult {
+  /** Messages a user received on a topic its grants do not let it read. */
+  leaks: Array<{ user: string; topic: string }>;
+  /** Allowed subscriptions that received none of the probes they match. */
+  starved: Case[];
+}
+
+/**
+ * Subscribe semantics checked by delivery, for brokers that accept every SUBSCRIBE and filter
+ * per message (Mosquitto's acl_file does): every user subscribes to all its matrix filters,
+ * a probe user publishes to every probe topic, and each user must receive exactly what its
+ * grants (grantsFor, the oracle) let it read.
+ */
+export async function runDeliveryMatrix(url: string, probe: { username: string; password: string }, oracle: (user: string, topic: string) => boolean, matches: (topic: string, filter: string) => boolean): Promise<DeliveryResult> {
+  const clients = new Map<string, MqttClient>();
+  const received = new Map<string, Set<string>>();
+  const publisher = await connect(url, { ...probe, clientId: 'matrix-probe' });
+  try {
+    for (const user of USERS) {
+      const client = await connect(url, { username: user.name, password: PASSWORD, clientId: `delivery-${user.name}` });
+      clients.set(user.name, client);
+      const got = new Set<string>();
+      received.set(user.name, got);
+      client.on('message', (topic) => got.add(topic));
+      for (const c of SUBSCRIBE_CASES.filter((s) => s.user === user.name)) await subackCode(client, c.topic);
+    }
+    for (const topic of PROBE_TOPICS) await publishAsync(publisher, topic, 'probe');
+    // Allowed subscriptions must see their probes (or $SYS stats); then a last round trip per
+    // user flushes anything still in flight before the leak check.
+    const expectations = SUBSCRIBE_CASES.filter((c) => c.allowed);
+    const deadline = Date.now() + 5_000;
+    const satisfied = (c: Case) => [...received.get(c.user)!].some((t) => matches(t, c.topic));
+    while (Date.now() < deadline && !expectations.every(satisfied)) await new Promise((r) => setTimeout(r, 50));
+    await publishAsync(publisher, 'checkpoint/v1/hq/gate-1/cmd', 'flush');
+    await new Promise((r) => setTimeout(r, 300));
+    const leaks = [...received].flatMap(([user, topics]) => [...topics].filter((t) => !oracle(user, t)).map((topic) => ({ user, topic })));
+    return { leaks, starved: expectations.filter((c) => !satisfied(c)) };
+  } finally {
+    await Promise.all([publisher, ...clients.values()].map((c) => c.endAsync()));
+  }
+}
