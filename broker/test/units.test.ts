@@ -1,0 +1,97 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { makeTempDir } from '@checkpoint/test-support';
+import { createLoginLimiter, createPacketSizeGuard, hashPassword, openUserStore, verifyPassword } from '../src/index.js';
+
+describe('packet size guard', () => {
+  const publish = (bodyLength: number) => {
+    const length: number[] = [];
+    let n = bodyLength;
+    do {
+      let byte = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) byte |= 0x80;
+      length.push(byte);
+    } while (n > 0);
+    return Buffer.concat([Buffer.from([0x32, ...length]), Buffer.alloc(bodyLength)]);
+  };
+
+  it('passes packets up to the limit, however the stream is chunked', () => {
+    const guard = createPacketSizeGuard(1000);
+    const stream = Buffer.concat([publish(10), publish(997), publish(0), publish(500)]); // 997 + 1 + 2 = 1000
+    for (let i = 0; i < stream.length; i += 7) expect(guard.push(stream.subarray(i, i + 7))).toEqual({ ok: true });
+  });
+
+  it('rejects an oversized packet from its header alone, and stays rejecting', () => {
+    const guard = createPacketSizeGuard(1000);
+    expect(guard.push(publish(10))).toEqual({ ok: true });
+    const verdict = guard.push(publish(998).subarray(0, 3));
+    expect(verdict).toEqual({ ok: false, reason: 'packet of 1001 bytes exceeds the 1000-byte limit' });
+    expect(guard.push(Buffer.from([0x30, 0x00])).ok).toBe(false);
+  });
+
+  it('rejects malformed headers', () => {
+    expect(createPacketSizeGuard(1e9).push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]))).toMatchObject({ ok: false, reason: expect.stringMatching(/longer than 4 bytes/) });
+    expect(createPacketSizeGuard(1e9).push(Buffer.from([0x00, 0x00]))).toMatchObject({ ok: false, reason: expect.stringMatching(/reserved packet type/) });
+  });
+});
+
+describe('login limiter', () => {
+  it('refuses an address after maxFailures within the window, per address, until they age out', () => {
+    let now = 0;
+    const limiter = createLoginLimiter({ maxFailures: 3, windowMs: 1000, now: () => now });
+    for (let i = 0; i < 3; i++) {
+      expect(limiter.allows('10.0.0.1')).toBe(true);
+      limiter.recordFailure('10.0.0.1');
+      now += 100;
+    }
+    expect(limiter.allows('10.0.0.1')).toBe(false);
+    expect(limiter.allows('10.0.0.2')).toBe(true);
+    now = 1001; // the first failure (t=0) left the window
+    expect(limiter.allows('10.0.0.1')).toBe(true);
+  });
+
+  it('forgets the least recently failing addresses beyond maxAddresses', () => {
+    const limiter = createLoginLimiter({ maxFailures: 1, windowMs: 1000, maxAddresses: 2, now: () => 0 });
+    for (const a of ['a', 'b', 'c']) limiter.recordFailure(a);
+    expect(limiter.size).toBe(2);
+    expect(limiter.allows('a')).toBe(true);
+    expect(limiter.allows('c')).toBe(false);
+  });
+});
+
+describe('passwords and user store', () => {
+  it('hashes with a per-user salt and verifies only the right password', async () => {
+    const a = await hashPassword('correct horse');
+    const b = await hashPassword('correct horse');
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/^scrypt\$16384\$8\$1\$/);
+    expect(await verifyPassword('correct horse', a)).toBe(true);
+    expect(await verifyPassword('correct horsE', a)).toBe(false);
+    expect(await verifyPassword('x', 'not-a-hash')).toBe(false);
+  });
+
+  it('adds, lists, verifies, re-keys and removes users; keeps only hashes', async () => {
+    const file = join(makeTempDir('checkpoint-broker-store'), 'users.sqlite');
+    const store = openUserStore(file, { mosquittoHashIterations: 1000 });
+    await store.add({ name: 'gate-1', role: 'edge', site: 'hq', checkpoint: 'gate-1' }, 'password-one');
+    await expect(store.add({ name: 'gate-1', role: 'viewer' }, 'password-two')).rejects.toThrow('user "gate-1" already exists');
+    await expect(store.add({ name: 'short', role: 'viewer' }, 'short')).rejects.toThrow(/too short/);
+    await expect(store.add({ name: 'bad', role: 'edge', site: 'HQ', checkpoint: 'g' }, 'password-one')).rejects.toThrow(/invalid site "HQ"/);
+    expect(store.list().map((u) => [u.name, u.role])).toEqual([['gate-1', 'edge']]);
+    expect(await store.verify('gate-1', 'password-one')).toEqual({ name: 'gate-1', role: 'edge', site: 'hq', checkpoint: 'gate-1' });
+    expect(await store.verify('gate-1', 'password-two')).toBeNull();
+    expect(await store.verify('nobody', 'password-one')).toBeNull();
+    await store.setPassword('gate-1', 'password-two');
+    expect(await store.verify('gate-1', 'password-two')).not.toBeNull();
+    expect(store.mosquittoCredentials()).toEqual([{ name: 'gate-1', hash: expect.stringMatching(/^\$7\$1000\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/=]{88}$/) }]);
+    store.close();
+
+    const reopened = openUserStore(file); // a second process (CLI, gateway) sees the same users
+    expect(JSON.stringify(reopened.list())).not.toContain('password');
+    expect(reopened.remove('gate-1')).toBe(true);
+    expect(reopened.remove('gate-1')).toBe(false);
+    await expect(reopened.setPassword('gate-1', 'password-three')).rejects.toThrow('no user "gate-1"');
+    reopened.close();
+  });
+});
