@@ -8,7 +8,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { makeTempDir, startMosquitto } from '@checkpoint/test-support';
 import { appendFileSync } from 'node:fs';
 import { exportMosquitto, grantsFor, mosquittoAcl, mosquittoPasswordHash, openUserStore, topicMatchesFilter } from '../src/index.js';
-import { addMatrixUsers, PASSWORD, PUBLISH_CASES, runDeliveryMatrix, runMatrix, USERS } from './matrix.js';
+import { addMatrixUsers, PUBLISH_CASES, runDeliveryMatrix, runMatrix, USERS } from './matrix.js';
 import mqtt from 'mqtt';
 
 const PROBE = { username: 'probe', password: 'probe-password-1' };
