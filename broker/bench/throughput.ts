@@ -51,6 +51,7 @@ function connect(url: string, username: string): Promise<MqttClient> {
   });
 }
 
+const print = (line: string) => process.stdout.write(`${line}\n`);
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 async function measure(broker: string, url: string): Promise<Result> {
@@ -145,14 +146,14 @@ try {
   const results = [aedesResult, mosquittoResult];
   const ratio = Math.round((aedesResult.perSecond / mosquittoResult.perSecond) * 100) / 100;
   if (opts.json) {
-    console.log(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, results, throughputRatio: ratio }, null, 2));
+    print(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, results, throughputRatio: ratio }, null, 2));
   } else {
-    console.log(`QoS 1, auth + ACL, ${PUBLISHERS} publishers x ${MESSAGES} messages (window ${WINDOW}), 1 subscriber, loopback`);
-    console.log('broker                      msg/s   p50 ms  p90 ms  p99 ms  max ms');
+    print(`QoS 1, auth + ACL, ${PUBLISHERS} publishers x ${MESSAGES} messages (window ${WINDOW}), 1 subscriber, loopback`);
+    print('broker                      msg/s   p50 ms  p90 ms  p99 ms  max ms');
     for (const r of results) {
-      console.log(`${r.broker.padEnd(26)} ${String(r.perSecond).padStart(6)}  ${[r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map((x) => x.toFixed(1).padStart(6)).join('  ')}`);
+      print(`${r.broker.padEnd(26)} ${String(r.perSecond).padStart(6)}  ${[r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map((x) => x.toFixed(1).padStart(6)).join('  ')}`);
     }
-    console.log(`throughput ratio aedes / mosquitto: ${ratio}`);
+    print(`throughput ratio aedes / mosquitto: ${ratio}`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
