@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getManifest, MODELS, type ModelManifest } from '@checkpoint/models';
-import { FaceDetector, iou, type FaceDetection } from '../src/vision/index.js';
+import { FaceDetector, iou, runVisionBench, type FaceDetection } from '../src/vision/index.js';
 
 const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
 const MODELS_DIR = path.resolve(process.env.CHECKPOINT_MODELS_MIRROR ?? path.join(SHARED, 'models'));
@@ -190,5 +190,19 @@ describe.skipIf(!haveData)('FaceDetector', () => {
     expect(faces.length).toBeGreaterThanOrEqual(28);
     const largest = [...faces].sort((x, y) => area(y) - area(x))[0] as FaceDetection;
     expect(largest.mask).not.toBe('unknown');
+  });
+
+  it('runVisionBench reports fps, per-stage spreads and bare inference (figures only; speed targets live in bench/)', async () => {
+    const images = [path.join(SCENES, 'masked', 'img4.jpeg'), portraits];
+    for (const inFlight of [1, 2]) {
+      const r = await runVisionBench({ images, detector, iterations: 2, inFlight });
+      expect(r).toMatchObject({ images: 2, frames: 4, inFlight });
+      expect(r.fps).toBeGreaterThan(0);
+      for (const s of [...Object.values(r.stages), r.bareInferenceMs]) expect(s.p95).toBeGreaterThanOrEqual(s.median);
+      expect(r.facesPerFrame).toBeGreaterThanOrEqual(28);
+      expect(r.rssMiB).toBeGreaterThan(0);
+    }
+    await expect(runVisionBench({ images: [] })).rejects.toThrow(/at least one image/);
+    await expect(runVisionBench({ images })).rejects.toThrow(/needs a detector, or modelPath and manifest/);
   });
 });
