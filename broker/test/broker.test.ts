@@ -241,7 +241,8 @@ describe('observability', () => {
     const stats = new Map<string, string>();
     gateway.on('message', (topic, payload) => stats.set(topic, payload.toString()));
     await gateway.subscribeAsync('$SYS/broker/#');
-    await waitFor(() => stats.get('$SYS/broker/clients/connected') === '1', { what: '$SYS clients/connected = 1' });
+    // One round of stats is several messages; wait for the last topic of a round that saw us.
+    await waitFor(() => stats.get('$SYS/broker/clients/connected') === '1' && stats.has('$SYS/broker/denied/connect'), { what: '$SYS round with clients/connected = 1' });
     expect(Number(stats.get('$SYS/broker/bytes/received'))).toBeGreaterThan(0);
 
     const res = await fetch(`http://127.0.0.1:${broker.ports.metrics}/metrics`);
