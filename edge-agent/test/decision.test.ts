@@ -110,6 +110,18 @@ describe('tracker', () => {
     const flushed = flushTracks(state);
     expect(flushed.toDecide.map((t) => t.observations.length)).toEqual([2]);
   });
+  it('decides only tracks confirmed by one confident frame', () => {
+    let state = initialTrackerState();
+    const unsure = (seq: number, score: number) => obs(seq, 36, { faceScore: score });
+    for (let i = 1; i <= 8; i++) {
+      const u = updateTracks(state, [unsure(i, 0.4)]);
+      expect(u.toDecide).toHaveLength(0);
+      state = u.state;
+    }
+    const u = updateTracks(state, [unsure(9, 0.65)]);
+    expect(u.toDecide.map((t) => t.observations.length)).toEqual([9]);
+    expect(flushTracks(updateTracks(initialTrackerState(), [unsure(1, 0.4)]).state).toDecide).toHaveLength(0);
+  });
   it('keeps two simultaneous faces apart', () => {
     let state = initialTrackerState();
     for (let i = 1; i <= 3; i++) {

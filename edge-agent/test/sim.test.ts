@@ -1,3 +1,4 @@
+import { apparentFromObject } from '../src/thermometry/measure.js';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -123,8 +124,8 @@ describe.skipIf(!haveFaces)('simulated scene', () => {
       expect(p.faceBoxes.length).toBeGreaterThanOrEqual(8);
       expect(p.faceBoxes.length).toBeLessThanOrEqual(12);
       for (const box of p.faceBoxes) {
-        expect(box.w).toBeGreaterThanOrEqual(110);
-        expect(box.w).toBeLessThanOrEqual(180);
+        expect(box.w).toBeGreaterThanOrEqual(290);
+        expect(box.w).toBeLessThanOrEqual(340);
         expect(box.x).toBeGreaterThanOrEqual(0);
         expect(box.y).toBeGreaterThanOrEqual(0);
         expect(box.x + box.w).toBeLessThanOrEqual(640);
@@ -170,7 +171,10 @@ describe.skipIf(!haveFaces)('simulated scene', () => {
       const spots = canthusPixels(truth.options.homography, box, 160, 120).flat();
       expect(spots).toHaveLength(8);
       const spotValues = spots.map((i) => thermal.celsius[i]!);
-      expect(Math.abs(mean(spotValues) - (person.canthusC + drift))).toBeLessThan(0.12);
+      // The camera (emissivity 1) sees skin (0.98) a little cooler than it is.
+      const seenCanthus = apparentFromObject(person.canthusC, truth.options.skinEmissivity, 22);
+      expect(seenCanthus).toBeLessThan(person.canthusC - 0.2);
+      expect(Math.abs(mean(spotValues) - (seenCanthus + drift))).toBeLessThan(0.12);
 
       // The canthus is the hottest part of the face box (mapped through the homography).
       const face = facePixels(truth, box, 0, 1, 0, 1);

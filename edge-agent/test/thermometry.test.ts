@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ThermalFrame } from '../src/frames.js';
 import { applyHomography, iou, mapBox } from '../src/thermometry/geometry.js';
-import { correctEmissivity, measureFace, regionStats } from '../src/thermometry/measure.js';
+import { correctEmissivity, DEFAULT_MEASURE_OPTIONS, measureFace, regionStats } from '../src/thermometry/measure.js';
 import { initialReference, referenceUsable, updateReference } from '../src/thermometry/reference.js';
 import { addToBaseline, baselineValue, emptyBaseline } from '../src/thermometry/baseline.js';
 
@@ -42,6 +42,14 @@ describe('measureFace', () => {
     const m = measureFace(f, face);
     expect(m.ok && m.apparentC).toBeCloseTo((38.5 + 3 * 34.5) / 4, 5);
   });
+  it('uses the face maximum when the face is clearly hotter outside the eye band', () => {
+    const f = frame(160, 120, 22);
+    paint(f, 40, 30, 30, 40, 34.5);
+    paint(f, 52, 44, 2, 2, 35.0); // something warmish in the band
+    paint(f, 50, 62, 2, 2, 36.6); // the real canthus, low in a box that starts too high
+    const m = measureFace(f, face);
+    expect(m).toMatchObject({ ok: true, method: 'face-max', spot: { x: 50, y: 62 } });
+  });
   it('refuses faces too small for a reading, and boxes outside the frame', () => {
     expect(measureFace(frame(160, 120, 30), { x1: 10, y1: 10, x2: 18, y2: 20 })).toMatchObject({ ok: false, reason: 'face_too_small' });
     expect(measureFace(frame(160, 120, 30), { x1: 200, y1: 10, x2: 240, y2: 50 })).toMatchObject({ ok: false, reason: 'no_thermal_face' });
@@ -49,7 +57,7 @@ describe('measureFace', () => {
   it('falls back to the face maximum when the band is cut off by the frame edge', () => {
     const f = frame(160, 120, 22);
     paint(f, 0, 0, 14, 8, 35.2);
-    const m = measureFace(f, { x1: 0, y1: -40, x2: 14, y2: 8 }, { minFaceWidthPx: 12, spotPx: 2, canthusBand: { top: 0.2, bottom: 0.55, left: 0.2, right: 0.8 } });
+    const m = measureFace(f, { x1: 0, y1: -40, x2: 14, y2: 8 }, { ...DEFAULT_MEASURE_OPTIONS, canthusBand: { top: 0.2, bottom: 0.55, left: 0.2, right: 0.8 } });
     expect(m).toMatchObject({ ok: true, method: 'face-max' });
   });
   it('computes robust region statistics', () => {

@@ -19,7 +19,7 @@ export function pipelineOptionsFromConfig(config: AgentConfig, model: ModelRef):
       emissivity: s.emissivity,
       minPlausibleC: s.minPlausibleC,
     },
-    tracker: { ...DEFAULT_TRACKER_OPTIONS, framesPerDecision: s.framesPerDecision },
+    tracker: { ...DEFAULT_TRACKER_OPTIONS, framesPerDecision: s.framesPerDecision, confirmScore: config.model.confirmScore },
     measure: { ...DEFAULT_MEASURE_OPTIONS, minFaceWidthPx: s.minFaceWidthPx },
     faceScoreThreshold: config.model.faceScoreThreshold,
     snapshots: config.snapshots.policy,

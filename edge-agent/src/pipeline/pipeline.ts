@@ -58,7 +58,7 @@ export interface PipelineOptions {
   measure: MeasureOptions;
   reference: ReferenceOptions;
   thermalFaces: ThermalFaceOptions;
-  /** Minimum detector score for a face to count (also for "multiple faces"). */
+  /** Minimum detector score for a face to be tracked; the tracker confirms persons at a higher score. */
   faceScoreThreshold: number;
   snapshots: SnapshotPolicy;
   snapshotQuality: number;
@@ -73,7 +73,7 @@ export const defaultPipelineOptions = (site: string, checkpoint: string, model: 
   measure: DEFAULT_MEASURE_OPTIONS,
   reference: DEFAULT_REFERENCE_OPTIONS,
   thermalFaces: DEFAULT_THERMAL_FACE_OPTIONS,
-  faceScoreThreshold: 0.7,
+  faceScoreThreshold: 0.3,
   snapshots: 'non-pass',
   snapshotQuality: 80,
 });
@@ -171,7 +171,8 @@ export class ScreeningPipeline {
       faceScore: f.score,
       mask: f.mask,
       maskScore: f.maskScore,
-      facesInFrame: faces.length,
+      // Only confident faces make a frame crowded; a low-score blip beside a person does not.
+      facesInFrame: Math.max(1, faces.filter((g) => g.score >= this.options.tracker.confirmScore).length),
       measurement: measureFace(thermal, f.thermalBox, this.options.measure),
       referenceOffsetC: usable ? this.reference.offsetC : null,
       referenceMeasuredC: usable ? this.reference.measuredC : null,

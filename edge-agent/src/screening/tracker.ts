@@ -42,6 +42,12 @@ export interface TrackerOptions {
   minTrackFrames: number;
   /** Cap on a track's length: a person standing still is still decided. */
   maxTrackFrames: number;
+  /**
+   * A track counts as a person only once one of its frames scored this high. Frames are
+   * associated at a lower per-frame threshold, so a face the detector is unsure of in some
+   * frames still gets one decision, while a low-score blip never does.
+   */
+  confirmScore: number;
 }
 
 export const DEFAULT_TRACKER_OPTIONS: TrackerOptions = {
@@ -50,6 +56,7 @@ export const DEFAULT_TRACKER_OPTIONS: TrackerOptions = {
   framesPerDecision: 5,
   minTrackFrames: 2,
   maxTrackFrames: 60,
+  confirmScore: 0.6,
 };
 
 export interface TrackerState {
@@ -67,6 +74,7 @@ export interface TrackerUpdate {
 
 const lastBox = (t: Track): Box => t.observations[t.observations.length - 1]!.box;
 const readings = (t: Track): number => t.observations.filter((o) => o.measurement.ok).length;
+const confirmed = (t: Track, options: TrackerOptions): boolean => t.observations.some((o) => o.faceScore >= options.confirmScore);
 
 export function updateTracks(
   state: TrackerState,
@@ -104,7 +112,7 @@ export function updateTracks(
             observations: track.decided ? track.observations : [...track.observations, observations[o]!],
           };
     const ended = updated.missed > options.maxMissedFrames;
-    if (!updated.decided) {
+    if (!updated.decided && confirmed(updated, options)) {
       const full = readings(updated) >= options.framesPerDecision || updated.observations.length >= options.maxTrackFrames;
       const endedLongEnough = ended && updated.observations.length >= options.minTrackFrames;
       if (full || endedLongEnough) {
@@ -122,6 +130,8 @@ export function updateTracks(
 
 /** End of stream: every undecided track long enough is decided now. */
 export function flushTracks(state: TrackerState, options: TrackerOptions = DEFAULT_TRACKER_OPTIONS): TrackerUpdate {
-  const toDecide = state.active.filter((t) => !t.decided && t.observations.length >= options.minTrackFrames);
+  const toDecide = state.active.filter(
+    (t) => !t.decided && t.observations.length >= options.minTrackFrames && confirmed(t, options),
+  );
   return { state: { nextId: state.nextId, active: [] }, toDecide };
 }

@@ -14,14 +14,19 @@ export interface MeasureOptions {
   minFaceWidthPx: number;
   /** Side of the square averaged at the hottest point, in thermal pixels. */
   spotPx: number;
-  /** Eye band as fractions of the face box height, from the top. */
+  /** Eye band as fractions of the face box (height from the top, width from the left). */
   canthusBand: { top: number; bottom: number; left: number; right: number };
+  /** Use the face maximum instead when it is this much hotter than the band's hottest spot, °C. */
+  faceMaxMarginC: number;
 }
 
 export const DEFAULT_MEASURE_OPTIONS: MeasureOptions = {
   minFaceWidthPx: 12,
   spotPx: 2,
-  canthusBand: { top: 0.2, bottom: 0.55, left: 0.2, right: 0.8 },
+  // Generous on purpose: detectors place the top of the box anywhere from the hairline to the
+  // eyebrows (masked faces: often the eyebrows), and the canthus is the hottest spot in the band.
+  canthusBand: { top: -0.1, bottom: 0.6, left: 0.15, right: 0.85 },
+  faceMaxMarginC: 0.5,
 };
 
 export type FaceMeasurement =
@@ -84,8 +89,14 @@ export function measureFace(frame: ThermalFrame, thermalBox: Box, options: Measu
     y2: thermalBox.y1 + h * options.canthusBand.bottom,
   });
   const canthus = hottestSpot(frame, band, options.spotPx);
-  if (canthus) return { ok: true, apparentC: canthus.c, method: 'canthus', spot: { x: canthus.x, y: canthus.y }, faceWidthPx };
-  const max = hottestSpot(frame, face, 1);
+  // The face maximum is the standard fallback (inner canthi and face max screen equally well,
+  // reference/thermal-screening.md 3.1): used when the band cannot hold a spot, or when the
+  // face is clearly hotter elsewhere, i.e. the eyes are not where the box says (tilted head,
+  // a box that starts at the eyebrows).
+  const max = hottestSpot(frame, face, options.spotPx) ?? hottestSpot(frame, face, 1);
+  if (canthus && (!max || max.c - canthus.c <= options.faceMaxMarginC)) {
+    return { ok: true, apparentC: canthus.c, method: 'canthus', spot: { x: canthus.x, y: canthus.y }, faceWidthPx };
+  }
   if (!max) return { ok: false, reason: 'no_thermal_face', faceWidthPx };
   return { ok: true, apparentC: max.c, method: 'face-max', spot: { x: max.x, y: max.y }, faceWidthPx };
 }
@@ -116,4 +127,11 @@ export function correctEmissivity(apparentC: number, emissivity: number, reflect
   const tApp = (apparentC + k) ** 4;
   const tRefl = (reflectedC + k) ** 4;
   return ((tApp - (1 - emissivity) * tRefl) / emissivity) ** 0.25 - k;
+}
+
+/** The inverse of {@link correctEmissivity}: what an emissivity-1 camera reads from a surface. */
+export function apparentFromObject(objectC: number, emissivity: number, reflectedC: number): number {
+  if (emissivity >= 1) return objectC;
+  const k = 273.15;
+  return (emissivity * (objectC + k) ** 4 + (1 - emissivity) * (reflectedC + k) ** 4) ** 0.25 - k;
 }

@@ -27,6 +27,8 @@ export interface SimOptions {
   facesDir?: string;
   /** Room temperature in °C. Default 22. */
   ambientC?: number;
+  /** Skin emissivity used to render what the camera sees. Default 0.98 (IEC 80601-2-59). */
+  skinEmissivity?: number;
   /** Whether a reference blackbody is in view. Default true. */
   blackbody?: boolean;
   /** Where the blackbody is (thermal pixels) and its set point. Default {x:150, y:100, w:6, h:6, setC:35}. */
@@ -66,6 +68,7 @@ export const SIM_DEFAULTS: ResolvedSimOptions = {
   noiseSigmaC: 0.08,
   facesDir: DEFAULT_FACES_DIR,
   ambientC: 22,
+  skinEmissivity: 0.98,
   blackbody: true,
   blackbodyRegion: { x: 150, y: 100, w: 6, h: 6, setC: 35 },
   homography: [0.25, 0, 2, 0, 0.25, 1.5, 0, 0, 1],
@@ -104,6 +107,7 @@ export function resolveSimOptions(options: SimOptions = {}): ResolvedSimOptions 
   num('maxDriftC', 0, 20);
   num('noiseSigmaC', 0, 5);
   num('ambientC', -40, 60);
+  num('skinEmissivity', 0.5, 1);
   num('thresholdC', 30, 45);
   num('gapFrames', 0, 10_000, true);
   num('leadInFrames', 0, 10_000, true);

@@ -103,6 +103,7 @@ async function createRenderer(options: SimOptions, defaultPeople: number): Promi
     homography: o.homography,
     inverse,
     blackbody: geometry.blackbody,
+    skinEmissivity: o.skinEmissivity,
   };
   const background: RgbImage = renderBackground(
     deriveRng(o.seed, 'background'),

@@ -9,6 +9,7 @@
  * the blackbody at its set point. Then optional optics blur, then a camera offset drift added to
  * EVERY pixel (the blackbody too: only the blackbody can correct it) and per-pixel Gaussian noise.
  */
+import { apparentFromObject } from '../../thermometry/measure.js';
 import type { BlackbodyRegion } from '../../frames.js';
 import type { Homography } from './homography.js';
 import { applyHomography } from './homography.js';
@@ -24,6 +25,8 @@ export interface ThermalSceneSpec {
   /** thermal → visible */
   inverse: Homography;
   blackbody: BlackbodyRegion | null;
+  /** Skin emissivity: the camera (emissivity 1) reads skin slightly cooler than it is. */
+  skinEmissivity: number;
 }
 
 /** Where the inner canthi are in the face box (fractions of its width and height). */
@@ -115,6 +118,8 @@ export function renderThermal(
   blurSigmaPx = 0,
 ): Float32Array {
   const { width, height, ambientC, inverse } = scene;
+  // Rendered as the camera sees it: skin at emissivity < 1 reflects the cooler room.
+  const seen = (c: number): number => apparentFromObject(c, scene.skinEmissivity, ambientC);
   let img: Float32Array = new Float32Array(width * height);
   for (let v = 0; v < height; v++) {
     for (let u = 0; u < width; u++) {
@@ -124,14 +129,15 @@ export function renderThermal(
         const p = applyHomography(inverse, u + 0.5, v + 0.5);
         const fx = (p.x - person.box.x) / person.box.w;
         const fy = (p.y - person.box.y) / person.box.h;
-        t = personTemperatureAt(person.look, fx, fy) ?? t;
+        const skin = personTemperatureAt(person.look, fx, fy);
+        if (skin !== null) t = seen(skin);
       }
       img[v * width + u] = t;
     }
   }
   if (person) {
     const spots = canthusPixels(scene.homography, person.box, width, height);
-    const ringC = person.canthusC - PERIORBITAL_DROP_C;
+    const ringC = seen(person.canthusC - PERIORBITAL_DROP_C);
     for (const spot of spots) {
       // Ring: the 4x4 block around the 2x2 spot, where it is warmer than the skin already there.
       const u0 = (spot[0]! % width) - 1;
@@ -142,7 +148,7 @@ export function renderThermal(
         }
       }
     }
-    for (const spot of spots) for (const i of spot) img[i] = person.canthusC;
+    for (const spot of spots) for (const i of spot) img[i] = seen(person.canthusC);
   }
   const bb = scene.blackbody;
   if (bb) {
