@@ -36,8 +36,10 @@ export interface RunningAgent {
   readonly config: AgentConfig;
   readonly httpPort: number;
   readonly mqtt: MqttClient;
-  /** Resolves when the source ends (replays without loop) and everything is sent or stopped. */
+  /** Resolves when the source ends (finite replays and sims) or fails. */
   readonly done: Promise<void>;
+  /** Messages not yet acknowledged by the broker. */
+  outboxDepth(): number;
   stop(): Promise<void>;
 }
 
@@ -45,6 +47,8 @@ export interface AgentDeps {
   logger?: Logger;
   /** Overrides the configured source (tests, demos). */
   source?: FrameSource;
+  /** Called with each decision once it is safely in the outbox (demo output, tests). */
+  onScreening?: (result: ScreeningResult) => void;
 }
 
 function mqttOptions(config: AgentConfig, will: Buffer, files: { ca?: Buffer; cert?: Buffer; key?: Buffer }): IClientOptions {
@@ -242,6 +246,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     // Ids and decisions only: temperatures and faces are health data and stay out of logs.
     log.info({ id: r.screening.id, decision: r.screening.decision, reasons: r.screening.reasons }, 'screening');
     sender.pump();
+    deps.onScreening?.(r);
   };
   const done = (async () => {
     try {
@@ -270,6 +275,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     httpPort,
     mqtt: client,
     done,
+    outboxDepth: () => store.count(),
     async stop() {
       if (stopped) return;
       stopped = true;
