@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// `npm start`: the whole system on one machine with embedded defaults, for a first look.
+// The broker runs in-process (aedes), edge agents screen simulated people, and every decision
+// is printed. State lives in .checkpoint-demo/ (or CHECKPOINT_DATA_DIR). This is the only place
+// that creates users with a known password, and it says so.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pino from 'pino';
+
+const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
+for (const ws of ['broker', 'edge-agent']) {
+  if (!existsSync(path.join(root, ws, 'dist', 'index.js'))) {
+    console.error(`${ws} is not built: run \`npm run build\` first (the quick start does: npm ci && npm run build && npm start)`);
+    process.exit(1);
+  }
+}
+const { createBroker } = await import('@checkpoint/broker');
+const { runAgent, loadAgentConfig } = await import('@checkpoint/edge-agent');
+
+const dataDir = path.resolve(process.env.CHECKPOINT_DATA_DIR ?? path.join(root, '.checkpoint-demo'));
+const mqttPort = Number(process.env.CHECKPOINT_MQTT_PORT ?? 1883);
+const logLevel = process.env.CHECKPOINT_LOG_LEVEL ?? 'warn';
+const log = pino({ name: 'demo', level: logLevel }, pino.destination(2));
+await mkdir(dataDir, { recursive: true });
+
+// Device credentials are random per demo folder and kept there (0600), like a provisioned box.
+const secretsFile = path.join(dataDir, 'device-secrets.json');
+const secrets = existsSync(secretsFile) ? JSON.parse(await readFile(secretsFile, 'utf8')) : {};
+const CHECKPOINTS = [
+  { site: 'hospital-a', checkpoint: 'gate-1', seed: 1 },
+  { site: 'hospital-a', checkpoint: 'gate-2', seed: 2 },
+];
+for (const c of CHECKPOINTS) secrets[`edge-${c.checkpoint}`] ??= randomBytes(18).toString('base64url');
+await writeFile(secretsFile, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+
+const broker = await createBroker({
+  config: { dataDir: path.join(dataDir, 'broker'), host: '127.0.0.1', mqtt: { port: mqttPort }, metrics: { port: null }, logLevel },
+  logger: log.child({ component: 'broker' }),
+});
+for (const c of CHECKPOINTS) {
+  const name = `edge-${c.checkpoint}`;
+  if (!broker.users.get(name)) await broker.users.add({ name, role: 'edge', site: c.site, checkpoint: c.checkpoint }, secrets[name]);
+  else await broker.users.setPassword(name, secrets[name]);
+}
+const mqttUrl = `mqtt://127.0.0.1:${broker.ports.mqtt}`;
+console.log(`broker: ${mqttUrl} (aedes, per-device credentials, topic ACLs)`);
+
+const agents = [];
+for (const c of CHECKPOINTS) {
+  const config = await loadAgentConfig(undefined, process.env, {
+    site: c.site,
+    checkpoint: c.checkpoint,
+    dataDir: path.join(dataDir, `agent-${c.checkpoint}`),
+    mqtt: { url: mqttUrl, username: `edge-${c.checkpoint}`, password: secrets[`edge-${c.checkpoint}`] },
+    source: { thermal: { kind: 'sim', realtime: true, seed: c.seed, feverRate: 0.1, maskRate: 0.5 } },
+    http: { port: 0 },
+    logLevel,
+  });
+  const agent = await runAgent(config, {
+    logger: log.child({ component: 'edge-agent', checkpoint: c.checkpoint }),
+    onScreening: ({ screening: s }) => {
+      const t = s.temperatureC === null ? '  --  ' : `${s.temperatureC.toFixed(1)} °C`;
+      const what = s.decision === 'secondary_check' ? 'SECONDARY CHECK REQUIRED' : s.decision === 'invalid' ? 'cannot screen' : 'pass';
+      console.log(`${s.ts.slice(11, 19)}  ${s.checkpoint}  ${t}  ${s.mask.padEnd(7)}  ${what}${s.reasons.length ? ` (${s.reasons.join(', ')})` : ''}`);
+    },
+  });
+  agents.push(agent);
+  console.log(`edge-agent ${c.site}/${c.checkpoint}: simulated cameras, health on http://127.0.0.1:${agent.httpPort}/healthz`);
+}
+console.log('screening simulated people; Ctrl-C to stop\n');
+
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nstopping...');
+  await Promise.all(agents.map((a) => a.stop()));
+  await broker.close();
+  process.exit(0);
+}
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
