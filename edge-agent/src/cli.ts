@@ -3,10 +3,12 @@
  * builds the components it needs, and runs them. Results go to stdout, logs and errors to
  * stderr, and the exit code says whether it worked.
  */
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { DEFAULT_MODEL } from '@checkpoint/models';
+import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
 import { ConfigError } from '@checkpoint/protocol';
 import { loadAgentConfig } from './config/load.js';
 import { createDetector } from './detector-setup.js';
@@ -14,7 +16,9 @@ import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
 import { ScreeningPipeline, type ScreeningResult } from './pipeline/pipeline.js';
 import { openReplay } from './sources/replay.js';
 import { simulateToReplay } from './sources/sim/index.js';
+import type { FramePair } from './frames.js';
 import { classifyImages } from './vision/classify.js';
+import type { FaceDetector } from './vision/detector.js';
 
 export interface CliIo {
   stdout: (line: string) => void;
@@ -57,6 +61,48 @@ export async function replayFolder(
     for (const r of await pipeline.finish()) onResult(r);
   } finally {
     await source.close();
+  }
+}
+
+const quantile = (values: number[], q: number): number => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : 0;
+};
+
+/**
+ * The whole pipeline (detect, thermometry, tracking, decision, snapshots) on a simulated scene,
+ * frames already in memory so that only the pipeline is timed.
+ */
+async function benchPipeline(detector: FaceDetector, people: number, model: string) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'edge-bench-'));
+  try {
+    await simulateToReplay(dir, { people, seed: 3 });
+    const source = await openReplay(dir);
+    const pairs: FramePair[] = [];
+    for await (const pair of source.frames()) pairs.push(pair);
+    const config = await loadAgentConfig(undefined, {}, { site: 'bench', checkpoint: 'bench' });
+    const manifest = getManifest(model);
+    const pipeline = new ScreeningPipeline(source.geometry, detector, pipelineOptionsFromConfig(config, { name: manifest.name, sha256: manifest.sha256 }));
+    const stages: Record<string, number[]> = {};
+    const totals: number[] = [];
+    const started = performance.now();
+    for (const pair of pairs) {
+      const t0 = performance.now();
+      await pipeline.process(pair);
+      totals.push(performance.now() - t0);
+      for (const [k, v] of Object.entries(pipeline.lastTimings)) (stages[k] ??= []).push(v);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const ms = (v: number[]) => ({ median: quantile(v, 0.5), p95: quantile(v, 0.95) });
+    return {
+      frames: pairs.length,
+      fps: pairs.length / seconds,
+      stagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, ms(v)])),
+      frameMs: ms(totals),
+      rssMiB: process.memoryUsage().rss / 2 ** 20,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -112,13 +158,16 @@ export function buildCli(io: CliIo): Command {
     .option('--model <name>', 'model name', DEFAULT_MODEL)
     .option('--iterations <n>', 'passes over the images', integer('--iterations', 1), 3)
     .option('--threads <n>', 'inference threads', integer('--threads', 1, 64))
-    .action(async (opts: { json: boolean; images: string; model: string; iterations: number; threads?: number }) => {
+    .option('--scene-people <n>', 'people in the simulated scene for the whole-pipeline figures', integer('--scene-people', 1, 1000), 10)
+    .action(async (opts: { json: boolean; images: string; model: string; iterations: number; threads?: number; scenePeople: number }) => {
       const { runVisionBench } = await import('./vision/bench.js');
       const files = (await readdir(opts.images)).filter((f) => IMAGE_EXT.test(f)).sort().map((f) => path.join(opts.images, f));
       if (files.length === 0) throw new Error(`no images (.jpg, .png, .webp) in ${opts.images}`);
       const { detector, path: modelPath } = await createDetector({ name: opts.model, mirror: io.env.CHECKPOINT_MODELS_MIRROR, dir: io.env.CHECKPOINT_MODELS_DIR, threads: opts.threads });
-      const result = await runVisionBench({ detector, images: files, iterations: opts.iterations });
-      io.stdout(opts.json ? JSON.stringify({ model: opts.model, modelPath, ...result }) : JSON.stringify(result, null, 2));
+      const vision = await runVisionBench({ detector, images: files, iterations: opts.iterations });
+      const pipeline = await benchPipeline(detector, opts.scenePeople, opts.model);
+      const result = { model: opts.model, modelPath, vision, pipeline };
+      io.stdout(opts.json ? JSON.stringify(result) : JSON.stringify(result, null, 2));
     });
 
   program

@@ -74,6 +74,22 @@ function explainErrors(compiled: TypeCheck<TSchema>, value: unknown, limit = 5):
   return issues.length > 0 ? issues : [{ path: '', message: 'does not match the schema' }];
 }
 
+/**
+ * For a union of objects told apart by one literal property (`type` of commands): the branch
+ * the value names, or the allowed tags when it names none.
+ */
+function discriminated(
+  branches: TSchema[],
+  value: unknown,
+): { key: string; options: string[]; got: unknown; branch: TSchema | undefined } | null {
+  if (branches.length < 2 || typeof value !== 'object' || value === null) return null;
+  const tagOf = (b: TSchema, key: string): unknown => (b.properties?.[key] as { const?: unknown } | undefined)?.const;
+  const key = Object.keys(branches[0]!.properties ?? {}).find((k) => branches.every((b) => tagOf(b, k) !== undefined));
+  if (!key) return null;
+  const got = (value as Record<string, unknown>)[key];
+  return { key, options: branches.map((b) => JSON.stringify(tagOf(b, key))), got, branch: branches.find((b) => tagOf(b, key) === got) };
+}
+
 /** Turns TypeBox's generic messages into ones an operator can act on. */
 function describeError(error: ValueError): PayloadIssue[] {
   const { path } = error;
@@ -86,6 +102,13 @@ function describeError(error: ValueError): PayloadIssue[] {
       return [{ path, message: `${error.message} (got ${String(error.value).length})` }];
     case ValueErrorType.Union: {
       const branches = (error.schema as { anyOf?: TSchema[] }).anyOf ?? [];
+      const tagged = discriminated(branches, error.value);
+      if (tagged) {
+        if (!tagged.branch) {
+          return [{ path: `${path}/${tagged.key}`, message: `expected ${tagged.options.join(' or ')}, got ${JSON.stringify(tagged.got)?.slice(0, 40)}` }];
+        }
+        return [...Value.Errors(tagged.branch, error.value)].slice(0, 3).flatMap((e) => describeError({ ...e, path: path + e.path }));
+      }
       // A nullable object that is present: report what is wrong inside it.
       const objectBranch = branches.filter((b) => b.type === 'object');
       if (objectBranch.length === 1 && typeof error.value === 'object' && error.value !== null) {

@@ -100,7 +100,10 @@ describe('state, telemetry, cmd, cmd/ack', () => {
         model: { name: 'masked-face-640', version: 'v2', url: 'https://gw/models/x.onnx', sha256: 'b'.repeat(64), sizeBytes: 10 },
       }).ok,
     ).toBe(true);
-    expect(validatePayload('cmd', { id: 'c4', type: 'self-destruct' }).ok).toBe(false);
+    const unknown = validatePayload('cmd', { id: 'c4', type: 'self-destruct' });
+    expect(!unknown.ok && unknown.message).toMatch(/\/type: expected "set-config" or .*got "self-destruct"/);
+    const inner = validatePayload('cmd', { id: 'c5', type: 'set-config', config: 'x' });
+    expect(!inner.ok && inner.message).toMatch(/\/config/);
     expect(validatePayload('cmd', { id: 'bad id!', type: 'ping' }).ok).toBe(false);
   });
 

@@ -1,0 +1,114 @@
+/**
+ * `edge-agent run` as a whole against a real broker (Mosquitto): retained online state with an
+ * offline last will, commands and their acks, health and metrics over HTTP.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMosquitto, waitFor, type MosquittoServer } from '@checkpoint/test-support';
+import { checkpointTopics, parsePayload, type CheckpointState, type CommandAck } from '@checkpoint/protocol';
+import { runAgent, type RunningAgent } from '../src/agent.js';
+import { loadAgentConfig } from '../src/config/load.js';
+import { agentEnv, FACES_DIR, haveShared } from './helpers/shared.js';
+
+const at = { site: 'hospital-a', checkpoint: 'gate-3' };
+
+describe.skipIf(!haveShared)('the running agent', () => {
+  let work: string;
+  let broker: MosquittoServer;
+  let agent: RunningAgent;
+  let ops: MqttClient;
+  const states: CheckpointState[] = [];
+  const acks: CommandAck[] = [];
+
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'agent-run-'));
+    broker = await startMosquitto({ users: { 'edge-gate-3': 'edge-secret-3', ops: 'ops-secret-1' } });
+    ops = await mqtt.connectAsync(broker.url, { username: 'ops', password: 'ops-secret-1' });
+    ops.on('message', (topic, payload) => {
+      if (topic === checkpointTopics.state(at)) {
+        const s = parsePayload('state', payload);
+        if (s.ok) states.push(s.value);
+      }
+      if (topic === checkpointTopics.cmdAck(at)) {
+        const a = parsePayload('cmd/ack', payload);
+        if (a.ok) acks.push(a.value);
+      }
+    });
+    await ops.subscribeAsync([checkpointTopics.state(at), checkpointTopics.cmdAck(at)], { qos: 1 });
+    const env = {
+      ...agentEnv(path.join(work, 'models')),
+      CHECKPOINT_MQTT_URL: broker.url,
+      CHECKPOINT_MQTT_USERNAME: 'edge-gate-3',
+      CHECKPOINT_MQTT_PASSWORD: 'edge-secret-3',
+      CHECKPOINT_DATA_DIR: path.join(work, 'agent'),
+    };
+    const config = await loadAgentConfig(undefined, env, {
+      ...at,
+      mqtt: { reconnectMs: 200, keepaliveS: 5 },
+      http: { port: 0 },
+      telemetry: { intervalMs: 1000 },
+      source: { thermal: { kind: 'sim', realtime: true, facesDir: FACES_DIR, seed: 9 } },
+    });
+    agent = await runAgent(config);
+  }, 60_000);
+  afterAll(async () => {
+    await agent?.stop();
+    await ops?.endAsync();
+    await broker?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const http = (p: string) => fetch(`http://127.0.0.1:${agent.httpPort}${p}`);
+
+  it('publishes a retained online state with versions, model and calibration', async () => {
+    await waitFor(() => states.some((s) => s.status === 'online'), { what: 'online state', timeoutMs: 20_000 });
+    const online = states.find((s) => s.status === 'online')!;
+    expect(online.model?.name).toBe('masked-face-640');
+    expect(online.versions?.agent).toBeDefined();
+    expect(online.calibration?.thresholdC).toBe(37.3);
+    // Retained: a newcomer gets it at once.
+    const late = await mqtt.connectAsync(broker.url, { username: 'ops', password: 'ops-secret-1' });
+    const got = new Promise<Buffer>((resolve) => late.on('message', (_t, p) => resolve(p)));
+    await late.subscribeAsync(checkpointTopics.state(at));
+    expect(JSON.parse((await got).toString()).status).toBe('online');
+    await late.endAsync();
+  });
+
+  it('serves /healthz and Prometheus /metrics', async () => {
+    await waitFor(async () => ((await (await http('/healthz')).json()) as { frames: number }).frames > 5, { what: 'frames processed', timeoutMs: 20_000 });
+    const health = (await (await http('/healthz')).json()) as Record<string, unknown>;
+    expect(health).toMatchObject({ status: 'ok', mqtt: 'connected', source: 'ok' });
+    const metrics = await (await http('/metrics')).text();
+    expect(metrics).toMatch(/checkpoint_agent_frames_total \d+/);
+    expect(metrics).toMatch(/checkpoint_agent_mqtt_connected 1/);
+    expect(metrics).toMatch(/checkpoint_agent_stage_ms\{quantile="0.5",stage="inference"\}/);
+  });
+
+  it('applies set-config and acks it; refuses what it cannot apply; answers invalid commands', async () => {
+    await ops.publishAsync(checkpointTopics.cmd(at), JSON.stringify({ id: 'cmd-1', type: 'set-config', config: { screening: { thresholdC: 37.8 } } }), { qos: 1 });
+    await waitFor(() => acks.some((a) => a.id === 'cmd-1'), { what: 'ack of cmd-1', timeoutMs: 10_000 });
+    expect(acks.find((a) => a.id === 'cmd-1')).toMatchObject({ ok: true, detail: { thresholdC: 37.8 } });
+    await waitFor(() => states.some((s) => s.calibration?.thresholdC === 37.8), { what: 'state with the new threshold', timeoutMs: 10_000 });
+
+    await ops.publishAsync(checkpointTopics.cmd(at), JSON.stringify({ id: 'cmd-2', type: 'set-config', config: { screening: { thresholdC: 50 } } }), { qos: 1 });
+    await ops.publishAsync(checkpointTopics.cmd(at), JSON.stringify({ id: 'cmd-3', type: 'set-config', config: { mqtt: { url: 'mqtt://elsewhere' } } }), { qos: 1 });
+    await ops.publishAsync(checkpointTopics.cmd(at), JSON.stringify({ id: 'cmd-4', type: 'teleport' }), { qos: 1 });
+    await ops.publishAsync(checkpointTopics.cmd(at), '{not json', { qos: 1 });
+    await waitFor(() => ['cmd-2', 'cmd-3', 'cmd-4'].every((id) => acks.some((a) => a.id === id)), { what: 'acks of cmd-2..4', timeoutMs: 10_000 });
+    expect(acks.find((a) => a.id === 'cmd-2')).toMatchObject({ ok: false, error: expect.stringMatching(/\/screening\/thresholdC/) });
+    expect(acks.find((a) => a.id === 'cmd-3')).toMatchObject({ ok: false, error: expect.stringMatching(/mqtt/) });
+    expect(acks.find((a) => a.id === 'cmd-4')).toMatchObject({ ok: false, error: expect.stringMatching(/\/type/) });
+    const metrics = await (await http('/metrics')).text();
+    expect(metrics).toMatch(/checkpoint_agent_invalid_commands_total 2/);
+  });
+
+  it('the broker publishes the offline last will when the connection dies, and the agent comes back', async () => {
+    const before = states.length;
+    agent.mqtt.stream.destroy(); // a dead link, no DISCONNECT
+    await waitFor(() => states.slice(before).some((s) => s.status === 'offline'), { what: 'offline last will', timeoutMs: 20_000 });
+    await waitFor(() => states.slice(before).some((s) => s.status === 'online'), { what: 'online again', timeoutMs: 20_000 });
+  }, 30_000);
+});

@@ -1,0 +1,82 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validatePayload } from '@checkpoint/protocol';
+import { main, type CliIo } from '../src/cli.js';
+import { agentEnv, FACES_DIR, haveShared } from './helpers/shared.js';
+
+function capture(env: Record<string, string | undefined>) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIo = { stdout: (l) => out.push(l), stderr: (l) => err.push(l), env };
+  return { io, out, err };
+}
+
+describe.skipIf(!haveShared)('edge-agent CLI', () => {
+  let work: string;
+  let env: Record<string, string | undefined>;
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'edge-cli-'));
+    env = agentEnv(path.join(work, 'models'));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('simulate writes a replay folder and truth; replay prints one valid screening per line and nothing else', async () => {
+    const dir = path.join(work, 'scene');
+    const sim = capture(env);
+    expect(await main(['simulate', '--out', dir, '--people', '6', '--fever-rate', '0.5', '--seed', '4', '--faces', FACES_DIR], sim.io)).toBe(0);
+    const truth = JSON.parse(await readFile(path.join(dir, 'truth.json'), 'utf8'));
+    expect(truth.people).toHaveLength(6);
+    expect(sim.out).toEqual([]);
+
+    const run = capture(env);
+    expect(await main(['replay', dir, '--json'], run.io)).toBe(0);
+    expect(run.out.length).toBeGreaterThanOrEqual(5);
+    for (const line of run.out) {
+      const { replayFrames, ...screening } = JSON.parse(line);
+      expect(validatePayload('screening', screening).ok).toBe(true);
+      expect(replayFrames[0]).toBeLessThanOrEqual(replayFrames[1]);
+    }
+    const flagged = run.out.map((l) => JSON.parse(l)).filter((s) => s.decision === 'secondary_check');
+    expect(flagged.length).toBe(truth.people.filter((p: { elevated: boolean }) => p.elevated).length);
+  }, 120_000);
+
+  it('classify prints one line per image with the largest face state', async () => {
+    const files = ['with_mask_000.jpg', 'without_mask_001.jpg'].map((f) => path.join(FACES_DIR, f));
+    const c = capture(env);
+    expect(await main(['classify', '--json', ...files], c.io)).toBe(0);
+    expect(c.out.map((l) => JSON.parse(l)).map((r) => [path.basename(r.file), r.mask])).toEqual([
+      ['with_mask_000.jpg', 'mask'],
+      ['without_mask_001.jpg', 'no_mask'],
+    ]);
+  }, 60_000);
+
+  it('names a bad config field and exits 2; a missing file exits 1 with its name', async () => {
+    const config = path.join(work, 'bad.yaml');
+    await writeFile(config, 'site: hospital-a\ncheckpoint: gate-1\nscreening:\n  treshold: 37.5\n');
+    const bad = capture(env);
+    expect(await main(['replay', path.join(work, 'scene'), '--config', config], bad.io)).toBe(2);
+    expect(bad.err.join('\n')).toMatch(/bad\.yaml: \/screening\/treshold: unexpected field/);
+
+    const range = path.join(work, 'range.yaml');
+    await writeFile(range, 'site: hospital-a\ncheckpoint: gate-1\nscreening:\n  thresholdC: 45\n');
+    const r = capture(env);
+    expect(await main(['replay', path.join(work, 'scene'), '--config', range], r.io)).toBe(2);
+    expect(r.err.join('\n')).toMatch(/\/screening\/thresholdC/);
+
+    const missing = capture(env);
+    expect(await main(['classify', '--json', path.join(work, 'nope.jpg')], missing.io)).toBe(1);
+    expect(missing.err.join('\n')).toMatch(/nope\.jpg/);
+    expect(missing.out).toEqual([]);
+  }, 60_000);
+
+  it('refuses unknown commands and bad option values', async () => {
+    expect(await main(['bogus'], capture(env).io)).toBe(2);
+    const c = capture(env);
+    expect(await main(['simulate', '--out', path.join(work, 'x'), '--fever-rate', '2'], c.io)).toBe(2);
+    expect(c.err.join('\n')).toMatch(/--fever-rate must be a number from 0 to 1/);
+  });
+});
