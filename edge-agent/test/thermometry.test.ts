@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ThermalFrame } from '../src/frames.js';
-import { applyHomography, iou, mapBox } from '../src/thermometry/geometry.js';
+import { applyHomography, iou, mapBox } from '../src/geometry.js';
 import { correctEmissivity, DEFAULT_MEASURE_OPTIONS, measureFace, regionStats } from '../src/thermometry/measure.js';
 import { initialReference, referenceUsable, updateReference } from '../src/thermometry/reference.js';
 import { addToBaseline, baselineValue, emptyBaseline } from '../src/thermometry/baseline.js';
@@ -15,7 +15,7 @@ function paint(f: ThermalFrame, x0: number, y0: number, w: number, h: number, c:
 describe('geometry', () => {
   it('maps boxes through a homography', () => {
     const h = [0.25, 0, 2, 0, 0.25, 1.5, 0, 0, 1];
-    expect(applyHomography(h, 100, 200)).toEqual([27, 51.5]);
+    expect(applyHomography(h, 100, 200)).toEqual({ x: 27, y: 51.5 });
     expect(mapBox(h, { x1: 0, y1: 0, x2: 40, y2: 80 })).toEqual({ x1: 2, y1: 1.5, x2: 12, y2: 21.5 });
   });
   it('computes IoU', () => {

@@ -12,7 +12,7 @@ import { monotonicFactory } from 'ulid';
 import { assertPayload, type ModelRef, type Screening } from '@checkpoint/protocol';
 import type { FramePair, SceneGeometry } from '../frames.js';
 import { addToBaseline, emptyBaseline, type Baseline } from '../thermometry/baseline.js';
-import { mapBox, type Box } from '../thermometry/geometry.js';
+import { mapBox, scaleHomography, type Box } from '../geometry.js';
 import { DEFAULT_MEASURE_OPTIONS, measureFace, type MeasureOptions } from '../thermometry/measure.js';
 import {
   DEFAULT_REFERENCE_OPTIONS,
@@ -145,7 +145,7 @@ export class ScreeningPipeline {
       t.preprocess = found.timings.preprocessMs;
       t.inference = found.timings.inferenceMs;
       t.postprocess = found.timings.postprocessMs;
-      const h = this.geometry.homography ?? [thermal.width / visible.width, 0, 0, 0, thermal.height / visible.height, 0, 0, 0, 1];
+      const h = this.geometry.homography ?? scaleHomography(visible, thermal);
       faces = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) }));
     } else {
       const s = performance.now();

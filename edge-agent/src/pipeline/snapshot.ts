@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import type { FramePair } from '../frames.js';
-import type { Box } from '../thermometry/geometry.js';
+import type { Box } from '../geometry.js';
 
 const HEIGHT = 240;
 

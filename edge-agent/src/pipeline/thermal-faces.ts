@@ -4,7 +4,7 @@
  * and cruder than the ONNX detector: no mask state, and no way to tell a face from a warm hand.
  */
 import type { BlackbodyRegion, ThermalFrame } from '../frames.js';
-import type { Box } from '../thermometry/geometry.js';
+import type { Box } from '../geometry.js';
 
 export interface ThermalFaceOptions {
   /** Pixels at or above this are candidate skin, °C. */

@@ -5,7 +5,7 @@
  * time and move little between frames; a track ends after `maxMissedFrames` without a match.
  */
 import type { MaskState } from '@checkpoint/protocol';
-import { iou, type Box } from '../thermometry/geometry.js';
+import { iou, type Box } from '../geometry.js';
 import type { FaceMeasurement } from '../thermometry/measure.js';
 
 /** Everything the decision needs from one face in one frame. */

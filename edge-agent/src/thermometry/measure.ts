@@ -7,7 +7,7 @@
  * a spot we fall back to the face maximum and say so (`method: 'face-max'`).
  */
 import type { ThermalFrame } from '../frames.js';
-import { boxHeight, boxWidth, type Box } from './geometry.js';
+import { boxHeight, boxWidth, type Box } from '../geometry.js';
 
 export interface MeasureOptions {
   /** Minimum face width in thermal pixels for any reading. */

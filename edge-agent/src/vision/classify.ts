@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { FaceDetector } from './detector.js';
-import { boxArea } from './geometry.js';
+import { boxArea } from '../geometry.js';
 import { fuseViews } from './postprocess.js';
 import type { DetectOptions, FaceDetection, FitMode } from './types.js';
 

@@ -82,15 +82,3 @@ export function toImageBox(box: Box, p: Placement): Box {
     y2: clip((box.y2 * p.inputHeight - p.top) * sy, p.imageHeight),
   };
 }
-
-export const boxArea = (b: Box): number => Math.max(0, b.x2 - b.x1) * Math.max(0, b.y2 - b.y1);
-
-/** Intersection over union of two corner-form boxes (0 when either is empty). */
-export function iou(a: Box, b: Box): number {
-  const w = Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1);
-  const h = Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1);
-  if (w <= 0 || h <= 0) return 0;
-  const inter = w * h;
-  const union = boxArea(a) + boxArea(b) - inter;
-  return union > 0 ? inter / union : 0;
-}

@@ -8,7 +8,8 @@ export {
   type ClassifyResult,
 } from './classify.js';
 export { runVisionBench, percentile, type VisionBenchOptions, type VisionBenchResult, type Spread } from './bench.js';
-export { planPlacement, toImageBox, iou, boxArea, type Placement, type PlacementOptions } from './geometry.js';
+export { planPlacement, toImageBox, type Placement, type PlacementOptions } from './geometry.js';
+export { iou, boxArea } from '../geometry.js';
 export {
   decodeUltraface,
   hardNms,

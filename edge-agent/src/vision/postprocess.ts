@@ -2,7 +2,7 @@
  * UltraFace output decoding: per-prior softmax scores and boxes already in normalised corner
  * form -> thresholded, hard-NMS'd, top-k detections. Pure; works on the raw output arrays.
  */
-import { iou } from './geometry.js';
+import { iou } from '../geometry.js';
 import type { Box, FaceDetection, MaskState } from './types.js';
 
 /** Which score columns mean what, taken from the manifest's labels. */

@@ -1,12 +1,8 @@
 /** Types shared by the vision stage (detector, classify, bench). */
 
-/** Axis-aligned box in corner form. Units depend on context (normalised 0..1 or pixels). */
-export interface Box {
-  x1: number;
-  y1: number;
-  x2: number;
-  y2: number;
-}
+import type { Box } from '../geometry.js';
+
+export type { Box };
 
 /** Mask state of one face; 'unknown' when the model only finds faces. */
 export type MaskState = 'mask' | 'no_mask' | 'unknown';
