@@ -1,0 +1,128 @@
+/**
+ * The HTTP API: fastify with TypeBox schemas beside each route (they drive validation, typing
+ * and the OpenAPI document at /docs). Request validation uses the protocol's validator, so a
+ * 400 names the field (`body: /outcome: expected "cleared" or ...`), like every other boundary.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { compileValidator } from '@checkpoint/protocol';
+import type { CommandDispatcher } from '../commands.js';
+import type { GatewayConfig } from '../config.js';
+import type { GatewayMetrics } from '../metrics.js';
+import type { SeriesStore } from '../series/store.js';
+import type { OperationalStore } from '../store/operational.js';
+import { createLoginLimiter, roleAtLeast, type Role, type Session, type UserStore } from '../store/users.js';
+import type { LiveFeed } from './live.js';
+import { registerRoutes } from './routes.js';
+
+export interface HealthReport {
+  healthy: boolean;
+  body: Record<string, unknown>;
+}
+
+export interface ApiDeps {
+  config: GatewayConfig;
+  store: OperationalStore;
+  users: UserStore;
+  series: SeriesStore;
+  metrics: GatewayMetrics;
+  live: LiveFeed;
+  commands: CommandDispatcher;
+  health(): HealthReport;
+  log: Logger;
+  now(): number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    session: Session | null;
+  }
+  interface FastifyContextConfig {
+    /** Least role a route needs; absent = public. */
+    role?: Role;
+    /** The route also accepts `?access_token=` (EventSource cannot send headers). */
+    tokenInQuery?: boolean;
+  }
+}
+
+/** Fastify schema compiler on the protocol's TypeBox validator (paths in every message). */
+function validatorCompiler({ schema, httpPart }: { schema: TSchema; httpPart?: string }) {
+  const validator = compileValidator(schema);
+  return (data: unknown) => {
+    // Query strings and params are text: convert "50" to 50 where the schema wants a number.
+    const value = httpPart === 'body' ? data : Value.Convert(schema, Value.Default(schema, data));
+    if (validator.check(value)) return { value };
+    const issues = validator.explain(value);
+    const error = Object.assign(new Error(`${httpPart ?? 'request'}: ${issues.map((i) => `${i.path || '/'}: ${i.message}`).join('; ')}`), {
+      statusCode: 400,
+      issues,
+    });
+    return { error };
+  };
+}
+
+function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim();
+  if (request.routeOptions.config.tokenInQuery) {
+    const q = (request.query as Record<string, unknown> | undefined)?.access_token;
+    if (typeof q === 'string') return q;
+  }
+  return null;
+}
+
+export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    // Query strings may carry ?access_token=; fastify's own request log is off, ours never logs URLs with queries.
+    disableRequestLogging: true,
+    bodyLimit: 64 * 1024,
+    trustProxy: false,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.decorateRequest('session', null);
+
+  app.setErrorHandler((error: Error & { statusCode?: number; issues?: unknown; validation?: unknown }, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status >= 500) deps.log.error({ err: error.message, route: request.routeOptions.url }, 'request failed');
+    void reply.code(status).send({
+      statusCode: status,
+      error: status === 400 ? 'Bad Request' : status >= 500 ? 'Internal Server Error' : 'Error',
+      message: status >= 500 ? 'internal error' : error.message,
+      ...(error.issues ? { issues: error.issues } : {}),
+    });
+  });
+
+  // Authentication and roles, per route config.
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const role = request.routeOptions.config.role;
+    if (!role) return;
+    const token = bearerToken(request);
+    const session = token ? deps.users.session(token, deps.now()) : null;
+    if (!session) {
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', message: 'log in first (POST /api/auth/login) and send Authorization: Bearer <token>' });
+    }
+    if (!roleAtLeast(session.role, role)) {
+      return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: `this needs role ${role} or above; you are ${session.role}` });
+    }
+    request.session = session;
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Checkpoint gateway API', version: '0.1.0', description: 'Alerts, screenings, statistics, devices, live feed and commands of one Checkpoint site.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const limiter = createLoginLimiter({ maxFailures: deps.config.auth.loginMaxFailures, windowMs: deps.config.auth.loginWindowS * 1000 });
+  registerRoutes(app, deps, limiter);
+  return app;
+}

@@ -1,0 +1,204 @@
+/**
+ * The gateway's config file (YAML or JSON) and environment overrides. This schema is the single
+ * source of truth for keys and defaults (README "Configuration" lists them).
+ */
+import { readFile } from 'node:fs/promises';
+import { Type, type Static, type TProperties } from '@sinclair/typebox';
+import { parse as parseYaml } from 'yaml';
+import { mergeConfig, parseConfig } from '@checkpoint/protocol';
+
+const closed = { additionalProperties: false } as const;
+const Section = <T extends TProperties>(props: T, description: string) =>
+  Type.Object(props, { ...closed, default: {}, description });
+
+export const GatewayConfigSchema = Type.Object(
+  {
+    dataDir: Type.String({ default: '.checkpoint-gateway', description: 'SQLite store (gateway.sqlite); env CHECKPOINT_DATA_DIR' }),
+    mqtt: Section(
+      {
+        url: Type.String({ pattern: '^(mqtts?|wss?)://', default: 'mqtt://127.0.0.1:1883', description: 'env CHECKPOINT_MQTT_URL' }),
+        username: Type.Optional(Type.String({ description: 'a broker user of role gateway; env CHECKPOINT_MQTT_USERNAME' })),
+        password: Type.Optional(Type.String({ description: 'env CHECKPOINT_MQTT_PASSWORD; never logged' })),
+        clientId: Type.String({
+          maxLength: 128,
+          default: 'checkpoint-gateway',
+          description: 'fixed: the broker keeps this persistent session (and its unacknowledged messages) while the gateway is away',
+        }),
+        caFile: Type.Optional(Type.String({ description: 'CA certificate (PEM) for mqtts://' })),
+        keepaliveS: Type.Integer({ minimum: 5, maximum: 600, default: 30 }),
+        reconnectMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
+      },
+      'broker connection (MQTT 3.1.1, clean: false, QoS 1)',
+    ),
+    influx: Section(
+      {
+        url: Type.Union([Type.Null(), Type.String({ pattern: '^https?://' })], {
+          default: null,
+          description: 'http://user:pass@host:8086/database; null = time series in SQLite; env CHECKPOINT_INFLUX_URL',
+        }),
+        retentionPolicy: Type.String({ pattern: '^[A-Za-z0-9_]{1,64}$', default: 'checkpoint_raw', description: 'created (as default RP) when missing' }),
+        retentionDuration: Type.String({ pattern: '^(INF|[0-9]+[hdw])$', default: '30d', description: 'InfluxQL duration of that policy' }),
+        timeoutMs: Type.Integer({ minimum: 100, default: 10_000, description: 'per HTTP request' }),
+      },
+      'InfluxDB (v1 HTTP API: /write, /query)',
+    ),
+    series: Section(
+      {
+        batchSize: Type.Integer({ minimum: 1, maximum: 50_000, default: 5000, description: 'points per write (InfluxDB guidance: 5000)' }),
+        flushIntervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000, description: 'a partial batch is written after this' }),
+        retryMinMs: Type.Integer({ minimum: 10, default: 200, description: 'first retry delay; doubles per failure' }),
+        retryMaxMs: Type.Integer({ minimum: 10, default: 30_000, description: 'longest retry delay' }),
+      },
+      'time-series writer (reads the durable spool in order)',
+    ),
+    http: Section(
+      {
+        host: Type.String({ default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'env CHECKPOINT_HTTP_PORT; 0 = any free port' }),
+      },
+      'API, /docs, /metrics',
+    ),
+    auth: Section(
+      {
+        tokenTtlS: Type.Integer({ minimum: 60, default: 12 * 3600, description: 'bearer token lifetime' }),
+        loginMaxFailures: Type.Integer({ minimum: 1, default: 10, description: 'failed logins per client address per window' }),
+        loginWindowS: Type.Integer({ minimum: 1, default: 300 }),
+      },
+      'API authentication',
+    ),
+    alerts: Section(
+      {
+        escalateAfterS: Type.Integer({ minimum: 1, default: 120, description: 'an open alert not acknowledged after this is escalated' }),
+        invalidStormCount: Type.Integer({
+          minimum: 2,
+          default: 5,
+          description: 'this many invalid screenings from one checkpoint within the window become one device alert',
+        }),
+        invalidStormWindowS: Type.Integer({ minimum: 1, default: 60 }),
+        checkIntervalMs: Type.Integer({ minimum: 100, default: 5000, description: 'escalation and storm-resolution check period' }),
+      },
+      'alert workflow',
+    ),
+    retention: Section(
+      {
+        screeningsDays: Type.Number({ exclusiveMinimum: 0, default: 30, description: 'screening rows (health data) older than this are deleted' }),
+        snapshotsDays: Type.Number({ exclusiveMinimum: 0, default: 7, description: 'snapshot JPEGs older than this are deleted' }),
+        eventsHours: Type.Number({ exclusiveMinimum: 0, default: 24, description: 'live-feed replay window (Last-Event-ID)' }),
+        intervalS: Type.Integer({ minimum: 1, default: 3600, description: 'how often the retention job runs' }),
+      },
+      'retention of health data',
+    ),
+    commands: Section(
+      { timeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000, description: 'wait for the agent cmd/ack, then 504' }) },
+      'commands to agents',
+    ),
+    sqlite: Section(
+      {
+        synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {
+          default: 'normal',
+          description: 'WAL + normal survives a process crash; full also survives power loss (one fsync per message)',
+        }),
+      },
+      'operational store',
+    ),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info', description: 'env CHECKPOINT_LOG_LEVEL' },
+    ),
+  },
+  { ...closed, $id: 'GatewayConfig' },
+);
+
+export type GatewayConfig = Static<typeof GatewayConfigSchema>;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** What differs per machine comes from the environment (DESIGN.md, "Configuration"). */
+export function envOverrides(env: Env): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  const mqtt: Record<string, unknown> = {};
+  if (env.CHECKPOINT_DATA_DIR) o.dataDir = env.CHECKPOINT_DATA_DIR;
+  if (env.CHECKPOINT_MQTT_URL) mqtt.url = env.CHECKPOINT_MQTT_URL;
+  if (env.CHECKPOINT_MQTT_USERNAME) mqtt.username = env.CHECKPOINT_MQTT_USERNAME;
+  if (env.CHECKPOINT_MQTT_PASSWORD) mqtt.password = env.CHECKPOINT_MQTT_PASSWORD;
+  if (Object.keys(mqtt).length) o.mqtt = mqtt;
+  if (env.CHECKPOINT_INFLUX_URL) o.influx = { url: env.CHECKPOINT_INFLUX_URL };
+  if (env.CHECKPOINT_HTTP_PORT) {
+    const port = Number(env.CHECKPOINT_HTTP_PORT);
+    // Left as a string when not a number, so that validation names CHECKPOINT_HTTP_PORT's key.
+    o.http = { port: Number.isInteger(port) ? port : env.CHECKPOINT_HTTP_PORT };
+  }
+  if (env.CHECKPOINT_LOG_LEVEL) o.logLevel = env.CHECKPOINT_LOG_LEVEL;
+  return o;
+}
+
+export function parseConfigText(text: string, where: string): unknown {
+  try {
+    return where.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new Error(`cannot parse config ${where}: ${(err as Error).message}`);
+  }
+}
+
+/** Validates a config object (defaults filled in); throws ConfigError naming the bad key. */
+export function resolveGatewayConfig(value: unknown, where = '(gateway options)'): GatewayConfig {
+  return parseConfig(GatewayConfigSchema, value ?? {}, where);
+}
+
+/** The effective config: file (if any), then the environment on top, validated once. */
+export async function loadGatewayConfig(file: string | undefined, env: Env = process.env): Promise<GatewayConfig> {
+  let fromFile: unknown = {};
+  if (file) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    fromFile = parseConfigText(text, file) ?? {};
+  }
+  return resolveGatewayConfig(mergeConfig(fromFile, envOverrides(env)), file ?? '(defaults + environment)');
+}
+
+export interface InfluxTarget {
+  protocol: 'http' | 'https';
+  host: string;
+  port: number;
+  database: string;
+  username?: string;
+  password?: string;
+}
+
+/** `http://user:pass@host:8086/db` → connection parts; the database is required. */
+export function parseInfluxUrl(url: string): InfluxTarget {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error('influx.url is not a URL (expected http://user:pass@host:8086/database)');
+  }
+  const database = decodeURIComponent(u.pathname.replace(/^\/+|\/+$/g, ''));
+  if (!database || database.includes('/')) {
+    throw new Error(`influx.url must name one database in its path, e.g. http://127.0.0.1:8086/checkpoint (got path ${JSON.stringify(u.pathname)})`);
+  }
+  const protocol = u.protocol === 'https:' ? 'https' : 'http';
+  return {
+    protocol,
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 8086,
+    database,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+  };
+}
+
+/** URLs may carry credentials; never log them. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * `createGateway`: the composition root. It wires config to components —
+ *   MQTT consumer -> classify -> operational store (+ spool, alerts, events) -> PUBACK
+ *   spool -> SpoolWriter -> series store (InfluxDB or SQLite)
+ *   fastify API (auth, alerts, screenings, stats, devices, snapshots, live feed, commands)
+ * plus the periodic alert check and the retention job. Embeddable (demo, tests): port 0 works,
+ * and `close()` undoes everything.
+ */
+import pino, { type Logger } from 'pino';
+import { monotonicFactory } from 'ulid';
+import { createApi } from './api/server.js';
+import { LiveFeed } from './api/live.js';
+import { CommandDispatcher } from './commands.js';
+import { parseInfluxUrl, redactUrl, resolveGatewayConfig, type GatewayConfig } from './config.js';
+import { classifyMessage, type Classified } from './ingest/classify.js';
+import { startConsumer } from './ingest/consumer.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { createInfluxSeriesStore } from './series/influx.js';
+import type { SeriesPoint } from './series/points.js';
+import { createSqliteSeriesStore } from './series/sqlite.js';
+import type { SeriesStore } from './series/store.js';
+import { SpoolWriter } from './series/writer.js';
+import { openDatabase } from './store/db.js';
+import { createOperationalStore, type IngestOutcome, type OperationalStore } from './store/operational.js';
+import { createUserStore, type UserStore } from './store/users.js';
+
+export interface GatewayDeps {
+  logger?: Logger;
+  /** Clock for alerts, sessions and retention (tests). */
+  now?: () => number;
+  /** Called when the series store accepted points (benchmarks, tests). */
+  onSeriesWritten?: (points: SeriesPoint[], atMs: number) => void;
+}
+
+export interface Gateway {
+  readonly config: GatewayConfig;
+  readonly httpPort: number;
+  /** `http://host:port` of the API. */
+  readonly url: string;
+  /** API users (`add({ name, role }, password)`), on the gateway's SQLite file. */
+  readonly users: UserStore;
+  readonly store: OperationalStore;
+  readonly series: SeriesStore;
+  readonly metrics: GatewayMetrics;
+  mqttConnected(): boolean;
+  /** Points waiting for the series store. */
+  spoolDepth(): number;
+  /** Run the retention job now (it also runs every retention.intervalS). */
+  runRetention(): ReturnType<OperationalStore['retention']>;
+  close(): Promise<void>;
+}
+
+/** Never log health data or secrets, whatever a call site passes by mistake. */
+const REDACT = ['password', 'token', 'authorization', 'temperatureC', 'jpeg', 'payload', '*.password', '*.token', '*.temperatureC'];
+
+export function createLogger(level: GatewayConfig['logLevel']): Logger {
+  return pino({ name: 'checkpoint-gateway', level, redact: { paths: REDACT, censor: '[redacted]' } }, pino.destination(2));
+}
+
+export async function createGateway(configInput: unknown, deps: GatewayDeps = {}): Promise<Gateway> {
+  const config = resolveGatewayConfig(configInput);
+  const log = deps.logger ?? createLogger(config.logLevel);
+  const now = deps.now ?? Date.now;
+  const newId = monotonicFactory();
+
+  const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous });
+  const users = createUserStore(db, now);
+  const store = createOperationalStore(
+    db,
+    {
+      escalateAfterMs: config.alerts.escalateAfterS * 1000,
+      invalidStormCount: config.alerts.invalidStormCount,
+      invalidStormWindowMs: config.alerts.invalidStormWindowS * 1000,
+    },
+    () => newId(),
+  );
+  const series: SeriesStore = config.influx.url
+    ? createInfluxSeriesStore(parseInfluxUrl(config.influx.url), config.influx)
+    : createSqliteSeriesStore(db);
+
+  let consumer: ReturnType<typeof startConsumer> | null = null;
+  const live = new LiveFeed(store);
+  const metrics = createGatewayMetrics({
+    spoolDepth: () => store.spoolDepth(),
+    rejected: () => store.rejectedCount(),
+    sseClients: () => live.size,
+    mqttConnected: () => consumer?.connected() ?? false,
+  });
+
+  // --- time series ----------------------------------------------------------------------------
+  let lastWriteError = '';
+  const writer = new SpoolWriter(store, series, config.series, {
+    written(points, rows, atMs) {
+      for (const p of points) metrics.seriesPoints.inc({ measurement: p.measurement });
+      for (const r of rows) metrics.seriesLag.observe((atMs - r.enqueuedMs) / 1000);
+      if (lastWriteError) log.info({ store: series.kind }, 'series store accepts writes again; spool draining');
+      lastWriteError = '';
+      deps.onSeriesWritten?.(points, atMs);
+    },
+    failed(err, attempt, retryInMs) {
+      const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
+      metrics.seriesErrors.inc({ reason: status ? String(status) : 'unreachable' });
+      if (err.message !== lastWriteError) log.warn({ err: err.message.slice(0, 300), attempt, retryInMs, spooled: store.spoolDepth() }, 'series write failed; points stay in the spool');
+      lastWriteError = err.message;
+    },
+    rejected(row, err) {
+      metrics.seriesErrors.inc({ reason: 'rejected' });
+      log.error({ measurement: row.point.measurement, seq: row.seq, err: err.message.slice(0, 300) }, 'series store refused a point; kept in series_rejected');
+    },
+  }, now);
+  try {
+    await series.init();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'series store not ready at start; the writer keeps trying');
+  }
+  writer.start();
+  if (config.influx.url) log.info({ url: redactUrl(config.influx.url) }, 'time series go to InfluxDB');
+  else log.info('no InfluxDB configured: time series go to SQLite');
+
+  // --- ingest ---------------------------------------------------------------------------------
+  const commands = new CommandDispatcher((topic, payload) => {
+    if (!consumer) return Promise.reject(new Error('not connected to the broker'));
+    return consumer.publish(topic, payload);
+  }, config.commands.timeoutMs);
+  const loggedCauses = new Set<string>();
+
+  function record(channel: string, outcome: IngestOutcome): void {
+    metrics.messages.inc({ channel, result: outcome.stored ? 'stored' : 'duplicate' });
+    for (const c of outcome.alertChanges) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
+    if (outcome.stored) live.notify();
+  }
+
+  /** Synchronous: when it returns, the message is durably stored (or safely dropped) and may be acknowledged. */
+  function handle(topic: string, payload: Buffer): void {
+    const stop = metrics.ingestSeconds.startTimer();
+    const receivedMs = now();
+    const c: Classified = classifyMessage(topic, payload);
+    switch (c.kind) {
+      case 'screening': {
+        record('screening', store.ingestScreening(c.screening, receivedMs));
+        writer.notify(1);
+        break;
+      }
+      case 'state':
+        record('state', store.ingestState(c.state, receivedMs));
+        writer.notify(1);
+        break;
+      case 'telemetry':
+        record('telemetry', store.ingestTelemetry(c.telemetry, receivedMs));
+        writer.notify(1);
+        break;
+      case 'snapshot':
+        record('snapshot', store.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs));
+        break;
+      case 'cmd/ack':
+        metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
+        break;
+      case 'ignored':
+        metrics.messages.inc({ channel: 'other', result: 'ignored' });
+        break;
+      case 'invalid': {
+        // Counted and dropped (and acknowledged, so that it does not come back forever).
+        metrics.messages.inc({ channel: 'other', result: 'invalid' });
+        metrics.invalid.inc({ topic: c.topicLabel, cause: c.cause });
+        const key = `${c.topicLabel}\u0000${c.cause}`;
+        if (!loggedCauses.has(key) && loggedCauses.size < 10_000) {
+          loggedCauses.add(key);
+          log.warn({ topic: topic.slice(0, 200), cause: c.cause, detail: c.detail.slice(0, 500) }, 'invalid message dropped (logged once per topic and cause)');
+        }
+        break;
+      }
+    }
+    stop();
+  }
+
+  // --- API ------------------------------------------------------------------------------------
+  const health = () => {
+    const connected = consumer?.connected() ?? false;
+    const spooled = store.spoolDepth();
+    const status = !connected ? 'disconnected' : writer.failing ? 'degraded' : 'ok';
+    return {
+      healthy: connected,
+      body: {
+        status,
+        mqtt: connected ? 'connected' : 'disconnected',
+        series: { store: series.kind, writing: writer.failing ? 'failing' : 'ok', spoolDepth: spooled, rejected: store.rejectedCount() },
+        liveClients: live.size,
+      },
+    };
+  };
+  const app = await createApi({ config, store, users, series, metrics, live, commands, health, log, now });
+  try {
+    await app.listen({ host: config.http.host, port: config.http.port });
+  } catch (err) {
+    await writer.stop({ flush: false });
+    live.close();
+    db.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${code === 'EADDRINUSE' ? 'address already in use' : (err as Error).message}`, { cause: err });
+  }
+  const httpPort = (app.server.address() as { port: number }).port;
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+  log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
+
+  consumer = startConsumer(config.mqtt, handle, log);
+
+  // --- periodic jobs --------------------------------------------------------------------------
+  const alertTimer = setInterval(() => {
+    try {
+      const changes = store.runPeriodic(now());
+      for (const c of changes) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
+      if (changes.length) live.notify();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'alert check failed');
+    }
+  }, config.alerts.checkIntervalMs);
+  const runRetention = () => {
+    const r = config.retention;
+    const result = store.retention(now(), { screeningsMs: r.screeningsDays * 86_400_000, snapshotsMs: r.snapshotsDays * 86_400_000, eventsMs: r.eventsHours * 3_600_000 });
+    if (result.screenings + result.snapshots > 0) log.info(result, 'retention: old health data deleted');
+    return result;
+  };
+  const retentionTimer = setInterval(() => {
+    try {
+      runRetention();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'retention job failed');
+    }
+  }, config.retention.intervalS * 1000);
+
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    httpPort,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`,
+    users,
+    store,
+    series,
+    metrics,
+    mqttConnected: () => consumer?.connected() ?? false,
+    spoolDepth: () => store.spoolDepth(),
+    runRetention,
+    close() {
+      closing ??= (async () => {
+        clearInterval(alertTimer);
+        clearInterval(retentionTimer);
+        // Stop taking messages first: whatever the broker has not had a PUBACK for, it keeps.
+        await consumer?.close().catch(() => undefined);
+        commands.cancelAll();
+        live.close();
+        await app.close();
+        await writer.stop({ flush: true });
+        await series.close();
+        db.close();
+        log.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}

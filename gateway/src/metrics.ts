@@ -1,0 +1,45 @@
+/** Prometheus metrics on the gateway's own registry (several gateways may live in one process: tests, demo). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createGatewayMetrics(probes: { spoolDepth(): number; rejected(): number; sseClients(): number; mqttConnected(): boolean }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'checkpoint_gateway_' });
+  const registers = [registry];
+  return {
+    registry,
+    messages: new Counter({
+      name: 'checkpoint_gateway_messages_total',
+      help: 'MQTT messages handled, by channel and result (stored, duplicate, invalid, ignored)',
+      labelNames: ['channel', 'result'],
+      registers,
+    }),
+    invalid: new Counter({
+      name: 'checkpoint_gateway_invalid_payloads_total',
+      help: 'messages dropped as invalid, by topic (other = outside the contract) and cause',
+      labelNames: ['topic', 'cause'],
+      registers,
+    }),
+    ingestSeconds: new Histogram({
+      name: 'checkpoint_gateway_ingest_seconds',
+      help: 'validation and durable storage of one message (before its PUBACK)',
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
+      registers,
+    }),
+    seriesPoints: new Counter({ name: 'checkpoint_gateway_series_points_written_total', help: 'points accepted by the series store', labelNames: ['measurement'], registers }),
+    seriesErrors: new Counter({ name: 'checkpoint_gateway_series_write_errors_total', help: 'failed series writes (retried from the spool)', labelNames: ['reason'], registers }),
+    seriesLag: new Histogram({
+      name: 'checkpoint_gateway_series_lag_seconds',
+      help: 'from a point entering the spool to the series store accepting it',
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 60, 600],
+      registers,
+    }),
+    spoolDepth: new Gauge({ name: 'checkpoint_gateway_spool_depth', help: 'points waiting for the series store', registers, collect() { this.set(probes.spoolDepth()); } }),
+    rejected: new Gauge({ name: 'checkpoint_gateway_series_rejected_points', help: 'points the series store refused (kept in series_rejected)', registers, collect() { this.set(probes.rejected()); } }),
+    alerts: new Counter({ name: 'checkpoint_gateway_alert_changes_total', help: 'alert lifecycle changes', labelNames: ['kind', 'action'], registers }),
+    sse: new Gauge({ name: 'checkpoint_gateway_live_clients', help: 'connected live-feed (SSE) clients', registers, collect() { this.set(probes.sseClients()); } }),
+    mqttConnected: new Gauge({ name: 'checkpoint_gateway_mqtt_connected', help: '1 when connected to the broker', registers, collect() { this.set(probes.mqttConnected() ? 1 : 0); } }),
+    logins: new Counter({ name: 'checkpoint_gateway_logins_total', help: 'API logins by result', labelNames: ['result'], registers }),
+  };
+}
+
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

@@ -1,0 +1,88 @@
+/**
+ * Time-series points from contract payloads (pure). Schema rules from InfluxDB's guidance:
+ * tags are low-cardinality strings (site, checkpoint, decision, mask); ids and readings are
+ * fields; tag and field names never collide; every number is a float so field types never
+ * conflict between writes.
+ */
+import { createHash } from 'node:crypto';
+import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
+
+export type FieldValue = number | string | boolean;
+
+export interface SeriesPoint {
+  measurement: 'screening' | 'telemetry' | 'device_state' | 'robot_state';
+  tags: Record<string, string>;
+  fields: Record<string, FieldValue>;
+  /** Nanoseconds since the epoch, as a decimal string (beyond JS number precision). */
+  timeNs: string;
+}
+
+/**
+ * InfluxDB keeps one point per (measurement, tag set, timestamp): a second write overwrites.
+ * That makes re-writing a batch after a crash harmless, but two people screened in the same
+ * millisecond at one checkpoint with equal tags would collide. So the sub-millisecond digits
+ * are derived from the screening id: distinct ids almost never collide, and the same id always
+ * maps to the same timestamp (idempotent re-writes).
+ */
+export function screeningTimeNs(tsMs: number, id: string): string {
+  const subMs = createHash('sha1').update(id).digest().readUInt32BE(0) % 1_000_000;
+  return `${tsMs}${String(subMs).padStart(6, '0')}`;
+}
+
+export const msToNs = (ms: number): string => `${ms}000000`;
+
+function putNumber(fields: Record<string, FieldValue>, key: string, value: number | null | undefined): void {
+  if (typeof value === 'number' && Number.isFinite(value)) fields[key] = value;
+}
+
+export function screeningPoint(s: Screening): SeriesPoint {
+  const fields: Record<string, FieldValue> = {
+    id: s.id,
+    trackId: s.trackId,
+    faceScore: s.faceScore,
+    thresholdC: s.thresholdC,
+    frames: s.frames,
+    latencyMs: s.latencyMs,
+    mode: s.mode,
+    reasons: s.reasons.join(','),
+    snapshot: s.snapshot,
+    model: s.model.name,
+  };
+  putNumber(fields, 'temperatureC', s.temperatureC);
+  putNumber(fields, 'ambientC', s.ambientC);
+  putNumber(fields, 'maskScore', s.maskScore);
+  if (s.method) fields.method = s.method;
+  if (s.blackbody) putNumber(fields, 'blackbodyOffsetC', s.blackbody.offsetC);
+  return {
+    measurement: 'screening',
+    tags: { site: s.site, checkpoint: s.checkpoint, decision: s.decision, mask: s.mask },
+    fields,
+    timeNs: screeningTimeNs(Date.parse(s.ts), s.id),
+  };
+}
+
+export function telemetryPoint(t: Telemetry): SeriesPoint {
+  const fields: Record<string, FieldValue> = { fps: t.fps, queueDepth: t.queueDepth };
+  putNumber(fields, 'cpuTempC', t.cpuTempC);
+  putNumber(fields, 'ambientC', t.ambientC);
+  putNumber(fields, 'rssMb', t.rssMb);
+  putNumber(fields, 'droppedFrames', t.droppedFrames);
+  if (t.blackbody) {
+    putNumber(fields, 'blackbodySetC', t.blackbody.setC);
+    putNumber(fields, 'blackbodyMeasuredC', t.blackbody.measuredC);
+    fields.blackbodyStatus = t.blackbody.status;
+  }
+  for (const [stage, ms] of Object.entries(t.stages)) putNumber(fields, `stage_${stage}_ms`, ms);
+  return { measurement: 'telemetry', tags: { site: t.site, checkpoint: t.checkpoint }, fields, timeNs: msToNs(Date.parse(t.ts)) };
+}
+
+export function deviceStatePoint(s: CheckpointState): SeriesPoint {
+  const fields: Record<string, FieldValue> = { status: s.status, online: s.status === 'online' ? 1 : 0 };
+  if (s.calibration) {
+    fields.reference = s.calibration.reference;
+    fields.mode = s.calibration.mode;
+    fields.thresholdC = s.calibration.thresholdC;
+  }
+  if (s.sources) fields.thermalSource = s.sources.thermal.status;
+  return { measurement: 'device_state', tags: { site: s.site, checkpoint: s.checkpoint }, fields, timeNs: msToNs(Date.parse(s.ts)) };
+}

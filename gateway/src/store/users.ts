@@ -1,0 +1,156 @@
+/**
+ * API users and their sessions. Passwords: scrypt (node:crypto), self-describing hash strings
+ * (the same format as the broker's user store). Tokens: 32 random bytes handed out once; only
+ * their SHA-256 is stored, so a copy of the database does not log anyone in.
+ */
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { Db } from './db.js';
+
+export const ROLES = ['guard', 'dispatcher', 'engineer', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Roles are ordered: each one may do what the ones before it may. */
+export function roleAtLeast(role: Role, required: Role): boolean {
+  return ROLES.indexOf(role) >= ROLES.indexOf(required);
+}
+
+export function isRole(value: string): value is Role {
+  return (ROLES as readonly string[]).includes(value);
+}
+
+export const USER_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
+export const MIN_PASSWORD_LENGTH = 8;
+
+const SCRYPT = { N: 16384, r: 8, p: 1 };
+const KEY_LEN = 32;
+
+function scryptAsync(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  const options: ScryptOptions = { ...params, maxmem: 256 * params.N * params.r };
+  return new Promise((resolve, reject) => scrypt(password, salt, KEY_LEN, options, (err, key) => (err ? reject(err) : resolve(key))));
+}
+
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scryptAsync(password, salt, SCRYPT);
+  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), key.toString('base64')].join('$');
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  const expected = Buffer.from(parts[5]!, 'base64');
+  const key = await scryptAsync(password, Buffer.from(parts[4]!, 'base64'), { N, r, p });
+  return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+export interface UserRecord {
+  name: string;
+  role: Role;
+  createdAt: string;
+}
+
+export interface Session {
+  user: string;
+  role: Role;
+  expiresMs: number;
+}
+
+export interface UserStore {
+  /** Adds a user, or replaces the role and password of an existing one. */
+  add(user: { name: string; role: Role }, password: string): Promise<void>;
+  remove(name: string): boolean;
+  list(): UserRecord[];
+  /** The user's role when the password is right, else null (same cost for unknown names). */
+  verify(name: string, password: string): Promise<Role | null>;
+  /** A new bearer token (returned once; stored hashed). */
+  createSession(name: string, ttlMs: number, nowMs: number): { token: string; expiresMs: number };
+  session(token: string, nowMs: number): Session | null;
+  endSession(token: string): void;
+  pruneSessions(nowMs: number): number;
+}
+
+const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
+
+export function createUserStore(db: Db, now: () => number = Date.now): UserStore {
+  const dummy = hashPassword(randomBytes(16).toString('hex'));
+  const getUser = db.prepare<[string], { name: string; role: Role; password_hash: string }>('SELECT name, role, password_hash FROM users WHERE name = ?');
+  return {
+    async add({ name, role }, password) {
+      if (!new RegExp(USER_NAME_PATTERN).test(name)) throw new Error(`invalid user name ${JSON.stringify(name)}: expected ${USER_NAME_PATTERN}`);
+      if (!isRole(role)) throw new Error(`invalid role ${JSON.stringify(role)}: expected one of ${ROLES.join(', ')}`);
+      if (password.length < MIN_PASSWORD_LENGTH) throw new Error(`password too short: at least ${MIN_PASSWORD_LENGTH} characters`);
+      const hash = await hashPassword(password);
+      const t = now();
+      db.prepare(
+        `INSERT INTO users (name, role, password_hash, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, updated_ms = excluded.updated_ms`,
+      ).run(name, role, hash, t, t);
+      // A changed password or role ends the user's sessions.
+      db.prepare('DELETE FROM sessions WHERE user = ?').run(name);
+    },
+    remove(name) {
+      return db.prepare('DELETE FROM users WHERE name = ?').run(name).changes > 0;
+    },
+    list() {
+      return db
+        .prepare<[], { name: string; role: Role; created_ms: number }>('SELECT name, role, created_ms FROM users ORDER BY name')
+        .all()
+        .map((u) => ({ name: u.name, role: u.role, createdAt: new Date(u.created_ms).toISOString() }));
+    },
+    async verify(name, password) {
+      const user = getUser.get(name);
+      const ok = await verifyPassword(password, user?.password_hash ?? (await dummy));
+      return ok && user ? user.role : null;
+    },
+    createSession(name, ttlMs, nowMs) {
+      const token = randomBytes(32).toString('base64url');
+      const expiresMs = nowMs + ttlMs;
+      db.prepare('INSERT INTO sessions (token_hash, user, created_ms, expires_ms) VALUES (?, ?, ?, ?)').run(tokenHash(token), name, nowMs, expiresMs);
+      return { token, expiresMs };
+    },
+    session(token, nowMs) {
+      const row = db
+        .prepare<[string], { user: string; role: Role; expires_ms: number }>(
+          'SELECT s.user, u.role, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user WHERE s.token_hash = ?',
+        )
+        .get(tokenHash(token));
+      if (!row || row.expires_ms <= nowMs) return null;
+      return { user: row.user, role: row.role, expiresMs: row.expires_ms };
+    },
+    endSession(token) {
+      db.prepare('DELETE FROM sessions WHERE token_hash = ?').run(tokenHash(token));
+    },
+    pruneSessions(nowMs) {
+      return db.prepare('DELETE FROM sessions WHERE expires_ms <= ?').run(nowMs).changes;
+    },
+  };
+}
+
+/**
+ * Failed logins per client address in a sliding window (pure apart from the map it owns).
+ * An address over the limit is refused without checking the password.
+ */
+export function createLoginLimiter(options: { maxFailures: number; windowMs: number }) {
+  const failures = new Map<string, number[]>();
+  const recent = (address: string, nowMs: number) => (failures.get(address) ?? []).filter((t) => nowMs - t < options.windowMs);
+  return {
+    /** ms until the address may try again, or 0 when it may try now. */
+    retryAfterMs(address: string, nowMs: number): number {
+      const times = recent(address, nowMs);
+      if (times.length < options.maxFailures) return 0;
+      return options.windowMs - (nowMs - times[times.length - options.maxFailures]!);
+    },
+    fail(address: string, nowMs: number): void {
+      const times = recent(address, nowMs);
+      times.push(nowMs);
+      failures.set(address, times.slice(-options.maxFailures));
+      if (failures.size > 10_000) {
+        for (const [key, value] of failures) if (value.every((t) => nowMs - t >= options.windowMs)) failures.delete(key);
+      }
+    },
+    succeed(address: string): void {
+      failures.delete(address);
+    },
+  };
+}
