@@ -4,8 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TProperties } from '@sinclair/typebox';
-import { parse as parseYaml } from 'yaml';
-import { mergeConfig, parseConfig } from '@checkpoint/protocol';
+import { mergeConfig, parseConfig, parseConfigText } from '@checkpoint/protocol';
 
 const closed = { additionalProperties: false } as const;
 const Section = <T extends TProperties>(props: T, description: string) =>
@@ -107,11 +106,7 @@ export async function loadBrokerConfig(file: string | undefined, env: Env = proc
     } catch (error) {
       throw new Error(`cannot read config ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    try {
-      fromFile = (file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) ?? {};
-    } catch (error) {
-      throw new Error(`cannot parse config ${file}: ${(error as Error).message}`);
-    }
+    fromFile = parseConfigText(text, file);
   }
   return parseConfig(BrokerConfigSchema, mergeConfig(fromFile, envOverrides(env)), file ?? '(defaults)');
 }

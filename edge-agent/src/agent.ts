@@ -16,6 +16,7 @@ import {
   mergeConfig,
   parseConfig,
   parsePayload,
+  redactUrl,
   type CheckpointState,
   type Command,
   type CommandAck,
@@ -301,16 +302,5 @@ function tryId(payload: Buffer): string | null {
     return typeof id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null;
   } catch {
     return null;
-  }
-}
-
-/** URLs may carry credentials (mqtt://user:pass@host); never log them. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable url)';
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { Static, TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
 import { compileValidator, type PayloadIssue } from './validators.js';
 
 export class ConfigError extends Error {
@@ -37,4 +38,24 @@ export function mergeConfig<T>(base: T, patch: unknown): T {
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
+}
+
+/** A config file's text as data: JSON for `.json` files, YAML (a superset) otherwise. */
+export function parseConfigText(text: string, where: string): unknown {
+  try {
+    return (where.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) ?? {};
+  } catch (err) {
+    throw new Error(`cannot parse config ${where}: ${(err as Error).message}`);
+  }
+}
+
+/** URLs may carry credentials (mqtt://user:pass@host, http://user:pass@influx); never log them. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Type } from '@sinclair/typebox';
-import { ConfigError, mergeConfig, parseConfig } from '@checkpoint/protocol';
+import { ConfigError, mergeConfig, parseConfig, parseConfigText, redactUrl } from '@checkpoint/protocol';
 
 const Schema = Type.Object(
   {
@@ -32,5 +32,19 @@ describe('mergeConfig', () => {
   it('merges objects deeply and replaces arrays and scalars', () => {
     expect(mergeConfig({ a: { b: 1, c: [1, 2] }, d: 1 }, { a: { c: [3] }, e: 2 })).toEqual({ a: { b: 1, c: [3] }, d: 1, e: 2 });
     expect(mergeConfig({ a: 1 }, undefined)).toEqual({ a: 1 });
+  });
+});
+
+describe('parseConfigText and redactUrl', () => {
+  it('reads YAML and JSON and names the file on a syntax error', () => {
+    expect(parseConfigText('site: a\nmqtt:\n  url: mqtt://x\n', 'agent.yaml')).toEqual({ site: 'a', mqtt: { url: 'mqtt://x' } });
+    expect(parseConfigText('{"site": "a"}', 'agent.json')).toEqual({ site: 'a' });
+    expect(parseConfigText('', 'empty.yaml')).toEqual({});
+    expect(() => parseConfigText('site: [a', 'agent.yaml')).toThrow(/cannot parse config agent.yaml/);
+  });
+  it('hides passwords in URLs', () => {
+    expect(redactUrl('mqtt://edge:s3cret@broker:1883')).toBe('mqtt://edge:***@broker:1883');
+    expect(redactUrl('http://127.0.0.1:8086/db')).toBe('http://127.0.0.1:8086/db');
+    expect(redactUrl('not a url')).toBe('(unparseable url)');
   });
 });

@@ -1,7 +1,6 @@
 /** Reading the agent's config: file (YAML or JSON) + environment overrides, validated once. */
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
-import { mergeConfig, parseConfig } from '@checkpoint/protocol';
+import { mergeConfig, parseConfig, parseConfigText } from '@checkpoint/protocol';
 import { AgentConfigSchema, type AgentConfig } from './schema.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -24,14 +23,6 @@ export function envOverrides(env: Env): Record<string, unknown> {
   return o;
 }
 
-export function parseConfigText(text: string, where: string): unknown {
-  try {
-    return where.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (err) {
-    throw new Error(`cannot parse config ${where}: ${(err as Error).message}`);
-  }
-}
-
 /**
  * The effective config: `file` (if any) merged with `base` (e.g. defaults a subcommand needs),
  * then the environment on top, then validated. Throws ConfigError naming the bad field.
@@ -45,7 +36,7 @@ export async function loadAgentConfig(file: string | undefined, env: Env = proce
     } catch (err) {
       throw new Error(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    fromFile = parseConfigText(text, file) ?? {};
+    fromFile = parseConfigText(text, file);
   }
   const merged = mergeConfig(mergeConfig(base, fromFile), envOverrides(env));
   return parseConfig(AgentConfigSchema, merged, file ?? '(defaults)');
