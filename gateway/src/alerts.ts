@@ -213,7 +213,7 @@ export function deviceStateAlertChanges(state: CheckpointState, ctx: DeviceConte
 /** The condition is over: acknowledged alerts close, open ones wait for their acknowledgement. */
 export function resolve(alert: Alert, nowMs: number): AlertChange | null {
   if (alert.status === 'closed' || alert.resolvedAt !== null) return null;
-  if (alert.status === 'acknowledged') return { action: 'closed', alert: { ...alert, resolvedAt: nowMs, closedAt: nowMs } };
+  if (alert.status === 'acknowledged') return { action: 'closed', alert: { ...alert, status: 'closed', resolvedAt: nowMs, closedAt: nowMs } };
   return { action: 'resolved', alert: { ...alert, resolvedAt: nowMs } };
 }
 
