@@ -1,5 +1,5 @@
-/**
 /* eslint-disable @typescript-eslint/no-explicit-any -- JSON bodies of API responses, checked by the tests that read them */
+/**
  * Real parts for gateway tests: our broker (aedes, auth + ACL, level persistence) with a gateway
  * user and edge users, protocol-valid screenings, an API client and an SSE reader.
  */
