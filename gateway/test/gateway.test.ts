@@ -26,7 +26,6 @@ let edge: MqttClient;
 let guard: ApiClient;
 let engineer: ApiClient;
 let clock = Date.now();
-const now = () => clock;
 
 const metricValue = async (name: string, labels: string) => {
   const text = await (await fetch(`${gateway.url}/metrics`)).text();
