@@ -245,7 +245,7 @@ describe('observability', () => {
     });
     await gateway.subscribeAsync('$SYS/broker/#');
     // One round of stats is several messages; wait for the last topic of a round that saw us.
-    await waitFor(() => stats.get('$SYS/broker/clients/connected') === '1' && stats.has('$SYS/broker/denied/connect'), { what: '$SYS round with clients/connected = 1' });
+    await waitFor(() => stats.get('$SYS/broker/clients/connected') === '1' && stats.has('$SYS/broker/denied/connect') && stats.has('$SYS/broker/bytes/received'), { what: '$SYS round with clients/connected = 1' });
     expect(Number(stats.get('$SYS/broker/bytes/received'))).toBeGreaterThan(0);
 
     const res = await fetch(`http://127.0.0.1:${broker.ports.metrics}/metrics`);
