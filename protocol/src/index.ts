@@ -2,3 +2,4 @@ export * from './topics.js';
 export * from './schemas.js';
 export * from './validators.js';
 export * from './config.js';
+export * from './vda5050.js';
