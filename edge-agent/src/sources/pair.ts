@@ -43,8 +43,10 @@ export function pairSources(
           yield { thermal: t, visible: fresh };
         }
       } finally {
+        // Stop the visible reader; not awaited, so a camera that ignores the signal cannot
+        // hold up the end of the stream (close() releases it for good).
         inner.abort();
-        await reader;
+        void reader;
       }
     },
     async close() {
