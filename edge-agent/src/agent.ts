@@ -23,7 +23,10 @@ import {
   type Telemetry,
 } from '@checkpoint/protocol';
 import { AgentConfigSchema, type AgentConfig } from './config/schema.js';
+import { defaultModelsDir } from '@checkpoint/models';
 import { createDetector } from './detector-setup.js';
+import { prepareModelUpdate, saveActiveModel } from './model-update.js';
+import type { FaceDetector } from './vision/detector.js';
 import type { FrameSource } from './frames.js';
 import { OutboxSender } from './outbox/sender.js';
 import { OutboxStore } from './outbox/store.js';
@@ -74,7 +77,9 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
   await mkdir(config.dataDir, { recursive: true });
 
   // --- components ---------------------------------------------------------------------------
-  const { detector, model } = await createDetector(config.model);
+  const loaded = await createDetector(config.model, config.dataDir);
+  let model = loaded.model;
+  let detector = loaded.detector;
   log.info({ model: model.name, sha256: model.sha256 }, 'model loaded');
   const source = deps.source ?? (await openSource(config));
   const pipeline = new ScreeningPipeline(source.geometry, detector, pipelineOptionsFromConfig(config, model));
@@ -175,11 +180,55 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
           publishState();
           return;
         }
+        case 'update-model':
+          await updateModel(cmd);
+          return;
         default:
           ack({ id: cmd.id, ok: false, error: `command "${cmd.type}" is not supported by edge-agent ${AGENT_VERSION}` });
       }
     } catch (err) {
       ack({ id: cmd.id, ok: false, error: (err as Error).message.slice(0, 1000) });
+    }
+  }
+
+  let updating = false;
+  async function updateModel(cmd: Extract<Command, { type: 'update-model' }>): Promise<void> {
+    if (updating) throw new Error('a model update is already running');
+    updating = true;
+    try {
+      ack({ id: cmd.id, ok: true, progress: 0 });
+      let lastReported = 0;
+      const prepared = await prepareModelUpdate(cmd.model, {
+        modelsDir: config.model.dir ?? defaultModelsDir(process.env),
+        // The gateway serves roll-outs to devices with their broker credentials.
+        ...(config.mqtt.username && config.mqtt.password
+          ? { headers: { authorization: `Basic ${Buffer.from(`${config.mqtt.username}:${config.mqtt.password}`).toString('base64')}` } }
+          : {}),
+        ...(config.model.threads ? { threads: config.model.threads } : {}),
+        reference: pipeline.lastConfidentFace,
+        confirmScore: config.model.confirmScore,
+        onProgress: (f) => {
+          if (f - lastReported >= 0.2) {
+            lastReported = f;
+            ack({ id: cmd.id, ok: true, progress: Math.round(f * 80) / 100 });
+          }
+        },
+      });
+      const previous = pipeline.swapDetector(prepared.detector, prepared.model);
+      const old = model;
+      detector = prepared.detector;
+      model = prepared.model;
+      await saveActiveModel(config.dataDir, { manifest: prepared.manifest, path: prepared.path });
+      await (previous as FaceDetector | null)?.close();
+      log.info({ from: old.sha256, to: model.sha256, selfTest: prepared.selfTest }, 'model switched');
+      ack({ id: cmd.id, ok: true, done: true, detail: { model: model.name, version: cmd.model.version, sha256: model.sha256, selfTest: prepared.selfTest } });
+      publishState();
+    } catch (err) {
+      // Nothing was switched: the running model stays (that is the roll-back).
+      log.warn({ err: (err as Error).message }, 'model update refused');
+      ack({ id: cmd.id, ok: false, done: true, error: `${(err as Error).message.slice(0, 900)}; still running ${model.name} ${model.sha256.slice(0, 12)}` });
+    } finally {
+      updating = false;
     }
   }
 
@@ -291,6 +340,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
       await client.endAsync();
       store.close();
       await http.close();
+      await detector.close();
       log.info('stopped');
     },
   };

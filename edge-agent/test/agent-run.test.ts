@@ -2,7 +2,9 @@
  * `edge-agent run` as a whole against a real broker (Mosquitto): retained online state with an
  * offline last will, commands and their acks, health and metrics over HTTP.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -11,7 +13,7 @@ import { startMosquitto, waitFor, type MosquittoServer } from '@checkpoint/test-
 import { checkpointTopics, parsePayload, type CheckpointState, type CommandAck } from '@checkpoint/protocol';
 import { runAgent, type RunningAgent } from '../src/agent.js';
 import { loadAgentConfig } from '../src/config/load.js';
-import { agentEnv, FACES_DIR, haveShared } from './helpers/shared.js';
+import { agentEnv, FACES_DIR, haveShared, MODELS_MIRROR } from './helpers/shared.js';
 
 const at = { site: 'hospital-a', checkpoint: 'gate-3' };
 
@@ -104,6 +106,51 @@ describe.skipIf(!haveShared)('the running agent', () => {
     const metrics = await (await http('/metrics')).text();
     expect(metrics).toMatch(/checkpoint_agent_invalid_commands_total 2/);
   });
+
+  it('rolls out a new model version: verified, self-tested, switched; bad downloads leave the running model', async () => {
+    await waitFor(async () => ((await (await http('/healthz')).json()) as { frames: number }).frames > 40, { what: 'a few people seen', timeoutMs: 30_000 });
+    const good = await readFile(path.join(MODELS_MIRROR, 'RFB-640-masked_face-v2.onnx'));
+    const wrongFamily = await readFile(path.join(MODELS_MIRROR, 'version-RFB-320.onnx'));
+    const corrupt = Buffer.from(good);
+    corrupt[5000] = corrupt[5000]! ^ 0xff;
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const expectedAuth = `Basic ${Buffer.from('edge-gate-3:edge-secret-3').toString('base64')}`;
+    const files: Record<string, Buffer> = { '/good.onnx': good, '/corrupt.onnx': corrupt, '/wrong.onnx': wrongFamily };
+    const server: Server = createServer((req, res) => {
+      if (req.headers.authorization !== expectedAuth) return void res.writeHead(401).end();
+      const body = files[req.url ?? ''];
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const update = async (id: string, file: string, bytes: Buffer, claimedSha = sha(bytes)) => {
+      await ops.publishAsync(
+        checkpointTopics.cmd(at),
+        JSON.stringify({ id, type: 'update-model', model: { name: 'masked-face-640', version: id, url: `${base}${file}`, sha256: claimedSha, sizeBytes: bytes.length } }),
+        { qos: 1 },
+      );
+      await waitFor(() => acks.some((a) => a.id === id && a.done), { what: `final ack of ${id}`, timeoutMs: 30_000 });
+      return acks.find((a) => a.id === id && a.done)!;
+    };
+    try {
+      const corrupted = await update('upd-corrupt', '/corrupt.onnx', corrupt, sha(good));
+      expect(corrupted).toMatchObject({ ok: false, error: expect.stringMatching(/expected sha256 .* got sha256 .*still running masked-face-640/) });
+      const wrong = await update('upd-wrong', '/wrong.onnx', wrongFamily);
+      expect(wrong).toMatchObject({ ok: false, error: expect.stringMatching(/does not match manifest/) });
+      const missing = await update('upd-404', '/nope.onnx', good);
+      expect(missing.ok).toBe(false);
+
+      const ok = await update('upd-good', '/good.onnx', good);
+      expect(ok).toMatchObject({ ok: true, detail: { model: 'masked-face-640', version: 'upd-good', selfTest: expect.stringMatching(/reference face found/) } });
+      expect(acks.filter((a) => a.id === 'upd-good' && a.progress !== undefined).map((a) => a.progress)).toContain(0);
+      expect((await stat(path.join(work, 'models', 'RFB-640-masked_face-v2.upd-good.onnx'))).size).toBe(good.length);
+      const frames = ((await (await http('/healthz')).json()) as { frames: number }).frames;
+      await waitFor(async () => ((await (await http('/healthz')).json()) as { frames: number }).frames > frames + 5, { what: 'frames keep flowing on the new model', timeoutMs: 10_000 });
+    } finally {
+      server.close();
+    }
+  }, 120_000);
 
   it('the broker publishes the offline last will when the connection dies, and the agent comes back', async () => {
     const before = states.length;

@@ -69,6 +69,8 @@ export interface FetchOptions {
   /** Called once when the transfer starts (receivedBytes 0) and then per chunk. */
   onProgress?: (progress: FetchProgress) => void;
   signal?: AbortSignal;
+  /** Extra HTTP headers, e.g. Authorization for a gateway that serves model roll-outs. */
+  headers?: Record<string, string>;
   /** Environment for the defaults above; default process.env. */
   env?: Env;
   /** Base for relative paths; default process.cwd(). */
@@ -162,7 +164,7 @@ function reason(err: unknown): string {
   return cause && cause !== e.message ? `${e.message} (${cause})` : String(e.message ?? err);
 }
 
-async function openSource(manifest: ModelManifest, source: ModelSource, signal?: AbortSignal): Promise<Readable> {
+async function openSource(manifest: ModelManifest, source: ModelSource, signal?: AbortSignal, headers?: Record<string, string>): Promise<Readable> {
   if (source.kind === 'file') {
     try {
       const handle = await fs.open(source.path, 'r');
@@ -174,7 +176,7 @@ async function openSource(manifest: ModelManifest, source: ModelSource, signal?:
   }
   let response: Response;
   try {
-    response = await fetch(source.url, { signal: signal ?? null, redirect: 'follow' });
+    response = await fetch(source.url, { signal: signal ?? null, redirect: 'follow', ...(headers ? { headers } : {}) });
   } catch (err) {
     if (signal?.aborted) throw cancelled(manifest, err);
     const hint = source.upstream ? `. ${MIRROR_HINT}` : '';
@@ -198,7 +200,7 @@ function cancelled(manifest: ModelManifest, cause: unknown): ModelFetchError {
 async function copyVerified(manifest: ModelManifest, source: ModelSource, target: string, options: FetchOptions): Promise<void> {
   const { onProgress, signal } = options;
   const from = describeSource(source);
-  const input = await openSource(manifest, source, signal);
+  const input = await openSource(manifest, source, signal, options.headers);
   const temp = path.join(path.dirname(target), `.${manifest.file}.${process.pid}-${randomBytes(4).toString('hex')}.partial`);
   const hash = createHash('sha256');
   let received = 0;

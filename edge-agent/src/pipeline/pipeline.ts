@@ -116,7 +116,7 @@ export class ScreeningPipeline {
 
   constructor(
     readonly geometry: SceneGeometry,
-    private readonly detector: FaceFinder | null,
+    private detector: FaceFinder | null,
     readonly options: PipelineOptions,
     private readonly now: () => number = Date.now,
   ) {
@@ -125,6 +125,23 @@ export class ScreeningPipeline {
 
   get referenceState(): ReferenceState {
     return this.reference;
+  }
+
+  /**
+   * The most recent visible frame in which the detector found a confident face, kept in memory
+   * only (never written): a new model's self-test must find that face too.
+   */
+  lastConfidentFace: { encoded: Buffer; box: Box } | null = null;
+
+  /**
+   * Switches to another detector between two frames (a model update): tracks, baseline and
+   * reference carry on, so no person and no frame is lost. Returns the previous detector.
+   */
+  swapDetector(next: FaceFinder, model: ModelRef): FaceFinder | null {
+    const previous = this.detector;
+    this.detector = next;
+    this.options.model = model;
+    return previous;
   }
 
   /** Applies new thresholds/policies (a `set-config` command) without losing tracks or baseline. */
@@ -147,6 +164,8 @@ export class ScreeningPipeline {
       t.postprocess = found.timings.postprocessMs;
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
       faces = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) }));
+      const best = found.faces.find((f) => f.score >= this.options.tracker.confirmScore);
+      if (best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
     } else {
       const s = performance.now();
       faces = detectThermalFaces(thermal, this.geometry.blackbody, this.options.thermalFaces).map((box) => ({
