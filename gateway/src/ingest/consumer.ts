@@ -15,6 +15,7 @@ export const SUBSCRIPTIONS = ['checkpoint/v1/#'] as const;
 
 export interface Consumer {
   client: MqttClient;
+  /** Connected and subscribed. */
   connected(): boolean;
   publish(topic: string, payload: string): Promise<void>;
   close(): Promise<void>;
@@ -52,12 +53,18 @@ export function startConsumer(
   };
 
   let lastError = '';
+  // Connected *and* subscribed: until the SUBACK, a new session would miss messages.
+  let subscribed = false;
+  client.on('close', () => {
+    subscribed = false;
+  });
   client.on('connect', (connack) => {
     lastError = '';
     log.info({ url: redactUrl(config.url), clientId: config.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
     client.subscribe([...SUBSCRIPTIONS], { qos: 1 }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
       if (err || refused.length) log.error({ err: err?.message, refused }, 'subscription refused (is the MQTT user of role gateway?)');
+      else subscribed = true;
     });
   });
   client.on('error', (err) => {
@@ -68,7 +75,7 @@ export function startConsumer(
 
   return {
     client,
-    connected: () => client.connected,
+    connected: () => client.connected && subscribed,
     async publish(topic, payload) {
       await client.publishAsync(topic, payload, { qos: 1 });
     },

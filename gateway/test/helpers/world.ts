@@ -8,7 +8,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { monotonicFactory } from 'ulid';
 import { createBroker, openUserStore, type Broker } from '@checkpoint/broker';
 import { assertPayload, checkpointTopics, type Decision, type Screening } from '@checkpoint/protocol';
-import { makeTempDir, waitFor } from '@checkpoint/test-support';
+import { makeTempDir, startMosquitto, waitFor } from '@checkpoint/test-support';
 
 export const BROKER_PASSWORD = 'broker-test-password';
 export const API_PASSWORD = 'api-test-password';
@@ -39,6 +39,24 @@ export async function startTestBroker(checkpoints: string[] = ['gate-1', 'gate-2
       users.close();
     },
   };
+}
+
+/**
+ * A real Mosquitto with the same users and rights as startTestBroker (gateway `gw`, edge users).
+ * The fault tests use it: our broker with level persistence holds back some QoS 1 messages of a
+ * persistent session until the subscriber reconnects (see bench/broker-session-check.ts).
+ */
+export async function startTestMosquitto(checkpoints: string[] = ['gate-1']): Promise<{ url: string; close(): Promise<void> }> {
+  const users: Record<string, string> = { gw: BROKER_PASSWORD };
+  const acl = ['user gw', 'topic readwrite checkpoint/v1/#'];
+  for (const checkpoint of checkpoints) {
+    users[`edge-${checkpoint}`] = BROKER_PASSWORD;
+    acl.push(`user edge-${checkpoint}`, `topic write checkpoint/v1/hq/${checkpoint}/#`, `topic read checkpoint/v1/hq/${checkpoint}/cmd`);
+  }
+  // Mosquitto queues at most 1000 messages for an offline persistent session by default and drops
+  // the rest: a gateway must be given room for its outages (README "Mosquitto").
+  const mosquitto = await startMosquitto({ users, acl: acl.join('\n'), persistence: true, extraConfig: 'max_queued_messages 1000000' });
+  return { url: mosquitto.url, close: () => mosquitto.stop() };
 }
 
 const nextId = monotonicFactory();
