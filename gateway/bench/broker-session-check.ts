@@ -27,13 +27,13 @@ for (const persistence of ['memory', 'level'] as const) {
     let next = 0;
     await Promise.all(Array.from({ length: 64 }, async () => { while (next < list.length) { const s = list[next++]!; await edge.publishAsync(checkpointTopics.screening(s), JSON.stringify(s), { qos: 1 }); } }));
     await new Promise((r) => setTimeout(r, 2000));
-    console.log('our broker persistence', persistence, 'clean', clean, 'received', got.size);
+    process.stdout.write(`our broker, persistence ${persistence}, clean ${clean}: received ${got.size} of 500\n`);
     await edge.endAsync(); await sub.endAsync();
     if (!clean) {
       const again = mqtt.connect(url, { username: 'gw', password: BROKER_PASSWORD, clientId: `exp-sub-${clean}`, clean, protocolVersion: 4 });
       again.handleMessage = (packet, cb) => { if (packet.cmd === 'publish' && packet.topic.endsWith('screening')) got.add(JSON.parse(packet.payload.toString()).id); cb(); };
       await new Promise((r) => setTimeout(r, 2000));
-      console.log('  after reconnecting the same session', got.size);
+      process.stdout.write(`  after reconnecting the same session ${got.size}\n`);
       await again.endAsync();
     }
   }
