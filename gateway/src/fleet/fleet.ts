@@ -1,0 +1,573 @@
+/**
+ * The fleet core: the VDA 5050 master control without I/O. The gateway feeds it MQTT messages,
+ * API calls, alert acknowledgements and a periodic tick; every call returns the effects to carry
+ * out (messages to publish, tasks to store and broadcast, robot samples for the time series).
+ *
+ *   const fleet = createFleet({ map, rules });
+ *   client.subscribe(['uagv/v2/+/+/state', 'uagv/v2/+/+/connection', 'uagv/v2/+/+/factsheet', 'uagv/v2/+/+/visualization'], { qos: 1 });
+ *   client.on('message', (topic, payload) => apply(fleet.handleMessage(topic, payload)));
+ *   setInterval(() => apply(fleet.tick()), 1000);
+ *   POST /api/tasks            -> fleet.submitTask(body, user)         (TaskRequestError -> 400)
+ *   POST /api/tasks/:id/cancel -> fleet.cancelTask(id, user)           (TaskNotFoundError -> 404, TaskStateError -> 409)
+ *   POST /api/tasks/:id/confirm-> fleet.confirmTask(id, kind, user)
+ *   alert acknowledged         -> fleet.alertAcknowledged({ alertId, site, checkpoint, outcome })
+ *   apply(effects): publish each effects.publish (QoS 1), upsert effects.tasks, write effects.samples,
+ *                   broadcast tasks/robots on /api/live, count effects.rejected by cause.
+ *
+ * State is in memory; tasks are restored from the store with `createFleet({ tasks })`.
+ */
+import { ulid } from 'ulid';
+import { parseVda5050, parseVda5050Topic, vda5050Topic, type RobotAddress } from '@checkpoint/protocol';
+import { assignTasks, DEFAULT_POLICY, type DispatchPolicy, type RobotCandidate, type TaskCandidate } from './dispatch.js';
+import type { SiteMap } from './map.js';
+import {
+  buildMoveOrder,
+  buildOrder,
+  cancelOrderMessage,
+  nextPatrolUpdate,
+  orderMessage,
+  orderProgress,
+  REQUIRED_ACTIONS,
+  RouteError,
+  taskExtent,
+  triggerMessage,
+  type OrderPlan,
+} from './orders.js';
+import { applyRobotMessage, isIdle, robotKey, unavailableReason, type RegistryMessage, type RobotKey, type RobotRecord } from './registry.js';
+import { evaluateRules, type AlertAcknowledged, type Rule } from './rules.js';
+import {
+  confirm,
+  newTask,
+  note,
+  parseTaskRequest,
+  requeueOrFail,
+  TERMINAL,
+  transition,
+  type ConfirmationKind,
+  type Task,
+  type TaskStatus,
+} from './tasks.js';
+
+export interface OutboundMessage {
+  topic: string;
+  payload: string;
+  qos: 1;
+  retain: false;
+}
+
+/** One point for the time series per accepted state message. */
+export interface RobotSample {
+  robot: RobotKey;
+  at: number;
+  batteryPct: number;
+  charging: boolean;
+  driving: boolean;
+  lastNodeId: string | null;
+  x: number | null;
+  y: number | null;
+  errors: number;
+  taskId: string | null;
+}
+
+export interface FleetEffects {
+  publish: OutboundMessage[];
+  /** Tasks that changed (full snapshots). */
+  tasks: Task[];
+  /** Robots whose record changed. */
+  robots: RobotRecord[];
+  samples: RobotSample[];
+  /** Dropped input: invalid payloads, unknown topics. `cause` is stable for counting. */
+  rejected: Array<{ topic: string; cause: string; message: string }>;
+}
+
+export class TaskNotFoundError extends Error {
+  constructor(id: string) {
+    super(`no task ${id}`);
+    this.name = 'TaskNotFoundError';
+  }
+}
+
+export interface FleetOptions {
+  map: SiteMap;
+  rules?: Rule[];
+  policy?: Partial<DispatchPolicy>;
+  /** Tasks from the store; ones that were in progress are re-queued (we lost their orders). */
+  tasks?: Task[];
+  newTaskId?: () => string;
+  /** Tries per task before it fails (a task request may lower or raise it). */
+  maxAttempts?: number;
+  /** How long a robot waits for a confirmation before the task fails (the master handles waitForTrigger timeouts). */
+  confirmTimeoutS?: number;
+}
+
+type Work =
+  | { kind: 'task'; taskId: string; plan: OrderPlan | null; waitingSince: number | null; triggered: Set<string> }
+  | { kind: 'move'; plan: OrderPlan; target: string };
+
+interface RobotRuntime {
+  current: Work | null;
+  next: string | null;
+  headerIds: { order: number; instantActions: number };
+  /** Orders we no longer want this robot to run; cancelled when it shows them. */
+  abandoned: Set<string>;
+  cancelsSent: Set<string>;
+}
+
+export interface Fleet {
+  readonly map: SiteMap;
+  handleMessage(topic: string, payload: Buffer | string, now?: number): FleetEffects;
+  submitTask(body: unknown, by: string, now?: number): { task: Task; effects: FleetEffects };
+  cancelTask(id: string, by: string, now?: number, reason?: string): { task: Task; effects: FleetEffects };
+  confirmTask(id: string, kind: ConfirmationKind, by: string, now?: number): { task: Task; effects: FleetEffects };
+  alertAcknowledged(event: AlertAcknowledged, now?: number): { tasks: Task[]; skipped: Array<{ ruleId: string; reason: string }>; effects: FleetEffects };
+  /** Timeouts and a dispatch round; call about once a second. */
+  tick(now?: number): FleetEffects;
+  robots(): RobotRecord[];
+  robot(key: RobotKey): RobotRecord | undefined;
+  tasks(status?: TaskStatus): Task[];
+  task(id: string): Task | undefined;
+  /** Counters: accepted/duplicate/stale messages and rejected ones by cause. */
+  stats(): { accepted: number; duplicate: number; stale: number; rejected: Record<string, number> };
+}
+
+const STATE_KINDS = new Set(['state', 'connection', 'factsheet', 'visualization']);
+
+export function createFleet(options: FleetOptions): Fleet {
+  const { map } = options;
+  const policy: DispatchPolicy = { ...DEFAULT_POLICY, ...options.policy };
+  const rules = options.rules ?? [];
+  const newTaskId = options.newTaskId ?? (() => ulid());
+  const confirmTimeoutMs = (options.confirmTimeoutS ?? 900) * 1000;
+
+  const robots = new Map<RobotKey, RobotRecord>();
+  const runtime = new Map<RobotKey, RobotRuntime>();
+  const tasks = new Map<string, Task>();
+  const counters = { accepted: 0, duplicate: 0, stale: 0, rejected: {} as Record<string, number> };
+  let parkSeq = 0;
+  let actionSeq = 0;
+
+  const rt = (key: RobotKey): RobotRuntime => {
+    let r = runtime.get(key);
+    if (!r) {
+      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set() };
+      runtime.set(key, r);
+    }
+    return r;
+  };
+  const addressOf = (key: RobotKey): RobotAddress => {
+    const r = robots.get(key);
+    if (r) return { manufacturer: r.manufacturer, serialNumber: r.serialNumber };
+    const [manufacturer, serialNumber] = key.split('/') as [string, string];
+    return { manufacturer, serialNumber };
+  };
+  const speedOf = (r: RobotRecord | undefined) => r?.speedMax ?? policy.defaultSpeed;
+
+  // Restore: tasks that were in progress lost their order with the old process.
+  const restoredAt = new Date();
+  for (const t of options.tasks ?? []) {
+    tasks.set(t.id, t.status === 'assigned' || t.status === 'underway' ? transition(t, 'queued', 'gateway restarted; re-queued', restoredAt) : t);
+  }
+
+  // ---- effects ---------------------------------------------------------------------------------
+  const effects = (): FleetEffects => ({ publish: [], tasks: [], robots: [], samples: [], rejected: [] });
+  const publish = (fx: FleetEffects, topic: string, message: unknown) =>
+    fx.publish.push({ topic, payload: JSON.stringify(message), qos: 1, retain: false });
+  const save = (fx: FleetEffects, task: Task): Task => {
+    tasks.set(task.id, task);
+    const i = fx.tasks.findIndex((t) => t.id === task.id);
+    if (i >= 0) fx.tasks[i] = task;
+    else fx.tasks.push(task);
+    return task;
+  };
+  const reject = (fx: FleetEffects, topic: string, cause: string, message: string) => {
+    counters.rejected[cause] = (counters.rejected[cause] ?? 0) + 1;
+    fx.rejected.push({ topic, cause, message });
+  };
+
+  const sendOrder = (fx: FleetEffects, key: RobotKey, plan: OrderPlan, now: number) => {
+    const r = rt(key);
+    publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now)));
+  };
+  const sendCancel = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const r = rt(key);
+    const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now));
+    publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
+  };
+
+  // ---- starting, finishing and losing work ---------------------------------------------------------
+
+  /** Sends the order of the robot's current task once the robot is idle (after a cancelled parking move, say). */
+  const startIfReady = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const work = rt(key).current;
+    const robot = robots.get(key);
+    if (!work || work.kind !== 'task' || work.plan || !robot || !isIdle(robot) || robot.lastNodeId === null) return;
+    let task = tasks.get(work.taskId)!;
+    const attempt = task.attempts + 1;
+    try {
+      work.plan = buildOrder(task, map, robot.lastNodeId, {
+        orderId: `${task.id}-${attempt}`,
+        speed: speedOf(robot),
+        disinfectDurationS: policy.disinfectDurationS,
+      });
+    } catch (err) {
+      if (!(err instanceof RouteError)) throw err;
+      rt(key).current = null;
+      save(fx, transition(task, 'failed', `cannot route from ${robot.lastNodeId}: ${err.message}`, new Date(now)));
+      return;
+    }
+    task = note(task, `order ${work.plan.orderId} sent (${work.plan.nodes.length} nodes)`, new Date(now), {
+      attempts: attempt,
+      orderId: work.plan.orderId,
+      progress: { nodesDone: 0, nodesTotal: work.plan.nodesTotal, lastNodeId: robot.lastNodeId, actions: {} },
+    });
+    save(fx, task);
+    sendOrder(fx, key, work.plan, now);
+  };
+
+  const finishCurrent = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const r = rt(key);
+    r.current = null;
+    if (r.next) {
+      const next = tasks.get(r.next);
+      r.next = null;
+      if (next && !TERMINAL.has(next.status)) {
+        r.current = { kind: 'task', taskId: next.id, plan: null, waitingSince: null, triggered: new Set() };
+        startIfReady(fx, key, now);
+      }
+    }
+  };
+
+  /** The robot dropped off the network or failed: give its tasks back to the queue (or fail them). */
+  const loseRobot = (fx: FleetEffects, key: RobotKey, why: string, now: number) => {
+    const r = rt(key);
+    const at = new Date(now);
+    if (r.current?.kind === 'task') {
+      const task = tasks.get(r.current.taskId)!;
+      if (r.current.plan) r.abandoned.add(r.current.plan.orderId);
+      if (!TERMINAL.has(task.status)) save(fx, requeueOrFail(task, `robot ${key} ${why} mid-task`, at));
+    } else if (r.current?.kind === 'move') {
+      r.abandoned.add(r.current.plan.orderId);
+    }
+    if (r.next) {
+      const next = tasks.get(r.next)!;
+      if (!TERMINAL.has(next.status)) save(fx, transition(next, 'queued', `robot ${key} ${why} before starting`, at));
+    }
+    r.current = null;
+    r.next = null;
+  };
+
+  // ---- robot messages --------------------------------------------------------------------------
+
+  const onRobotState = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const robot = robots.get(key)!;
+    const r = rt(key);
+    // A robot still running an order we gave up on (it was lost, or the task was cancelled): stop it.
+    if (robot.orderId && r.abandoned.has(robot.orderId) && !isIdle(robot) && !r.cancelsSent.has(robot.orderId)) {
+      r.cancelsSent.add(robot.orderId);
+      sendCancel(fx, key, now);
+    }
+    const work = r.current;
+    if (!work) return;
+    if (work.kind === 'move') {
+      const v = orderProgress(work.plan, robot);
+      if (v.status === 'finished' || v.status === 'failed') finishCurrent(fx, key, now);
+      return;
+    }
+    if (!work.plan) return startIfReady(fx, key, now);
+    let task = tasks.get(work.taskId)!;
+    const v = orderProgress(work.plan, robot);
+    const at = new Date(now);
+    if (v.status === 'not-started') return;
+    if (task.status === 'assigned') task = transition(task, 'underway', `robot ${key} took order ${work.plan.orderId}`, at);
+    if (v.status === 'failed') {
+      save(fx, transition(task, 'failed', v.reason, at, { progress: v.progress }));
+      r.current = null;
+      return finishCurrent(fx, key, now);
+    }
+    if (v.status === 'finished') {
+      save(fx, transition(task, 'completed', `robot ${key} finished order ${work.plan.orderId}`, at, { progress: v.progress }));
+      return finishCurrent(fx, key, now);
+    }
+    if (v.awaiting && !work.triggered.has(v.waitingActionId!) && task.awaiting !== v.awaiting) {
+      work.waitingSince = now;
+      task = note(task, `waiting at ${robot.lastNodeId} for ${v.awaiting} confirmation`, at, { awaiting: v.awaiting });
+    }
+    if (v.needsUpdate) {
+      const update = nextPatrolUpdate(work.plan, map, speedOf(robot));
+      if (update) {
+        work.plan = update;
+        sendOrder(fx, key, update, now);
+        task = note(task, `order update ${update.orderUpdateId}: next patrol round`, at);
+      }
+    }
+    const changed = JSON.stringify(task.progress) !== JSON.stringify(v.progress);
+    if (changed) task = { ...task, progress: v.progress, updatedAt: at.toISOString() };
+    if (task !== tasks.get(task.id)) save(fx, task);
+  };
+
+  let dirty = true;
+
+  const handleMessage = (topic: string, payload: Buffer | string, now = Date.now()): FleetEffects => {
+    const fx = effects();
+    const parsed = parseVda5050Topic(topic);
+    if (!parsed || !STATE_KINDS.has(parsed.channel)) {
+      reject(fx, topic, 'unexpected-topic', `not a robot-to-master VDA 5050 topic: ${topic}`);
+      return fx;
+    }
+    const kind = parsed.channel as RegistryMessage['kind'];
+    const result = parseVda5050(kind, payload, parsed);
+    if (!result.ok) {
+      reject(fx, topic, `invalid-${kind}`, result.message);
+      return fx;
+    }
+    const key = robotKey(parsed);
+    const before = robots.get(key);
+    const outcome = applyRobotMessage(before, { kind, message: result.value } as RegistryMessage, now);
+    if (!outcome.applied) {
+      counters[outcome.reason] += 1;
+      return fx;
+    }
+    counters.accepted += 1;
+    const robot = outcome.record;
+    robots.set(key, robot);
+    fx.robots.push(robot);
+    const wasAvailable = before ? unavailableReason(before) : 'new';
+    const nowAvailable = unavailableReason(robot);
+    if (wasAvailable !== nowAvailable || (before && isIdle(before) !== isIdle(robot)) || before?.charging !== robot.charging) dirty = true;
+    if (before?.batteryCharge != null && robot.batteryCharge != null) {
+      for (const level of [policy.minBatteryPct, policy.resumeBatteryPct]) {
+        if (before.batteryCharge >= level !== robot.batteryCharge >= level) dirty = true;
+      }
+    }
+
+    const lost =
+      robot.connection === 'OFFLINE' || robot.connection === 'CONNECTIONBROKEN'
+        ? `is ${robot.connection}`
+        : robot.errors.some((e) => e.errorLevel === 'FATAL')
+          ? `reported fatal error ${robot.errors.find((e) => e.errorLevel === 'FATAL')!.errorType}`
+          : null;
+    if (lost && (rt(key).current || rt(key).next)) {
+      loseRobot(fx, key, lost, now);
+      dirty = true;
+    } else if (kind === 'state') {
+      onRobotState(fx, key, now);
+    }
+    if (kind === 'state') {
+      const current = rt(key).current;
+      fx.samples.push({
+        robot: key,
+        at: now,
+        batteryPct: robot.batteryCharge!,
+        charging: robot.charging,
+        driving: robot.driving,
+        lastNodeId: robot.lastNodeId,
+        x: robot.position?.x ?? null,
+        y: robot.position?.y ?? null,
+        errors: robot.errors.length,
+        taskId: current?.kind === 'task' ? current.taskId : null,
+      });
+    }
+    if (dirty) dispatch(fx, now);
+    return fx;
+  };
+
+  // ---- dispatch ------------------------------------------------------------------------------------
+
+  const remainingOf = (key: RobotKey, work: Work): { endNode: string; remainingS: number; remainingM: number; type: string } => {
+    const robot = robots.get(key)!;
+    const speed = speedOf(robot);
+    if (work.kind === 'task' && !work.plan) {
+      const task = tasks.get(work.taskId)!;
+      const ext = taskExtent(task, map, speed, policy.actionDurationS, policy.disinfectDurationS);
+      const approach = ext.startNode ? map.travelTimeS(robot.lastNodeId!, ext.startNode, speed) : 0;
+      return { endNode: ext.endNode ?? robot.lastNodeId!, remainingS: approach + ext.lengthM / speed + ext.actionS, remainingM: approach * speed + ext.lengthM, type: task.type };
+    }
+    const plan = work.plan!;
+    const remainingM = plan.edges.filter((e) => e.sequenceId > robot.lastNodeSequenceId).reduce((s, e) => s + (e.length ?? 0), 0);
+    const done = new Set(robot.actionStates.filter((a) => a.actionStatus === 'FINISHED' || a.actionStatus === 'FAILED').map((a) => a.actionId));
+    const actionS = plan.actions
+      .filter((a) => !done.has(a.actionId))
+      .reduce((s, a) => s + (a.actionType === 'disinfect' ? policy.disinfectDurationS : (policy.actionDurationS[a.actionType] ?? 0)), 0);
+    return { endNode: plan.lastNodeId, remainingS: remainingM / speed + actionS, remainingM, type: work.kind === 'task' ? tasks.get(work.taskId)!.type : 'move' };
+  };
+
+  const dispatch = (fx: FleetEffects, now: number) => {
+    dirty = false;
+    const at = new Date(now);
+    const candidates: RobotCandidate[] = [];
+    for (const robot of robots.values()) {
+      const r = rt(robot.key);
+      const unavailable = unavailableReason(robot);
+      if (robot.lastNodeId === null) continue;
+      candidates.push({
+        key: robot.key,
+        node: robot.lastNodeId,
+        speed: speedOf(robot),
+        batteryPct: robot.batteryCharge ?? 0,
+        charging: robot.charging,
+        unavailable,
+        capabilities: robot.capabilities,
+        current: r.current && r.current.kind === 'task' ? remainingOf(robot.key, r.current) : null,
+        hasNext: r.next !== null,
+        movingTo: r.current?.kind === 'move' ? r.current.target : null,
+      });
+    }
+    const queued: TaskCandidate[] = [];
+    for (const t of tasks.values()) {
+      if (t.status !== 'queued') continue;
+      const ext = taskExtent(t, map, policy.defaultSpeed, policy.actionDurationS, policy.disinfectDurationS);
+      queued.push({
+        id: t.id,
+        priority: t.priority,
+        deadline: t.deadline ? Date.parse(t.deadline) : null,
+        createdAt: Date.parse(t.createdAt),
+        startNode: ext.startNode,
+        endNode: ext.endNode,
+        lengthM: ext.lengthM,
+        actionS: ext.actionS,
+        requires: REQUIRED_ACTIONS[t.type],
+        pinnedRobot: t.pinnedRobot,
+      });
+    }
+    const plan = assignTasks({ map, robots: candidates, tasks: queued, now, policy });
+
+    const assign = (taskId: string, key: RobotKey, reason: string) => {
+      const r = rt(key);
+      const task = tasks.get(taskId)!;
+      save(fx, transition(task, 'assigned', reason, at, { robot: key }));
+      const current = r.current;
+      if (current && current.kind === 'task') {
+        r.next = taskId;
+        return;
+      }
+      if (current?.kind === 'move') {
+        // Parking can be dropped: cancel it and start once the robot stands still.
+        r.abandoned.add(current.plan.orderId);
+        r.cancelsSent.add(current.plan.orderId);
+        sendCancel(fx, key, now);
+      }
+      r.current = { kind: 'task', taskId, plan: null, waitingSince: null, triggered: new Set() };
+      startIfReady(fx, key, now);
+    };
+
+    for (const a of plan.assignments) {
+      assign(a.taskId, a.robot, `assigned to ${a.robot} (${a.how}, done in ~${Math.round(a.finishS)} s${a.asNext ? ', after its current task' : ''})`);
+    }
+    for (const c of plan.toCharge) {
+      const robot = robots.get(c.robot)!;
+      const spec = parseTaskRequest({ type: 'charge', charger: c.charger, robot: c.robot, priority: 100 }, map);
+      const task = newTask(spec, { id: newTaskId(), now: at, requestedBy: 'dispatcher' });
+      save(fx, note(task, `battery ${robot.batteryCharge?.toFixed(0)} % below ${policy.minBatteryPct} %`, at));
+      assign(task.id, c.robot, `sent to charge at ${c.charger}`);
+    }
+    for (const p of plan.toPark) {
+      const robot = robots.get(p.robot)!;
+      const orderId = `park-${robot.serialNumber}-${now}-${parkSeq++}`;
+      try {
+        const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot));
+        rt(p.robot).current = { kind: 'move', plan: move, target: p.node };
+        sendOrder(fx, p.robot, move, now);
+      } catch (err) {
+        if (!(err instanceof RouteError)) throw err;
+      }
+    }
+    // Tell the operator why a queued task waits (only when the reason changes).
+    for (const u of plan.unassigned) {
+      const task = tasks.get(u.taskId)!;
+      const last = task.history[task.history.length - 1]!;
+      const reason = `not assigned: ${u.reason}`;
+      if (last.reason !== reason) save(fx, note(task, reason, at));
+    }
+  };
+
+  // ---- API -------------------------------------------------------------------------------------------
+
+  const getTask = (id: string): Task => {
+    const t = tasks.get(id);
+    if (!t) throw new TaskNotFoundError(id);
+    return t;
+  };
+
+  const fleet: Fleet = {
+    map,
+    handleMessage,
+    submitTask(body, by, now = Date.now()) {
+      const spec = parseTaskRequest(body, map);
+      const fx = effects();
+      const task = save(fx, newTask(spec, { id: newTaskId(), now: new Date(now), requestedBy: by, ...(options.maxAttempts ? { defaultMaxAttempts: options.maxAttempts } : {}) }));
+      dispatch(fx, now);
+      return { task: tasks.get(task.id)!, effects: fx };
+    },
+    cancelTask(id, by, now = Date.now(), reason) {
+      const fx = effects();
+      const task = getTask(id);
+      const cancelled = transition(task, 'cancelled', `cancelled by ${by}${reason ? `: ${reason}` : ''}`, new Date(now));
+      save(fx, cancelled);
+      if (task.robot) {
+        const r = rt(task.robot);
+        if (r.next === id) r.next = null;
+        if (r.current?.kind === 'task' && r.current.taskId === id) {
+          if (r.current.plan) {
+            r.abandoned.add(r.current.plan.orderId);
+            r.cancelsSent.add(r.current.plan.orderId);
+            sendCancel(fx, task.robot, now);
+          }
+          finishCurrent(fx, task.robot, now);
+        }
+      }
+      dispatch(fx, now);
+      return { task: cancelled, effects: fx };
+    },
+    confirmTask(id, kind, by, now = Date.now()) {
+      const fx = effects();
+      const task = save(fx, confirm(getTask(id), kind, by, new Date(now)));
+      const r = rt(task.robot!);
+      const work = r.current;
+      if (work?.kind === 'task' && work.taskId === id && work.plan) {
+        const waiting = Object.entries(work.plan.triggers).find(([actionId, k]) => k === kind && !work.triggered.has(actionId));
+        if (waiting) {
+          work.triggered.add(waiting[0]);
+          work.waitingSince = null;
+          const addr = addressOf(task.robot!);
+          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, `trigger-${now}-${actionSeq++}`, waiting[0], new Date(now)));
+        }
+      }
+      return { task, effects: fx };
+    },
+    alertAcknowledged(event, now = Date.now()) {
+      const fx = effects();
+      const { matches, skipped } = evaluateRules(rules, event, map);
+      const created: Task[] = [];
+      for (const m of matches) {
+        const spec = parseTaskRequest(m.request, map);
+        created.push(save(fx, newTask(spec, { id: newTaskId(), now: new Date(now), alertId: m.alertId, ruleId: m.ruleId, requestedBy: event.by ?? null })));
+      }
+      if (created.length > 0) dispatch(fx, now);
+      return { tasks: created.map((t) => tasks.get(t.id)!), skipped, effects: fx };
+    },
+    tick(now = Date.now()) {
+      const fx = effects();
+      for (const [key, r] of runtime) {
+        const work = r.current;
+        if (work?.kind !== 'task' || work.waitingSince === null || now - work.waitingSince < confirmTimeoutMs) continue;
+        const task = tasks.get(work.taskId)!;
+        const kind = task.awaiting;
+        save(fx, transition(task, 'failed', `nobody confirmed ${kind} within ${confirmTimeoutMs / 1000} s`, new Date(now)));
+        if (work.plan) {
+          r.abandoned.add(work.plan.orderId);
+          r.cancelsSent.add(work.plan.orderId);
+          sendCancel(fx, key, now);
+        }
+        finishCurrent(fx, key, now);
+      }
+      dispatch(fx, now);
+      return fx;
+    },
+    robots: () => [...robots.values()],
+    robot: (key) => robots.get(key),
+    tasks: (status) => [...tasks.values()].filter((t) => !status || t.status === status),
+    task: (id) => tasks.get(id),
+    stats: () => ({ ...counters, rejected: { ...counters.rejected } }),
+  };
+  return fleet;
+}

@@ -1,0 +1,224 @@
+/**
+ * The robot registry: what the master control knows about each robot, folded from its VDA 5050
+ * `connection`, `state`, `visualization` and `factsheet` messages by a pure reducer.
+ *
+ * Ordering. Messages reach us through one broker, but QoS 1 redelivery, retained replays after a
+ * reconnect and robot restarts (headerId back to 0) all happen. Per topic we keep the last
+ * accepted (timestamp, headerId): an exact repeat is a duplicate; an older timestamp, or the same
+ * timestamp with a lower-or-equal headerId, is stale. A restart has a newer timestamp and a low
+ * headerId, so it is accepted.
+ *
+ * The last will is the exception: a CONNECTIONBROKEN will is composed when the robot connects,
+ * just before it publishes ONLINE, so it is "older" than the ONLINE it overrides. A
+ * CONNECTIONBROKEN is therefore accepted while the robot is ONLINE if it is no more than
+ * `WILL_WINDOW_MS` older than that ONLINE (and is not a repeat).
+ */
+import type {
+  ActionState,
+  AgvPosition,
+  ConnectionState,
+  EStop,
+  OperatingMode,
+  RobotAddress,
+  Vda5050Connection,
+  Vda5050Error,
+  Vda5050Factsheet,
+  Vda5050State,
+  Vda5050Visualization,
+} from '@checkpoint/protocol';
+
+export type RobotKey = string;
+export const robotKey = (r: RobotAddress): RobotKey => `${r.manufacturer}/${r.serialNumber}`;
+
+export const WILL_WINDOW_MS = 60_000;
+
+export interface Cursor {
+  headerId: number;
+  timestampMs: number;
+}
+
+export interface RobotRecord {
+  key: RobotKey;
+  manufacturer: string;
+  serialNumber: string;
+  /** UNKNOWN until the first `connection` message. */
+  connection: ConnectionState | 'UNKNOWN';
+  /** When `connection` last changed (receive time, ms). */
+  connectionSince: number;
+  /** Receive time of the last accepted message of any kind. */
+  lastSeen: number;
+  version: string | null;
+  lastNodeId: string | null;
+  lastNodeSequenceId: number;
+  position: AgvPosition | null;
+  driving: boolean;
+  paused: boolean;
+  batteryCharge: number | null;
+  charging: boolean;
+  operatingMode: OperatingMode | null;
+  errors: Vda5050Error[];
+  eStop: EStop;
+  fieldViolation: boolean;
+  orderId: string;
+  orderUpdateId: number;
+  /** Node and edge ids (with sequence ids) the robot still has to traverse. */
+  nodeStates: Array<{ nodeId: string; sequenceId: number; released: boolean }>;
+  edgeStates: Array<{ edgeId: string; sequenceId: number; released: boolean }>;
+  actionStates: ActionState[];
+  /** Action types from the factsheet (e.g. pick, drop, disinfect, waitForTrigger). */
+  capabilities: string[];
+  seriesName: string | null;
+  /** m/s from the factsheet (physicalParameters.speedMax), null until one arrives. */
+  speedMax: number | null;
+  cursors: Partial<Record<'connection' | 'state' | 'visualization' | 'factsheet', Cursor>>;
+}
+
+export type RegistryMessage =
+  | { kind: 'connection'; message: Vda5050Connection }
+  | { kind: 'state'; message: Vda5050State }
+  | { kind: 'visualization'; message: Vda5050Visualization }
+  | { kind: 'factsheet'; message: Vda5050Factsheet };
+
+export type ApplyOutcome =
+  | { applied: true; record: RobotRecord; connectionChanged: boolean }
+  | { applied: false; record: RobotRecord | undefined; reason: 'duplicate' | 'stale' };
+
+export function emptyRobot(address: RobotAddress, now: number): RobotRecord {
+  return {
+    key: robotKey(address),
+    manufacturer: address.manufacturer,
+    serialNumber: address.serialNumber,
+    connection: 'UNKNOWN',
+    connectionSince: now,
+    lastSeen: now,
+    version: null,
+    lastNodeId: null,
+    lastNodeSequenceId: 0,
+    position: null,
+    driving: false,
+    paused: false,
+    batteryCharge: null,
+    charging: false,
+    operatingMode: null,
+    errors: [],
+    eStop: 'NONE',
+    fieldViolation: false,
+    orderId: '',
+    orderUpdateId: 0,
+    nodeStates: [],
+    edgeStates: [],
+    actionStates: [],
+    capabilities: [],
+    seriesName: null,
+    speedMax: null,
+    cursors: {},
+  };
+}
+
+function order(cursor: Cursor | undefined, next: Cursor): 'newer' | 'duplicate' | 'stale' {
+  if (!cursor) return 'newer';
+  if (next.timestampMs === cursor.timestampMs && next.headerId === cursor.headerId) return 'duplicate';
+  if (next.timestampMs > cursor.timestampMs) return 'newer';
+  if (next.timestampMs === cursor.timestampMs && next.headerId > cursor.headerId) return 'newer';
+  return 'stale';
+}
+
+/**
+ * Folds one validated message into the robot's record (a new object; the input is not changed).
+ * `now` is the receive time in ms. The message must already be checked to belong to the robot.
+ */
+export function applyRobotMessage(record: RobotRecord | undefined, input: RegistryMessage, now: number): ApplyOutcome {
+  const { message } = input;
+  const cursor: Cursor = { headerId: message.headerId, timestampMs: Date.parse(message.timestamp) };
+  const prev = record ?? emptyRobot(message, now);
+  const verdict = order(prev.cursors[input.kind], cursor);
+
+  if (input.kind === 'connection') {
+    const message = input.message;
+    const isWill =
+      verdict === 'stale' &&
+      message.connectionState === 'CONNECTIONBROKEN' &&
+      prev.connection === 'ONLINE' &&
+      cursor.timestampMs >= (prev.cursors.connection?.timestampMs ?? 0) - WILL_WINDOW_MS;
+    if (verdict !== 'newer' && !isWill) return { applied: false, record, reason: verdict === 'duplicate' ? 'duplicate' : 'stale' };
+    const changed = prev.connection !== message.connectionState;
+    const next: RobotRecord = {
+      ...prev,
+      connection: message.connectionState,
+      connectionSince: changed ? now : prev.connectionSince,
+      lastSeen: now,
+      version: message.version,
+      // Keep the ONLINE's cursor when applying its will, so a replay of that ONLINE stays a duplicate.
+      cursors: { ...prev.cursors, connection: isWill ? prev.cursors.connection! : cursor },
+    };
+    return { applied: true, record: next, connectionChanged: changed };
+  }
+
+  if (verdict !== 'newer') return { applied: false, record, reason: verdict };
+  const base = { ...prev, lastSeen: now, version: message.version, cursors: { ...prev.cursors, [input.kind]: cursor } };
+
+  switch (input.kind) {
+    case 'state': {
+      const s = input.message;
+      return {
+        applied: true,
+        connectionChanged: false,
+        record: {
+          ...base,
+          lastNodeId: s.lastNodeId || prev.lastNodeId,
+          lastNodeSequenceId: s.lastNodeSequenceId,
+          position: s.agvPosition ?? prev.position,
+          driving: s.driving,
+          paused: s.paused ?? false,
+          batteryCharge: s.batteryState.batteryCharge,
+          charging: s.batteryState.charging,
+          operatingMode: s.operatingMode,
+          errors: s.errors,
+          eStop: s.safetyState.eStop,
+          fieldViolation: s.safetyState.fieldViolation,
+          orderId: s.orderId,
+          orderUpdateId: s.orderUpdateId,
+          nodeStates: s.nodeStates.map(({ nodeId, sequenceId, released }) => ({ nodeId, sequenceId, released })),
+          edgeStates: s.edgeStates.map(({ edgeId, sequenceId, released }) => ({ edgeId, sequenceId, released })),
+          actionStates: s.actionStates,
+        },
+      };
+    }
+    case 'visualization':
+      return { applied: true, connectionChanged: false, record: { ...base, position: input.message.agvPosition ?? prev.position } };
+    case 'factsheet': {
+      const f = input.message;
+      return {
+        applied: true,
+        connectionChanged: false,
+        record: {
+          ...base,
+          capabilities: [...new Set(f.protocolFeatures.agvActions.map((a) => a.actionType))],
+          seriesName: f.typeSpecification.seriesName,
+          speedMax: f.physicalParameters.speedMax > 0 ? f.physicalParameters.speedMax : prev.speedMax,
+        },
+      };
+    }
+  }
+}
+
+/** Why a robot cannot take work now, or null when it can. */
+export function unavailableReason(r: RobotRecord): string | null {
+  if (r.connection !== 'ONLINE') return `connection ${r.connection}`;
+  if (r.eStop !== 'NONE') return `emergency stop (${r.eStop})`;
+  const fatal = r.errors.find((e) => e.errorLevel === 'FATAL');
+  if (fatal) return `fatal error ${fatal.errorType}`;
+  if (r.operatingMode !== 'AUTOMATIC') return `operating mode ${r.operatingMode ?? 'unknown'}`;
+  if (r.lastNodeId === null) return 'position unknown (no lastNodeId)';
+  if (r.batteryCharge === null) return 'battery unknown';
+  return null;
+}
+
+/** The robot has nothing left to drive and no action running. */
+export function isIdle(r: RobotRecord): boolean {
+  return (
+    r.nodeStates.length === 0 &&
+    r.edgeStates.length === 0 &&
+    r.actionStates.every((a) => a.actionStatus === 'FINISHED' || a.actionStatus === 'FAILED')
+  );
+}

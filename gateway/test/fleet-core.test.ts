@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { createFleet, loadRules, TaskStateError } from '../src/fleet/index.js';
+import { bringOnline, clock, deliver, hospitalMap, run, StepRobot } from './fleet-fixtures.js';
+
+let ids = 0;
+const newTaskId = () => `T${++ids}`;
+
+describe('fleet core (master control without sockets)', () => {
+  it('runs a delivery to completion, waiting for the recipient to confirm', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId });
+    const r1 = new StepRobot('AMR-1', 'P1');
+    bringOnline(fleet, [r1], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', recipient: 'ward 3 nurse' }, 'disp', now());
+    deliver(effects, [r1]);
+    expect(fleet.task(task.id)!.status).toBe('assigned');
+    expect(effects.publish).toEqual([expect.objectContaining({ topic: 'uagv/v2/acme/AMR-1/order', qos: 1 })]);
+
+    run(fleet, [r1], now, () => fleet.task(task.id)!.awaiting === 'recipient');
+    expect(fleet.task(task.id)).toMatchObject({ status: 'underway', awaiting: 'recipient' });
+    expect(r1.lastNodeId).toBe('W3');
+    // The robot stays put however long nobody confirms.
+    run(fleet, [r1], now, () => false, 5);
+    expect(fleet.task(task.id)!.status).toBe('underway');
+
+    const confirmed = fleet.confirmTask(task.id, 'recipient', 'nurse-3', now());
+    const [trigger] = deliver(confirmed.effects, [r1]);
+    expect(trigger!.topic).toBe('uagv/v2/acme/AMR-1/instantActions');
+    expect(JSON.parse(trigger!.payload).actions[0]).toMatchObject({ actionType: 'trigger' });
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'completed');
+    const done = fleet.task(task.id)!;
+    expect(done.status).toBe('completed');
+    expect(done.history.map((h) => h.status)).toEqual(['queued', 'assigned', 'assigned', 'underway', 'underway', 'underway', 'completed']);
+    expect(done.history.map((h) => h.reason).join('\n')).toMatch(/waiting at W3 for recipient confirmation[\s\S]*recipient confirmed by nurse-3/);
+    // Idle afterwards: back to parking.
+    run(fleet, [r1], now, () => r1.lastNodeId === 'P1' || r1.lastNodeId === 'P2');
+    expect(['P1', 'P2']).toContain(r1.lastNodeId);
+  });
+
+  it('turns an acknowledged alert into a disinfection that waits for "area clear"', () => {
+    const now = clock();
+    const map = hospitalMap();
+    const rules = loadRules(
+      [{ id: 'uv-after-referral', when: { alertAcknowledged: { outcome: 'referred' } }, then: { type: 'disinfection', target: 'checkpoint-zone', priority: 90 } }],
+      map,
+    );
+    const fleet = createFleet({ map, rules, newTaskId });
+    const r1 = new StepRobot('UV-1', 'C1');
+    bringOnline(fleet, [r1], now);
+    expect(fleet.alertAcknowledged({ alertId: 'A1', site: 'hq', checkpoint: 'gate-2', outcome: 'passed' }, now()).tasks).toEqual([]);
+    const { tasks, effects } = fleet.alertAcknowledged({ alertId: 'A2', site: 'hq', checkpoint: 'gate-2', outcome: 'referred' }, now());
+    deliver(effects, [r1]);
+    expect(tasks).toHaveLength(1);
+    const id = tasks[0]!.id;
+    expect(tasks[0]).toMatchObject({ type: 'disinfection', alertId: 'A2', ruleId: 'uv-after-referral', priority: 90 });
+
+    run(fleet, [r1], now, () => fleet.task(id)!.awaiting === 'area-clear');
+    expect(r1.actions.filter((a) => a.actionType === 'disinfect').every((a) => a.status === 'WAITING')).toBe(true);
+    expect(() => fleet.confirmTask(id, 'recipient', 'guard', now())).toThrow(TaskStateError);
+    deliver(fleet.confirmTask(id, 'area-clear', 'guard-2', now()).effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(id)!.status === 'completed');
+    expect(fleet.task(id)!.status).toBe('completed');
+    const actions = fleet.task(id)!.progress!.actions;
+    expect(Object.values(actions)).toEqual(['FINISHED', 'FINISHED', 'FINISHED']); // wait, UV at G2, UV at G2b
+  });
+
+  it('re-queues the task of a robot whose link broke and lets another robot finish it; cancels the stale order on return', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r1 = new StepRobot('AMR-1', 'C1');
+    const r2 = new StepRobot('AMR-2', 'P2');
+    bringOnline(fleet, [r1, r2], now);
+    const { task, effects } = fleet.submitTask({ type: 'patrol', nodes: ['C2', 'G2'], repeat: 1 }, 'disp', now());
+    deliver(effects, [r1, r2]);
+    expect(fleet.task(task.id)!.robot).toBe('acme/AMR-1');
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'underway');
+    r1.step();
+
+    const fx = fleet.handleMessage(...r1.connection('CONNECTIONBROKEN', now()), now());
+    deliver(fx, [r1, r2]);
+    const t = fleet.task(task.id)!;
+    expect(t.history.map((h) => h.reason).join('\n')).toMatch(/robot acme\/AMR-1 is CONNECTIONBROKEN mid-task; re-queued \(attempt 1 of 3 used\)/);
+    expect(t).toMatchObject({ status: 'assigned', robot: 'acme/AMR-2' });
+    run(fleet, [r2], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!).toMatchObject({ status: 'completed', attempts: 2 });
+
+    // AMR-1 comes back still holding the old order: it is told to cancel it.
+    deliver(fleet.handleMessage(...r1.connection('ONLINE', now()), now()), [r1, r2]);
+    const back = fleet.handleMessage(...r1.state(now()), now());
+    expect(back.publish.map((p) => JSON.parse(p.payload).actions?.[0]?.actionType)).toContain('cancelOrder');
+  });
+
+  it('sends a low robot to charge with a visible charge task', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId });
+    const r1 = new StepRobot('AMR-1', 'C2', 12);
+    bringOnline(fleet, [r1], now);
+    const charge = fleet.tasks().find((t) => t.type === 'charge')!;
+    expect(charge).toMatchObject({ status: 'assigned', robot: 'acme/AMR-1', requestedBy: 'dispatcher' });
+    expect(charge.history.map((h) => h.reason)).toContain('battery 12 % below 20 %');
+    const d = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'x' }, 'disp', now());
+    deliver(d.effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(charge.id)!.status === 'completed');
+    expect(r1.lastNodeId).toBe('CH1');
+    expect(r1.charging).toBe(true);
+    expect(fleet.task(d.task.id)!.status).toBe('queued');
+    expect(fleet.task(d.task.id)!.history.at(-1)!.reason).toMatch(/not assigned/);
+  });
+
+  it('cancels a running task with cancelOrder and drops invalid payloads with a counted cause', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r1 = new StepRobot('AMR-1', 'P1');
+    bringOnline(fleet, [r1], now);
+    const { task, effects } = fleet.submitTask({ type: 'patrol', nodes: ['G2'] }, 'disp', now());
+    deliver(effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'underway');
+    const cancelled = fleet.cancelTask(task.id, 'disp', now(), 'wrong gate');
+    const [msg] = deliver(cancelled.effects, [r1]);
+    expect(JSON.parse(msg!.payload).actions[0].actionType).toBe('cancelOrder');
+    expect(cancelled.task.history.at(-1)!.reason).toBe('cancelled by disp: wrong gate');
+    expect(() => fleet.cancelTask(task.id, 'disp', now())).toThrow(/cannot go from cancelled to cancelled/);
+
+    const bad = fleet.handleMessage('uagv/v2/acme/AMR-1/state', JSON.stringify({ ...JSON.parse(r1.state(now())[1]), headerId: 'x' }), now());
+    expect(bad.rejected[0]).toMatchObject({ cause: 'invalid-state' });
+    expect(bad.rejected[0]!.message).toMatch(/\/headerId/);
+    const spoof = fleet.handleMessage('uagv/v2/acme/AMR-9/state', r1.state(now())[1], now());
+    expect(spoof.rejected[0]!.message).toMatch(/names acme\/AMR-1 but was sent on the topic of acme\/AMR-9/);
+    fleet.handleMessage('uagv/v2/acme/AMR-1/order', '{}', now());
+    expect(fleet.stats().rejected).toEqual({ 'invalid-state': 2, 'unexpected-topic': 1 });
+    const dup = r1.state(now());
+    fleet.handleMessage(...dup, now());
+    fleet.handleMessage(...dup, now());
+    expect(fleet.stats().duplicate).toBe(1);
+  });
+});
