@@ -70,8 +70,8 @@ for (let r = 0; r < rounds; r++) {
 }
 times.sort((a, b) => a - b);
 const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-console.log(
+process.stdout.write(
   `assignTasks ${robotsN} robots x ${tasksN} tasks on ${side * side} nodes: ` +
     `cold ${cold.toFixed(1)} ms; warm p50 ${q(0.5).toFixed(1)} ms, p99 ${q(0.99).toFixed(1)} ms, max ${times.at(-1)!.toFixed(1)} ms ` +
-    `(${assigned} assigned, ${rounds - 1} warm rounds)`,
+    `(${assigned} assigned, ${rounds - 1} warm rounds)\n`,
 );
