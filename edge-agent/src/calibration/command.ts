@@ -36,6 +36,8 @@ export interface CalibrateArgs {
   seconds?: number;
   /** Blackbody region; default the config's, else proposed by findBlackbody on the first frame. */
   region?: { x: number; y: number; w: number; h: number };
+  /** Propose the region from the image even when one is configured (the blackbody moved). */
+  findRegion?: boolean;
   /** Blackbody set point; default the config's region's. */
   setC?: number;
   /** Judge the reference relative to the scene median (default; cancels camera drift) or raw. */
@@ -108,7 +110,7 @@ async function checkBlackbody(args: CalibrateArgs, io: CalibrateIo): Promise<Sta
     const known = config.source.geometry?.blackbody ?? source.geometry.blackbody;
     const setC = args.setC ?? known?.setC;
     if (setC === undefined) throw new Error('calibrate: the blackbody set point is unknown: give --set-c (e.g. 35)');
-    let region: BlackbodyRegion | null = args.region ? { ...args.region, setC } : known ? { ...known, setC } : null;
+    let region: BlackbodyRegion | null = args.region ? { ...args.region, setC } : known && !args.findRegion ? { ...known, setC } : null;
     let proposed = false;
     const samples: BlackbodySample[] = [];
     for await (const { thermal } of source.frames(args.signal)) {

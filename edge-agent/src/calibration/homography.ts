@@ -90,14 +90,6 @@ export function fitHomography(pairs: readonly PointPair[], options: FitOptions =
   const scale = Math.abs(h[8]!) > 1e-12 ? h[8]! : Math.hypot(...h);
   const homography = h.map((x) => x / scale);
 
-  // All points must lie on the same side of the line the homography sends to infinity;
-  // otherwise the fit folds the image (typically two pairs given in different orders).
-  const ws = pairs.map((p) => homography[6]! * p.visible.x + homography[7]! * p.visible.y + homography[8]!);
-  const positive = ws.filter((w) => w > 0).length;
-  if (positive !== 0 && positive !== ws.length) {
-    throw new CalibrationError('the fitted mapping folds the image (some points map through infinity): check that every pair lists the same target point in both cameras');
-  }
-
   const residualsPx = pairs.map((p) => {
     const q = applyHomography(homography, p.visible.x, p.visible.y);
     return Math.hypot(q.x - p.thermal.x, q.y - p.thermal.y);
@@ -106,9 +98,18 @@ export function fitHomography(pairs: readonly PointPair[], options: FitOptions =
   const worstPair = residualsPx.indexOf(Math.max(...residualsPx));
   const warnings = pairs.length === 4 ? ['exactly 4 pairs fit exactly, so the residuals cannot reveal a wrong pair; use 6 or more'] : [];
   const fit: HomographyFit = { homography, residualsPx, rmsPx, worstPair, warnings };
+  const worst = `worst is ${describePair(pairs[worstPair]!, worstPair)} at ${residualsPx[worstPair]!.toFixed(2)} px`;
+
+  // All points must lie on the same side of the line the homography sends to infinity;
+  // otherwise the fit folds the image (typically two pairs given in different orders).
+  const ws = pairs.map((p) => homography[6]! * p.visible.x + homography[7]! * p.visible.y + homography[8]!);
+  const positive = ws.filter((w) => w > 0).length;
+  if (positive !== 0 && positive !== ws.length) {
+    throw new CalibrationError(`the fitted mapping folds the image (some points map through infinity), so some pairs do not name the same target point in both cameras; ${worst}`, fit);
+  }
   if (!(rmsPx <= maxRmsPx)) {
     throw new CalibrationError(
-      `RMS reprojection error ${rmsPx.toFixed(2)} thermal px is above the limit of ${maxRmsPx} px; worst is ${describePair(pairs[worstPair]!, worstPair)} at ${residualsPx[worstPair]!.toFixed(2)} px: re-measure or drop it`,
+      `RMS reprojection error ${rmsPx.toFixed(2)} thermal px is above the limit of ${maxRmsPx} px; ${worst}: re-measure or drop it`,
       fit,
     );
   }
