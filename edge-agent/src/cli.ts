@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
 import { ConfigError } from '@checkpoint/protocol';
+import { parseRegion, runCalibrate } from './calibration/index.js';
 import { loadAgentConfig } from './config/load.js';
 import { createDetector } from './detector-setup.js';
 import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
@@ -19,6 +20,9 @@ import { simulateToReplay } from './sources/sim/index.js';
 import type { FramePair } from './frames.js';
 import { classifyImages } from './vision/classify.js';
 import type { FaceDetector } from './vision/detector.js';
+
+/** The calibration printed why it refused; only the exit code is left to set. */
+class CalibrationRefused extends Error {}
 
 export interface CliIo {
   stdout: (line: string) => void;
@@ -171,6 +175,38 @@ export function buildCli(io: CliIo): Command {
     });
 
   program
+    .command('calibrate')
+    .description('fit the visible-to-thermal homography from point pairs, check the blackbody; optionally write the config')
+    .option('--pairs <file>', 'point pairs (.json or .csv: visible x,y -> thermal x,y), 4 or more')
+    .option('--max-rms <px>', 'largest accepted RMS reprojection error, thermal pixels', number('--max-rms', 0.01, 20), 1)
+    .option('--blackbody', 'check the reference blackbody on the configured source')
+    .option('--seconds <s>', 'length of the blackbody check', integer('--seconds', 1, 3600), 180)
+    .option('--region <x,y,w,h>', 'blackbody region in thermal pixels (default: the config\'s, else found in the image)')
+    .option('--find-region', 'propose the blackbody region from the image even when one is configured')
+    .option('--set <c>', 'blackbody set point, °C', number('--set', 20, 50))
+    .option('--config <file>', 'agent config (source and current geometry)')
+    .option('--write <file>', 'write the result into this agent config (comments kept)')
+    .option('--json', 'one JSON report on stdout', false)
+    .action(async (opts: { pairs?: string; maxRms: number; blackbody?: boolean; seconds: number; region?: string; findRegion?: boolean; set?: number; config?: string; write?: string; json: boolean }) => {
+      const code = await runCalibrate(
+        {
+          ...(opts.pairs ? { pairs: opts.pairs } : {}),
+          maxRmsPx: opts.maxRms,
+          ...(opts.blackbody ? { blackbody: true } : {}),
+          seconds: opts.seconds,
+          ...(opts.region ? { region: parseRegion(opts.region) } : {}),
+          ...(opts.findRegion ? { findRegion: true } : {}),
+          ...(opts.set !== undefined ? { setC: opts.set } : {}),
+          ...(opts.config ? { config: opts.config } : {}),
+          ...(opts.write ? { write: opts.write } : {}),
+          json: opts.json,
+        },
+        { stdout: io.stdout, stderr: io.stderr, env: io.env },
+      );
+      if (code !== 0) throw new CalibrationRefused();
+    });
+
+  program
     .command('simulate')
     .description('write a simulated replay folder plus truth.json (people walking through the gate)')
     .requiredOption('--out <dir>', 'output folder')
@@ -207,6 +243,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof CalibrationRefused) return 1;
     if (err instanceof ConfigError) {
       io.stderr(`edge-agent: ${err.message}`);
       return 2;

@@ -73,6 +73,21 @@ describe.skipIf(!haveShared)('edge-agent CLI', () => {
     expect(missing.out).toEqual([]);
   }, 60_000);
 
+  it('calibrate fits point pairs and exits 1 when it refuses a bad set', async () => {
+    const good = path.join(work, 'pairs.csv');
+    // thermal = 0.25 * visible + (2, 1.5), with a little noise
+    await writeFile(good, 'vx,vy,tx,ty\n100,100,27.1,26.4\n500,100,127.0,26.6\n500,400,126.9,101.4\n100,400,27.0,101.6\n300,250,77.1,64.0\n');
+    const ok = capture(env);
+    expect(await main(['calibrate', '--pairs', good, '--json'], ok.io)).toBe(0);
+    const report = JSON.parse(ok.out.join(''));
+    expect(report.homography.rmsPx).toBeLessThan(0.1);
+    const bad = path.join(work, 'bad-pairs.csv');
+    await writeFile(bad, 'vx,vy,tx,ty\n100,100,27.1,26.4\n500,100,127.0,101.4\n500,400,126.9,26.6\n100,400,27.0,101.6\n300,250,77.1,64.0\n');
+    const refused = capture(env);
+    expect(await main(['calibrate', '--pairs', bad], refused.io)).toBe(1);
+    expect(refused.err.join('\n') + refused.out.join('\n')).toMatch(/worst|RMS/);
+  });
+
   it('refuses unknown commands and bad option values', async () => {
     expect(await main(['bogus'], capture(env).io)).toBe(2);
     const c = capture(env);
