@@ -20,15 +20,24 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
-/** Our broker on a free port with user `gw` (gateway) and `edge-<checkpoint>` (edge, site hq) users. */
-export async function startTestBroker(checkpoints: string[] = ['gate-1', 'gate-2'], dir = makeTempDir('gw-broker')): Promise<TestBroker> {
+/**
+ * Our broker on a free port with user `gw` (gateway) and `edge-<checkpoint>` (edge, site hq) users.
+ * Memory persistence by default: with level persistence the broker currently holds back some QoS 1
+ * messages of a connected persistent session until it reconnects (bench/broker-session-check.ts),
+ * which would make these tests wait at random. The tests do not restart the broker.
+ */
+export async function startTestBroker(
+  checkpoints: string[] = ['gate-1', 'gate-2'],
+  dir = makeTempDir('gw-broker'),
+  persistence: 'memory' | 'level' = 'memory',
+): Promise<TestBroker> {
   const users = openUserStore(join(dir, 'users.sqlite'), { mosquittoHashIterations: 0 });
   if (!users.get('gw')) {
     await users.add({ name: 'gw', role: 'gateway' }, BROKER_PASSWORD);
     for (const checkpoint of checkpoints) await users.add({ name: `edge-${checkpoint}`, role: 'edge', site: 'hq', checkpoint }, BROKER_PASSWORD);
   }
   const start = () =>
-    createBroker({ config: { dataDir: dir, host: '127.0.0.1', mqtt: { port: 0 }, metrics: { port: null }, logLevel: 'silent', sysIntervalS: 0 }, users });
+    createBroker({ config: { dataDir: dir, host: '127.0.0.1', mqtt: { port: 0 }, metrics: { port: null }, logLevel: 'silent', sysIntervalS: 0, persistence }, users });
   const broker = await start();
   return {
     broker,
