@@ -158,3 +158,26 @@ describe('InfluxDB stopped for a while', () => {
     }
   }, 300_000);
 });
+
+describe('points InfluxDB refuses', () => {
+  it('isolates the refused points (field type conflict), keeps them aside, and writes the rest', async () => {
+    const influxd = await startInfluxd({ database: 'checkpoint' });
+    const gateway = await createGateway(gatewayConfig({ dataDir: makeTempDir('gw-reject'), mqttUrl: broker.url, influxUrl: influxd.url }));
+    try {
+      await waitFor(() => gateway.mqttConnected(), { what: 'gateway connected' });
+      // Someone wrote blackbodyOffsetC as a string into today's shard: our float values now conflict.
+      await influxd.influx.writePoints([{ measurement: 'screening', tags: { site: 'hq', checkpoint: 'gate-1', decision: 'pass', mask: 'mask' }, fields: { blackbodyOffsetC: 'x' } }], { retentionPolicy: 'checkpoint_raw' });
+      const edge = await connectEdge(broker.url, 'gate-1');
+      const screenings = Array.from({ length: 200 }, (_, i) => makeScreening({ trackId: i, blackbody: i % 4 === 0 ? { setC: 35, measuredC: 34.8, offsetC: 0.2 } : null }));
+      await publishScreenings(edge, screenings);
+      await edge.endAsync();
+      await waitFor(() => gateway.spoolDepth() === 0 && gateway.store.screenings({ limit: 1000 }).length === 200, { what: 'spool empty' });
+      expect(await influxCounts(influxd.influx)).toEqual({ n: 150, d: 150 });
+      const rejected = await gateway.metrics.registry.getSingleMetricAsString('checkpoint_gateway_series_rejected_points');
+      expect(rejected).toContain('checkpoint_gateway_series_rejected_points 50');
+    } finally {
+      await gateway.close();
+      await influxd.stop();
+    }
+  }, 120_000);
+});
