@@ -77,8 +77,12 @@ describe('gateway killed with SIGKILL mid-ingest', () => {
 
     const edge = await connectEdge(broker.url, 'gate-1');
     const screenings = Array.from({ length: 4000 }, (_, i) => makeScreening({ trackId: i, decision: i % 10 === 0 ? 'secondary_check' : 'pass' }));
-    const publishing = publishScreenings(edge, screenings, 32);
-    await waitFor(async () => (await storedCount()) >= 400, { what: '400 screenings stored before the kill', timeoutMs: 60_000 });
+    // A few in flight at a time, so that the stream is still going when the gateway dies.
+    const publishing = publishScreenings(edge, screenings, 4);
+    const watch = openDatabase(dataDir);
+    const stored = watch.prepare<[], { n: number }>('SELECT count(*) AS n FROM screenings');
+    await waitFor(() => stored.get()!.n >= 400, { what: '400 screenings stored before the kill', timeoutMs: 60_000, intervalMs: 5 });
+    watch.close();
     await child.stop({ signal: 'SIGKILL' });
     // What the killed process had committed (the edge keeps publishing while the gateway is gone).
     const dead = openDatabase(dataDir);
