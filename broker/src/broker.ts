@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
-import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
+import { OrderedLevelPersistence } from './ordered-persistence.js';
 import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -123,7 +123,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     const users = options.users ?? openUserStore(join(config.dataDir, 'users.sqlite'), { mosquittoHashIterations: config.auth.mosquittoHashIterations });
     if (!options.users) cleanups.push(() => users.close());
 
-    let persistence: AsyncLevelPersistence | undefined;
+    let persistence: OrderedLevelPersistence | undefined;
     if (config.persistence === 'level') {
       const dir = join(config.dataDir, 'mqtt-persistence');
       const db = new Level(dir);
@@ -133,7 +133,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         const cause = (error as Error).cause as NodeJS.ErrnoException | undefined;
         throw new Error(`cannot open persistence ${dir} (is another broker using this data dir?): ${cause?.message ?? (error as Error).message}`, { cause: error });
       }
-      persistence = new AsyncLevelPersistence(db);
+      persistence = new OrderedLevelPersistence(db);
       cleanups.push(() => persistence!.destroy());
     }
 

@@ -197,6 +197,28 @@ describe('persistence', () => {
   });
 });
 
+describe('persistent subscribers under load', () => {
+  it('deliver every concurrent QoS 1 message to a connected persistent session at once (level persistence)', async () => {
+    const { url } = await startBroker({ persistence: 'level' });
+    const got = new Set<string>();
+    const sub = await connect(url, { username: 'gateway', password: PASSWORD, clientId: 'gw-load', clean: false });
+    onTestFinished(() => sub.endAsync());
+    sub.on('message', (_t, p) => got.add(p.toString()));
+    await sub.subscribeAsync('checkpoint/v1/#', { qos: 1 });
+    const edge = await connect(url, { username: 'edge-a', password: PASSWORD });
+    onTestFinished(() => edge.endAsync());
+    // Many publishes in flight at once: their offline copies finish storing in any order.
+    const ids = Array.from({ length: 400 }, (_, i) => `{"n":${i}}`);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < ids.length) await edge.publishAsync('checkpoint/v1/hq/gate-1/screening', ids[next++]!, { qos: 1 });
+      }),
+    );
+    await waitFor(() => got.size === ids.length, { what: `all ${ids.length} messages while connected (got ${got.size})`, timeoutMs: 10_000 });
+  });
+});
+
 describe('listeners', () => {
   let certs: ReturnType<typeof makeCerts>;
   beforeAll(() => {

@@ -2,6 +2,7 @@
 declare module 'aedes-persistence-level/asyncPersistence.js' {
   export default class AsyncLevelPersistence {
     constructor(db: unknown);
+    outgoingEnqueueCombi(subs: unknown[], packet: unknown): Promise<unknown>;
     destroy(): Promise<void>;
   }
 }
