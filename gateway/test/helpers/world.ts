@@ -21,15 +21,14 @@ export interface TestBroker {
 }
 
 /**
- * Our broker on a free port with user `gw` (gateway) and `edge-<checkpoint>` (edge, site hq) users.
- * Memory persistence by default: with level persistence the broker currently holds back some QoS 1
- * messages of a connected persistent session until it reconnects (bench/broker-session-check.ts),
- * which would make these tests wait at random. The tests do not restart the broker.
+ * Our broker on a free port with user `gw` (gateway) and `edge-<checkpoint>` (edge, site hq) users,
+ * with its default level persistence (bench/broker-session-check.ts checks the persistent-session
+ * delivery that once held messages back).
  */
 export async function startTestBroker(
   checkpoints: string[] = ['gate-1', 'gate-2'],
   dir = makeTempDir('gw-broker'),
-  persistence: 'memory' | 'level' = 'memory',
+  persistence: 'memory' | 'level' = 'level',
 ): Promise<TestBroker> {
   const users = openUserStore(join(dir, 'users.sqlite'), { mosquittoHashIterations: 0 });
   if (!users.get('gw')) {
