@@ -1,0 +1,248 @@
+/**
+ * The bridge: for every configured serial robot, a serial port with the MCU protocol on one side
+ * and an MQTT connection speaking VDA 5050 on the other, so the robot looks like a native one.
+ *
+ * - One MQTT client per robot, with the last will `connection: CONNECTIONBROKEN` (retained, QoS 1)
+ *   for that robot, as VDA 5050 §6.14 asks of a vehicle.
+ * - ONLINE once the MCU said hello (with the configured manufacturer/serial); CONNECTIONBROKEN when
+ *   the port closes or nothing valid arrived for `linkTimeoutMs` (heartbeats); the port is
+ *   reopened every `reopenMs` until it comes back; OFFLINE on a graceful stop.
+ * - order / instantActions (QoS 1) are validated (invalid ones counted by cause and dropped with a
+ *   clear log line), deduplicated by orderId/orderUpdateId and actionId, and sent as reliable serial
+ *   commands; `state` on every change and at least every `statePeriodMs`.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { SerialPort } from 'serialport';
+import { parseVda5050, vda5050Header, vda5050Topic, type ConnectionState, type RobotAddress } from '@checkpoint/protocol';
+import { SerialLink } from '../serial/link.js';
+import type { Message } from '../serial/messages.js';
+import { VdaAdapter } from './vda-adapter.js';
+
+export interface BridgeRobotConfig {
+  port: string;
+  baudRate: number;
+  manufacturer: string;
+  serialNumber: string;
+  mapId?: string;
+}
+
+export interface BridgeOptions {
+  mqtt: { url: string; username?: string; password?: string; keepaliveS?: number };
+  robots: BridgeRobotConfig[];
+  linkTimeoutMs?: number;
+  reopenMs?: number;
+  statePeriodMs?: number;
+  retransmitMs?: number;
+  logger: Logger;
+}
+
+export interface RobotBridgeStats {
+  robot: string;
+  connection: ConnectionState | 'STARTING';
+  portOpen: boolean;
+  ordersAccepted: number;
+  ordersDuplicate: number;
+  ordersRejected: number;
+  /** Invalid MQTT payloads by cause (e.g. `invalid-order`). */
+  invalidPayloads: Record<string, number>;
+  link: SerialLink['stats'] | null;
+}
+
+export interface Bridge {
+  stats(): RobotBridgeStats[];
+  close(): Promise<void>;
+}
+
+export async function startBridge(options: BridgeOptions): Promise<Bridge> {
+  const robots = await Promise.all(options.robots.map((r) => startRobotBridge(r, options)));
+  return {
+    stats: () => robots.map((r) => r.stats()),
+    async close() {
+      await Promise.all(robots.map((r) => r.close()));
+    },
+  };
+}
+
+async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promise<{ stats(): RobotBridgeStats; close(): Promise<void> }> {
+  const robot: RobotAddress = { manufacturer: cfg.manufacturer, serialNumber: cfg.serialNumber };
+  const name = `${cfg.manufacturer}/${cfg.serialNumber}`;
+  const log = o.logger.child({ robot: name, port: cfg.port });
+  const linkTimeoutMs = o.linkTimeoutMs ?? 2000;
+  const reopenMs = o.reopenMs ?? 1000;
+  const statePeriodMs = o.statePeriodMs ?? 30_000;
+  const headerIds = { state: 0, connection: 0, factsheet: 0 };
+  const header = (t: keyof typeof headerIds) => vda5050Header(robot, headerIds[t]++);
+  const stats: RobotBridgeStats = { robot: name, connection: 'STARTING', portOpen: false, ordersAccepted: 0, ordersDuplicate: 0, ordersRejected: 0, invalidPayloads: {}, link: null };
+  const loggedCauses = new Set<string>();
+  let closing = false;
+
+  const connectionPayload = (connectionState: ConnectionState) => JSON.stringify({ ...header('connection'), connectionState });
+  const client: MqttClient = await mqtt.connectAsync(o.mqtt.url, {
+    clientId: `bridge-${cfg.manufacturer}-${cfg.serialNumber}`,
+    username: o.mqtt.username,
+    password: o.mqtt.password,
+    keepalive: o.mqtt.keepaliveS ?? 15,
+    reconnectPeriod: 1000,
+    clean: true,
+    will: { topic: vda5050Topic(robot, 'connection'), payload: Buffer.from(connectionPayload('CONNECTIONBROKEN')), qos: 1, retain: true },
+  });
+  client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
+
+  const adapter = new VdaAdapter(cfg.mapId ? { mapId: cfg.mapId } : {});
+  let link: SerialLink | null = null;
+  let port: SerialPort | null = null;
+  let online = false;
+
+  const setConnection = (state: ConnectionState, why: string) => {
+    if (stats.connection === state) return;
+    stats.connection = state;
+    online = state === 'ONLINE';
+    log.info({ connection: state }, `connection ${state}: ${why}`);
+    client.publish(vda5050Topic(robot, 'connection'), connectionPayload(state), { qos: 1, retain: true });
+  };
+  const publishState = () => {
+    if (!online) return;
+    client.publish(vda5050Topic(robot, 'state'), JSON.stringify({ ...header('state'), ...adapter.state() }), { qos: 1 });
+  };
+  const command = (m: Message) => {
+    if (!link) return;
+    link.send(m).catch((err: Error) => log.warn({ command: m.type }, `serial command not delivered: ${err.message}`));
+  };
+  const countInvalid = (cause: string, message: string) => {
+    stats.invalidPayloads[cause] = (stats.invalidPayloads[cause] ?? 0) + 1;
+    if (!loggedCauses.has(cause)) {
+      loggedCauses.add(cause);
+      log.warn({ cause }, `dropped invalid payload (logged once per cause): ${message}`);
+    }
+  };
+
+  // ---- MQTT → serial --------------------------------------------------------------------------
+  client.on('message', (topic, payload) => {
+    if (topic.endsWith('/order')) {
+      const parsed = parseVda5050('order', payload, robot);
+      if (!parsed.ok) return countInvalid('invalid-order', parsed.message);
+      const result = adapter.onOrder(parsed.value);
+      if (result.result === 'duplicate') {
+        stats.ordersDuplicate += 1;
+        return;
+      }
+      if (result.result === 'rejected') {
+        stats.ordersRejected += 1;
+        log.warn(`order ${parsed.value.orderId}/${parsed.value.orderUpdateId} rejected: ${result.error.errorDescription}`);
+      } else {
+        stats.ordersAccepted += 1;
+        result.commands.forEach(command);
+      }
+      publishState();
+    } else if (topic.endsWith('/instantActions')) {
+      const parsed = parseVda5050('instantActions', payload, robot);
+      if (!parsed.ok) return countInvalid('invalid-instantActions', parsed.message);
+      adapter.onInstantActions(parsed.value).forEach(command);
+      publishState();
+    }
+  });
+  await client.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 1 });
+  // Until the MCU has said hello, the robot is not reachable (and a stale retained ONLINE must go).
+  setConnection('CONNECTIONBROKEN', 'waiting for the robot to say hello');
+
+  // ---- serial port lifecycle ------------------------------------------------------------------
+  let reopenTimer: NodeJS.Timeout | null = null;
+  const scheduleReopen = () => {
+    if (closing || reopenTimer) return;
+    reopenTimer = setTimeout(() => {
+      reopenTimer = null;
+      openPort();
+    }, reopenMs);
+  };
+  const lost = (why: string) => {
+    link?.close();
+    link = null;
+    if (port?.isOpen) port.close(() => {});
+    port = null;
+    stats.portOpen = false;
+    if (!closing) setConnection('CONNECTIONBROKEN', why);
+    scheduleReopen();
+  };
+  const openPort = () => {
+    if (closing) return;
+    const p = new SerialPort({ path: cfg.port, baudRate: cfg.baudRate, autoOpen: false });
+    p.open((err) => {
+      if (err) {
+        log.debug(`cannot open ${cfg.port}: ${err.message}`);
+        return scheduleReopen();
+      }
+      port = p;
+      stats.portOpen = true;
+      log.info(`port ${cfg.port} open`);
+      const l = new SerialLink((bytes) => p.write(bytes), { retransmitMs: o.retransmitMs ?? 200 });
+      link = l;
+      stats.link = l.stats;
+      l.lastReceivedAt = Date.now();
+      p.on('data', (chunk: Buffer) => l.feed(chunk));
+      p.on('close', () => {
+        if (port === p) lost(`port ${cfg.port} closed`);
+      });
+      p.on('error', (e) => {
+        if (port === p) lost(`port ${cfg.port} error: ${e.message}`);
+      });
+      l.on('invalid', (e) => log.debug(`undecodable serial message: ${e.message}`));
+      l.on('message', (m) => {
+        switch (m.type) {
+          case 'hello': {
+            if (m.manufacturer !== cfg.manufacturer || m.serialNumber !== cfg.serialNumber) {
+              log.error(`robot on ${cfg.port} says it is ${m.manufacturer}/${m.serialNumber}, expected ${name}; not bringing it online`);
+              return;
+            }
+            // The adapter (and the order it tracks) survives a link outage; the MCU keeps its order too.
+            client.publish(vda5050Topic(robot, 'factsheet'), JSON.stringify({ ...header('factsheet'), ...VdaAdapter.factsheet(m) }), { qos: 1, retain: true });
+            log.info(`hello from firmware ${m.firmware}`);
+            break;
+          }
+          case 'status':
+            adapter.onStatus(m);
+            if (!online) setConnection('ONLINE', 'robot reports status');
+            publishState();
+            break;
+          case 'action':
+            adapter.onAction(m);
+            publishState();
+            break;
+          default:
+            break;
+        }
+      });
+    });
+  };
+  openPort();
+
+  // Heartbeats to the MCU, the link watchdog, and the periodic state.
+  let lastPeriodic = Date.now();
+  const watchdog = setInterval(() => {
+    if (link) {
+      void link.send({ type: 'heartbeat', uptimeMs: Math.round(process.uptime() * 1000) });
+      if (Date.now() - link.lastReceivedAt > linkTimeoutMs && online) {
+        setConnection('CONNECTIONBROKEN', `nothing valid from the robot for ${linkTimeoutMs} ms`);
+      }
+    }
+    if (Date.now() - lastPeriodic >= statePeriodMs) {
+      lastPeriodic = Date.now();
+      publishState();
+    }
+  }, Math.min(500, Math.max(50, linkTimeoutMs / 4)));
+
+  return {
+    stats: () => ({ ...stats, invalidPayloads: { ...stats.invalidPayloads } }),
+    async close() {
+      closing = true;
+      clearInterval(watchdog);
+      if (reopenTimer) clearTimeout(reopenTimer);
+      link?.close();
+      if (port?.isOpen) await new Promise<void>((resolve) => port!.close(() => resolve()));
+      if (client.connected) {
+        await client.publishAsync(vda5050Topic(robot, 'connection'), connectionPayload('OFFLINE'), { qos: 1, retain: true });
+      }
+      await client.endAsync();
+    },
+  };
+}
