@@ -10,7 +10,7 @@ import path from 'node:path';
 import pino from 'pino';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
-for (const ws of ['broker', 'edge-agent']) {
+for (const ws of ['broker', 'gateway', 'edge-agent']) {
   if (!existsSync(path.join(root, ws, 'dist', 'index.js'))) {
     console.error(`${ws} is not built: run \`npm run build\` first (the quick start does: npm ci && npm run build && npm start)`);
     process.exit(1);
@@ -18,9 +18,12 @@ for (const ws of ['broker', 'edge-agent']) {
 }
 const { createBroker } = await import('@checkpoint/broker');
 const { runAgent, loadAgentConfig } = await import('@checkpoint/edge-agent');
+const { createGateway } = await import('@checkpoint/gateway');
 
 const dataDir = path.resolve(process.env.CHECKPOINT_DATA_DIR ?? path.join(root, '.checkpoint-demo'));
 const mqttPort = Number(process.env.CHECKPOINT_MQTT_PORT ?? 1883);
+const httpPort = Number(process.env.CHECKPOINT_HTTP_PORT ?? 8080);
+const DEMO_PASSWORD = 'checkpoint-demo';
 const logLevel = process.env.CHECKPOINT_LOG_LEVEL ?? 'warn';
 const log = pino({ name: 'demo', level: logLevel }, pino.destination(2));
 await mkdir(dataDir, { recursive: true });
@@ -33,6 +36,7 @@ const CHECKPOINTS = [
   { site: 'hospital-a', checkpoint: 'gate-2', seed: 2 },
 ];
 for (const c of CHECKPOINTS) secrets[`edge-${c.checkpoint}`] ??= randomBytes(18).toString('base64url');
+secrets.gateway ??= randomBytes(18).toString('base64url');
 await writeFile(secretsFile, JSON.stringify(secrets, null, 2), { mode: 0o600 });
 
 const broker = await createBroker({
@@ -44,8 +48,27 @@ for (const c of CHECKPOINTS) {
   if (!broker.users.get(name)) await broker.users.add({ name, role: 'edge', site: c.site, checkpoint: c.checkpoint }, secrets[name]);
   else await broker.users.setPassword(name, secrets[name]);
 }
+if (!broker.users.get('gateway')) await broker.users.add({ name: 'gateway', role: 'gateway' }, secrets.gateway);
+else await broker.users.setPassword('gateway', secrets.gateway);
 const mqttUrl = `mqtt://127.0.0.1:${broker.ports.mqtt}`;
 console.log(`broker: ${mqttUrl} (aedes, per-device credentials, topic ACLs)`);
+
+// The gateway keeps alerts, devices and series in SQLite unless CHECKPOINT_INFLUX_URL is set.
+const gateway = await createGateway(
+  {
+    dataDir: path.join(dataDir, 'gateway'),
+    mqtt: { url: mqttUrl, username: 'gateway', password: secrets.gateway },
+    http: { host: '127.0.0.1', port: httpPort },
+    ...(process.env.CHECKPOINT_INFLUX_URL ? { influx: { url: process.env.CHECKPOINT_INFLUX_URL } } : {}),
+    logLevel,
+  },
+  { logger: log.child({ component: 'gateway' }) },
+);
+for (const role of ['guard', 'dispatcher', 'engineer', 'admin']) {
+  await gateway.users.add({ name: role, role }, DEMO_PASSWORD);
+}
+console.log(`gateway: ${gateway.url} (API docs at ${gateway.url}/docs)`);
+console.log(`  demo users guard, dispatcher, engineer, admin — password "${DEMO_PASSWORD}" (demo only)`);
 
 const agents = [];
 for (const c of CHECKPOINTS) {
@@ -77,6 +100,7 @@ async function stop() {
   stopping = true;
   console.log('\nstopping...');
   await Promise.all(agents.map((a) => a.stop()));
+  await gateway.close();
   await broker.close();
   process.exit(0);
 }
