@@ -4,7 +4,8 @@
  *   simulate-robot [options]   a simulated robot on a serial port (pty) or directly on MQTT;
  *                              faults are typed on stdin: estop [MANUAL|NONE], error TYPE [fatal],
  *                              clear, battery PCT, drop MS, garbage BYTES
- *   flash ...                  (STM32 firmware flashing: src/flash, wired here when it lands)
+ *   flash --port P --image F   STM32 firmware over the UART bootloader (AN3155), signed images
+ *   sign / keygen              sign an image for `flash`, make an ed25519 key pair (FLASHING.md)
  */
 import type { Readable, Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
@@ -12,6 +13,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { redactUrl } from '@checkpoint/protocol';
 import { startBridge } from './bridge/bridge.js';
+import { runFlashCli, runKeygenCli, runSignCli } from './flash/cli.js';
 import { loadBridgeConfig } from './config.js';
 import { createSimulatedRobot, type Fault, type SimulatedRobot } from './sim/robot.js';
 
@@ -133,7 +135,27 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       await robot.close({ graceful: true });
     });
 
-  // `flash` (STM32 over the serial bootloader) is added here from src/flash when it lands.
+  // Flashing has its own argument parsing (src/flash/cli.ts); these pass the rest of the line on.
+  const flashIo = {
+    stdout: (line: string) => io.stdout.write(`${line}\n`),
+    stderr: (line: string) => io.stderr.write(`${line}\n`),
+    ...((io.stderr as NodeJS.WriteStream).isTTY ? { tty: io.stderr as NodeJS.WriteStream } : {}),
+  };
+  for (const [name, run, what] of [
+    ['flash', runFlashCli, 'write a signed image to an STM32 through its UART bootloader (AN3155)'],
+    ['sign', runSignCli, 'sign a firmware image (ed25519) for flash'],
+    ['keygen', runKeygenCli, 'make an ed25519 key pair for signing firmware'],
+  ] as const) {
+    program
+      .command(name)
+      .description(`${what}; see FLASHING.md`)
+      .allowUnknownOption()
+      .helpOption(false)
+      .argument('[args...]')
+      .action(async (args: string[]) => {
+        exitCode = await run(args, flashIo);
+      });
+  }
 
   try {
     await program.parseAsync(argv, { from: 'user' });

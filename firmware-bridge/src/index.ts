@@ -7,3 +7,4 @@ export { BridgeConfigSchema, loadBridgeConfig, envOverrides, type BridgeConfig }
 export { RobotModel, type RobotModelOptions, type ModelSnapshot, type OrderOutcome } from './sim/model.js';
 export { createSimulatedRobot, stateBody, type SimulatedRobot, type SimulatedRobotOptions, type SimTransport, type Fault } from './sim/robot.js';
 export { main, parseFault } from './cli.js';
+export * from './flash/index.js';
