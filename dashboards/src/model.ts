@@ -1,0 +1,140 @@
+/**
+ * The gateway's shapes as the dashboards read them, and the guard screen's state as pure
+ * functions: merging alerts from REST and the live feed (by id, never twice), which cards to
+ * show, and which checkpoints cannot screen.
+ */
+export type Decision = 'pass' | 'secondary_check' | 'invalid';
+export type MaskState = 'mask' | 'no_mask' | 'unknown';
+export type AlertStatus = 'open' | 'acknowledged' | 'closed';
+export type Outcome = 'cleared' | 'referred' | 'false_alarm' | 'retest';
+export const OUTCOMES: readonly Outcome[] = ['cleared', 'referred', 'false_alarm', 'retest'];
+
+export interface ScreeningSummary {
+  id: string;
+  ts: string;
+  site: string;
+  checkpoint: string;
+  decision: Decision;
+  reasons: string[];
+  mask: MaskState;
+  temperatureC: number | null;
+  thresholdC: number;
+  mode: 'absolute' | 'relative';
+  snapshot: boolean;
+}
+
+export interface Alert {
+  id: string;
+  kind: 'screening' | 'invalid_storm' | 'checkpoint_offline' | 'checkpoint_fault';
+  severity: string;
+  status: AlertStatus;
+  site: string;
+  checkpoint: string;
+  screeningId: string | null;
+  decision: Decision | null;
+  reasons: string[];
+  count: number;
+  openedAt: string;
+  lastAt: string;
+  resolvedAt: string | null;
+  escalatedAt: string | null;
+  acknowledgement: { by: string; at: string; outcome: Outcome; note: string | null } | null;
+  closedAt: string | null;
+  groupedInto: string | null;
+  screening: ScreeningSummary | null;
+}
+
+export type ReferenceStatus = 'ok' | 'not_configured' | 'not_seen' | 'unstable' | 'stale';
+
+export interface SourceStatus {
+  kind: string;
+  status: 'ok' | 'starting' | 'error' | 'stopped';
+  error?: string;
+}
+
+export interface Device {
+  site: string;
+  checkpoint: string;
+  status: 'online' | 'offline' | 'unknown';
+  lastSeen: string;
+  stateAt: string | null;
+  versions: Record<string, string> | null;
+  model: { name: string; sha256: string } | null;
+  sources: { thermal: SourceStatus; visible: SourceStatus | null } | null;
+  calibration: { reference: ReferenceStatus; mode: 'absolute' | 'relative'; thresholdC: number; homography: boolean } | null;
+  telemetry: { ts: string; fps: number; queueDepth: number; cpuTempC: number | null } | null;
+}
+
+export const checkpointKey = (x: { site: string; checkpoint: string }) => `${x.site}/${x.checkpoint}`;
+
+const STATUS_RANK: Record<AlertStatus, number> = { open: 0, acknowledged: 1, closed: 2 };
+
+/**
+ * Which of two versions of one alert is newer. REST answers and live events can cross, so the
+ * later state wins: status only moves forward (open → acknowledged → closed), then lastAt, then
+ * a resolution; on a tie the one that arrived last.
+ */
+export function newerAlert(a: Alert, b: Alert): Alert {
+  if (STATUS_RANK[a.status] !== STATUS_RANK[b.status]) return STATUS_RANK[a.status] > STATUS_RANK[b.status] ? a : b;
+  const at = Date.parse(a.lastAt) - Date.parse(b.lastAt);
+  if (at !== 0) return at > 0 ? a : b;
+  if ((a.resolvedAt === null) !== (b.resolvedAt === null)) return a.resolvedAt !== null ? a : b;
+  if ((a.escalatedAt === null) !== (b.escalatedAt === null)) return a.escalatedAt !== null ? a : b;
+  return b;
+}
+
+/** Merge alerts into a map by id (pure: returns a new map when something changed). */
+export function mergeAlerts(current: ReadonlyMap<string, Alert>, incoming: readonly Alert[]): Map<string, Alert> {
+  const next = new Map(current);
+  for (const a of incoming) {
+    const had = next.get(a.id);
+    next.set(a.id, had ? newerAlert(had, a) : a);
+  }
+  return next;
+}
+
+/** Cards for the guard: open screening alerts (people to check), newest first. */
+export function guardCards(alerts: ReadonlyMap<string, Alert>): Alert[] {
+  return [...alerts.values()]
+    .filter((a) => a.kind === 'screening' && a.status === 'open' && (a.decision === 'secondary_check' || a.decision === 'invalid'))
+    .sort((a, b) => Date.parse(b.openedAt) - Date.parse(a.openedAt) || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0));
+}
+
+export type ProblemKey = 'offline' | 'thermal_error' | 'visible_error' | 'no_blackbody' | 'invalid_storm';
+
+export interface Banner {
+  site: string;
+  checkpoint: string;
+  problems: ProblemKey[];
+}
+
+/** Why a checkpoint cannot screen right now, from its device state (the gateway's fault rules). */
+export function deviceProblems(d: Device): ProblemKey[] {
+  if (d.status === 'offline') return ['offline'];
+  const p: ProblemKey[] = [];
+  if (d.sources?.thermal.status === 'error') p.push('thermal_error');
+  if (d.sources?.visible?.status === 'error') p.push('visible_error');
+  if (d.calibration?.reference === 'not_seen' && d.calibration.mode === 'absolute') p.push('no_blackbody');
+  return p;
+}
+
+/** One red banner per checkpoint that cannot screen (device state, plus open invalid-screening storms). */
+export function banners(devices: readonly Device[], alerts: ReadonlyMap<string, Alert>): Banner[] {
+  const byKey = new Map<string, Banner>();
+  const add = (site: string, checkpoint: string, problem: ProblemKey) => {
+    const key = checkpointKey({ site, checkpoint });
+    const b = byKey.get(key) ?? { site, checkpoint, problems: [] };
+    if (!b.problems.includes(problem)) b.problems.push(problem);
+    byKey.set(key, b);
+  };
+  for (const d of devices) for (const p of deviceProblems(d)) add(d.site, d.checkpoint, p);
+  for (const a of alerts.values()) if (a.kind === 'invalid_storm' && a.status !== 'closed' && a.resolvedAt === null) add(a.site, a.checkpoint, 'invalid_storm');
+  return [...byKey.values()].sort((a, b) => checkpointKey(a).localeCompare(checkpointKey(b)));
+}
+
+/** Replace or add a device (live `device` events carry the whole view). */
+export function upsertDevice(devices: readonly Device[], d: Device): Device[] {
+  const key = checkpointKey(d);
+  const rest = devices.filter((x) => checkpointKey(x) !== key);
+  return [...rest, d].sort((a, b) => checkpointKey(a).localeCompare(checkpointKey(b)));
+}
