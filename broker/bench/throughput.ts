@@ -3,7 +3,7 @@
  * against our aedes broker and a real Mosquitto (same users, exported files), in one run.
  *
  *   npm run bench            (in broker/)
- *   node bench/run-ts.mjs bench/throughput.ts [--publishers 4] [--messages 5000] [--window 64] [--json]
+ *   node ../scripts/run-ts.mjs bench/throughput.ts [--publishers 4] [--messages 5000] [--window 64] [--json]
  *
  * Each publisher is an edge user sending screening-sized JSON to its own checkpoint's
  * `screening` topic with at most `window` unacknowledged messages; one gateway subscriber
@@ -108,7 +108,7 @@ async function measure(broker: string, url: string): Promise<Result> {
 }
 
 async function startOurBroker(dataDir: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [join(here, 'run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {

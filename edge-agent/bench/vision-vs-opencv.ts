@@ -4,7 +4,7 @@
  * output decoding per frame from in-memory encoded images; rounds alternate the two sides so
  * that background load hits both alike. Target (the issue's): pipeline fps >= 1.5x OpenCV's.
  *
- *   node edge-agent/bench/run-ts.mjs edge-agent/bench/vision-vs-opencv.ts \
+ *   node scripts/run-ts.mjs edge-agent/bench/vision-vs-opencv.ts \
  *     [--model masked-face-640] [--threads 2] [--iterations 3] [--rounds 3] [--images DIR]... [--json]
  *
  * Models: $CHECKPOINT_MODELS_MIRROR/<file> (default ../shared/models); images default to

@@ -1,7 +1,7 @@
 // Diagnostic for the broker owner (not a test): a QoS 1 subscriber with a persistent session
 // (clean: false) on our broker with level persistence does not get every message while connected;
 // the missing ones arrive only when it reconnects. Memory persistence, clean sessions, plain aedes
-// and Mosquitto deliver all 500.  Run: node gateway/bench/run-ts.mjs gateway/bench/broker-session-check.ts
+// and Mosquitto deliver all 500.  Run: node scripts/run-ts.mjs gateway/bench/broker-session-check.ts
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { createBroker, openUserStore } from '@checkpoint/broker';

@@ -3,7 +3,7 @@
  * (default 100 x 100 on a 20 x 20 grid = 400 nodes). Prints p50/p99/max over the rounds, once
  * with a cold path cache (first round after loading the map) and warm.
  *
- *   node gateway/bench/run-ts.mjs gateway/bench/fleet-assign.ts [robots=100] [tasks=100] [rounds=30]
+ *   node scripts/run-ts.mjs gateway/bench/fleet-assign.ts [robots=100] [tasks=100] [rounds=30]
  */
 import { assignTasks, loadSiteMap, type RobotCandidate, type TaskCandidate } from '../src/fleet/index.js';
 

@@ -63,7 +63,7 @@ describe('gateway killed with SIGKILL mid-ingest', () => {
     writeFileSync(configFile, JSON.stringify({ ...rest, mqtt: { ...mqtt, clientId: 'gw-kill-test' }, series: { batchSize: 500, flushIntervalMs: 200, retryMinMs: 50, retryMaxMs: 1000 } }));
     const env = { ...process.env, CHECKPOINT_DATA_DIR: dataDir, CHECKPOINT_HTTP_PORT: String(port), CHECKPOINT_LOG_LEVEL: 'warn' };
     const start = async () => {
-      const proc = spawnServer('node', [join(REPO, 'gateway/bench/run-ts.mjs'), 'gateway/test/fixtures/gateway-process.ts', 'run', '--config', configFile], {
+      const proc = spawnServer('node', [join(REPO, 'scripts/run-ts.mjs'), 'gateway/test/fixtures/gateway-process.ts', 'run', '--config', configFile], {
         logFile: join(dir, 'gateway.log'),
         env,
         cwd: REPO,

@@ -2,7 +2,7 @@
 // Run a TypeScript bench script from source, the way vitest resolves the workspaces (export
 // condition `source`), so benchmarks need no build step. Node 20 cannot strip types itself; vite
 // (already installed with vitest) transforms the TS and leaves node_modules to Node.
-// Usage: node gateway/bench/run-ts.mjs gateway/bench/ingest.ts [args...]
+// Usage: node scripts/run-ts.mjs edge-agent/bench/vision-vs-opencv.ts [args...]  (paths from the cwd)
 import path from 'node:path';
 import { runnerImport } from 'vite';
 
