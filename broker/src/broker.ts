@@ -20,6 +20,7 @@ import { BrokerConfigSchema, type BrokerConfig } from './config.js';
 import { createBrokerMetrics, sysTopics, type BrokerMetrics } from './metrics.js';
 import { createPacketSizeGuard } from './packet-guard.js';
 import { createLoginLimiter } from './rate-limit.js';
+import { watchRevocations } from './revocation.js';
 import { openUserStore, type UserStore } from './user-store.js';
 
 export interface BrokerOptions {
@@ -30,6 +31,10 @@ export interface BrokerOptions {
   logger?: Logger;
   /** Clock for the login limiter (tests). */
   now?: () => number;
+  /** The SQLite file behind `users` (when handed in), watched so that revocations are noticed cheaply. */
+  usersFile?: string;
+  /** How often connected clients are checked against the user store (revocation.ts); default 500 ms. */
+  revocationCheckMs?: number;
 }
 
 export interface Broker {
@@ -141,6 +146,19 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     const limiter = createLoginLimiter({ maxFailures: config.auth.maxFailures, windowMs: config.auth.failureWindowS * 1000, now: options.now });
     const sessions = new WeakMap<Client, { principal: Principal; grants: Grants }>();
     const wills = new WeakMap<Client, { topic: string } | undefined>();
+    // A removed, re-bound or re-keyed user is disconnected at once, even when another process (the gateway) changed the store.
+    const revocations = watchRevocations<Client>({
+      users,
+      file: options.users ? (options.usersFile ?? null) : join(config.dataDir, 'users.sqlite'),
+      ...(options.revocationCheckMs ? { intervalMs: options.revocationCheckMs } : {}),
+      revoke(client, admission, reason) {
+        log.warn({ user: admission.principal.name, clientId: client.id, reason }, 'credentials revoked: client disconnected');
+        client.close();
+      },
+      isGone: (client) => client.closed,
+      onError: (error) => log.warn({ err: error.message }, 'revocation check failed'),
+    });
+    cleanups.push(() => revocations.close());
     // Log each denied (user, operation, topic) once per process lifetime, up to a cap: a looping
     // misconfigured client must not flood the log. The counters count every one.
     const logged = new Set<string>();
@@ -183,6 +201,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
             const holderName = holder && sessions.get(holder)?.principal.name;
             if (holderName && holderName !== principal.name) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is in use by another user`, false);
             sessions.set(client, { principal, grants });
+            revocations.admitted(client, principal);
             done(null, true);
           },
           (error: Error) => {
@@ -229,7 +248,10 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     });
     cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
     aedes.on('client', () => metrics.clientsConnected.inc());
-    aedes.on('clientDisconnect', () => metrics.clientsConnected.dec());
+    aedes.on('clientDisconnect', (client) => {
+      metrics.clientsConnected.dec();
+      revocations.forget(client);
+    });
     aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
     aedes.on('connectionError', (client, error) => log.debug({ address: remoteAddress(client), err: error.message }, 'connection error'));
 
