@@ -95,6 +95,12 @@ export interface StageTimings {
   decision: number;
 }
 
+/** What face detection hands to thermometry for one frame. */
+interface DetectedFaces {
+  faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null }>;
+  timings: Pick<StageTimings, 'decode' | 'preprocess' | 'inference' | 'postprocess'>;
+}
+
 /** The frame a track's best look came from, kept for its snapshot. */
 interface Evidence {
   pair: FramePair;
@@ -149,35 +155,61 @@ export class ScreeningPipeline {
     Object.assign(this.options, patch);
   }
 
+  /** One frame through every stage. */
   async process(pair: FramePair): Promise<ScreeningResult[]> {
-    const t = this.lastTimings;
-    const { thermal, visible } = pair;
-    this.framesProcessed++;
+    return this.afterDetection(pair, await this.detectFaces(pair));
+  }
 
-    // 1. Faces: in the visible frame when there is one, else warm regions in the thermal frame.
-    let faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null }>;
+  /**
+   * Frames in, one result list per frame out, in order. With `depth` 2 the next frame's face
+   * detection starts before this frame's is done, so that decoding one frame (sharp, libuv
+   * threads) overlaps inference on another (onnxruntime threads): the replay and the bench use
+   * it; a live source, which delivers slower than the pipeline runs, gains nothing but latency.
+   */
+  async *processAll(frames: AsyncIterable<FramePair>, depth = 1): AsyncIterable<ScreeningResult[]> {
+    const inflight: Array<{ pair: FramePair; detected: Promise<DetectedFaces> }> = [];
+    for await (const pair of frames) {
+      const detected = this.detectFaces(pair);
+      detected.catch(() => undefined); // awaited below, in order
+      inflight.push({ pair, detected });
+      if (inflight.length < depth) continue;
+      const next = inflight.shift()!;
+      yield await this.afterDetection(next.pair, await next.detected);
+    }
+    for (const next of inflight) yield await this.afterDetection(next.pair, await next.detected);
+  }
+
+  /** Stage 1: faces in the visible frame when there is one, else warm regions in the thermal frame. */
+  private async detectFaces(pair: FramePair): Promise<DetectedFaces> {
+    const { thermal, visible } = pair;
     if (visible && this.detector) {
       const found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
-      t.decode = found.timings.decodeMs;
-      t.preprocess = found.timings.preprocessMs;
-      t.inference = found.timings.inferenceMs;
-      t.postprocess = found.timings.postprocessMs;
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
-      faces = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) }));
-      const best = found.faces.find((f) => f.score >= this.options.tracker.confirmScore);
-      if (best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
-    } else {
-      const s = performance.now();
-      faces = detectThermalFaces(thermal, this.geometry.blackbody, this.options.thermalFaces).map((box) => ({
-        box,
-        thermalBox: box,
-        score: 1,
-        mask: 'unknown' as const,
-        maskScore: null,
-      }));
-      t.decode = t.preprocess = t.inference = 0;
-      t.postprocess = performance.now() - s;
+      return {
+        faces: found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) })),
+        timings: { decode: found.timings.decodeMs, preprocess: found.timings.preprocessMs, inference: found.timings.inferenceMs, postprocess: found.timings.postprocessMs },
+      };
     }
+    const s = performance.now();
+    const faces = detectThermalFaces(thermal, this.geometry.blackbody, this.options.thermalFaces).map((box) => ({
+      box,
+      thermalBox: box,
+      score: 1,
+      mask: 'unknown' as const,
+      maskScore: null,
+    }));
+    return { faces, timings: { decode: 0, preprocess: 0, inference: 0, postprocess: performance.now() - s } };
+  }
+
+  /** Stages 2 and 3, strictly in frame order: thermometry, tracking, decisions. */
+  private async afterDetection(pair: FramePair, detected: DetectedFaces): Promise<ScreeningResult[]> {
+    const t = this.lastTimings;
+    const { thermal, visible } = pair;
+    const { faces } = detected;
+    Object.assign(t, detected.timings);
+    this.framesProcessed++;
+    const best = visible ? faces.find((f) => f.score >= this.options.tracker.confirmScore) : undefined;
+    if (visible && best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
 
     // 2. Thermometry: reference first (its offset applies to this frame), then each face.
     const s2 = performance.now();
