@@ -138,3 +138,53 @@ export function upsertDevice(devices: readonly Device[], d: Device): Device[] {
   const rest = devices.filter((x) => checkpointKey(x) !== key);
   return [...rest, d].sort((a, b) => checkpointKey(a).localeCompare(checkpointKey(b)));
 }
+
+// --- statistics ----------------------------------------------------------------------------
+
+export interface StatsBucket {
+  start: string;
+  counts: { pass: number; secondary_check: number; invalid: number };
+  temperatureC: { n: number; p50: number | null; p90: number | null; p99: number | null };
+}
+export interface CheckpointStats {
+  site: string;
+  checkpoint: string;
+  buckets: StatsBucket[];
+}
+
+/** Screened, secondary checks and their rate over a checkpoint's buckets (pure). */
+export function totals(s: CheckpointStats) {
+  let screened = 0;
+  let secondary = 0;
+  let invalid = 0;
+  for (const b of s.buckets) {
+    screened += b.counts.pass + b.counts.secondary_check + b.counts.invalid;
+    secondary += b.counts.secondary_check;
+    invalid += b.counts.invalid;
+  }
+  return { screened, secondary, invalid, rate: screened ? secondary / screened : null };
+}
+
+/** Counts per bin of a list of values (pure): bins of `width` from `from`, values outside go to the end bins. */
+export function histogram(values: number[], from: number, to: number, width: number): { start: number; count: number }[] {
+  const n = Math.max(1, Math.round((to - from) / width));
+  const bins = Array.from({ length: n }, (_, i) => ({ start: from + i * width, count: 0 }));
+  for (const v of values) {
+    const i = Math.min(n - 1, Math.max(0, Math.floor((v - from) / width + 1e-9)));
+    bins[i]!.count++;
+  }
+  return bins;
+}
+
+/**
+ * Every bucket of the period, zeros where nothing was screened (the API lists only buckets with
+ * data). Buckets are aligned to the epoch like InfluxQL's GROUP BY time() (pure).
+ */
+export function fillBuckets(buckets: readonly StatsBucket[], fromMs: number, toMs: number, intervalMs: number): StatsBucket[] {
+  const byStart = new Map(buckets.map((b) => [Date.parse(b.start), b]));
+  const out: StatsBucket[] = [];
+  for (let t = Math.floor(fromMs / intervalMs) * intervalMs; t < toMs; t += intervalMs) {
+    out.push(byStart.get(t) ?? { start: new Date(t).toISOString(), counts: { pass: 0, secondary_check: 0, invalid: 0 }, temperatureC: { n: 0, p50: null, p90: null, p99: null } });
+  }
+  return out;
+}

@@ -39,7 +39,7 @@ function yAxis(max: number, min = 0, digits = 0) {
 /** Stacked bars, one per label (e.g. hour). */
 export function StackedBars({ label, labels, series }: { label: string; labels: string[]; series: Series[] }) {
   const totals = labels.map((_, i) => series.reduce((a, s) => a + (s.values[i] ?? 0), 0));
-  const max = niceMax(Math.max(0, ...totals));
+  const max = niceMax(Math.max(2, ...totals));
   const innerW = W - PAD.l - PAD.r;
   const innerH = H - PAD.t - PAD.b;
   const bw = innerW / Math.max(1, labels.length);
@@ -129,15 +129,4 @@ export function Legend({ series }: { series: Array<{ name: string; className: st
       ))}
     </ul>
   );
-}
-
-/** Counts per bin of a list of values (pure): bins of `width` from `from`, values outside go to the end bins. */
-export function histogram(values: number[], from: number, to: number, width: number): { start: number; count: number }[] {
-  const n = Math.max(1, Math.round((to - from) / width));
-  const bins = Array.from({ length: n }, (_, i) => ({ start: from + i * width, count: 0 }));
-  for (const v of values) {
-    const i = Math.min(n - 1, Math.max(0, Math.floor((v - from) / width + 1e-9)));
-    bins[i]!.count++;
-  }
-  return bins;
 }

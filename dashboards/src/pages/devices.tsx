@@ -226,24 +226,24 @@ function CommandForm({ devices }: { devices: Device[] }) {
     <section aria-labelledby="cmd-h" class="command">
       <h2 id="cmd-h">{t('devices.command')}</h2>
       <form onSubmit={(e) => void send(e)}>
-        <label>
-          <span>{t('devices.target')}</span>
-          <select value={target} onChange={(e) => setTarget(e.currentTarget.value)}>
+        <div class="field">
+          <label htmlFor="cmd-target">{t('devices.target')}</label>
+          <select id="cmd-target" value={target} onChange={(e) => setTarget(e.currentTarget.value)}>
             {devices.map((d) => (
               <option key={checkpointKey(d)} value={checkpointKey(d)}>
                 {d.site} / {d.checkpoint}
               </option>
             ))}
           </select>
-        </label>
-        <label>
-          <span>{t('devices.commandType')}</span>
-          <select value={kind} onChange={(e) => setKind(e.currentTarget.value as CommandKind)}>
+        </div>
+        <div class="field">
+          <label htmlFor="cmd-type">{t('devices.commandType')}</label>
+          <select id="cmd-type" value={kind} onChange={(e) => setKind(e.currentTarget.value as CommandKind)}>
             <option value="threshold">{t('devices.cmd.threshold')}</option>
             <option value="ping">{t('devices.cmd.ping')}</option>
             <option value="check-reference">{t('devices.cmd.checkReference')}</option>
           </select>
-        </label>
+        </div>
         {kind === 'threshold' && (
           <label>
             <span>{t('devices.thresholdC')}</span>

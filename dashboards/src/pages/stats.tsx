@@ -5,36 +5,12 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { useApp } from '../app.js';
-import { histogram, Legend, Lines, StackedBars } from '../components/charts.js';
+import { Legend, Lines, StackedBars } from '../components/charts.js';
 import { useI18n } from '../i18n/index.js';
-import { checkpointKey, type ScreeningSummary } from '../model.js';
+import { checkpointKey, fillBuckets, histogram, totals, type CheckpointStats, type ScreeningSummary } from '../model.js';
 
-interface Bucket {
-  start: string;
-  counts: { pass: number; secondary_check: number; invalid: number };
-  temperatureC: { n: number; p50: number | null; p90: number | null; p99: number | null };
-}
-interface CheckpointStats {
-  site: string;
-  checkpoint: string;
-  buckets: Bucket[];
-}
-
-const RANGES = { '24h': { hours: 24, interval: '1h' }, '7d': { hours: 24 * 7, interval: '6h' } } as const;
+const RANGES = { '24h': { hours: 24, interval: '1h', intervalMs: 3_600_000 }, '7d': { hours: 24 * 7, interval: '6h', intervalMs: 6 * 3_600_000 } } as const;
 type Range = keyof typeof RANGES;
-
-/** Screened, secondary checks and their rate over a checkpoint's buckets (pure). */
-export function totals(s: CheckpointStats) {
-  let screened = 0;
-  let secondary = 0;
-  let invalid = 0;
-  for (const b of s.buckets) {
-    screened += b.counts.pass + b.counts.secondary_check + b.counts.invalid;
-    secondary += b.counts.secondary_check;
-    invalid += b.counts.invalid;
-  }
-  return { screened, secondary, invalid, rate: screened ? secondary / screened : null };
-}
 
 export function StatsPage() {
   const { api } = useApp();
@@ -46,15 +22,16 @@ export function StatsPage() {
 
   useEffect(() => {
     let stale = false;
-    const { hours, interval } = RANGES[range];
-    const from = new Date(Date.now() - hours * 3_600_000).toISOString();
+    const { hours, interval, intervalMs } = RANGES[range];
+    const toMs = Date.now();
+    const from = new Date(toMs - hours * 3_600_000).toISOString();
     Promise.all([
       api.get<{ checkpoints: CheckpointStats[] }>(`/api/stats/checkpoints?from=${encodeURIComponent(from)}&interval=${interval}`),
       api.get<{ screenings: ScreeningSummary[] }>(`/api/screenings?from=${encodeURIComponent(from)}&limit=10000`),
     ])
       .then(([s, sc]) => {
         if (stale) return;
-        setStats(s.checkpoints);
+        setStats(s.checkpoints.map((c) => ({ ...c, buckets: fillBuckets(c.buckets, Date.parse(from), toMs, intervalMs) })));
         setTemps(sc.screenings.map((x) => x.temperatureC).filter((v): v is number => v !== null));
         setError(null);
       })
