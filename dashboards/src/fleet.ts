@@ -9,7 +9,9 @@
  *   POST /api/tasks                body = a task request
  *   POST /api/tasks/:id/cancel
  *   POST /api/tasks/:id/confirm    {kind:'area_clear'|'received'}
- *   live events `robot` (a robot) and `task` (a task)
+ *   live events `robot` and `task`
+ * The gateway wraps single items (`{task}`, `{robot}`) in answers and live events; `unwrap*`
+ * accept both forms.
  */
 import { ApiError, type Api } from './api.js';
 
@@ -40,6 +42,10 @@ export interface Robot {
   driving: boolean;
   errors: Array<{ errorType?: string; errorLevel?: string; errorDescription?: string } | string>;
   taskId?: string | null;
+  /** Beyond the contract, when the gateway knows it: position in map metres and floor. */
+  x?: number | null;
+  y?: number | null;
+  floor?: number | null;
 }
 
 export const TASK_TYPES = ['delivery', 'disinfection', 'patrol', 'charge'] as const;
@@ -84,13 +90,16 @@ async function orUnavailable<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+export const unwrapTask = (v: unknown): Task => (v && typeof v === 'object' && 'task' in v ? (v as { task: Task }).task : (v as Task));
+export const unwrapRobot = (v: unknown): Robot => (v && typeof v === 'object' && 'robot' in v ? (v as { robot: Robot }).robot : (v as Robot));
+
 export const fleetApi = (api: Api) => ({
   map: () => orUnavailable(api.get<SiteMap>('/api/map')),
   robots: async () => (await orUnavailable(api.get<{ robots: Robot[] }>('/api/robots'))).robots,
   tasks: async (status?: TaskStatus) => (await orUnavailable(api.get<{ tasks: Task[] }>(`/api/tasks${status ? `?status=${status}` : ''}`))).tasks,
-  create: (request: TaskRequest) => api.post<Task>('/api/tasks', request),
-  cancel: (id: string) => api.post<Task>(`/api/tasks/${encodeURIComponent(id)}/cancel`),
-  confirm: (id: string, kind: Confirmation) => api.post<Task>(`/api/tasks/${encodeURIComponent(id)}/confirm`, { kind }),
+  create: async (request: TaskRequest) => unwrapTask(await api.post('/api/tasks', request)),
+  cancel: async (id: string) => unwrapTask(await api.post(`/api/tasks/${encodeURIComponent(id)}/cancel`, {})),
+  confirm: async (id: string, kind: Confirmation) => unwrapTask(await api.post(`/api/tasks/${encodeURIComponent(id)}/confirm`, { kind })),
 });
 
 /** Replace-or-add by id, keeping the list's order stable (pure). */

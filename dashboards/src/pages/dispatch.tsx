@@ -11,6 +11,8 @@ import {
   fleetApi,
   FleetUnavailableError,
   TASK_TYPES,
+  unwrapRobot,
+  unwrapTask,
   upsertById,
   type MapNode,
   type Robot,
@@ -47,8 +49,8 @@ export function DispatchPage() {
   useEffect(() => {
     void reload();
     const offs = [
-      live.on('robot', (e) => setRobots((rs) => upsertById(rs, e.data as Robot))),
-      live.on('task', (e) => setTasks((ts) => upsertById(ts, e.data as Task))),
+      live.on('robot', (e) => setRobots((rs) => upsertById(rs, unwrapRobot(e.data)))),
+      live.on('task', (e) => setTasks((ts) => upsertById(ts, unwrapTask(e.data)))),
       live.on('resync', () => void reload()),
       live.on('open', (e) => {
         if ((e.data as { resumed: boolean }).resumed === false) void reload();
@@ -260,7 +262,8 @@ function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
           </g>
         ))}
         {robots.map((r) => {
-          const at = r.lastNodeId ? byId.get(r.lastNodeId) : undefined;
+          const node = r.lastNodeId ? byId.get(r.lastNodeId) : undefined;
+          const at = typeof r.x === 'number' && typeof r.y === 'number' ? { x: r.x, y: r.y, floor: r.floor ?? node?.floor } : node;
           if (!at || at.floor !== floor) return null;
           return (
             <g key={r.id} class={`robot robot-${r.connection.toLowerCase()}`} data-robot-on-map={r.id}>
