@@ -8,6 +8,13 @@ import { loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway.js';
 import { openDatabase } from './store/db.js';
 import { createUserStore, ROLES, type Role } from './store/users.js';
+import { join } from 'node:path';
+import pino from 'pino';
+import { openUserStore } from '@checkpoint/broker';
+import { ID_PATTERN } from '@checkpoint/protocol';
+import { ulid } from 'ulid';
+import type { GatewayConfig } from './config.js';
+import { createProvisioning, readCaCert, type DeviceRef } from './provisioning/index.js';
 
 export interface CliIo {
   stdin: Readable;
@@ -42,6 +49,53 @@ async function readFirstLine(stdin: Readable): Promise<string> {
     if (text.includes('\n')) break;
   }
   return text.split(/\r?\n/)[0] ?? '';
+}
+
+/** `SITE/CHECKPOINT`, both ids. */
+function parseDevice(text: string): DeviceRef {
+  const [site, checkpoint, ...rest] = text.split('/');
+  const id = new RegExp(ID_PATTERN);
+  if (!site || !checkpoint || rest.length > 0 || !id.test(site) || !id.test(checkpoint)) {
+    throw new Error(`expected SITE/CHECKPOINT with ids matching ${ID_PATTERN}, got ${JSON.stringify(text)}`);
+  }
+  return { site, checkpoint };
+}
+
+/** Provisioning on the data dir and the broker users file of the config, for one CLI command. */
+function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof createProvisioning>) => T): T {
+  const file = config.provisioning.brokerUsersFile;
+  if (!file) throw new Error("provisioning.brokerUsersFile is not set: point it at the broker's users.sqlite (config file)");
+  const db = openDatabase(config.dataDir);
+  const credentials = openUserStore(file);
+  try {
+    const provisioning = createProvisioning({
+      db,
+      credentials,
+      sendCommand: () => Promise.reject(new Error('the CLI sends no commands')),
+      audit: (atMs, actor, action, target, detail) =>
+        void db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(atMs, actor, action, target, detail === undefined || detail === null ? null : JSON.stringify(detail)),
+      seenDevices: () =>
+        db
+          .prepare<[], { site: string; checkpoint: string; state: string | null }>('SELECT site, checkpoint, state FROM devices ORDER BY site, checkpoint')
+          .all()
+          .map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.state ? ((JSON.parse(d.state) as { model?: { name: string; sha256: string } }).model ?? null) : null })),
+      settings: {
+        deviceMqttUrl: config.provisioning.deviceMqttUrl ?? config.mqtt.url,
+        caCert: readCaCert(config.provisioning.caFile),
+        tokenTtlMs: config.provisioning.tokenTtlS * 1000,
+        modelsDir: config.provisioning.modelsDir ?? join(config.dataDir, 'models'),
+        updateTimeoutMs: config.provisioning.updateTimeoutS * 1000,
+        publicUrl: () => config.provisioning.publicUrl ?? `https://<gateway>:${config.http.port}`,
+      },
+      log: pino({ level: 'silent' }),
+      now: Date.now,
+      newId: ulid,
+    });
+    return run(provisioning);
+  } finally {
+    credentials.close();
+    db.close();
+  }
 }
 
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
@@ -105,6 +159,38 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         db.close();
       }
       io.stdout.write(`user ${name} removed\n`);
+    });
+
+  const device = program.command('device').description('edge devices: enrollment tokens and revocation (needs provisioning.brokerUsersFile)');
+  device
+    .command('add <site/checkpoint>')
+    .description('register a checkpoint (or re-issue its token) and print a one-time enrollment token')
+    .addOption(configOption())
+    .action(async (where: string, opts: { config?: string }) => {
+      const config = await loadGatewayConfig(opts.config, io.env);
+      const d = parseDevice(where);
+      const issued = withProvisioning(config, (p) => p.register(d, 'cli'));
+      const gatewayUrl = config.provisioning.publicUrl ?? `https://<this gateway>:${config.http.port}`;
+      io.stdout.write(`checkpoint ${d.site}/${d.checkpoint} registered; one-time enrollment token (valid until ${issued.expiresAt}):\n${issued.token}\n`);
+      io.stdout.write(`on the edge box: edge-agent enroll --gateway ${gatewayUrl} --token ${issued.token}\n`);
+    });
+  device
+    .command('list')
+    .addOption(configOption())
+    .action(async (opts: { config?: string }) => {
+      const config = await loadGatewayConfig(opts.config, io.env);
+      for (const d of withProvisioning(config, (p) => p.devices())) {
+        io.stdout.write(`${d.site}/${d.checkpoint}\t${d.status}\t${d.model ? `${d.model.name} ${d.model.sha256.slice(0, 12)}` : '-'}\n`);
+      }
+    });
+  device
+    .command('revoke <site/checkpoint>')
+    .description("remove the device's broker user; the broker drops its connection within a second")
+    .addOption(configOption())
+    .action(async (where: string, opts: { config?: string }) => {
+      const config = await loadGatewayConfig(opts.config, io.env);
+      const result = withProvisioning(config, (p) => p.revoke(parseDevice(where), 'cli'));
+      io.stdout.write(`${where} revoked${result.brokerUserRemoved ? `; broker user ${result.brokerUserRemoved} removed` : ' (it had no broker user)'}\n`);
     });
 
   try {

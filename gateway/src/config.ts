@@ -101,6 +101,23 @@ export const GatewayConfigSchema = Type.Object(
       },
       'operational store',
     ),
+    // --- provisioning and model roll-outs (issue 9; README "Installing an edge device") ---
+    provisioning: Section(
+      {
+        brokerUsersFile: Type.Optional(
+          Type.String({ description: "the broker's users.sqlite (its dataDir/users.sqlite): the gateway adds and removes device users there; unset (and no embedded broker) = provisioning off" }),
+        ),
+        deviceMqttUrl: Type.Optional(Type.String({ pattern: '^(mqtts?|wss?)://', description: 'broker URL enrolled devices get; default mqtt.url' })),
+        caFile: Type.Optional(Type.String({ description: 'CA certificate (PEM) enrolled devices get to trust the broker (mqtts://)' })),
+        publicUrl: Type.Optional(Type.String({ pattern: '^https?://', description: 'this gateway as devices reach it (model downloads, enroll hint); default its own http://host:port' })),
+        tokenTtlS: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 3600, description: 'enrollment token lifetime' }),
+        modelsDir: Type.Optional(Type.String({ description: 'published model files; default <dataDir>/models' })),
+        maxModelBytes: Type.Integer({ minimum: 1024, maximum: 1024 ** 3, default: 64 * 1024 ** 2, description: 'largest model upload' }),
+        updateTimeoutS: Type.Integer({ minimum: 5, maximum: 86_400, default: 600, description: 'a device without a final update-model ack after this counts as failed' }),
+      },
+      'edge device enrollment and model roll-outs',
+    ),
+    // --- end provisioning ---
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info', description: 'env CHECKPOINT_LOG_LEVEL' },

@@ -23,6 +23,11 @@ import { SpoolWriter } from './series/writer.js';
 import { openDatabase } from './store/db.js';
 import { createOperationalStore, type IngestOutcome, type OperationalStore } from './store/operational.js';
 import { createUserStore, type UserStore } from './store/users.js';
+import { join } from 'node:path';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { openUserStore } from '@checkpoint/broker';
+import { registerProvisioningRoutes } from './api/provisioning.js';
+import { createProvisioning, readCaCert, type DeviceCredentialStore, type DeviceRef, type Provisioning } from './provisioning/index.js';
 
 export interface GatewayDeps {
   logger?: Logger;
@@ -30,6 +35,10 @@ export interface GatewayDeps {
   now?: () => number;
   /** Called when the series store accepted points (benchmarks, tests). */
   onSeriesWritten?: (points: SeriesPoint[], atMs: number) => void;
+  /** The broker's user store when the broker runs in this process (else provisioning.brokerUsersFile is opened). */
+  brokerUsers?: DeviceCredentialStore;
+  /** Fault injection for tests only: model download bytes as they leave the gateway, per device. */
+  tamperModelDownload?: (device: DeviceRef, bytes: Buffer) => Buffer;
 }
 
 export interface Gateway {
@@ -42,6 +51,8 @@ export interface Gateway {
   readonly store: OperationalStore;
   readonly series: SeriesStore;
   readonly metrics: GatewayMetrics;
+  /** Checkpoint enrollment, revocation, model versions and roll-outs. */
+  readonly provisioning: Provisioning;
   mqttConnected(): boolean;
   /** Points waiting for the series store. */
   spoolDepth(): number;
@@ -62,6 +73,9 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const log = deps.logger ?? createLogger(config.logLevel);
   const now = deps.now ?? Date.now;
   const newId = monotonicFactory();
+  // Provisioning files are checked before anything starts (errors name provisioning.caFile / the users file).
+  const provisioningCa = readCaCert(config.provisioning.caFile);
+  const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
 
   const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous });
   const users = createUserStore(db, now);
@@ -124,6 +138,33 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }, config.commands.timeoutMs);
   const loggedCauses = new Set<string>();
 
+  // --- provisioning and model roll-outs -------------------------------------------------------
+  // Updates take minutes, not seconds: their own dispatcher with the longer timeout.
+  const updateCommands = new CommandDispatcher((topic, payload) => {
+    if (!consumer) return Promise.reject(new Error('not connected to the broker'));
+    return consumer.publish(topic, payload);
+  }, config.provisioning.updateTimeoutS * 1000);
+  let selfUrl = '';
+  const provisioning = createProvisioning({
+    db,
+    credentials: deps.brokerUsers ?? ownBrokerUsers,
+    sendCommand: (site, checkpoint, body) => updateCommands.send(site, checkpoint, body),
+    audit: (atMs, actor, action, target, detail) => store.audit(atMs, actor, action, target, detail),
+    seenDevices: () => store.devices().map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
+    settings: {
+      deviceMqttUrl: config.provisioning.deviceMqttUrl ?? config.mqtt.url,
+      caCert: provisioningCa,
+      tokenTtlMs: config.provisioning.tokenTtlS * 1000,
+      modelsDir: config.provisioning.modelsDir ?? join(config.dataDir, 'models'),
+      updateTimeoutMs: config.provisioning.updateTimeoutS * 1000,
+      publicUrl: () => config.provisioning.publicUrl?.replace(/\/+$/, '') ?? selfUrl,
+    },
+    log,
+    now,
+    newId: () => newId(),
+    ...(deps.tamperModelDownload ? { tamperDownload: deps.tamperModelDownload } : {}),
+  });
+
   function record(channel: string, outcome: IngestOutcome): void {
     metrics.messages.inc({ channel, result: outcome.stored ? 'stored' : 'duplicate' });
     for (const c of outcome.alertChanges) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
@@ -153,7 +194,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         record('snapshot', store.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs));
         break;
       case 'cmd/ack':
-        metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
+        provisioning.onAck(c.where, c.ack);
+        metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
         break;
       case 'ignored':
         metrics.messages.inc({ channel: 'other', result: 'ignored' });
@@ -189,6 +231,13 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     };
   };
   const app = await createApi({ config, store, users, series, metrics, live, commands, health, log, now });
+  registerProvisioningRoutes(app.withTypeProvider<TypeBoxTypeProvider>(), {
+    provisioning,
+    currentModels: () => new Map(store.devices().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),
+    maxModelBytes: config.provisioning.maxModelBytes,
+    publicUrl: () => config.provisioning.publicUrl?.replace(/\/+$/, '') ?? selfUrl,
+    now,
+  });
   try {
     await app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
@@ -200,9 +249,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }
   const httpPort = (app.server.address() as { port: number }).port;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+  selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
   consumer = startConsumer(config.mqtt, handle, log);
+  provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------
   const alertTimer = setInterval(() => {
@@ -237,6 +288,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     store,
     series,
     metrics,
+    provisioning,
     mqttConnected: () => consumer?.connected() ?? false,
     spoolDepth: () => store.spoolDepth(),
     runRetention,
@@ -247,10 +299,13 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         // Stop taking messages first: whatever the broker has not had a PUBACK for, it keeps.
         await consumer?.close().catch(() => undefined);
         commands.cancelAll();
+        provisioning.close();
+        updateCommands.cancelAll();
         live.close();
         await app.close();
         await writer.stop({ flush: true });
         await series.close();
+        ownBrokerUsers?.close();
         db.close();
         log.info('stopped');
       })();
