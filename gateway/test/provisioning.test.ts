@@ -22,8 +22,12 @@ import { makeTempDir, waitFor } from '@checkpoint/test-support';
 // edge-agent's index does not export the enroll command (yet); the test runs the very function the CLI runs.
 import { runEnroll } from '../../edge-agent/src/enroll.js';
 import { main as gatewayCli } from '../src/cli.js';
+import { GatewayConfigSchema } from '../src/config.js';
 import { createGateway, type Gateway } from '../src/index.js';
 import { API_PASSWORD, ApiClient, BROKER_PASSWORD, gatewayConfig } from './helpers/world.js';
+
+// No OPC UA server here (its fixed default port would collide between test files running in parallel).
+const noOpcua = 'opcua' in GatewayConfigSchema.properties ? { opcua: { enabled: false } } : {};
 
 const SHARED = fileURLToPath(new URL('../../../shared/', import.meta.url));
 const FACES_DIR = join(SHARED, 'datasets/mask-sample');
@@ -117,6 +121,7 @@ describe('provisioning: enroll, refuse, revoke', () => {
     gatewayDir = makeTempDir('prov-gateway');
     gateway = await createGateway(
       gatewayConfig({
+        ...noOpcua,
         dataDir: gatewayDir,
         mqttUrl: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
         provisioning: { brokerUsersFile: join(brokerDir, 'users.sqlite'), deviceMqttUrl: `mqtts://localhost:${broker.ports.mqtts}`, caFile: certs.ca, tokenTtlS: 600 },
