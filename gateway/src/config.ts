@@ -92,6 +92,38 @@ export const GatewayConfigSchema = Type.Object(
       { timeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000, description: 'wait for the agent cmd/ack, then 504' }) },
       'commands to agents',
     ),
+    // --- robot fleet (issue 6; README "Robots") ---
+    fleet: Section(
+      {
+        map: Type.Optional(
+          Type.Union([Type.String({ minLength: 1 }), Type.Object({}, { additionalProperties: true })], {
+            description: 'site map: inline {nodes, edges, zones} or a YAML/JSON file path (relative to the working directory); the fleet runs only when a map is set',
+          }),
+        ),
+        rules: Type.Array(Type.Unknown(), { default: [], description: 'rules, e.g. {id, when: {alertAcknowledged: {outcome: referred, checkpoint: gate-2}}, then: {type: disinfection, target: checkpoint-zone}}' }),
+        policy: Section(
+          {
+            minBatteryPct: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'below: no work, sent to charge (default 20)' })),
+            resumeBatteryPct: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'a charging robot takes work again from this (default 50)' })),
+            drainPctPerM: Type.Optional(Type.Number({ minimum: 0 })),
+            drainPctPerActionS: Type.Optional(Type.Number({ minimum: 0 })),
+            defaultSpeed: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'm/s when a factsheet does not say' })),
+            urgentPriority: Type.Optional(Type.Integer({ minimum: 0, maximum: 101 })),
+            priorityWeightS: Type.Optional(Type.Number({ minimum: 0 })),
+            deadlineHorizonS: Type.Optional(Type.Number({ minimum: 0 })),
+            actionDurationS: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
+            disinfectDurationS: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+            parkIdleRobots: Type.Optional(Type.Boolean()),
+          },
+          'dispatch policy (gateway/src/fleet/dispatch.ts DEFAULT_POLICY)',
+        ),
+        tickMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000, description: 'timeouts and a dispatch round this often' }),
+        maxAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'a task whose robot is lost this often fails' }),
+        confirmTimeoutS: Type.Integer({ minimum: 1, default: 900, description: 'a robot waiting for a confirmation this long gives up (task failed)' }),
+      },
+      'robot fleet: VDA 5050 master control',
+    ),
+    // --- end robot fleet ---
     sqlite: Section(
       {
         synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {

@@ -13,7 +13,9 @@ import { LiveFeed } from './api/live.js';
 import { CommandDispatcher } from './commands.js';
 import { parseInfluxUrl, redactUrl, resolveGatewayConfig, type GatewayConfig } from './config.js';
 import { classifyMessage, type Classified } from './ingest/classify.js';
-import { startConsumer } from './ingest/consumer.js';
+import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS } from './ingest/consumer.js';
+import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
+import { createFleetStore } from './store/fleet.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { createInfluxSeriesStore } from './series/influx.js';
 import type { SeriesPoint } from './series/points.js';
@@ -51,6 +53,8 @@ export interface Gateway {
   readonly store: OperationalStore;
   readonly series: SeriesStore;
   readonly metrics: GatewayMetrics;
+  /** The robot fleet (VDA 5050 master control), null when no site map is configured. */
+  readonly fleet: FleetService | null;
   /** Checkpoint enrollment, revocation, model versions and roll-outs. */
   readonly provisioning: Provisioning;
   mqttConnected(): boolean;
@@ -73,6 +77,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const log = deps.logger ?? createLogger(config.logLevel);
   const now = deps.now ?? Date.now;
   const newId = monotonicFactory();
+  // The site map and rules are checked before anything starts (errors name fleet.map / fleet.rules).
+  const fleetSetup = await loadFleetSetup(config.fleet);
   // Provisioning files are checked before anything starts (errors name provisioning.caFile / the users file).
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
@@ -138,6 +144,24 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }, config.commands.timeoutMs);
   const loggedCauses = new Set<string>();
 
+  // --- robot fleet (when a site map is configured) ---------------------------------------------
+  const fleet: FleetService | null = fleetSetup
+    ? createFleetService({
+        config: config.fleet,
+        setup: fleetSetup,
+        store: createFleetStore(db),
+        alerts: store,
+        publish: (topic, payload) => (consumer ? consumer.publish(topic, payload) : Promise.reject(new Error('not connected to the broker'))),
+        notifyLive: () => live.notify(),
+        notifySeries: (n) => writer.notify(n),
+        metrics,
+        log: log.child({ component: 'fleet' }),
+        now,
+        newId: () => newId(),
+      })
+    : null;
+  if (fleetSetup) log.info({ nodes: fleetSetup.map.nodes.size, rules: fleetSetup.rules.length }, 'robot fleet: VDA 5050 master control on uagv/v2');
+
   // --- provisioning and model roll-outs -------------------------------------------------------
   // Updates take minutes, not seconds: their own dispatcher with the longer timeout.
   const updateCommands = new CommandDispatcher((topic, payload) => {
@@ -197,6 +221,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         provisioning.onAck(c.where, c.ack);
         metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
         break;
+      case 'robot':
+        // The fleet stores what changed (tasks, robots, robot_state points) before this returns.
+        if (fleet) fleet.handleMessage(topic, payload, receivedMs);
+        metrics.messages.inc({ channel: `robot/${c.channel}`, result: fleet ? 'stored' : 'ignored' });
+        break;
       case 'ignored':
         metrics.messages.inc({ channel: 'other', result: 'ignored' });
         break;
@@ -230,7 +259,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       },
     };
   };
-  const app = await createApi({ config, store, users, series, metrics, live, commands, health, log, now });
+  const app = await createApi({ config, store, users, series, metrics, live, commands, fleet, health, log, now });
   registerProvisioningRoutes(app.withTypeProvider<TypeBoxTypeProvider>(), {
     provisioning,
     currentModels: () => new Map(store.devices().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),
@@ -241,6 +270,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   try {
     await app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
+    fleet?.close();
     await writer.stop({ flush: false });
     live.close();
     db.close();
@@ -252,7 +282,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = startConsumer(config.mqtt, handle, log);
+  consumer = startConsumer(config.mqtt, handle, log, fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS);
   provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------
@@ -288,6 +318,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     store,
     series,
     metrics,
+    fleet,
     provisioning,
     mqttConnected: () => consumer?.connected() ?? false,
     spoolDepth: () => store.spoolDepth(),
@@ -298,6 +329,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         clearInterval(retentionTimer);
         // Stop taking messages first: whatever the broker has not had a PUBACK for, it keeps.
         await consumer?.close().catch(() => undefined);
+        fleet?.close();
         commands.cancelAll();
         provisioning.close();
         updateCommands.cancelAll();

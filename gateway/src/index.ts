@@ -15,6 +15,8 @@ export {
   type Outcome,
 } from './alerts.js';
 export { classifyMessage, type Classified } from './ingest/classify.js';
-export { screeningPoint, telemetryPoint, deviceStatePoint, screeningTimeNs, type SeriesPoint } from './series/points.js';
+export { screeningPoint, telemetryPoint, deviceStatePoint, robotStatePoint, screeningTimeNs, type SeriesPoint } from './series/points.js';
 export { influxPercentile, parseInterval, type SeriesStore, type CheckpointStats, type StatsQuery } from './series/store.js';
 export { formatSse } from './api/live.js';
+export { demoFleet, type DemoRobot } from './fleet/demo-map.js';
+export type { FleetService, TaskView, RobotApiView } from './fleet-service.js';

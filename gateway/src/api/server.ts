@@ -19,6 +19,8 @@ import type { OperationalStore } from '../store/operational.js';
 import { createLoginLimiter, roleAtLeast, type Role, type Session, type UserStore } from '../store/users.js';
 import type { LiveFeed } from './live.js';
 import { registerRoutes } from './routes.js';
+import { registerFleetRoutes } from './fleet.js';
+import type { FleetService } from '../fleet-service.js';
 import { registerDashboards } from './static.js';
 
 export interface HealthReport {
@@ -34,6 +36,8 @@ export interface ApiDeps {
   metrics: GatewayMetrics;
   live: LiveFeed;
   commands: CommandDispatcher;
+  /** The robot fleet; null when no site map is configured (its routes are then absent). */
+  fleet?: FleetService | null;
   health(): HealthReport;
   log: Logger;
   now(): number;
@@ -124,6 +128,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   const limiter = createLoginLimiter({ maxFailures: deps.config.auth.loginMaxFailures, windowMs: deps.config.auth.loginWindowS * 1000 });
   registerRoutes(app, deps, limiter);
+  if (deps.fleet) registerFleetRoutes(app, deps.fleet);
   await registerDashboards(app, deps.log);
   return app;
 }

@@ -165,7 +165,10 @@ export function createFleet(options: FleetOptions): Fleet {
   // Restore: tasks that were in progress lost their order with the old process.
   const restoredAt = new Date();
   for (const t of options.tasks ?? []) {
-    tasks.set(t.id, t.status === 'assigned' || t.status === 'underway' ? transition(t, 'queued', 'gateway restarted; re-queued', restoredAt) : t);
+    const inProgress = t.status === 'assigned' || t.status === 'underway';
+    // The robot may still be running that order (waiting for a trigger, say): cancel it when it shows it.
+    if (inProgress && t.robot && t.orderId) rt(t.robot).abandoned.add(t.orderId);
+    tasks.set(t.id, inProgress ? transition(t, 'queued', 'gateway restarted; re-queued', restoredAt) : t);
   }
 
   // ---- effects ---------------------------------------------------------------------------------

@@ -6,6 +6,9 @@
 import {
   parseCheckpointTopic,
   parsePayload,
+  parseVda5050,
+  parseVda5050Topic,
+  type RobotAddress,
   type CheckpointState,
   type CommandAck,
   type PayloadIssue,
@@ -27,6 +30,8 @@ export type Classified =
   | { kind: 'telemetry'; where: Where; telemetry: Telemetry }
   | { kind: 'snapshot'; where: Where; screeningId: string; jpeg: Buffer }
   | { kind: 'cmd/ack'; where: Where; ack: CommandAck }
+  /** A valid VDA 5050 message from a robot (the fleet parses it again: it is self-contained). */
+  | { kind: 'robot'; robot: RobotAddress; channel: RobotChannel }
   | { kind: 'ignored'; why: string }
   | Invalid;
 
@@ -59,10 +64,29 @@ function causeOf(issues: PayloadIssue[]): InvalidCause {
   return 'schema';
 }
 
+/** What robots publish to the master control (VDA 5050 §6.1); order and instantActions are ours. */
+export const ROBOT_CHANNELS = ['state', 'connection', 'factsheet', 'visualization'] as const;
+export type RobotChannel = (typeof ROBOT_CHANNELS)[number];
+
+function classifyRobotMessage(topic: string, payload: Buffer): Classified | null {
+  const parsed = parseVda5050Topic(topic);
+  if (!parsed) return null;
+  const channel = parsed.channel as RobotChannel;
+  if (!ROBOT_CHANNELS.includes(channel)) return { kind: 'ignored', why: `our own ${parsed.channel}` };
+  if (payload.length === 0) return { kind: 'ignored', why: 'retained message cleared' };
+  const robot = { manufacturer: parsed.manufacturer, serialNumber: parsed.serialNumber };
+  const result = parseVda5050(channel, payload, robot);
+  if (result.ok) return { kind: 'robot', robot, channel };
+  const mismatch = result.errors.length === 1 && result.errors[0]!.path === '/serialNumber' && result.errors[0]!.message.startsWith('payload names');
+  return invalid(topic, mismatch ? 'topic_mismatch' : causeOf(result.errors), describeIssues(result.errors));
+}
+
 export function classifyMessage(topic: string, payload: Buffer): Classified {
   const parsed = parseCheckpointTopic(topic);
   if (!parsed) {
     if (topic.startsWith('$SYS/')) return { kind: 'ignored', why: 'broker stats' };
+    const robot = classifyRobotMessage(topic, payload);
+    if (robot) return robot;
     return invalid('other', 'unknown_topic', `topic outside the contract: ${topic.slice(0, 200)}`);
   }
   const where = { site: parsed.site, checkpoint: parsed.checkpoint };

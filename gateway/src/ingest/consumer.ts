@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import { redactUrl, type GatewayConfig } from '../config.js';
 
 export const SUBSCRIPTIONS = ['checkpoint/v1/#'] as const;
+/** With a fleet: what robots publish (VDA 5050 §6.1), never `order`/`instantActions` (ours). */
+export const FLEET_SUBSCRIPTIONS = ['state', 'connection', 'factsheet', 'visualization'].map((c) => `uagv/v2/+/+/${c}`);
 
 export interface Consumer {
   client: MqttClient;
@@ -25,6 +27,7 @@ export function startConsumer(
   config: GatewayConfig['mqtt'],
   handle: (topic: string, payload: Buffer) => void,
   log: Logger,
+  subscriptions: readonly string[] = SUBSCRIPTIONS,
 ): Consumer {
   const options: IClientOptions = {
     clientId: config.clientId,
@@ -61,7 +64,7 @@ export function startConsumer(
   client.on('connect', (connack) => {
     lastError = '';
     log.info({ url: redactUrl(config.url), clientId: config.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
-    client.subscribe([...SUBSCRIPTIONS], { qos: 1 }, (err, granted) => {
+    client.subscribe([...subscriptions], { qos: 1 }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
       if (err || refused.length) log.error({ err: err?.message, refused }, 'subscription refused (is the MQTT user of role gateway?)');
       else subscribed = true;

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
+import type { RobotSample } from '../fleet/index.js';
 
 export type FieldValue = number | string | boolean;
 
@@ -85,4 +86,24 @@ export function deviceStatePoint(s: CheckpointState): SeriesPoint {
   }
   if (s.sources) fields.thermalSource = s.sources.thermal.status;
   return { measurement: 'device_state', tags: { site: s.site, checkpoint: s.checkpoint }, fields, timeNs: msToNs(Date.parse(s.ts)) };
+}
+
+/**
+ * One accepted VDA 5050 state of a robot. Tags: the robot's manufacturer and serial number (a
+ * site has tens of robots, like checkpoints); the task id and node are fields. Time: receive
+ * time (robots' clocks are not trusted to be in sync).
+ */
+export function robotStatePoint(s: RobotSample): SeriesPoint {
+  const [manufacturer, serialNumber] = s.robot.split('/') as [string, string];
+  const fields: Record<string, FieldValue> = {
+    batteryPct: s.batteryPct,
+    charging: s.charging ? 1 : 0,
+    driving: s.driving ? 1 : 0,
+    errors: s.errors,
+  };
+  if (s.lastNodeId !== null) fields.lastNodeId = s.lastNodeId;
+  putNumber(fields, 'x', s.x);
+  putNumber(fields, 'y', s.y);
+  if (s.taskId !== null) fields.taskId = s.taskId;
+  return { measurement: 'robot_state', tags: { manufacturer, serialNumber }, fields, timeNs: msToNs(s.at) };
 }

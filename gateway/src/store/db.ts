@@ -116,6 +116,24 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events(at_ms);
 
+-- Robot fleet: every task (full snapshot with its history, JSON) and the last known record of each robot.
+CREATE TABLE IF NOT EXISTS fleet_tasks (
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  robot TEXT,
+  alert_id TEXT,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  task TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fleet_tasks_by_status ON fleet_tasks(status, created_ms);
+CREATE TABLE IF NOT EXISTS fleet_robots (
+  key TEXT PRIMARY KEY,
+  updated_ms INTEGER NOT NULL,
+  record TEXT NOT NULL
+);
+
 -- Time series when no InfluxDB is configured. One row per (measurement, series, time), like InfluxDB.
 CREATE TABLE IF NOT EXISTS series_points (
   measurement TEXT NOT NULL,

@@ -163,7 +163,7 @@ export interface DeviceView {
 
 export interface LiveEvent {
   seq: number;
-  type: 'alert' | 'screening' | 'device';
+  type: 'alert' | 'screening' | 'device' | 'robot' | 'task';
   data: unknown;
 }
 
@@ -220,6 +220,12 @@ export interface OperationalStore {
   ingestTelemetry(t: Telemetry, receivedMs: number): IngestOutcome;
   ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): IngestOutcome;
   acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): AckOutcome;
+  /**
+   * `listener` runs inside every successful acknowledgement's transaction (whoever acknowledged:
+   * API, OPC UA), after the alert changed; what it writes commits with the acknowledgement.
+   * Returns an unsubscribe function.
+   */
+  onAcknowledged(listener: (alert: Alert, atMs: number) => void): () => void;
   /** Escalations and storm resolutions due at `nowMs`. */
   runPeriodic(nowMs: number): AlertChange[];
   audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): void;
@@ -382,12 +388,16 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     return row ? toDeviceView(row) : null;
   }
 
+  const ackListeners = new Set<(alert: Alert, atMs: number) => void>();
   const acknowledgeAlert = db.transaction(
     (id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): AckOutcome => {
       const row = st.alertById.get(id);
       if (!row) return { ok: false, reason: 'not_found', message: `no alert ${id}` };
       const result = acknowledge(toAlert(row), ack, nowMs);
-      if (result.ok) applyAlertChanges([result.change], ack.by, nowMs, () => ({ outcome: ack.outcome, note: ack.note !== null }));
+      if (result.ok) {
+        applyAlertChanges([result.change], ack.by, nowMs, () => ({ outcome: ack.outcome, note: ack.note !== null }));
+        for (const listener of ackListeners) listener(result.change.alert, nowMs);
+      }
       return result;
     },
   );
@@ -419,6 +429,10 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     ingestTelemetry: (t: Telemetry, receivedMs: number) => ingestTelemetry(t, receivedMs),
     ingestSnapshot,
     acknowledgeAlert: (id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number) => acknowledgeAlert(id, ack, nowMs),
+    onAcknowledged(listener: (alert: Alert, atMs: number) => void) {
+      ackListeners.add(listener);
+      return () => ackListeners.delete(listener);
+    },
     runPeriodic: (nowMs: number) => runPeriodic(nowMs),
     audit,
 

@@ -1,0 +1,116 @@
+/**
+ * Robot fleet routes: robots, tasks, the site map. Role `dispatcher` and above (issue 6); the
+ * live feed (`robot` and `task` events) is on /api/live. The JSON shapes are fleet-service.ts's
+ * views (the dashboards' contract), not the core's records.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, RawServerDefault } from 'fastify';
+import { FleetRequestError, mapView, type FleetService } from '../fleet-service.js';
+import { TaskRequestSchema } from '../fleet/index.js';
+
+type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+const TaskId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+const TaskStatus = Type.Union(['queued', 'assigned', 'underway', 'completed', 'failed', 'cancelled'].map((s) => Type.Literal(s)));
+const ERRORS = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict' } as const;
+
+function refused(reply: FastifyReply, err: unknown) {
+  if (!(err instanceof FleetRequestError)) throw err;
+  return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: ERRORS[err.statusCode], message: err.message });
+}
+
+export function registerFleetRoutes(app: App, fleet: FleetService): void {
+  const role = { role: 'dispatcher' as const };
+  const tags = ['fleet'];
+
+  app.get('/api/map', { config: role, schema: { tags, description: 'The site map: nodes (x, y in metres, floor, kind), undirected edges with lengths, zones.' } }, async () =>
+    mapView(fleet.map),
+  );
+
+  app.get('/api/robots', { config: role, schema: { tags, description: 'Every robot the master control knows, with its connection, battery, position and current task.' } }, async () => ({
+    robots: fleet.robots(),
+  }));
+
+  app.get(
+    '/api/tasks',
+    {
+      config: role,
+      schema: {
+        tags,
+        description: 'Tasks, newest first, each with its history.',
+        querystring: Type.Object({ status: Type.Optional(TaskStatus), limit: Type.Integer({ minimum: 1, maximum: 1000, default: 200 }) }, { additionalProperties: false }),
+      },
+    },
+    async (request) => ({
+      tasks: fleet.tasks({ ...(request.query.status ? { status: request.query.status as never } : {}), limit: request.query.limit }),
+    }),
+  );
+
+  app.get('/api/tasks/:id', { config: role, schema: { tags, params: Type.Object({ id: TaskId }) } }, async (request, reply) => {
+    const task = fleet.task(request.params.id);
+    return task ? { task } : reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no task ${request.params.id}` });
+  });
+
+  app.post(
+    '/api/tasks',
+    {
+      config: role,
+      schema: {
+        tags,
+        description: 'Create a task (delivery, disinfection, patrol, charge). Unknown nodes or zones: 400 naming the field.',
+        body: TaskRequestSchema,
+      },
+    },
+    async (request, reply) => {
+      try {
+        const task = fleet.submitTask(request.body, request.session!.user);
+        return reply.code(201).send({ task: fleet.task(task.id) });
+      } catch (err) {
+        return refused(reply, err);
+      }
+    },
+  );
+
+  app.post(
+    '/api/tasks/:id/cancel',
+    {
+      config: role,
+      schema: { tags, description: 'Cancel a task; a robot working on it gets a cancelOrder. Optional body {reason}.', params: Type.Object({ id: TaskId }) },
+    },
+    async (request, reply) => {
+      const body = request.body as { reason?: unknown } | undefined;
+      if (body !== undefined && body !== null && (typeof body !== 'object' || (body.reason !== undefined && (typeof body.reason !== 'string' || body.reason.length > 500)))) {
+        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: /reason: expected a string of at most 500 characters' });
+      }
+      try {
+        fleet.cancelTask(request.params.id, request.session!.user, typeof body?.reason === 'string' ? body.reason : undefined);
+        return { task: fleet.task(request.params.id) };
+      } catch (err) {
+        return refused(reply, err);
+      }
+    },
+  );
+
+  app.post(
+    '/api/tasks/:id/confirm',
+    {
+      config: role,
+      schema: {
+        tags,
+        description: 'Confirm what the robot waits for: the area is clear (disinfection) or the recipient received the goods (delivery). 409 when it is not waiting for that.',
+        params: Type.Object({ id: TaskId }),
+        body: Type.Object({ kind: Type.Union([Type.Literal('area_clear'), Type.Literal('received')]) }, { additionalProperties: false }),
+      },
+    },
+    async (request, reply) => {
+      try {
+        fleet.confirmTask(request.params.id, request.body.kind, request.session!.user);
+        return { task: fleet.task(request.params.id) };
+      } catch (err) {
+        return refused(reply, err);
+      }
+    },
+  );
+}
