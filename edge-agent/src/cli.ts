@@ -12,6 +12,7 @@ import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
 import { ConfigError } from '@checkpoint/protocol';
 import { parseRegion, runCalibrate } from './calibration/index.js';
 import { loadAgentConfig } from './config/load.js';
+import { runEnroll } from './enroll.js';
 import { createDetector } from './detector-setup.js';
 import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
 import { ScreeningPipeline, type ScreeningResult } from './pipeline/pipeline.js';
@@ -21,8 +22,12 @@ import type { FramePair } from './frames.js';
 import { classifyImages } from './vision/classify.js';
 import type { FaceDetector } from './vision/detector.js';
 
-/** The calibration printed why it refused; only the exit code is left to set. */
-class CalibrationRefused extends Error {}
+/** A command function printed why it refused; only its exit code is left to set. */
+class CommandRefused extends Error {
+  constructor(readonly exitCode: number) {
+    super('refused');
+  }
+}
 
 export interface CliIo {
   stdout: (line: string) => void;
@@ -176,6 +181,31 @@ export function buildCli(io: CliIo): Command {
     });
 
   program
+    .command('enroll')
+    .description('exchange a one-time enrollment token at the gateway for this box\'s broker credentials and config')
+    .requiredOption('--gateway <url>', 'gateway base URL (https; http only for a gateway on this machine)')
+    .requiredOption('--token <token>', 'one-time enrollment token from `checkpoint-gateway device add`')
+    .option('--config-out <file>', 'where to write the agent config (default <data dir>/agent.yaml)')
+    .option('--data-dir <dir>', 'agent data dir (default $CHECKPOINT_DATA_DIR or .checkpoint-agent)')
+    .option('--ca <file>', 'CA certificate (PEM) of the gateway\'s HTTPS certificate')
+    .option('--force', 'replace the credentials in an existing config (other settings kept)')
+    .action(async (opts: { gateway: string; token: string; configOut?: string; dataDir?: string; ca?: string; force?: boolean }) => {
+      const code = await runEnroll(
+        {
+          gateway: opts.gateway,
+          token: opts.token,
+          ...(opts.configOut ? { configOut: opts.configOut } : {}),
+          ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+          ...(opts.ca ? { caFile: opts.ca } : {}),
+          ...(opts.force ? { force: true } : {}),
+        },
+        { stdout: io.stdout, stderr: io.stderr, env: io.env },
+      );
+      // runEnroll has said why; only the exit code is left.
+      if (code !== 0) throw new CommandRefused(code);
+    });
+
+  program
     .command('calibrate')
     .description('fit the visible-to-thermal homography from point pairs, check the blackbody; optionally write the config')
     .option('--pairs <file>', 'point pairs (.json or .csv: visible x,y -> thermal x,y), 4 or more')
@@ -204,7 +234,7 @@ export function buildCli(io: CliIo): Command {
         },
         { stdout: io.stdout, stderr: io.stderr, env: io.env },
       );
-      if (code !== 0) throw new CalibrationRefused();
+      if (code !== 0) throw new CommandRefused(code);
     });
 
   program
@@ -244,7 +274,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CalibrationRefused) return 1;
+    if (err instanceof CommandRefused) return err.exitCode;
     if (err instanceof ConfigError) {
       io.stderr(`edge-agent: ${err.message}`);
       return 2;

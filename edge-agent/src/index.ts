@@ -6,3 +6,4 @@ export { ScreeningPipeline, type ScreeningResult } from './pipeline/pipeline.js'
 export { openReplay, readReplayMeta, writeReplayFolder } from './sources/replay.js';
 export { createSimSource, simulateScene, simulateToReplay, type SimOptions, type SimTruth } from './sources/sim/index.js';
 export type { FramePair, FrameSource, SceneGeometry, ThermalFrame, VisibleFrame } from './frames.js';
+export { runEnroll, type EnrollArgs } from './enroll.js';

@@ -20,7 +20,7 @@ import { createBroker, type Broker } from '@checkpoint/broker';
 import { loadAgentConfig, runAgent, type RunningAgent } from '@checkpoint/edge-agent';
 import { makeTempDir, waitFor } from '@checkpoint/test-support';
 // edge-agent's index does not export the enroll command (yet); the test runs the very function the CLI runs.
-import { runEnroll } from '../../edge-agent/src/enroll.js';
+import { runEnroll } from '@checkpoint/edge-agent';
 import { main as gatewayCli } from '../src/cli.js';
 import { GatewayConfigSchema } from '../src/config.js';
 import { createGateway, type Gateway } from '../src/index.js';
