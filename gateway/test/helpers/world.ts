@@ -70,11 +70,23 @@ export async function startTestMosquitto(checkpoints: string[] = ['gate-1']): Pr
 const nextId = monotonicFactory();
 
 /** A protocol-valid screening; `ts` defaults to now (the bench measures latency from it). */
+/**
+ * Screening times one millisecond apart at least: real people pass a checkpoint seconds apart,
+ * and InfluxDB keeps one point per series and timestamp (the gateway spreads same-millisecond
+ * screenings over sub-millisecond digits from their ids, which thousands made in one loop
+ * could still hit twice).
+ */
+let lastTsMs = 0;
+function nextTs(): string {
+  lastTsMs = Math.max(Date.now(), lastTsMs + 1);
+  return new Date(lastTsMs).toISOString();
+}
+
 export function makeScreening(over: Partial<Screening> & { checkpoint?: string } = {}): Screening {
   const decision: Decision = over.decision ?? 'pass';
   return assertPayload('screening', {
     id: nextId(),
-    ts: new Date().toISOString(),
+    ts: nextTs(),
     site: 'hq',
     checkpoint: 'gate-1',
     trackId: 1,
