@@ -132,6 +132,12 @@ export interface Fleet {
 
 const STATE_KINDS = new Set(['state', 'connection', 'factsheet', 'visualization']);
 
+/** The error a robot reports when it rejects an order (VDA 5050 §6.6: errorReferences name the orderId), or null. */
+function refusalOf(robot: RobotRecord, orderId: string): string | null {
+  const e = robot.errors.find((x) => x.errorReferences?.some((ref) => ref.referenceKey === 'orderId' && ref.referenceValue === orderId));
+  return e ? `${e.errorType}${e.errorDescription ? `: ${e.errorDescription}` : ''}` : null;
+}
+
 export function createFleet(options: FleetOptions): Fleet {
   const { map } = options;
   const policy: DispatchPolicy = { ...DEFAULT_POLICY, ...options.policy };
@@ -278,8 +284,19 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     if (!work.plan) return startIfReady(fx, key, now);
     let task = tasks.get(work.taskId)!;
-    const v = orderProgress(work.plan, robot);
     const at = new Date(now);
+    // The robot refused our order (e.g. it was still busy): send it again once it is idle, a few times.
+    const refusal = robot.orderId !== work.plan.orderId ? refusalOf(robot, work.plan.orderId) : null;
+    if (refusal) {
+      if (task.attempts >= task.maxAttempts) {
+        save(fx, transition(task, 'failed', `robot ${key} refused order ${work.plan.orderId} (${refusal}); gave up after ${task.attempts} orders`, at));
+        return finishCurrent(fx, key, now);
+      }
+      save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again when the robot is idle`, at));
+      work.plan = null;
+      return startIfReady(fx, key, now);
+    }
+    const v = orderProgress(work.plan, robot);
     if (v.status === 'not-started') return;
     if (task.status === 'assigned') task = transition(task, 'underway', `robot ${key} took order ${work.plan.orderId}`, at);
     if (v.status === 'failed') {
@@ -443,13 +460,15 @@ export function createFleet(options: FleetOptions): Fleet {
         r.next = taskId;
         return;
       }
+      r.current = { kind: 'task', taskId, plan: null, waitingSince: null, triggered: new Set() };
       if (current?.kind === 'move') {
-        // Parking can be dropped: cancel it and start once the robot stands still.
+        // Parking can be dropped: cancel it and start once the robot reports standing still
+        // (its last state may predate the parking order, so do not trust it now).
         r.abandoned.add(current.plan.orderId);
         r.cancelsSent.add(current.plan.orderId);
         sendCancel(fx, key, now);
+        return;
       }
-      r.current = { kind: 'task', taskId, plan: null, waitingSince: null, triggered: new Set() };
       startIfReady(fx, key, now);
     };
 
