@@ -133,6 +133,32 @@ export const GatewayConfigSchema = Type.Object(
       },
       'operational store',
     ),
+    // --- OPC UA server (issue 8; see OPCUA.md) ---
+    opcua: Section(
+      {
+        enabled: Type.Boolean({ default: true }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 4840, description: '0 = any free port' }),
+        host: Type.Optional(Type.String({ description: 'listen address; default all interfaces' })),
+        resourcePath: Type.String({ default: '/UA/Checkpoint', description: 'path of the endpoint URL' }),
+        securityModes: Type.Array(Type.Union([Type.Literal('None'), Type.Literal('Sign'), Type.Literal('SignAndEncrypt')]), {
+          minItems: 1,
+          uniqueItems: true,
+          default: ['SignAndEncrypt'],
+          description: 'None only when listed here (OPC 10000-2: profile None disabled by default)',
+        }),
+        securityPolicies: Type.Array(Type.Union([Type.Literal('Basic256Sha256'), Type.Literal('Aes128_Sha256_RsaOaep'), Type.Literal('Aes256_Sha256_RsaPss')]), {
+          minItems: 1,
+          uniqueItems: true,
+          default: ['Basic256Sha256', 'Aes128_Sha256_RsaOaep', 'Aes256_Sha256_RsaPss'],
+        }),
+        pkiDir: Type.Optional(Type.String({ description: 'default <dataDir>/pki: own/ (server certificate, created on first start), trusted/, rejected/, issuers/' })),
+        automaticallyAcceptUnknownCertificates: Type.Boolean({ default: false, description: 'labs only: trust every client certificate' }),
+        allowAnonymous: Type.Boolean({ default: false, description: 'anonymous sessions may browse and read, never call methods' }),
+        maxSessions: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
+      },
+      'OPC UA server for SCADA / building management',
+    ),
+    // --- end OPC UA ---
     // --- provisioning and model roll-outs (issue 9; README "Installing an edge device") ---
     provisioning: Section(
       {

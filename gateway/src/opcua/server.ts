@@ -1,0 +1,569 @@
+/**
+ * The gateway's OPC UA server (node-opcua): the address space of OPCUA.md, fed by the same live
+ * events as the API's SSE feed (rows of the `events` table, read after each commit; the database
+ * is never polled), Alarms & Conditions bound to the gateway's alerts, and methods that go
+ * through the same store and role rules as the API. What a value or alarm state should be is
+ * decided in model.ts; this file copies it into nodes and turns calls into store operations.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  DataType,
+  MessageSecurityMode,
+  NodeId,
+  OPCUACertificateManager,
+  OPCUAServer,
+  SecurityPolicy,
+  StatusCodes,
+  UserNameIdentityToken,
+  Variant,
+  standardUnits,
+  type AddressSpace,
+  type ISessionContext,
+  type MethodCallInterceptor,
+  type Namespace,
+  type StatusCode,
+  type UAAlarmConditionEx,
+  type UAMethod,
+  type UAObject,
+  type UAVariable,
+  type VariantLike,
+} from 'node-opcua';
+import type { Logger } from 'pino';
+import { OUTCOMES, type AlertChange, type Outcome } from '../alerts.js';
+import type { GatewayConfig } from '../config.js';
+import type { OperationalStore } from '../store/operational.js';
+import { roleAtLeast, type Role, type UserStore } from '../store/users.js';
+import { FleetCommandError, type FleetView, type RobotView } from './fleet-view.js';
+import {
+  CHECKPOINT_VARIABLES,
+  CONDITIONS,
+  ROBOT_VARIABLES,
+  SiteModel,
+  applyScreening,
+  checkpointKey,
+  checkpointValues,
+  conditionState,
+  localDay,
+  parseAckComment,
+  robotValues,
+  startOfLocalDay,
+  type CheckpointModel,
+  type CheckpointVariable,
+  type ConditionName,
+  type ConditionState,
+  type RobotVariable,
+  type VariableValue,
+} from './model.js';
+
+/** The namespace of everything below `Site` (its index is 2; clients should resolve it by URI). */
+export const NAMESPACE_URI = 'urn:checkpoint:gateway';
+
+export type OpcuaConfig = GatewayConfig['opcua'];
+
+export interface OpcuaServerOptions {
+  config: OpcuaConfig;
+  /** The gateway's data dir: the PKI lives in `<dataDir>/pki` unless `config.pkiDir` says otherwise. */
+  dataDir: string;
+  store: OperationalStore;
+  users: UserStore;
+  /** The robot fleet, once wired; null = empty Robots folder, task methods BadNotSupported. */
+  fleet: FleetView | null;
+  log: Logger;
+  now: () => number;
+  /** An alert changed through OPC UA (an acknowledgement): metrics and the live feed. */
+  alertChanged(change: AlertChange): void;
+}
+
+export interface GatewayOpcuaServer {
+  readonly port: number;
+  /** `opc.tcp://host:port/resourcePath` as the server advertises it. */
+  readonly endpointUrl: string;
+  /** The PKI folder (`trusted/certs`, `rejected/certs`, `own/certs`, ...). */
+  readonly pkiDir: string;
+  /** Rows were committed to the events table (called wherever the live feed is notified). */
+  eventsCommitted(): void;
+  close(): Promise<void>;
+}
+
+type ValueKind = 'Boolean' | 'String' | 'Double' | 'UInt32';
+
+const CHECKPOINT_TYPES: Record<CheckpointVariable, ValueKind> = {
+  Online: 'Boolean',
+  ScreeningMode: 'String',
+  Threshold: 'Double',
+  LastTemperature: 'Double',
+  PassedToday: 'UInt32',
+  SecondaryChecksToday: 'UInt32',
+  OpenAlerts: 'UInt32',
+  BlackbodyOk: 'Boolean',
+  ModelSha256: 'String',
+};
+
+const ROBOT_TYPES: Record<RobotVariable, ValueKind> = {
+  Online: 'Boolean',
+  Battery: 'Double',
+  State: 'String',
+  LastNode: 'String',
+  CurrentTaskId: 'String',
+  CurrentTaskType: 'String',
+};
+
+const DESCRIPTIONS: Partial<Record<CheckpointVariable, string>> = {
+  Threshold: 'screening threshold (absolute mode: skin temperature; relative mode: offset over the baseline)',
+  LastTemperature: 'corrected skin temperature of the last person measured',
+  PassedToday: 'screenings with decision pass since local midnight',
+  SecondaryChecksToday: 'screenings with decision secondary_check since local midnight',
+  OpenAlerts: 'alerts of this checkpoint waiting for an acknowledgement',
+  BlackbodyOk: 'the reference blackbody is seen and stable',
+};
+
+/** The session's gateway user name, or null for anonymous / certificate users. */
+function userOf(context: ISessionContext): string | null {
+  const token = context.session?.userIdentityToken;
+  return token instanceof UserNameIdentityToken && token.userName ? token.userName : null;
+}
+
+const str = (v: VariantLike | Variant | undefined): string => {
+  const value = (v as Variant | undefined)?.value;
+  return typeof value === 'string' ? value : '';
+};
+
+export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
+  const { config, store, users, fleet, log, now } = o;
+  const pkiDir = config.pkiDir ?? join(o.dataDir, 'pki');
+
+  // --- security ---------------------------------------------------------------------------------
+  const serverCertificateManager = new OPCUACertificateManager({
+    rootFolder: pkiDir,
+    automaticallyAcceptUnknownCertificate: config.automaticallyAcceptUnknownCertificates,
+  });
+  const securityModes = config.securityModes.map((m) => MessageSecurityMode[m]);
+  const securityPolicies: SecurityPolicy[] = config.securityPolicies.map((p) => SecurityPolicy[p]);
+  if (config.securityModes.includes('None')) securityPolicies.unshift(SecurityPolicy.None);
+
+  const roleOf = (name: string): Role | null => users.list().find((u) => u.name === name)?.role ?? null;
+
+  const server = new OPCUAServer({
+    port: config.port,
+    ...(config.host ? { host: config.host } : {}),
+    resourcePath: config.resourcePath,
+    serverCertificateManager,
+    securityModes,
+    securityPolicies,
+    allowAnonymous: config.allowAnonymous,
+    userManager: {
+      // The gateway's users and passwords (scrypt), the same as the API's.
+      isValidUserAsync(userName: string, password: string, callback: (err: Error | null, ok?: boolean) => void) {
+        users.verify(userName, password).then(
+          (role) => {
+            if (!role) log.warn({ user: userName.slice(0, 64) }, 'OPC UA login refused');
+            callback(null, role !== null);
+          },
+          (err: Error) => callback(err),
+        );
+      },
+    },
+    // The application URI is per machine (it is in the certificate); the model's namespace is NAMESPACE_URI.
+    serverInfo: { applicationUri: `urn:${hostname()}:checkpoint-gateway`, applicationName: { text: 'Checkpoint gateway', locale: 'en' }, productUri: 'urn:checkpoint:gateway' },
+    buildInfo: { productName: 'Checkpoint gateway', manufacturerName: 'Checkpoint', softwareVersion: '0.1.0', buildNumber: '1', buildDate: new Date(0) },
+    serverCapabilities: { maxSessions: config.maxSessions },
+    maxConnectionsPerEndpoint: config.maxSessions,
+    disableDiscovery: false,
+  });
+  await server.initialize();
+  const addressSpace: AddressSpace = server.engine.addressSpace!;
+  // Binds the A&C methods of the standard types (Acknowledge, ConditionRefresh, ...), which clients call by the type's method id.
+  addressSpace.installAlarmsAndConditionsService();
+  const ns: Namespace = addressSpace.registerNamespace(NAMESPACE_URI);
+  const serverObject = addressSpace.rootFolder.objects.server;
+
+  // --- address space ----------------------------------------------------------------------------
+  const id = (path: string) => `s=${path}`;
+  /**
+   * An object in the notifier hierarchy (HasNotifier from its parent; HasEventSource for objects
+   * that are the source of conditions), so alarms reach clients subscribed on the Server object.
+   */
+  const addNotifier = (parent: UAObject, path: string, browseName: string, folder: boolean, description?: string, eventSource = false): UAObject =>
+    ns.addObject({
+      browseName,
+      nodeId: id(path),
+      organizedBy: parent,
+      ...(eventSource ? { eventSourceOf: parent } : { notifierOf: parent }),
+      eventNotifier: 1,
+      ...(folder ? { typeDefinition: 'FolderType' } : {}),
+      ...(description ? { description } : {}),
+    });
+
+  const site = addNotifier(addressSpace.rootFolder.objects, 'Site', 'Site', false, 'The checkpoints and robots of this site');
+  site.addReference({ referenceType: 'HasNotifier', nodeId: serverObject, isForward: false });
+  const checkpointsFolder = addNotifier(site, 'Site/Checkpoints', 'Checkpoints', true, 'Site/Checkpoints/{site}/{checkpoint}');
+  const robotsFolder = addNotifier(site, 'Site/Robots', 'Robots', true, 'Site/Robots/{manufacturer}/{serialNumber}');
+  const tasks = addNotifier(site, 'Site/Tasks', 'Tasks', false, 'The robot task queue');
+
+  const addValue = (parent: UAObject, path: string, name: string, kind: ValueKind, extra: { unit?: 'celsius' | 'percent'; range?: [number, number]; description?: string } = {}): UAVariable => {
+    const common = {
+      componentOf: parent,
+      browseName: name,
+      nodeId: id(`${path}/${name}`),
+      dataType: kind,
+      // 0 = "exception based": subscriptions get each change as it is set (from live events).
+      minimumSamplingInterval: 0,
+      ...(extra.description ? { description: extra.description } : {}),
+    };
+    const variable = extra.unit
+      ? ns.addAnalogDataItem({
+          ...common,
+          engineeringUnits: extra.unit === 'celsius' ? standardUnits.degree_celsius : standardUnits.percent,
+          engineeringUnitsRange: { low: extra.range![0], high: extra.range![1] },
+        })
+      : ns.addVariable(common);
+    variable.setValueFromSource(new Variant({ dataType: DataType.Null }), StatusCodes.BadWaitingForInitialData);
+    return variable;
+  };
+
+  /** Last value written per node, so that unchanged values produce no notifications. */
+  const written = new Map<UAVariable, string>();
+  const setValue = (node: UAVariable, kind: ValueKind, v: VariableValue) => {
+    const key = JSON.stringify(v);
+    if (written.get(node) === key) return;
+    written.set(node, key);
+    const variant = v.value === null ? new Variant({ dataType: DataType.Null }) : new Variant({ dataType: DataType[kind], value: v.value });
+    node.setValueFromSource(variant, StatusCodes[v.quality] as StatusCode, v.sourceTime !== null ? new Date(v.sourceTime) : new Date(now()));
+  };
+
+  // Checkpoints: folder per site, object per checkpoint, created when first seen.
+  interface CheckpointNodes {
+    vars: Record<CheckpointVariable, UAVariable>;
+    alarms: Record<ConditionName, UAAlarmConditionEx>;
+    /** The alert each condition currently stands for. */
+    alertOf: Record<ConditionName, string | null>;
+  }
+  const siteFolders = new Map<string, UAObject>();
+  const checkpointNodes = new Map<string, CheckpointNodes>();
+  const conditionOwner = new Map<UAAlarmConditionEx, { key: string; name: ConditionName }>();
+  const alarmType = addressSpace.findEventType('AlarmConditionType')!;
+
+  function checkpointNodesOf(cp: CheckpointModel): CheckpointNodes {
+    const key = checkpointKey(cp.site, cp.checkpoint);
+    const existing = checkpointNodes.get(key);
+    if (existing) return existing;
+    let siteFolder = siteFolders.get(cp.site);
+    if (!siteFolder) {
+      siteFolder = addNotifier(checkpointsFolder, `Site/Checkpoints/${cp.site}`, cp.site, true);
+      siteFolders.set(cp.site, siteFolder);
+    }
+    const path = `Site/Checkpoints/${cp.site}/${cp.checkpoint}`;
+    const obj = addNotifier(siteFolder, path, cp.checkpoint, false, `Checkpoint ${cp.site}/${cp.checkpoint}`, true);
+    const vars = {} as Record<CheckpointVariable, UAVariable>;
+    for (const name of CHECKPOINT_VARIABLES) {
+      const range: [number, number] | null = name === 'Threshold' ? [30, 45] : name === 'LastTemperature' ? [20, 45] : null;
+      const description = DESCRIPTIONS[name];
+      vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) });
+    }
+    const alarms = {} as Record<ConditionName, UAAlarmConditionEx>;
+    for (const name of CONDITIONS) {
+      const alarm = ns.instantiateAlarmCondition(alarmType, {
+        browseName: name,
+        nodeId: id(`${path}/${name}`),
+        componentOf: obj,
+        conditionSource: obj,
+        conditionOf: obj,
+        conditionName: name,
+        inputNode: name === 'SecondaryCheckRequired' ? vars.OpenAlerts : vars.Online,
+      });
+      // SourceName "hq/gate-1" rather than the browse name with its namespace index.
+      alarm.setSourceName(`${cp.site}/${cp.checkpoint}`);
+      alarm.setEnabledState(true);
+      alarm.currentBranch().setAckedState(true);
+      alarm.currentBranch().setRetain(false);
+      alarms[name] = alarm;
+      conditionOwner.set(alarm, { key, name });
+    }
+    const nodes: CheckpointNodes = { vars, alarms, alertOf: { SecondaryCheckRequired: null, CannotScreen: null } };
+    checkpointNodes.set(key, nodes);
+    return nodes;
+  }
+
+  /** Brings an alarm to the state the model says, raising one condition event if anything changed. */
+  function applyCondition(nodes: CheckpointNodes, name: ConditionName, want: ConditionState): void {
+    const alarm = nodes.alarms[name];
+    const branch = alarm.currentBranch();
+    const same =
+      nodes.alertOf[name] === want.alertId &&
+      branch.getActiveState() === want.active &&
+      branch.getAckedState() === want.acked &&
+      branch.getRetain() === want.retain &&
+      branch.getMessage().text === want.message;
+    if (same) return;
+    nodes.alertOf[name] = want.alertId;
+    branch.setActiveState(want.active);
+    branch.setAckedState(want.acked);
+    const time = want.time !== null ? new Date(want.time) : new Date(now());
+    alarm.raiseNewCondition({ message: want.message, severity: want.severity, retain: want.retain, quality: StatusCodes.Good, time });
+  }
+
+  function refreshCheckpoint(cp: CheckpointModel): void {
+    const nodes = checkpointNodesOf(cp);
+    const values = checkpointValues(cp);
+    for (const name of CHECKPOINT_VARIABLES) setValue(nodes.vars[name], CHECKPOINT_TYPES[name], values[name]);
+    for (const name of CONDITIONS) applyCondition(nodes, name, conditionState(cp, name));
+  }
+
+  // Robots: Site/Robots/{manufacturer}/{serialNumber}; a robot that disappears keeps its nodes (Bad quality).
+  const robotFolders = new Map<string, UAObject>();
+  const robotNodes = new Map<string, Record<RobotVariable, UAVariable>>();
+  function robotNodesOf(r: RobotView): Record<RobotVariable, UAVariable> {
+    const existing = robotNodes.get(r.id);
+    if (existing) return existing;
+    const parts = r.id.split('/');
+    let parent = robotsFolder;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = `Site/Robots/${parts.slice(0, i + 1).join('/')}`;
+      let folder = robotFolders.get(p);
+      if (!folder) {
+        folder = addNotifier(parent, p, parts[i]!, true);
+        robotFolders.set(p, folder);
+      }
+      parent = folder;
+    }
+    const path = `Site/Robots/${r.id}`;
+    const obj = addNotifier(parent, path, parts[parts.length - 1]!, false, `Robot ${r.id}`);
+    const vars = {} as Record<RobotVariable, UAVariable>;
+    for (const name of ROBOT_VARIABLES) {
+      vars[name] = addValue(obj, path, name, ROBOT_TYPES[name], name === 'Battery' ? { unit: 'percent', range: [0, 100] } : {});
+    }
+    robotNodes.set(r.id, vars);
+    return vars;
+  }
+
+  const queuedCount = addValue(tasks, 'Site/Tasks', 'QueuedCount', 'UInt32', { description: 'tasks waiting for a robot' });
+  const underwayCount = addValue(tasks, 'Site/Tasks', 'UnderwayCount', 'UInt32', { description: 'tasks assigned to or being done by a robot' });
+  function refreshFleet(): void {
+    if (!fleet) return;
+    try {
+      for (const r of fleet.robots()) {
+        const vars = robotNodesOf(r);
+        const values = robotValues(r);
+        for (const name of ROBOT_VARIABLES) setValue(vars[name], ROBOT_TYPES[name], values[name]);
+      }
+      const counts = fleet.taskCounts();
+      setValue(queuedCount, 'UInt32', { value: counts.queued, quality: 'Good', sourceTime: null });
+      setValue(underwayCount, 'UInt32', { value: counts.underway, quality: 'Good', sourceTime: null });
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'OPC UA: reading the fleet failed');
+    }
+  }
+  if (!fleet) {
+    for (const v of [queuedCount, underwayCount]) v.setValueFromSource(new Variant({ dataType: DataType.Null }), StatusCodes.BadNotSupported);
+  }
+
+  // --- methods ----------------------------------------------------------------------------------
+  const audit = (user: string, method: string, target: string | null, detail: unknown) => store.audit(now(), user, `opcua.${method}`, target, detail);
+  type Output = { statusCode: StatusCode; outputArguments?: Array<{ dataType: DataType; value: unknown }> };
+  /** The caller, if they may do this: a gateway user of at least `role` (the API's rule). */
+  function caller(context: ISessionContext, role: Role): { user: string } | { status: StatusCode } {
+    const user = userOf(context);
+    if (!user) return { status: StatusCodes.BadUserAccessDenied };
+    const current = roleOf(user);
+    if (!current || !roleAtLeast(current, role)) return { status: StatusCodes.BadUserAccessDenied };
+    return { user };
+  }
+
+  function acknowledgeAlert(alertId: string, outcome: Outcome, note: string | null, user: string, via: string): StatusCode {
+    const result = store.acknowledgeAlert(alertId, { by: user, outcome, note }, now());
+    if (!result.ok) return result.reason === 'not_found' ? StatusCodes.BadNotFound : StatusCodes.BadInvalidState;
+    audit(user, via, alertId, { outcome });
+    o.alertChanged(result.change);
+    return StatusCodes.Good;
+  }
+
+  const ackMethod = ns.addMethod(checkpointsFolder, {
+    browseName: 'AcknowledgeAlert',
+    nodeId: id('Site/Checkpoints/AcknowledgeAlert'),
+    description: 'Acknowledge a gateway alert with the outcome of the secondary check (role guard or above)',
+    inputArguments: [
+      { name: 'alertId', dataType: DataType.String, description: 'the alert id (ULID), as in the API and the alarm message' },
+      { name: 'outcome', dataType: DataType.String, description: OUTCOMES.join(' | ') },
+      { name: 'note', dataType: DataType.String, description: 'optional; may be empty' },
+    ],
+    outputArguments: [],
+  });
+  ackMethod.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
+    const who = caller(context, 'guard');
+    if ('status' in who) return { statusCode: who.status };
+    const [alertId, outcome, note] = [str(args[0]), str(args[1]), str(args[2])];
+    if (!(OUTCOMES as readonly string[]).includes(outcome)) return { statusCode: StatusCodes.BadInvalidArgument };
+    if (!/^[0-9A-HJKMNP-TV-Z]{26}$/.test(alertId)) return { statusCode: StatusCodes.BadInvalidArgument };
+    return { statusCode: acknowledgeAlert(alertId, outcome as Outcome, note.trim() || null, who.user, 'AcknowledgeAlert') };
+  });
+
+  const fleetStatus = (err: unknown): StatusCode => {
+    if (err instanceof FleetCommandError) {
+      return err.kind === 'not_found' ? StatusCodes.BadNotFound : err.kind === 'state' ? StatusCodes.BadInvalidState : StatusCodes.BadInvalidArgument;
+    }
+    log.error({ err: (err as Error).message }, 'OPC UA: task command failed');
+    return StatusCodes.BadInternalError;
+  };
+  const createTask = ns.addMethod(tasks, {
+    browseName: 'CreateTask',
+    nodeId: id('Site/Tasks/CreateTask'),
+    description: 'Create a robot task (role dispatcher or above)',
+    inputArguments: [
+      { name: 'type', dataType: DataType.String, description: 'delivery | disinfection | patrol | charge' },
+      { name: 'target', dataType: DataType.String, description: 'the map node, zone or charger' },
+      { name: 'priority', dataType: DataType.UInt32, description: '0..100, higher is more urgent' },
+    ],
+    outputArguments: [{ name: 'taskId', dataType: DataType.String }],
+  });
+  createTask.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
+    const who = caller(context, 'dispatcher');
+    if ('status' in who) return { statusCode: who.status };
+    if (!fleet) return { statusCode: StatusCodes.BadNotSupported };
+    const priority = Number((args[2] as Variant | undefined)?.value ?? 50);
+    if (!Number.isInteger(priority) || priority < 0 || priority > 100) return { statusCode: StatusCodes.BadOutOfRange };
+    try {
+      const { taskId } = await fleet.createTask({ type: str(args[0]), target: str(args[1]), priority }, who.user);
+      audit(who.user, 'CreateTask', taskId, { type: str(args[0]), priority });
+      return { statusCode: StatusCodes.Good, outputArguments: [{ dataType: DataType.String, value: taskId }] };
+    } catch (err) {
+      return { statusCode: fleetStatus(err) };
+    }
+  });
+  const cancelTask = ns.addMethod(tasks, {
+    browseName: 'CancelTask',
+    nodeId: id('Site/Tasks/CancelTask'),
+    description: 'Cancel a robot task (role dispatcher or above)',
+    inputArguments: [{ name: 'taskId', dataType: DataType.String }],
+    outputArguments: [],
+  });
+  cancelTask.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
+    const who = caller(context, 'dispatcher');
+    if ('status' in who) return { statusCode: who.status };
+    if (!fleet) return { statusCode: StatusCodes.BadNotSupported };
+    try {
+      await fleet.cancelTask(str(args[0]), who.user);
+      audit(who.user, 'CancelTask', str(args[0]), null);
+      return { statusCode: StatusCodes.Good };
+    } catch (err) {
+      return { statusCode: fleetStatus(err) };
+    }
+  });
+
+  // A&C methods on our conditions (whichever method id the client uses, the type's or the
+  // instance's): Acknowledge goes to the gateway alert first and is refused if the gateway refuses;
+  // the standard implementation then acknowledges the branch. Disabling or shelving is not offered.
+  const intercept: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
+    try {
+      return interceptConditionMethod(context, object, method, args);
+    } catch (err) {
+      log.error({ err: (err as Error).message, method: method.browseName.name }, 'OPC UA: condition method failed');
+      return StatusCodes.BadInternalError;
+    }
+  };
+  const interceptConditionMethod: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
+    const owner = object ? conditionOwner.get(object as UAAlarmConditionEx) : undefined;
+    if (!owner) return StatusCodes.Good;
+    const name = method.browseName.name;
+    if (name === 'AddComment' || name === 'ConditionRefresh' || name === 'ConditionRefresh2') return StatusCodes.Good;
+    if (name !== 'Acknowledge') return StatusCodes.BadNotSupported;
+    const who = caller(context, 'guard');
+    if ('status' in who) return who.status;
+    const alarm = object as UAAlarmConditionEx;
+    const eventId = args[0]?.value as Buffer | null;
+    if (!eventId || !alarm.currentBranch().getEventId().equals(eventId)) return StatusCodes.BadEventIdUnknown;
+    const alertId = checkpointNodes.get(owner.key)?.alertOf[owner.name] ?? null;
+    if (!alertId || alarm.currentBranch().getAckedState()) return StatusCodes.BadConditionBranchAlreadyAcked;
+    const comment = (args[1]?.value as { text?: string | null } | null)?.text ?? '';
+    const ack = parseAckComment(comment, owner.name);
+    if (!ack) return StatusCodes.BadInvalidArgument;
+    return acknowledgeAlert(alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+  };
+  addressSpace.addMethodCallInterceptor(intercept);
+
+  // --- state: snapshot at start, then the live events --------------------------------------------
+  const model = new SiteModel(localDay(now()));
+  let cursor = store.eventRange().last;
+  for (const d of store.devices()) model.apply({ type: 'device', data: d });
+  for (const status of ['open', 'acknowledged'] as const) {
+    for (const a of store.alerts({ status, limit: 100_000 })) model.apply({ type: 'alert', data: { alert: a } });
+  }
+  for (const cp of model.checkpoints.values()) {
+    // The last temperature and settings, without counting (the day's counts come next).
+    const [latest] = store.screenings({ site: cp.site, checkpoint: cp.checkpoint, limit: 1 });
+    if (latest) applyScreening(cp, latest, false);
+  }
+  // The operational store has no count query; the day's screenings are read once, at start.
+  for (const s of store.screenings({ fromMs: startOfLocalDay(now()), limit: 10_000_000 })) {
+    const { cp } = model.checkpoint(s.site, s.checkpoint);
+    if (s.decision === 'pass') cp.passedToday += 1;
+    else if (s.decision === 'secondary_check') cp.secondaryChecksToday += 1;
+  }
+  for (const cp of model.checkpoints.values()) refreshCheckpoint(cp);
+  refreshFleet();
+
+  let scheduled = false;
+  let closed = false;
+  function drain(): void {
+    scheduled = false;
+    if (closed) return;
+    try {
+      for (const cp of model.rollDay(localDay(now()))) refreshCheckpoint(cp);
+      const changed = new Set<CheckpointModel>();
+      for (;;) {
+        const events = store.eventsAfter(cursor, 500);
+        for (const e of events) {
+          cursor = e.seq;
+          const cp = model.apply(e);
+          if (cp) changed.add(cp);
+        }
+        if (events.length < 500) break;
+      }
+      for (const cp of changed) refreshCheckpoint(cp);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'OPC UA: applying live events failed');
+    }
+  }
+  const eventsCommitted = () => {
+    if (scheduled || closed) return;
+    scheduled = true;
+    setImmediate(drain);
+  };
+  // The day counters restart at local midnight even when nothing arrives.
+  const dayTimer = setInterval(eventsCommitted, 60_000);
+  dayTimer.unref();
+  let fleetScheduled = false;
+  const unsubscribeFleet = fleet?.onChange(() => {
+    if (fleetScheduled || closed) return;
+    fleetScheduled = true;
+    setImmediate(() => {
+      fleetScheduled = false;
+      if (!closed) refreshFleet();
+    });
+  });
+
+  await server.start();
+  const port = server.endpoints[0]?.port ?? config.port;
+  const endpointUrl = server.getEndpointUrl();
+  log.info({ port, endpointUrl, securityModes: config.securityModes, pki: pkiDir }, 'OPC UA server listening');
+
+  return {
+    port,
+    endpointUrl,
+    pkiDir,
+    eventsCommitted,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(dayTimer);
+      unsubscribeFleet?.();
+      addressSpace.removeMethodCallInterceptor(intercept);
+      await server.shutdown(0);
+    },
+  };
+}
+
+/** Exposed for the tests of the address space: the node id of a path below `Site`. */
+export function nodeIdOf(path: string, namespaceIndex: number): NodeId {
+  return new NodeId(NodeId.NodeIdType.STRING, path, namespaceIndex);
+}
