@@ -139,6 +139,8 @@ export function gatewayConfig(over: { dataDir: string; mqttUrl: string; influxUr
     mqtt: { url: mqttUrl, username: 'gw', password: BROKER_PASSWORD, clientId: `gw-${Math.random().toString(36).slice(2, 8)}`, reconnectMs: 200 },
     influx: { url: influxUrl ?? null },
     series: { flushIntervalMs: 100, retryMinMs: 50, retryMaxMs: 1000 },
+    // OPC UA has its own tests; elsewhere it would only cost start-up time and port 4840.
+    opcua: { enabled: false },
     ...rest,
   };
 }
