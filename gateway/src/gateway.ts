@@ -16,6 +16,7 @@ import { classifyMessage, type Classified } from './ingest/classify.js';
 import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS } from './ingest/consumer.js';
 import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
 import { createFleetStore } from './store/fleet.js';
+import { fleetOpcuaView } from './fleet-opcua-view.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { createInfluxSeriesStore } from './series/influx.js';
 import type { SeriesPoint } from './series/points.js';
@@ -267,7 +268,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         dataDir: config.dataDir,
         store,
         users,
-        fleet: deps.fleetView ?? null,
+        fleet: fleet ? fleetOpcuaView(fleet) : (deps.fleetView ?? null),
         log,
         now,
         alertChanged(change) {
