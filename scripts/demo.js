@@ -10,7 +10,7 @@ import path from 'node:path';
 import pino from 'pino';
 
 const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
-for (const ws of ['broker', 'gateway', 'edge-agent']) {
+for (const ws of ['broker', 'gateway', 'edge-agent', 'firmware-bridge']) {
   if (!existsSync(path.join(root, ws, 'dist', 'index.js'))) {
     console.error(`${ws} is not built: run \`npm run build\` first (the quick start does: npm ci && npm run build && npm start)`);
     process.exit(1);
@@ -18,7 +18,8 @@ for (const ws of ['broker', 'gateway', 'edge-agent']) {
 }
 const { createBroker } = await import('@checkpoint/broker');
 const { runAgent, loadAgentConfig } = await import('@checkpoint/edge-agent');
-const { createGateway } = await import('@checkpoint/gateway');
+const { createGateway, demoFleet } = await import('@checkpoint/gateway');
+const { createSimulatedRobot } = await import('@checkpoint/firmware-bridge');
 
 const dataDir = path.resolve(process.env.CHECKPOINT_DATA_DIR ?? path.join(root, '.checkpoint-demo'));
 const mqttPort = Number(process.env.CHECKPOINT_MQTT_PORT ?? 1883);
@@ -37,6 +38,7 @@ const CHECKPOINTS = [
 ];
 for (const c of CHECKPOINTS) secrets[`edge-${c.checkpoint}`] ??= randomBytes(18).toString('base64url');
 secrets.gateway ??= randomBytes(18).toString('base64url');
+for (const r of demoFleet.robots) secrets[`robot-${r.serialNumber}`] ??= randomBytes(18).toString('base64url');
 await writeFile(secretsFile, JSON.stringify(secrets, null, 2), { mode: 0o600 });
 
 const broker = await createBroker({
@@ -50,6 +52,12 @@ for (const c of CHECKPOINTS) {
 }
 if (!broker.users.get('gateway')) await broker.users.add({ name: 'gateway', role: 'gateway' }, secrets.gateway);
 else await broker.users.setPassword('gateway', secrets.gateway);
+for (const r of demoFleet.robots) {
+  const name = `robot-${r.serialNumber}`;
+  const robot = { manufacturer: r.manufacturer, serialNumber: r.serialNumber };
+  if (!broker.users.get(name)) await broker.users.add({ name, role: 'robot', robot }, secrets[name]);
+  else await broker.users.setPassword(name, secrets[name]);
+}
 const mqttUrl = `mqtt://127.0.0.1:${broker.ports.mqtt}`;
 console.log(`broker: ${mqttUrl} (aedes, per-device credentials, topic ACLs)`);
 
@@ -59,6 +67,8 @@ const gateway = await createGateway(
     dataDir: path.join(dataDir, 'gateway'),
     mqtt: { url: mqttUrl, username: 'gateway', password: secrets.gateway },
     http: { host: '127.0.0.1', port: httpPort },
+    // A demo hospital floor with two checkpoints, wards, chargers and a UV disinfection rule.
+    fleet: { map: demoFleet.map, rules: demoFleet.rules },
     ...(process.env.CHECKPOINT_INFLUX_URL ? { influx: { url: process.env.CHECKPOINT_INFLUX_URL } } : {}),
     logLevel,
   },
@@ -67,7 +77,25 @@ const gateway = await createGateway(
 for (const role of ['guard', 'dispatcher', 'engineer', 'admin']) {
   await gateway.users.add({ name: role, role }, DEMO_PASSWORD);
 }
-console.log(`gateway: ${gateway.url} (API docs at ${gateway.url}/docs)`);
+console.log(`gateway: ${gateway.url} (dashboards; API docs at ${gateway.url}/docs)${gateway.opcua ? `; OPC UA ${gateway.opcua.endpointUrl}` : ''}`);
+
+const robots = [];
+for (const r of demoFleet.robots) {
+  const { startNode, x, y, speed, batteryPct, capabilities, ...id } = r;
+  robots.push(
+    await createSimulatedRobot({
+      ...id,
+      startNode,
+      x,
+      y,
+      speed,
+      batteryPct,
+      capabilities,
+      transport: { kind: 'mqtt', url: mqttUrl, username: `robot-${r.serialNumber}`, password: secrets[`robot-${r.serialNumber}`] },
+    }),
+  );
+}
+console.log(`robots: ${demoFleet.robots.map((r) => r.serialNumber).join(', ')} (simulated, VDA 5050 over MQTT)`);
 console.log(`  demo users guard, dispatcher, engineer, admin — password "${DEMO_PASSWORD}" (demo only)`);
 
 const agents = [];
@@ -100,6 +128,7 @@ async function stop() {
   stopping = true;
   console.log('\nstopping...');
   await Promise.all(agents.map((a) => a.stop()));
+  await Promise.all(robots.map((r) => r.close()));
   await gateway.close();
   await broker.close();
   process.exit(0);
