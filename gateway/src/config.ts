@@ -267,13 +267,5 @@ export function parseInfluxUrl(url: string): InfluxTarget {
   };
 }
 
-/** URLs may carry credentials; never log them. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable url)';
-  }
-}
+/** Kept here for the modules that import it from the config. */
+export { redactUrl } from '@checkpoint/protocol';
