@@ -222,14 +222,15 @@ function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
   const nodes = map.nodes.filter((n) => n.floor === floor);
   const byId = new Map(map.nodes.map((n) => [n.id, n]));
   if (nodes.length === 0) return null;
-  const pad = 2;
   const xs = nodes.map((n) => n.x);
   const ys = nodes.map((n) => n.y);
+  const unit = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1) / 60;
+  // Room around the nodes for the labels above them and the robot markers (with their labels) below.
+  const pad = unit * 7;
   const minX = Math.min(...xs) - pad;
   const minY = Math.min(...ys) - pad;
   const w = Math.max(...xs) - minX + pad;
   const h = Math.max(...ys) - minY + pad;
-  const unit = Math.max(w, h) / 60;
   // Map y grows up (metres), SVG y grows down.
   const sy = (y: number) => minY + h - (y - minY);
   return (
@@ -256,7 +257,7 @@ function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
         {nodes.map((n: MapNode) => (
           <g key={n.id} class={`node node-${n.kind}`}>
             <circle cx={n.x} cy={sy(n.y)} r={unit * 1.2} />
-            <text x={n.x} y={sy(n.y) - unit * 2} font-size={unit * 2.2} text-anchor="middle">
+            <text x={n.x} y={sy(n.y) - unit * 2} font-size={unit * 1.6} text-anchor="middle">
               {n.name ?? n.id}
             </text>
           </g>
@@ -268,7 +269,7 @@ function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
           return (
             <g key={r.id} class={`robot robot-${r.connection.toLowerCase()}`} data-robot-on-map={r.id}>
               <rect x={at.x - unit * 1.8} y={sy(at.y) - unit * 1.8} width={unit * 3.6} height={unit * 3.6} rx={unit * 0.6} />
-              <text x={at.x} y={sy(at.y) + unit * 4.6} font-size={unit * 2} text-anchor="middle">
+              <text x={at.x} y={sy(at.y) + unit * 4.2} font-size={unit * 1.8} text-anchor="middle">
                 {r.serialNumber} {r.battery === null ? '' : `${Math.round(r.battery)}%`}
               </text>
             </g>
