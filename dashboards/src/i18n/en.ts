@@ -98,7 +98,7 @@ export const en = {
   'dispatch.charging': 'charging',
   'dispatch.driving': 'Driving',
   'dispatch.idle': 'Idle',
-  'dispatch.errors': '{n} errors',
+  'dispatch.errors': 'Errors: {n}',
   'dispatch.queue': 'Task queue',
   'dispatch.history': 'History',
   'dispatch.noTasks': 'No tasks.',
