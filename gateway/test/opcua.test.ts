@@ -263,6 +263,8 @@ describe('address space', () => {
   });
 
   it('reads values with data types, engineering units and the device state', async () => {
+    // The agent's state message and its first screening travel separately: wait for the state.
+    await waitFor(async () => (await readValue(session, 'Site/Checkpoints/hq/gate-1/Threshold')).value.value === 37.5, { what: 'threshold from the state message' });
     const threshold = await readValue(session, 'Site/Checkpoints/hq/gate-1/Threshold');
     expect(threshold.statusCode).toBe(StatusCodes.Good);
     expect(threshold.value.dataType).toBe(DataType.Double);
@@ -481,6 +483,8 @@ describe('security', () => {
     mkdirSync(join(otherPki, 'trusted/certs'), { recursive: true });
     copyFileSync(join(dataDir, 'pki/own/certs/certificate.pem'), join(otherPki, 'trusted/certs/gateway.pem'));
     await expect(connect({ userName: 'guard', password: API_PASSWORD }, { certificateManager: cm, certificateFile })).rejects.toThrow();
+    // The server files the refused certificate asynchronously.
+    await waitFor(() => readdirSync(join(dataDir, 'pki/rejected')).length > 0, { what: 'the refused certificate in pki/rejected' });
     const rejected = readdirSync(join(dataDir, 'pki/rejected'));
     expect(rejected).toHaveLength(1);
     // The administrator trusts it by moving it to trusted/certs (the server picks it up without a restart).
