@@ -23,6 +23,9 @@ import { createLoginLimiter } from './rate-limit.js';
 import { watchRevocations } from './revocation.js';
 import { openUserStore, type UserStore } from './user-store.js';
 
+/** Stands in for aedes's per-client counter record: nothing is ever taken for a duplicate. */
+const NO_DUPLICATE_CHECK = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true, deleteProperty: () => true });
+
 export interface BrokerOptions {
   /** Config as in the config file (validated, defaults filled in); e.g. `{ dataDir, mqtt: { port: 0 } }`. */
   config?: unknown;
@@ -177,6 +180,12 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       maxClientsIdLength: limits.maxClientIdLength,
       preConnect(client, packet, done) {
         wills.set(client, packet.will ? { topic: packet.will.topic } : undefined);
+        // aedes drops a message whose broker counter is below the last one a client received
+        // (meant for overlapping subscriptions). Retained stores, offline enqueues and QoS 0 vs
+        // QoS 1 paths finish in different orders, so that check also dropped real messages from a
+        // connected persistent subscriber (a retained state just before a screening, say). MQTT
+        // 3.1.1 allows one copy per overlapping subscription, and our receivers are idempotent.
+        (client as unknown as { duplicates: object }).duplicates = NO_DUPLICATE_CHECK;
         done(null, true);
       },
       authenticate(client, username, password, done) {

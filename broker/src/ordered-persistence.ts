@@ -6,7 +6,8 @@
  * above the last one it saw (its duplicate check). With an asynchronous store, concurrent
  * publishes can finish storing out of order; the overtaken ones were then held back from a
  * connected persistent subscriber until it reconnected (about 4 % at 64 publishes in flight).
- * Chaining the enqueues keeps delivery order equal to counter order.
+ * Chaining the enqueues keeps delivery order close to counter order (the broker also turns that
+ * duplicate check off, see broker.ts, since retained stores and QoS 0 can still overtake).
  */
 import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
 

@@ -198,6 +198,26 @@ describe('persistence', () => {
 });
 
 describe('persistent subscribers under load', () => {
+  it('deliver a retained state followed at once by QoS 1 and QoS 0 messages, none held back (level persistence)', async () => {
+    const { url } = await startBroker({ persistence: 'level' });
+    const got: string[] = [];
+    const sub = await connect(url, { username: 'gateway', password: PASSWORD, clientId: 'gw-mixed', clean: false });
+    onTestFinished(() => sub.endAsync());
+    sub.on('message', (_t, p) => got.push(p.toString()));
+    await sub.subscribeAsync('checkpoint/v1/#', { qos: 1 });
+    const edge = await connect(url, { username: 'edge-a', password: PASSWORD });
+    onTestFinished(() => edge.endAsync());
+    const sent: Promise<unknown>[] = [];
+    for (let round = 0; round < 20; round++) {
+      sent.push(edge.publishAsync('checkpoint/v1/hq/gate-1/state', `state-${round}`, { qos: 1, retain: true }));
+      for (let i = 0; i < 5; i++) sent.push(edge.publishAsync('checkpoint/v1/hq/gate-1/screening', `s-${round}-${i}`, { qos: 1 }));
+      sent.push(edge.publishAsync('checkpoint/v1/hq/gate-1/telemetry', `t-${round}`, { qos: 0 }));
+    }
+    await Promise.all(sent);
+    await waitFor(() => got.length >= 140, { what: `all 140 messages while connected (got ${got.length})`, timeoutMs: 10_000 });
+    expect(new Set(got).size).toBe(140);
+  });
+
   it('deliver every concurrent QoS 1 message to a connected persistent session at once (level persistence)', async () => {
     const { url } = await startBroker({ persistence: 'level' });
     const got = new Set<string>();
