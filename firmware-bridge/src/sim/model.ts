@@ -75,7 +75,8 @@ export class RobotModel {
   private battery: number;
   private charging = false;
   private paused = false;
-  private cancelling: ActionRun | null = null;
+  /** cancelOrder actions waiting for the robot to stop on a node (a master may send several). */
+  private cancelling: ActionRun[] = [];
   private orderErrors: Vda5050Error[] = [];
   private faultErrors: Vda5050Error[] = [];
   eStop: EStop = 'NONE';
@@ -180,7 +181,7 @@ export class RobotModel {
         if (next) next.actions = [];
         if (next) {
           run.actionStatus = 'RUNNING';
-          this.cancelling = run;
+          this.cancelling.push(run);
         }
         break;
       }
@@ -272,9 +273,9 @@ export class RobotModel {
     const next = this.nodes[0];
     const edge = this.edges[0];
     if (!next || !edge || !next.released || !edge.released) {
-      if (this.cancelling) {
-        this.cancelling.actionStatus = 'FINISHED';
-        this.cancelling = null;
+      if (this.cancelling.length > 0) {
+        for (const c of this.cancelling) c.actionStatus = 'FINISHED';
+        this.cancelling = [];
         return true;
       }
       return event;
