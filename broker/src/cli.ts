@@ -2,9 +2,9 @@
  * `checkpoint-broker`: run the broker, manage its users, export them to Mosquitto.
  * Every command finds the data dir the same way: --config file, then CHECKPOINT_DATA_DIR.
  */
+import { defaultIo, readFirstLine, waitForSignal, type CliIo } from './cli-io.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ROLES, type Principal, type Role } from './acl.js';
 import { createBroker } from './broker.js';
@@ -12,41 +12,6 @@ import { loadBrokerConfig, type BrokerConfig } from './config.js';
 import { exportMosquitto } from './mosquitto.js';
 import { generatePassword } from './passwords.js';
 import { openUserStore, type UserRecord } from './user-store.js';
-
-export interface CliIo {
-  stdin: Readable;
-  stdout: Writable;
-  stderr: Writable;
-  env: Readonly<Record<string, string | undefined>>;
-  /** Resolves when the program should stop (default: SIGINT or SIGTERM). */
-  shutdownSignal?: Promise<string>;
-}
-
-function defaultIo(): CliIo {
-  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: string) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
-/** First line of stdin, for passwords given by a script (`echo "$PW" | checkpoint-broker user add ...`). */
-async function readFirstLine(stdin: Readable): Promise<string> {
-  let text = '';
-  for await (const chunk of stdin) {
-    text += chunk.toString();
-    if (text.includes('\n')) break;
-  }
-  return text.split(/\r?\n/)[0] ?? '';
-}
 
 function parseRobot(value: string, previous: Array<{ manufacturer: string; serialNumber: string }> = []) {
   const [manufacturer, serialNumber, ...rest] = value.split('/');

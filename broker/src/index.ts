@@ -22,3 +22,4 @@ export { createPacketSizeGuard, type PacketSizeGuard } from './packet-guard.js';
 export { createBrokerMetrics, type BrokerMetrics, type BrokerStats } from './metrics.js';
 export { BrokerConfigSchema, loadBrokerConfig, envOverrides, type BrokerConfig } from './config.js';
 export { mosquittoAcl, mosquittoPasswordFile, exportMosquitto } from './mosquitto.js';
+export { defaultIo, readFirstLine, waitForSignal, type CliIo } from './cli-io.js';

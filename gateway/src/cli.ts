@@ -2,7 +2,8 @@
  * `checkpoint-gateway`: run the gateway, manage API users. Every command finds the data dir the
  * same way: --config file, then CHECKPOINT_DATA_DIR.
  */
-import type { Readable, Writable } from 'node:stream';
+import { defaultIo, readFirstLine, waitForSignal, type CliIo } from '@checkpoint/broker';
+export type { CliIo };
 import { Command, CommanderError, Option } from 'commander';
 import { loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway.js';
@@ -15,41 +16,6 @@ import { ID_PATTERN } from '@checkpoint/protocol';
 import { ulid } from 'ulid';
 import type { GatewayConfig } from './config.js';
 import { createProvisioning, readCaCert, type DeviceRef } from './provisioning/index.js';
-
-export interface CliIo {
-  stdin: Readable;
-  stdout: Writable;
-  stderr: Writable;
-  env: Readonly<Record<string, string | undefined>>;
-  /** Resolves when the program should stop (default: SIGINT or SIGTERM). */
-  shutdownSignal?: Promise<string>;
-}
-
-function defaultIo(): CliIo {
-  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: string) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
-/** First line of stdin (`echo "$PW" | checkpoint-gateway user add NAME --role guard`). */
-async function readFirstLine(stdin: Readable): Promise<string> {
-  let text = '';
-  for await (const chunk of stdin) {
-    text += chunk.toString();
-    if (text.includes('\n')) break;
-  }
-  return text.split(/\r?\n/)[0] ?? '';
-}
 
 /** `SITE/CHECKPOINT`, both ids. */
 function parseDevice(text: string): DeviceRef {
