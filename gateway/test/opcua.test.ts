@@ -493,7 +493,7 @@ describe('security', () => {
         );
         return accepted || readdirSync(join(dataDir, 'pki/rejected')).length > 0;
       },
-      { what: 'the refused certificate in pki/rejected', timeoutMs: 30_000 },
+      { what: 'the refused certificate in pki/rejected', timeoutMs: 90_000 },
     );
     expect(accepted).toBe(false);
     const rejected = readdirSync(join(dataDir, 'pki/rejected'));
@@ -512,7 +512,7 @@ describe('security', () => {
       { what: 'trusted client connects', timeoutMs: 20_000 },
     );
     await cm.dispose();
-  });
+  }, 150_000);
 
   it('keeps its certificate across restarts', async () => {
     const before = readFileSync(join(dataDir, 'pki/own/certs/certificate.pem'));
