@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,28 @@ describe.skipIf(!haveShared)('edge-agent CLI', () => {
     expect(await main(['calibrate', '--pairs', bad], refused.io)).toBe(1);
     expect(refused.err.join('\n') + refused.out.join('\n')).toMatch(/worst|RMS/);
   });
+
+  it('bench prints fps, per-stage times, bare inference and RSS, one frame at a time and in flight', async () => {
+    const images = path.join(work, 'bench-images');
+    await mkdir(images);
+    for (const f of ['with_mask_000.jpg', 'without_mask_001.jpg']) await copyFile(path.join(FACES_DIR, f), path.join(images, f));
+    const c = capture(env);
+    const args = ['bench', '--json', '--images', images, '--iterations', '1', '--scene-people', '2', '--in-flight', '2'];
+    expect(await main(args, c.io)).toBe(0);
+    expect(c.out).toHaveLength(1);
+    const result = JSON.parse(c.out[0] as string);
+    expect(result.model).toBe('masked-face-640');
+    for (const vision of [result.vision, result.visionInFlight]) {
+      expect(vision.frames).toBe(2);
+      expect(vision.fps).toBeGreaterThan(0);
+      expect(vision.bareInferenceMs.median).toBeGreaterThan(0);
+      for (const stage of ['decodeMs', 'preprocessMs', 'inferenceMs', 'postprocessMs', 'totalMs']) expect(vision.stages[stage].median).toBeGreaterThan(0);
+      expect(vision.rssMiB).toBeGreaterThan(10);
+    }
+    expect([result.vision.inFlight, result.visionInFlight.inFlight]).toEqual([1, 2]);
+    expect(result.pipeline.frames).toBeGreaterThan(10);
+    expect(Object.keys(result.pipeline.stagesMs)).toEqual(expect.arrayContaining(['decode', 'inference', 'thermometry', 'decision']));
+  }, 120_000);
 
   it('refuses unknown commands and bad option values', async () => {
     expect(await main(['bogus'], capture(env).io)).toBe(2);

@@ -110,6 +110,16 @@ interface Evidence {
   faceScore: number;
 }
 
+/**
+ * Frames in flight when recorded frames are processed as fast as possible (`edge-agent replay`,
+ * the benchmarks). sharp decodes each image on one libuv thread and decoding is the longer stage
+ * (about 9 ms for a 1024x768 JPEG against 7.5 ms of inference on 2 cores), so with three in flight
+ * two frames decode while the model runs on the third. On a 2-core box (scene photos,
+ * masked-face-640) that measured 77 frames/s against 64 with two and 47 with one; four gained
+ * nothing. A live source delivers slower than the pipeline runs and uses `process` one by one.
+ */
+export const FAST_FRAMES_IN_FLIGHT = 3;
+
 export class ScreeningPipeline {
   private reference: ReferenceState;
   private tracks: TrackerState = initialTrackerState();
@@ -161,10 +171,11 @@ export class ScreeningPipeline {
   }
 
   /**
-   * Frames in, one result list per frame out, in order. With `depth` 2 the next frame's face
-   * detection starts before this frame's is done, so that decoding one frame (sharp, libuv
-   * threads) overlaps inference on another (onnxruntime threads): the replay and the bench use
-   * it; a live source, which delivers slower than the pipeline runs, gains nothing but latency.
+   * Frames in, one result list per frame out, in order. With `depth` > 1 the next frames' face
+   * detection starts before this frame's is done, so that decoding (sharp, libuv threads)
+   * overlaps inference (onnxruntime threads): the replay and the bench use
+   * FAST_FRAMES_IN_FLIGHT; a live source, which delivers slower than the pipeline runs, gains
+   * nothing but latency. Tracking and decisions still see the frames strictly in order.
    */
   async *processAll(frames: AsyncIterable<FramePair>, depth = 1): AsyncIterable<ScreeningResult[]> {
     const inflight: Array<{ pair: FramePair; detected: Promise<DetectedFaces> }> = [];
