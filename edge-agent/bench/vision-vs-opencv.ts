@@ -1,8 +1,10 @@
 /**
  * The vision pipeline (sharp + onnxruntime-node) against OpenCV DNN, in one run, on the same
  * images, model file and thread count. Both sides time decode + resize/normalise + forward +
- * output decoding per frame from in-memory encoded images; rounds alternate the two sides so
- * that background load hits both alike. Target (the issue's): pipeline fps >= 1.5x OpenCV's.
+ * output decoding per frame from in-memory encoded images; rounds alternate the order so that
+ * background load hits both alike. The table is one frame at a time on each side (per-stage
+ * figures). Target (the issue's): the pipeline's fps as `edge-agent replay` runs it
+ * (FAST_FRAMES_IN_FLIGHT frames in flight) >= 1.5x OpenCV's best over 1..that many in flight.
  *
  *   node scripts/run-ts.mjs edge-agent/bench/vision-vs-opencv.ts \
  *     [--model masked-face-640] [--threads 2] [--iterations 3] [--rounds 3] [--images DIR]... [--json]
@@ -18,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
+import { FAST_FRAMES_IN_FLIGHT } from '../src/pipeline/pipeline.js';
 import { runVisionBench, type Spread, type VisionBenchResult } from '../src/vision/index.js';
 
 const TARGET_RATIO = 1.5;
@@ -87,24 +90,23 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
+// Ours: one frame at a time (stage figures; a live camera's latency path) and with as many frames
+// in flight as `edge-agent replay` keeps. OpenCV: one at a time and with 2..N in flight (threads;
+// cv2 releases the GIL), and the target is judged against its best, so neither side is held back.
+const depth = FAST_FRAMES_IN_FLIGHT;
+const cvDepths = Array.from({ length: depth }, (_, i) => i + 1);
 const ours: VisionBenchResult[] = [];
-const oursPipelined: VisionBenchResult[] = [];
-const theirs: OpenCvResult[] = [];
-const theirsPipelined: OpenCvResult[] = [];
+const oursInFlight: VisionBenchResult[] = [];
+const theirs = new Map<number, OpenCvResult[]>(cvDepths.map((d) => [d, []]));
 for (let r = 0; r < rounds; r++) {
-  // alternate who goes first, so a burst of background load does not always hit the same side
-  const runOurs = async () => ours.push(await runVisionBench({ images, modelPath, manifest, threads, iterations }));
-  const runTheirs = async () => theirs.push(await runOpenCv());
-  if (r % 2 === 0) {
-    await runOurs();
-    await runTheirs();
-  } else {
-    await runTheirs();
-    await runOurs();
-  }
-  // Also both sides with two frames in flight: the next frame decodes while the model runs.
-  oursPipelined.push(await runVisionBench({ images, modelPath, manifest, threads, iterations, inFlight: 2 }));
-  theirsPipelined.push(await runOpenCv(2));
+  const steps: Array<() => Promise<unknown>> = [
+    async () => ours.push(await runVisionBench({ images, modelPath, manifest, threads, iterations })),
+    async () => oursInFlight.push(await runVisionBench({ images, modelPath, manifest, threads, iterations, inFlight: depth })),
+    ...cvDepths.map((d) => async () => theirs.get(d)!.push(await runOpenCv(d))),
+  ];
+  // alternate the order, so a burst of background load does not always hit the same side
+  if (r % 2 === 1) steps.reverse();
+  for (const step of steps) await step();
 }
 
 // The round with the median fps on each side (a whole round, so its stage figures belong together).
@@ -112,23 +114,42 @@ const pick = <T extends { fps: number }>(xs: T[]): T => {
   const m = median(xs.map((x) => x.fps));
   return xs.reduce((best, x) => (Math.abs(x.fps - m) < Math.abs(best.fps - m) ? x : best));
 };
+const medianFps = (xs: Array<{ fps: number }>): number => median(xs.map((x) => x.fps));
 const a = pick(ours);
-const b = pick(theirs);
-const ratio = median(ours.map((x) => x.fps)) / median(theirs.map((x) => x.fps));
-const pipelinedFps = median(oursPipelined.map((x) => x.fps));
-const theirPipelinedFps = median(theirsPipelined.map((x) => x.fps));
-// `edge-agent replay` keeps two frames in flight (ScreeningPipeline.processAll), so that is the
-// pipeline's own mode; one frame at a time is printed too (a live camera's latency path).
-const pipelinedRatio = pipelinedFps / theirPipelinedFps;
-const ok = pipelinedRatio >= TARGET_RATIO;
+const theirsSerial = theirs.get(1)!;
+const b = pick(theirsSerial);
+const ratio = medianFps(ours) / medianFps(theirsSerial);
+const inFlightFps = medianFps(oursInFlight);
+const [bestCvDepth, bestCvFps] = cvDepths
+  .map((d) => [d, medianFps(theirs.get(d)!)] as const)
+  .reduce((best, x) => (x[1] > best[1] ? x : best));
+const targetRatio = inFlightFps / bestCvFps;
+const ok = targetRatio >= TARGET_RATIO;
 
 if (opts.json) {
-  print(JSON.stringify({ model: manifest.name, threads, iterations, rounds, images: images.length, ratio, pipelinedRatio, target: TARGET_RATIO, ok, pipeline: ours, pipelineTwoInFlight: oursPipelined, opencv: theirs, opencvTwoInFlight: theirsPipelined }));
+  print(
+    JSON.stringify({
+      model: manifest.name,
+      threads,
+      iterations,
+      rounds,
+      images: images.length,
+      framesInFlight: depth,
+      serialRatio: ratio,
+      ratio: targetRatio,
+      opencvBestInFlight: bestCvDepth,
+      target: TARGET_RATIO,
+      ok,
+      pipeline: ours,
+      pipelineInFlight: oursInFlight,
+      opencv: Object.fromEntries(theirs),
+    }),
+  );
 } else {
   const ms = (s: Spread) => `${s.median.toFixed(1)} / ${s.p95.toFixed(1)}`;
   const rows: Array<[string, string, string]> = [
-    ['frames/s (median of rounds)', median(ours.map((x) => x.fps)).toFixed(1), median(theirs.map((x) => x.fps)).toFixed(1)],
-    ['frames/s per round', ours.map((x) => x.fps.toFixed(1)).join(', '), theirs.map((x) => x.fps.toFixed(1)).join(', ')],
+    ['frames/s (median of rounds)', medianFps(ours).toFixed(1), medianFps(theirsSerial).toFixed(1)],
+    ['frames/s per round', ours.map((x) => x.fps.toFixed(1)).join(', '), theirsSerial.map((x) => x.fps.toFixed(1)).join(', ')],
     ['decode ms (median / p95)', ms(a.stages.decodeMs), ms(b.stages.decodeMs)],
     ['preprocess ms', ms(a.stages.preprocessMs), ms(b.stages.preprocessMs)],
     ['inference ms', ms(a.stages.inferenceMs), ms(b.stages.inferenceMs)],
@@ -148,11 +169,13 @@ if (opts.json) {
   print(`model ${manifest.name} (${modelPath}), ${images.length} images x ${iterations} iterations x ${rounds} rounds, ${threads} thread(s)`);
   print(`${''.padEnd(w0)}  ${'sharp + onnxruntime-node'.padEnd(w1)}  ${b.engine}`);
   for (const [label, x, y] of rows) print(`${label.padEnd(w0)}  ${x.padEnd(w1)}  ${y}`);
-  print(`\nratio pipeline/OpenCV frames/s, one frame at a time each: ${ratio.toFixed(2)}x`);
+  const perDepth = cvDepths.map((d) => `${d}: ${medianFps(theirs.get(d)!).toFixed(1)}`).join(', ');
+  print(`\none frame at a time each: ${ratio.toFixed(2)}x`);
+  print(`OpenCV frames/s by frames in flight (median of rounds): ${perDepth}`);
   print(
-    `both with 2 frames in flight (decode overlaps inference; how edge-agent replay runs): ${pipelinedFps.toFixed(1)} vs ${theirPipelinedFps.toFixed(1)} frames/s ` +
-      `(rounds ${oursPipelined.map((x) => x.fps.toFixed(1)).join(', ')} vs ${theirsPipelined.map((x) => x.fps.toFixed(1)).join(', ')}), ` +
-      `${pipelinedRatio.toFixed(2)}x (target >= ${TARGET_RATIO}x: ${ok ? 'met' : 'NOT met'})`,
+    `pipeline with ${depth} frames in flight (how edge-agent replay runs): ${inFlightFps.toFixed(1)} frames/s ` +
+      `(rounds ${oursInFlight.map((x) => x.fps.toFixed(1)).join(', ')}) vs OpenCV's best, ${bestCvFps.toFixed(1)} with ${bestCvDepth} in flight: ` +
+      `${targetRatio.toFixed(2)}x (target >= ${TARGET_RATIO}x: ${ok ? 'met' : 'NOT met'})`,
   );
 }
 // A benchmark reports; it does not gate (the machine's load moves these figures).
