@@ -33,6 +33,7 @@ import { OutboxStore } from './outbox/store.js';
 import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
 import { ScreeningPipeline, type ScreeningResult, type StageTimings } from './pipeline/pipeline.js';
 import { openSource } from './sources/open.js';
+import { readCpuTemperature } from './telemetry/cpu-temperature.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -236,7 +237,8 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
   const stageWindow: StageTimings[] = [];
   let framesInWindow = 0;
   let windowStart = Date.now();
-  const telemetryTimer = setInterval(() => {
+  const telemetryTimer = setInterval(() => void publishTelemetry(), config.telemetry.intervalMs);
+  async function publishTelemetry(): Promise<void> {
     const now = Date.now();
     const ref = pipeline.referenceState;
     const bb = source.geometry.blackbody;
@@ -250,7 +252,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
       ...where,
       fps: Math.round((framesInWindow / Math.max(0.001, (now - windowStart) / 1000)) * 10) / 10,
       stages,
-      cpuTempC: null,
+      cpuTempC: null, // read below, after the window is closed
       ambientC: source.geometry.ambientC,
       blackbody: bb ? { setC: bb.setC, measuredC: ref.measuredC === null ? null : Math.round(ref.measuredC * 100) / 100, status: ref.status } : null,
       queueDepth: store.count(),
@@ -259,8 +261,9 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     stageWindow.length = 0;
     framesInWindow = 0;
     windowStart = now;
+    t.cpuTempC = await readCpuTemperature();
     if (client.connected) client.publish(checkpointTopics.telemetry(config), JSON.stringify(assertPayload('telemetry', t)), { qos: 0 });
-  }, config.telemetry.intervalMs);
+  }
 
   // --- HTTP ---------------------------------------------------------------------------------
   const http: FastifyInstance = Fastify({ logger: false });
