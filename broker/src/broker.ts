@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { OrderedLevelPersistence } from './ordered-persistence.js';
+import { trackPublishes } from './publish-drain.js';
 import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -52,6 +53,8 @@ export interface Broker {
 }
 
 /** aedes' CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
+/** How long a stop waits for acknowledged publishes to be stored (they take milliseconds). */
+const STORE_DRAIN_TIMEOUT_MS = 5000;
 const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
@@ -255,6 +258,15 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         return packet;
       },
     });
+    // Undone in reverse: the MQTT listeners stop accepting (without waiting: a net server's close
+    // waits for its connections, which only aedes.close ends), aedes closes the clients, publishes
+    // under way finish storing (publish-drain.ts), the listeners finish closing, and only then
+    // does the persistence close.
+    const listenersClosed: Array<Promise<void>> = [];
+    const stopListening = (server: NetServer | HttpServer) => () => void listenersClosed.push(closeServer(server));
+    cleanups.push(async () => void (await Promise.all(listenersClosed)));
+    const publishes = trackPublishes(aedes);
+    cleanups.push(() => publishes.drained(STORE_DRAIN_TIMEOUT_MS));
     cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
     aedes.on('client', () => metrics.clientsConnected.inc());
     aedes.on('clientDisconnect', (client) => {
@@ -287,7 +299,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
 
     const ports: Broker['ports'] = { mqtt: 0 };
     const tcp = createNetServer((socket) => attach(socket));
-    cleanups.push(() => closeServer(tcp));
+    cleanups.push(stopListening(tcp));
     ports.mqtt = await listen(tcp, config.mqtt.port, config.host, 'MQTT');
 
     if (config.tls && tlsFiles) {
@@ -305,7 +317,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       }
       tls.on('secureConnection', (socket) => attach(socket));
       tls.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
-      cleanups.push(() => closeServer(tls));
+      cleanups.push(stopListening(tls));
       ports.mqtts = await listen(tls, config.tls.port, config.host, 'MQTT over TLS');
     }
 
