@@ -62,7 +62,17 @@ export interface Device {
   model: { name: string; sha256: string } | null;
   sources: { thermal: SourceStatus; visible: SourceStatus | null } | null;
   calibration: { reference: ReferenceStatus; mode: 'absolute' | 'relative'; thresholdC: number; homography: boolean } | null;
-  telemetry: { ts: string; fps: number; queueDepth: number; cpuTempC: number | null } | null;
+  telemetry: {
+    ts: string;
+    fps: number;
+    /** Median stage times over the agent's reporting interval, ms (decode, inference, thermometry, ...). */
+    stages: Record<string, number>;
+    queueDepth: number;
+    cpuTempC: number | null;
+    ambientC: number | null;
+    blackbody: { setC: number; measuredC: number | null; status: ReferenceStatus } | null;
+    rssMb: number | null;
+  } | null;
 }
 
 export const checkpointKey = (x: { site: string; checkpoint: string }) => `${x.site}/${x.checkpoint}`;

@@ -315,7 +315,7 @@ describe('devices page (engineer)', () => {
     for (const fps of [14.5, 15.2]) {
       await gate1.publishAsync(
         checkpointTopics.telemetry({ site: 'hq', checkpoint: 'gate-1' }),
-        JSON.stringify({ ts: new Date().toISOString(), site: 'hq', checkpoint: 'gate-1', fps, stages: { detect: 21, thermal: 3 }, cpuTempC: 51.5, ambientC: 22, blackbody: { setC: 35, measuredC: 34.9, status: 'ok' }, queueDepth: 0 }),
+        JSON.stringify({ ts: new Date().toISOString(), site: 'hq', checkpoint: 'gate-1', fps, stages: { inference: 7.46, thermometry: 0.3 }, cpuTempC: 51.5, ambientC: 22, blackbody: { setC: 35, measuredC: 34.9, status: 'ok' }, queueDepth: 0, rssMb: 231.4 }),
         { qos: 0 },
       );
     }
@@ -332,6 +332,9 @@ describe('devices page (engineer)', () => {
     expect(text).toContain(`sha256 ${'a'.repeat(12)}`);
     expect(text).toContain('15.2');
     expect(text).toContain('51.5 °C');
+    expect(text).toContain('inference 7.5 · thermometry 0.3 ms');
+    expect(text).toContain('reads 34.90 °C, set 35.0 °C');
+    expect(text).toContain('231 MB');
     expect(text).toContain('edge-agent 0.1.0');
 
     await page.getByLabel('Checkpoint', { exact: true }).selectOption('hq/gate-1');

@@ -67,6 +67,26 @@ describe('ingest', () => {
     expect(total).toBe(50);
   });
 
+  it('keeps each device\'s last telemetry: fps, stage times, blackbody reading, CPU and memory', async () => {
+    const telemetry = {
+      ts: new Date().toISOString(),
+      site: 'hq',
+      checkpoint: 'gate-1',
+      fps: 8.7,
+      stages: { decode: 4.1, inference: 7.5, thermometry: 0.3 },
+      cpuTempC: 61.2,
+      ambientC: 21.5,
+      blackbody: { setC: 35, measuredC: 34.62, status: 'ok' },
+      queueDepth: 3,
+      rssMb: 228.4,
+    };
+    await edge.publishAsync(checkpointTopics.telemetry({ site: 'hq', checkpoint: 'gate-1' }), JSON.stringify(telemetry), { qos: 0 });
+    const device = async () => (await guard.get('/api/devices')).body.devices.find((d: { checkpoint: string }) => d.checkpoint === 'gate-1');
+    await waitFor(async () => (await device())?.telemetry?.ts === telemetry.ts, { what: 'telemetry in /api/devices' });
+    const { site: _site, checkpoint: _checkpoint, ...kept } = telemetry;
+    expect((await device()).telemetry).toEqual(kept);
+  });
+
   it('counts and drops malformed JSON, schema violations, huge payloads, unknown topics and impostor payloads, and keeps working', async () => {
     const topic = checkpointTopics.screening({ site: 'hq', checkpoint: 'gate-1' });
     await edge.publishAsync(topic, '{"id": "01', { qos: 1 });

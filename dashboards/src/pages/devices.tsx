@@ -1,7 +1,7 @@
 /**
  * Devices (engineers): every edge agent with online state, last seen, versions, model and its
  * sha256, fps, queue depth and CPU temperature (sampled here from /api/devices while the page is
- * open), blackbody and calibration state; robots when the gateway has a fleet; and commands to
+ * open), median stage times and memory, blackbody state with its last reading, calibration; robots when the gateway has a fleet; and commands to
  * an agent (threshold, ping, reference check) with the agent's ack.
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
@@ -100,6 +100,8 @@ function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] 
   const { t, dateTime, number } = useI18n();
   const headingId = `dev-${d.site}-${d.checkpoint}`;
   const labels = samples.map((s) => s.ts.slice(11, 19));
+  const bb = d.telemetry?.blackbody ?? null;
+  const stages = Object.entries(d.telemetry?.stages ?? {});
   return (
     <section class={`device device-${d.status}`} aria-labelledby={headingId} data-device={checkpointKey(d)}>
       <h2 id={headingId}>
@@ -142,8 +144,19 @@ function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] 
           <dd>{d.telemetry?.cpuTempC != null ? `${number(d.telemetry.cpuTempC, 1)} °C` : '—'}</dd>
         </div>
         <div>
+          <dt>{t('devices.stages')}</dt>
+          <dd class="stage-times">{stages.length ? stages.map(([k, ms]) => `${k} ${number(ms, 1)}`).join(' · ') + ' ms' : '—'}</dd>
+        </div>
+        <div>
+          <dt>{t('devices.memory')}</dt>
+          <dd>{d.telemetry?.rssMb != null ? `${number(d.telemetry.rssMb, 0)} MB` : '—'}</dd>
+        </div>
+        <div>
           <dt>{t('devices.blackbody')}</dt>
-          <dd>{d.calibration ? t(`reference.${d.calibration.reference}`) : '—'}</dd>
+          <dd>
+            {d.calibration ? t(`reference.${d.calibration.reference}`) : '—'}
+            {bb && <span class="bb-reading"> · {t('devices.blackbodyReading', { measured: bb.measuredC === null ? '—' : number(bb.measuredC, 2), set: number(bb.setC, 1) })}</span>}
+          </dd>
         </div>
         <div>
           <dt>{t('devices.mode')}</dt>

@@ -158,8 +158,11 @@ export interface DeviceView {
   model: { name: string; sha256: string } | null;
   sources: CheckpointState['sources'] | null;
   calibration: CheckpointState['calibration'] | null;
-  telemetry: { ts: string; fps: number; queueDepth: number; cpuTempC: number | null } | null;
+  /** The agent's last telemetry: fps, median stage times (ms), blackbody reading, outbox, CPU, memory. */
+  telemetry: DeviceTelemetry | null;
 }
+
+export type DeviceTelemetry = Pick<Telemetry, 'ts' | 'fps' | 'stages' | 'queueDepth' | 'cpuTempC' | 'ambientC' | 'blackbody'> & { rssMb: number | null };
 
 export interface LiveEvent {
   seq: number;
@@ -574,6 +577,8 @@ function toDeviceView(r: DeviceRow): DeviceView {
     model: state?.model ?? null,
     sources: state?.sources ?? null,
     calibration: state?.calibration ?? null,
-    telemetry: t ? { ts: t.ts, fps: t.fps, queueDepth: t.queueDepth, cpuTempC: t.cpuTempC } : null,
+    telemetry: t
+      ? { ts: t.ts, fps: t.fps, stages: t.stages, queueDepth: t.queueDepth, cpuTempC: t.cpuTempC, ambientC: t.ambientC, blackbody: t.blackbody, rssMb: t.rssMb ?? null }
+      : null,
   };
 }
