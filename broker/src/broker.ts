@@ -52,9 +52,10 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** aedes' CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
 /** How long a stop waits for acknowledged publishes to be stored (they take milliseconds). */
 const STORE_DRAIN_TIMEOUT_MS = 5000;
+
+/** aedes' CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
 const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;

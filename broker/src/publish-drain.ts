@@ -13,8 +13,6 @@ import type { Aedes } from 'aedes';
 type PublishFn = Aedes['publish'];
 
 export interface PublishTracker {
-  /** Publishes started and not yet finished (stored and handed on). */
-  readonly pending: number;
   /** Resolves when none is pending, or after `timeoutMs` (a stuck store must not block a stop). */
   drained(timeoutMs: number): Promise<void>;
 }
@@ -38,9 +36,6 @@ export function trackPublishes(aedes: Aedes): PublishTracker {
     });
   }) as PublishFn;
   return {
-    get pending() {
-      return pending.size;
-    },
     async drained(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));

@@ -239,6 +239,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
   let windowStart = Date.now();
   const telemetryTimer = setInterval(() => void publishTelemetry(), config.telemetry.intervalMs);
   async function publishTelemetry(): Promise<void> {
+    const cpuTempC = await readCpuTemperature();
     const now = Date.now();
     const ref = pipeline.referenceState;
     const bb = source.geometry.blackbody;
@@ -252,7 +253,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
       ...where,
       fps: Math.round((framesInWindow / Math.max(0.001, (now - windowStart) / 1000)) * 10) / 10,
       stages,
-      cpuTempC: null, // read below, after the window is closed
+      cpuTempC,
       ambientC: source.geometry.ambientC,
       blackbody: bb ? { setC: bb.setC, measuredC: ref.measuredC === null ? null : Math.round(ref.measuredC * 100) / 100, status: ref.status } : null,
       queueDepth: store.count(),
@@ -261,7 +262,6 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     stageWindow.length = 0;
     framesInWindow = 0;
     windowStart = now;
-    t.cpuTempC = await readCpuTemperature();
     if (client.connected) client.publish(checkpointTopics.telemetry(config), JSON.stringify(assertPayload('telemetry', t)), { qos: 0 });
   }
 

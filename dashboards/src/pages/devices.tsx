@@ -1,8 +1,9 @@
 /**
  * Devices (engineers): every edge agent with online state, last seen, versions, model and its
  * sha256, fps, queue depth and CPU temperature (sampled here from /api/devices while the page is
- * open), median stage times and memory, blackbody state with its last reading, calibration; robots when the gateway has a fleet; and commands to
- * an agent (threshold, ping, reference check) with the agent's ack.
+ * open), median stage times and memory, blackbody state with its last reading, calibration;
+ * robots when the gateway has a fleet; and commands to an agent (threshold, ping, reference
+ * check) with the agent's ack.
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api.js';
