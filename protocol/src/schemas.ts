@@ -13,8 +13,12 @@ const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null
 
 export const Id = Type.String({ pattern: ID_PATTERN, maxLength: 64, description: 'site/checkpoint id' });
 export const Ulid = Type.String({ pattern: ULID_PATTERN, maxLength: 26, description: 'ULID' });
-/** RFC 3339 UTC timestamp with milliseconds, as produced by `Date.prototype.toISOString`. */
+/**
+ * RFC 3339 UTC timestamp with milliseconds, as produced by `Date.prototype.toISOString`; the
+ * format makes the validators refuse what matches the pattern but names no instant (month 13).
+ */
 export const Timestamp = Type.String({
+  format: 'date-time',
   pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,6})?Z$',
   maxLength: 32,
   description: 'UTC timestamp, ISO 8601',

@@ -3,11 +3,16 @@
  * boundary check every receiver uses: size limit, JSON parse, schema; on failure it says what
  * was wrong and where (`screening: /temperatureC: Expected number`).
  */
-import type { Static, TSchema } from '@sinclair/typebox';
+import { FormatRegistry, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { CheckpointState, Command, CommandAck, Screening, Telemetry } from './schemas.js';
+import { NOT_AN_INSTANT, isRealInstant, timestampProblem } from './timestamps.js';
+
+// TypeBox checks `format` through its (process-wide) registry and refuses every value of an
+// unregistered format; ours is the strict one: a real instant, not just the right shape.
+FormatRegistry.Set('date-time', isRealInstant);
 
 export const PAYLOAD_SCHEMAS = {
   state: CheckpointState,
@@ -27,6 +32,8 @@ export interface PayloadIssue {
   /** JSON pointer to the offending field; '' for the payload as a whole. */
   path: string;
   message: string;
+  /** Set for problems a receiver may handle specially: `not_an_instant` (timestamps.ts). */
+  code?: typeof NOT_AN_INSTANT;
 }
 
 export type PayloadResult<T> = { ok: true; value: T } | { ok: false; errors: PayloadIssue[]; message: string };
@@ -98,6 +105,11 @@ function describeError(error: ValueError): PayloadIssue[] {
       return [{ path, message: 'unexpected field' }];
     case ValueErrorType.ObjectRequiredProperty:
       return [{ path, message: 'required field is missing' }];
+    case ValueErrorType.StringFormat:
+      if (error.schema.format === 'date-time' && typeof error.value === 'string') {
+        return [{ path, message: `not a real instant: ${timestampProblem(error.value) ?? 'invalid'}`, code: NOT_AN_INSTANT }];
+      }
+      return [{ path, message: error.message }];
     case ValueErrorType.StringMaxLength:
       return [{ path, message: `${error.message} (got ${String(error.value).length})` }];
     case ValueErrorType.Union: {

@@ -28,6 +28,7 @@ const NonNegative = Type.Number({ minimum: 0 });
 
 /** ISO 8601 UTC (`2017-04-15T11:40:03.12Z`); an explicit offset is tolerated. */
 export const Vda5050Timestamp = Type.String({
+  format: 'date-time',
   pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
   maxLength: 40,
 });
