@@ -209,23 +209,36 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     if (outcome.stored) live.notify();
   }
 
+  /** Once per device (topic without snapshot id), channel and cause: what was wrong and where, never values. */
+  function logOnce(key: string, level: 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
+    if (loggedCauses.has(key) || loggedCauses.size >= 10_000) return;
+    loggedCauses.add(key);
+    log[level](fields, message);
+  }
+
   /** Synchronous: when it returns, the message is durably stored (or safely dropped) and may be acknowledged. */
   function handle(topic: string, payload: Buffer): void {
     const stop = metrics.ingestSeconds.startTimer();
     const receivedMs = now();
-    const c: Classified = classifyMessage(topic, payload);
+    const c: Classified = classifyMessage(topic, payload, receivedMs);
+    if ('replacedTs' in c && c.replacedTs?.length) {
+      // Stored at the receive time and flagged (API `tsReplaced`, series field `tsReplaced`): a device clock to fix.
+      const channel = c.kind === 'robot' ? `robot/${c.channel}` : c.kind;
+      metrics.replacedTimestamps.inc({ channel });
+      logOnce(`ts\u0000${topic}`, 'warn', { topic: topic.slice(0, 200), replaced: c.replacedTs }, 'timestamp names no instant; message stored with the receive time and flagged (logged once per topic)');
+    }
     switch (c.kind) {
       case 'screening': {
-        record('screening', store.ingestScreening(c.screening, receivedMs));
+        record('screening', store.ingestScreening(c.screening, receivedMs, c.replacedTs));
         writer.notify(1);
         break;
       }
       case 'state':
-        record('state', store.ingestState(c.state, receivedMs));
+        record('state', store.ingestState(c.state, receivedMs, c.replacedTs));
         writer.notify(1);
         break;
       case 'telemetry':
-        record('telemetry', store.ingestTelemetry(c.telemetry, receivedMs));
+        record('telemetry', store.ingestTelemetry(c.telemetry, receivedMs, c.replacedTs));
         writer.notify(1);
         break;
       case 'snapshot':
@@ -237,7 +250,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         break;
       case 'robot':
         // The fleet stores what changed (tasks, robots, robot_state points) before this returns.
-        if (fleet) fleet.handleMessage(topic, payload, receivedMs);
+        if (fleet) fleet.handleMessage(topic, c.payload, receivedMs);
         metrics.messages.inc({ channel: `robot/${c.channel}`, result: fleet ? 'stored' : 'ignored' });
         break;
       case 'ignored':
@@ -247,11 +260,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         // Counted and dropped (and acknowledged, so that it does not come back forever).
         metrics.messages.inc({ channel: 'other', result: 'invalid' });
         metrics.invalid.inc({ topic: c.topicLabel, cause: c.cause });
-        const key = `${c.topicLabel}\u0000${c.cause}`;
-        if (!loggedCauses.has(key) && loggedCauses.size < 10_000) {
-          loggedCauses.add(key);
-          log.warn({ topic: topic.slice(0, 200), cause: c.cause, detail: c.detail.slice(0, 500) }, 'invalid message dropped (logged once per topic and cause)');
-        }
+        logOnce(`${c.logKey}\u0000${c.cause}`, 'warn', { topic: topic.slice(0, 200), cause: c.cause, detail: c.detail.slice(0, 500) }, 'invalid message dropped (logged once per topic and cause)');
         break;
       }
     }

@@ -15,8 +15,19 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
     }),
     invalid: new Counter({
       name: 'checkpoint_gateway_invalid_payloads_total',
-      help: 'messages dropped as invalid, by topic (other = outside the contract) and cause',
+      help: 'messages dropped as invalid, by topic pattern (ids as +; other = outside the contract) and cause',
       labelNames: ['topic', 'cause'],
+      registers,
+    }),
+    replacedTimestamps: new Counter({
+      name: 'checkpoint_gateway_replaced_timestamps_total',
+      help: 'messages stored with the receive time because their timestamp named no instant (leap second, month 13), by channel',
+      labelNames: ['channel'],
+      registers,
+    }),
+    ingestRetries: new Counter({
+      name: 'checkpoint_gateway_ingest_retries_total',
+      help: 'store attempts of a message that failed (e.g. database busy) and were retried before its PUBACK',
       registers,
     }),
     ingestSeconds: new Histogram({

@@ -9,31 +9,46 @@ import { backoffMs } from '../src/series/writer.js';
 import { makeScreening } from './helpers/world.js';
 
 const where = { site: 'hq', checkpoint: 'gate-1' };
+const T0 = Date.parse('2026-12-01T10:00:00.000Z');
 
 describe('classifyMessage', () => {
   it('accepts a valid screening and names the cause of every kind of bad message without quoting values', () => {
     const s = makeScreening();
-    expect(classifyMessage(checkpointTopics.screening(where), Buffer.from(JSON.stringify(s)))).toMatchObject({ kind: 'screening', screening: { id: s.id } });
+    expect(classifyMessage(checkpointTopics.screening(where), Buffer.from(JSON.stringify(s)), T0)).toMatchObject({ kind: 'screening', screening: { id: s.id } });
 
     const topic = checkpointTopics.screening(where);
-    expect(classifyMessage(topic, Buffer.from('{"id": '))).toMatchObject({ kind: 'invalid', topicLabel: topic, cause: 'not_json' });
-    expect(classifyMessage(topic, Buffer.alloc(100_000, 0x20))).toMatchObject({ cause: 'too_large' });
-    const bad = classifyMessage(topic, Buffer.from(JSON.stringify({ ...s, temperatureC: '38.4' })));
+    expect(classifyMessage(topic, Buffer.from('{"id": '), T0)).toMatchObject({ kind: 'invalid', topicLabel: 'checkpoint/v1/+/+/screening', cause: 'not_json' });
+    expect(classifyMessage(topic, Buffer.alloc(100_000, 0x20), T0)).toMatchObject({ cause: 'too_large' });
+    const bad = classifyMessage(topic, Buffer.from(JSON.stringify({ ...s, temperatureC: '38.4' })), T0);
     expect(bad).toMatchObject({ kind: 'invalid', cause: 'schema' });
     expect(bad.kind === 'invalid' && bad.detail).toContain('/temperatureC');
     expect(bad.kind === 'invalid' && bad.detail).not.toContain('38.4');
-    expect(classifyMessage(checkpointTopics.screening({ site: 'hq', checkpoint: 'gate-2' }), Buffer.from(JSON.stringify(s)))).toMatchObject({ cause: 'topic_mismatch' });
-    expect(classifyMessage('checkpoint/v1/hq/gate-1/bogus', Buffer.from('{}'))).toMatchObject({ cause: 'unknown_topic', topicLabel: 'other' });
-    expect(classifyMessage('elsewhere/x', Buffer.from('{}'))).toMatchObject({ cause: 'unknown_topic' });
+    expect(classifyMessage(checkpointTopics.screening({ site: 'hq', checkpoint: 'gate-2' }), Buffer.from(JSON.stringify(s)), T0)).toMatchObject({ cause: 'topic_mismatch' });
+    expect(classifyMessage('checkpoint/v1/hq/gate-1/bogus', Buffer.from('{}'), T0)).toMatchObject({ cause: 'unknown_topic', topicLabel: 'other' });
+    expect(classifyMessage('elsewhere/x', Buffer.from('{}'), T0)).toMatchObject({ cause: 'unknown_topic' });
+  });
+
+  it('replaces a timestamp that names no instant by the receive time, flagged; anything else wrong stays invalid', () => {
+    const topic = checkpointTopics.screening(where);
+    for (const ts of ['2024-12-31T23:59:60Z', '2024-13-45T25:61:61Z']) {
+      const s = makeScreening({ decision: 'secondary_check' });
+      const c = classifyMessage(topic, Buffer.from(JSON.stringify({ ...s, ts })), T0);
+      expect(c).toMatchObject({ kind: 'screening', screening: { id: s.id, ts: new Date(T0).toISOString(), temperatureC: s.temperatureC } });
+      expect(c.kind === 'screening' && c.replacedTs).toEqual([{ path: '/ts', original: ts, problem: expect.stringMatching(/not a real instant/) }]);
+    }
+    const both = classifyMessage(topic, Buffer.from(JSON.stringify({ ...makeScreening(), ts: '2024-12-31T23:59:60Z', frames: 0 })), T0);
+    expect(both).toMatchObject({ kind: 'invalid', cause: 'schema' });
+    const telemetry = { ts: '2024-02-30T00:00:00.000Z', site: 'hq', checkpoint: 'gate-1', fps: 9, stages: {}, queueDepth: 0, cpuTempC: null, ambientC: null, blackbody: null };
+    expect(classifyMessage(checkpointTopics.telemetry(where), Buffer.from(JSON.stringify(telemetry)), T0)).toMatchObject({ kind: 'telemetry', telemetry: { ts: new Date(T0).toISOString() }, replacedTs: [{ path: '/ts' }] });
   });
 
   it('checks snapshots are JPEGs and ignores our own commands and broker stats', () => {
     const id = makeScreening().id;
     const topic = checkpointTopics.snapshot(where, id);
-    expect(classifyMessage(topic, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0]))).toMatchObject({ kind: 'snapshot', screeningId: id });
-    expect(classifyMessage(topic, Buffer.from('GIF89a'))).toMatchObject({ kind: 'invalid', cause: 'not_jpeg' });
-    expect(classifyMessage(checkpointTopics.cmd(where), Buffer.from('{}'))).toMatchObject({ kind: 'ignored' });
-    expect(classifyMessage('$SYS/broker/clients/connected', Buffer.from('3'))).toMatchObject({ kind: 'ignored' });
+    expect(classifyMessage(topic, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0]), T0)).toMatchObject({ kind: 'snapshot', screeningId: id });
+    expect(classifyMessage(topic, Buffer.from('GIF89a'), T0)).toMatchObject({ kind: 'invalid', cause: 'not_jpeg' });
+    expect(classifyMessage(checkpointTopics.cmd(where), Buffer.from('{}'), T0)).toMatchObject({ kind: 'ignored' });
+    expect(classifyMessage('$SYS/broker/clients/connected', Buffer.from('3'), T0)).toMatchObject({ kind: 'ignored' });
   });
 });
 

@@ -44,6 +44,12 @@ export function createInfluxSeriesStore(target: InfluxTarget, options: InfluxSto
     init,
     async write(points) {
       if (!ready) await init();
+      // The client checks each point before sending (a non-numeric time throws): that is the points' fault.
+      try {
+        for (const p of points) influx.parsePoint(toIPoint(p), { precision: 'n' });
+      } catch (err) {
+        throw new RejectedPointsError((err as Error).message.slice(0, 500));
+      }
       try {
         await influx.writePoints(points.map(toIPoint), { precision: 'n', retentionPolicy: rp });
       } catch (err) {

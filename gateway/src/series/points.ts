@@ -107,3 +107,26 @@ export function robotStatePoint(s: RobotSample): SeriesPoint {
   if (s.taskId !== null) fields.taskId = s.taskId;
   return { measurement: 'robot_state', tags: { manufacturer, serialNumber }, fields, timeNs: msToNs(s.at) };
 }
+
+/** InfluxDB's int64 nanosecond range (its MinNanoTime/MaxNanoTime); SQLite series use the same. */
+const MIN_TIME_NS = -9_223_372_036_854_775_806n;
+const MAX_TIME_NS = 9_223_372_036_854_775_806n;
+
+/**
+ * Why no series store can take this point, or null (pure). The writer sets such points aside
+ * (`series_rejected`) instead of retrying them forever: one bad point must not stop the spool.
+ */
+export function pointProblem(p: SeriesPoint): string | null {
+  if (typeof p.measurement !== 'string' || p.measurement.length === 0) return 'no measurement';
+  if (typeof p.timeNs !== 'string' || !/^-?\d{1,19}$/.test(p.timeNs)) return `time ${JSON.stringify(String(p.timeNs).slice(0, 40))} is not an integer of nanoseconds`;
+  const ns = BigInt(p.timeNs);
+  if (ns < MIN_TIME_NS || ns > MAX_TIME_NS) return `time ${p.timeNs} ns is outside the range a series store can hold`;
+  const fields = Object.entries(p.fields ?? {});
+  if (fields.length === 0) return 'no fields';
+  for (const [key, value] of fields) {
+    if (typeof value === 'number' && !Number.isFinite(value)) return `field ${key} is not a finite number`;
+    if (!['number', 'string', 'boolean'].includes(typeof value)) return `field ${key} has no series type`;
+  }
+  for (const [key, value] of Object.entries(p.tags ?? {})) if (typeof value !== 'string' || value.length === 0) return `tag ${key} is empty`;
+  return null;
+}

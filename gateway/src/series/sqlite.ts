@@ -5,7 +5,7 @@
  */
 import type { Db } from '../store/db.js';
 import type { SeriesPoint } from './points.js';
-import { emptyBucket, influxPercentile, sortStats, type CheckpointStats, type SeriesStore, type StatsBucket, type StatsQuery } from './store.js';
+import { emptyBucket, influxPercentile, RejectedPointsError, sortStats, type CheckpointStats, type SeriesStore, type StatsBucket, type StatsQuery } from './store.js';
 
 const seriesKey = (tags: Record<string, string>) =>
   Object.keys(tags)
@@ -29,7 +29,15 @@ export function createSqliteSeriesStore(db: Db): SeriesStore {
     kind: 'sqlite',
     async init() {},
     async write(points) {
-      writeAll(points);
+      try {
+        writeAll(points);
+      } catch (err) {
+        // A constraint or a value SQLite cannot bind is the points' fault (the writer isolates them);
+        // busy, full or I/O errors are the store's (retried from the spool).
+        const code = (err as { code?: string }).code ?? '';
+        if (code.startsWith('SQLITE_CONSTRAINT') || err instanceof TypeError || err instanceof RangeError) throw new RejectedPointsError((err as Error).message);
+        throw err;
+      }
     },
     async checkpointStats(q: StatsQuery): Promise<CheckpointStats[]> {
       const where = [`measurement = 'screening'`, 'ts_ms >= ?', 'ts_ms < ?'];

@@ -5,10 +5,12 @@
  * and "deleted" re-writes the batch, which InfluxDB treats as an overwrite of the same points.
  *
  * A batch the store refuses for its content (HTTP 400/413) is split in halves until the bad
- * points are found; those go to `series_rejected` (counted) and the rest is written.
+ * points are found; those go to `series_rejected` (counted) and the rest is written. Points no
+ * store could take (a time that is not a number, a NaN field: `pointProblem`) are set aside the
+ * same way before writing, so one bad point never stops the spool.
  */
 import type { SpoolRow } from '../store/operational.js';
-import type { SeriesPoint } from './points.js';
+import { pointProblem, type SeriesPoint } from './points.js';
 import { RejectedPointsError, type SeriesStore } from './store.js';
 
 export interface SpoolAccess {
@@ -106,7 +108,14 @@ export class SpoolWriter {
     }
   }
 
-  private async writeRows(rows: SpoolRow[]): Promise<void> {
+  private async writeRows(all: SpoolRow[]): Promise<void> {
+    const rows: SpoolRow[] = [];
+    for (const row of all) {
+      const problem = pointProblem(row.point);
+      if (problem === null) rows.push(row);
+      else this.reject(row, new RejectedPointsError(problem));
+    }
+    if (rows.length === 0) return;
     try {
       const points = rows.map((r) => r.point);
       await this.store.write(points);
@@ -115,14 +124,18 @@ export class SpoolWriter {
     } catch (err) {
       if (!(err instanceof RejectedPointsError)) throw err;
       if (rows.length === 1) {
-        this.spool.spoolReject(rows[0]!.seq, err.message, this.now());
-        this.events.rejected?.(rows[0]!, err);
+        this.reject(rows[0]!, err);
         return;
       }
       const half = Math.ceil(rows.length / 2);
       await this.writeRows(rows.slice(0, half));
       await this.writeRows(rows.slice(half));
     }
+  }
+
+  private reject(row: SpoolRow, err: Error): void {
+    this.spool.spoolReject(row.seq, err.message, this.now());
+    this.events.rejected?.(row, err);
   }
 
   /** Stop; with `flush`, first try once to write what is spooled (it stays spooled if that fails). */

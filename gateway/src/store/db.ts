@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS screenings (
   mask TEXT NOT NULL,
   temperature_c REAL,
   payload TEXT NOT NULL,
-  received_ms INTEGER NOT NULL
+  received_ms INTEGER NOT NULL,
+  -- JSON [{path, original, problem}] when the device's ts named no instant and ts_ms is the receive time.
+  ts_replaced TEXT
 );
 CREATE INDEX IF NOT EXISTS screenings_by_time ON screenings(ts_ms);
 CREATE INDEX IF NOT EXISTS screenings_by_checkpoint ON screenings(site, checkpoint, ts_ms);
@@ -163,5 +165,12 @@ export function openDatabase(dataDir: string, options: { synchronous?: 'normal' 
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  migrate(db);
   return db;
+}
+
+/** Columns added after a table was first created (CREATE TABLE IF NOT EXISTS leaves old files as they were). */
+function migrate(db: Db): void {
+  const columns = db.prepare<[], { name: string }>('SELECT name FROM pragma_table_info(\'screenings\')').all().map((c) => c.name);
+  if (!columns.includes('ts_replaced')) db.exec('ALTER TABLE screenings ADD COLUMN ts_replaced TEXT');
 }

@@ -20,6 +20,7 @@ import {
 } from '../alerts.js';
 import { deviceStatePoint, screeningPoint, telemetryPoint, type SeriesPoint } from '../series/points.js';
 import type { Db } from './db.js';
+import type { ReplacedTimestamp } from '../ingest/classify.js';
 
 interface AlertRow {
   id: string;
@@ -106,9 +107,11 @@ export interface ScreeningSummary {
   thresholdC: number;
   mode: Screening['mode'];
   snapshot: boolean;
+  /** Set when the device's ts named no instant: `ts` is then the gateway's receive time. */
+  tsReplaced?: ReplacedTimestamp[];
 }
 
-export function summarize(s: Screening): ScreeningSummary {
+export function summarize(s: Screening, tsReplaced?: ReplacedTimestamp[] | null): ScreeningSummary {
   return {
     id: s.id,
     ts: s.ts,
@@ -121,7 +124,14 @@ export function summarize(s: Screening): ScreeningSummary {
     thresholdC: s.thresholdC,
     mode: s.mode,
     snapshot: s.snapshot,
+    ...(tsReplaced?.length ? { tsReplaced } : {}),
   };
+}
+
+/** A series point flagged with the timestamps the gateway replaced (a string field, always). */
+function flagged(point: SeriesPoint, tsReplaced: ReplacedTimestamp[] | undefined): SeriesPoint {
+  if (tsReplaced?.length) point.fields.tsReplaced = tsReplaced.map((r) => `${r.path}=${r.original}`).join(',');
+  return point;
 }
 
 export function alertView(a: Alert, screening: ScreeningSummary | null = null) {
@@ -218,9 +228,10 @@ export interface AuditEntry {
 
 /** The operational store's interface: ingest (one transaction each), the alert workflow, queries, spool, retention. */
 export interface OperationalStore {
-  ingestScreening(s: Screening, receivedMs: number): IngestOutcome;
-  ingestState(s: CheckpointState, receivedMs: number): IngestOutcome;
-  ingestTelemetry(t: Telemetry, receivedMs: number): IngestOutcome;
+  /** `tsReplaced`: the message's ts named no instant and was replaced by the receive time (flagged). */
+  ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
+  ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
+  ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
   ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): IngestOutcome;
   acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): AckOutcome;
   /**
@@ -251,8 +262,8 @@ export interface OperationalStore {
 export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () => string): OperationalStore {
   const st = {
     insertScreening: db.prepare(
-      `INSERT OR IGNORE INTO screenings (id, ts_ms, site, checkpoint, decision, mask, temperature_c, payload, received_ms)
-       VALUES (@id, @ts_ms, @site, @checkpoint, @decision, @mask, @temperature_c, @payload, @received_ms)`,
+      `INSERT OR IGNORE INTO screenings (id, ts_ms, site, checkpoint, decision, mask, temperature_c, payload, received_ms, ts_replaced)
+       VALUES (@id, @ts_ms, @site, @checkpoint, @decision, @mask, @temperature_c, @payload, @received_ms, @ts_replaced)`,
     ),
     spool: db.prepare('INSERT INTO series_spool (point, enqueued_ms) VALUES (?, ?)'),
     event: db.prepare('INSERT INTO events (type, data, at_ms) VALUES (?, ?, ?)'),
@@ -282,7 +293,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     alertById: db.prepare<[string], AlertRow>('SELECT * FROM alerts WHERE id = ?'),
     activeAlerts: db.prepare<[], AlertRow>(`SELECT * FROM alerts WHERE status != 'closed'`),
     device: db.prepare<[string, string], { state: string | null }>('SELECT state FROM devices WHERE site = ? AND checkpoint = ?'),
-    screeningPayload: db.prepare<[string], { payload: string }>('SELECT payload FROM screenings WHERE id = ?'),
+    screeningPayload: db.prepare<[string], { payload: string; ts_replaced: string | null }>('SELECT payload, ts_replaced FROM screenings WHERE id = ?'),
   };
 
   function appendEvent(type: LiveEvent['type'], data: unknown, atMs: number): void {
@@ -296,7 +307,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
   function screeningSummaryOf(id: string | null): ScreeningSummary | null {
     if (!id) return null;
     const row = st.screeningPayload.get(id);
-    return row ? summarize(JSON.parse(row.payload) as Screening) : null;
+    return row ? summarizeRow(row) : null;
   }
 
   /** Persist alert changes with their audit rows and live-feed events (inside a transaction). */
@@ -310,8 +321,10 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
 
   const queuePoint = (point: SeriesPoint, atMs: number) => st.spool.run(JSON.stringify(point), atMs);
 
-  const ingestScreening = db.transaction((s: Screening, receivedMs: number): IngestOutcome => {
+  const ingestScreening = db.transaction((s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome => {
     const tsMs = Date.parse(s.ts);
+    // A NaN here would make the NOT NULL insert a silent IGNORE (counted as a duplicate): refuse loudly.
+    if (!Number.isFinite(tsMs)) throw new Error(`screening ${s.id}: ts is not an instant`);
     const inserted = st.insertScreening.run({
       id: s.id,
       ts_ms: tsMs,
@@ -322,11 +335,12 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
       temperature_c: s.temperatureC,
       payload: JSON.stringify(s),
       received_ms: receivedMs,
+      ts_replaced: tsReplaced?.length ? JSON.stringify(tsReplaced) : null,
     });
     if (inserted.changes === 0) return { stored: false, alertChanges: [] };
     st.seen.run(s.site, s.checkpoint, receivedMs);
-    queuePoint(screeningPoint(s), receivedMs);
-    appendEvent('screening', summarize(s), receivedMs);
+    queuePoint(flagged(screeningPoint(s), tsReplaced), receivedMs);
+    appendEvent('screening', summarize(s, tsReplaced), receivedMs);
     let changes: AlertChange[] = [];
     if (s.decision !== 'pass') {
       const storm = st.activeAlertOf.get(s.site, s.checkpoint, 'invalid_storm');
@@ -346,7 +360,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     return { stored: true, alertChanges: changes };
   });
 
-  const ingestState = db.transaction((state: CheckpointState, receivedMs: number): IngestOutcome => {
+  const ingestState = db.transaction((state: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome => {
     const tsMs = Date.parse(state.ts);
     const previous = st.device.get(state.site, state.checkpoint);
     st.seen.run(state.site, state.checkpoint, receivedMs);
@@ -361,7 +375,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
       state.site,
       state.checkpoint,
     );
-    queuePoint(deviceStatePoint(state), receivedMs);
+    queuePoint(flagged(deviceStatePoint(state), tsReplaced), receivedMs);
     const off = st.activeAlertOf.get(state.site, state.checkpoint, 'checkpoint_offline');
     const fault = st.activeAlertOf.get(state.site, state.checkpoint, 'checkpoint_fault');
     const changes = deviceStateAlertChanges(state, { activeOffline: off ? toAlert(off) : null, activeFault: fault ? toAlert(fault) : null }, receivedMs, newId);
@@ -370,10 +384,10 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     return { stored: true, alertChanges: changes };
   });
 
-  const ingestTelemetry = db.transaction((t: Telemetry, receivedMs: number): IngestOutcome => {
+  const ingestTelemetry = db.transaction((t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome => {
     st.seen.run(t.site, t.checkpoint, receivedMs);
     db.prepare('UPDATE devices SET telemetry = ? WHERE site = ? AND checkpoint = ?').run(JSON.stringify(t), t.site, t.checkpoint);
-    queuePoint(telemetryPoint(t), receivedMs);
+    queuePoint(flagged(telemetryPoint(t), tsReplaced), receivedMs);
     return { stored: true, alertChanges: [] };
   });
 
@@ -427,9 +441,9 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
   });
 
   return {
-    ingestScreening: (s: Screening, receivedMs: number) => ingestScreening(s, receivedMs),
-    ingestState: (s: CheckpointState, receivedMs: number) => ingestState(s, receivedMs),
-    ingestTelemetry: (t: Telemetry, receivedMs: number) => ingestTelemetry(t, receivedMs),
+    ingestScreening: (s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) => ingestScreening(s, receivedMs, tsReplaced),
+    ingestState: (s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) => ingestState(s, receivedMs, tsReplaced),
+    ingestTelemetry: (t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) => ingestTelemetry(t, receivedMs, tsReplaced),
     ingestSnapshot,
     acknowledgeAlert: (id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number) => acknowledgeAlert(id, ack, nowMs),
     onAcknowledged(listener: (alert: Alert, atMs: number) => void) {
@@ -491,11 +505,11 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
         where.push('decision = ?');
         args.push(f.decision);
       }
-      const sql = `SELECT payload FROM screenings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts_ms DESC, id DESC LIMIT ?`;
+      const sql = `SELECT payload, ts_replaced FROM screenings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts_ms DESC, id DESC LIMIT ?`;
       return db
-        .prepare<Array<string | number>, { payload: string }>(sql)
+        .prepare<Array<string | number>, { payload: string; ts_replaced: string | null }>(sql)
         .all(...args, f.limit)
-        .map((r) => summarize(JSON.parse(r.payload) as Screening));
+        .map(summarizeRow);
     },
     devices(): DeviceView[] {
       return db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY site, checkpoint').all().map(toDeviceView);
@@ -552,6 +566,10 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
 
     retention: (nowMs: number, p: RetentionPolicy) => retention(nowMs, p),
   };
+}
+
+function summarizeRow(r: { payload: string; ts_replaced: string | null }): ScreeningSummary {
+  return summarize(JSON.parse(r.payload) as Screening, r.ts_replaced ? (JSON.parse(r.ts_replaced) as ReplacedTimestamp[]) : null);
 }
 
 interface DeviceRow {
