@@ -27,6 +27,8 @@ export const GatewayConfigSchema = Type.Object(
         caFile: Type.Optional(Type.String({ description: 'CA certificate (PEM) for mqtts://' })),
         keepaliveS: Type.Integer({ minimum: 5, maximum: 600, default: 30 }),
         reconnectMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
+        storeRetryMinMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 20, description: 'a message the store could not take (database busy) is retried after this, doubling' }),
+        storeRetryMaxMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 1000, description: '... up to this; it is acknowledged once stored, later messages wait (order kept)' }),
       },
       'broker connection (MQTT 3.1.1, clean: false, QoS 1)',
     ),
@@ -129,6 +131,12 @@ export const GatewayConfigSchema = Type.Object(
         synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {
           default: 'normal',
           description: 'WAL + normal survives a process crash; full also survives power loss (one fsync per message)',
+        }),
+        busyTimeoutMs: Type.Integer({
+          minimum: 0,
+          maximum: 10_000,
+          default: 200,
+          description: "how long one statement waits for another process's write lock; short, because the wait blocks the event loop: ingest retries asynchronously instead",
         }),
       },
       'operational store',

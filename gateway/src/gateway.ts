@@ -90,7 +90,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
 
-  const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous });
+  const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous, busyTimeoutMs: config.sqlite.busyTimeoutMs });
   const users = createUserStore(db, now);
   const store = createOperationalStore(
     db,
@@ -298,12 +298,14 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const health = () => {
     const connected = consumer?.connected() ?? false;
     const spooled = store.spoolDepth();
-    const status = !connected ? 'disconnected' : writer.failing ? 'degraded' : 'ok';
+    const storing = consumer?.storeFailing() ? 'retrying' : 'ok';
+    const status = !connected ? 'disconnected' : writer.failing || storing !== 'ok' ? 'degraded' : 'ok';
     return {
       healthy: connected,
       body: {
         status,
         mqtt: connected ? 'connected' : 'disconnected',
+        ingest: storing,
         series: { store: series.kind, writing: writer.failing ? 'failing' : 'ok', spoolDepth: spooled, rejected: store.rejectedCount() },
         liveClients: live.size,
       },
@@ -333,7 +335,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = startConsumer(config.mqtt, handle, log, fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS);
+  consumer = startConsumer(config.mqtt, handle, log, fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS, () => metrics.ingestRetries.inc());
   provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------

@@ -91,7 +91,11 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('session', null);
 
-  app.setErrorHandler((error: Error & { statusCode?: number; issues?: unknown; validation?: unknown }, request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; issues?: unknown; validation?: unknown; code?: string }, request, reply) => {
+    // Another process holds the database's write lock longer than busy_timeout: worth a retry, not a 500.
+    if (error.code === 'SQLITE_BUSY' || error.code === 'SQLITE_LOCKED') {
+      return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message: 'the database is busy (locked by another process); try again' });
+    }
     const status = error.statusCode ?? 500;
     if (status >= 500) deps.log.error({ err: error.message, route: request.routeOptions.url }, 'request failed');
     void reply.code(status).send({

@@ -3,8 +3,13 @@
  * with QoS 1, where a message is acknowledged (PUBACK) only after `handle` returned, i.e. after
  * it was stored durably. mqtt.js sends the PUBACK of a QoS 1 message when its `handleMessage`
  * hook calls back (MQTT 3.1.1; the `customHandleAcks` option only exists for MQTT 5, which
- * aedes does not speak). If `handle` throws, no PUBACK is sent, the connection is dropped and
- * the broker delivers the message again on reconnect.
+ * aedes does not speak). mqtt.js hands over the next message only after that callback, and
+ * ignores an error passed to it (no PUBACK, no disconnect, nothing): so when `handle` throws
+ * (database busy, disk full) the message is retried here, with backoff, until it is stored; then
+ * it is acknowledged and the next one follows (order kept). If the connection drops meanwhile,
+ * the retry stops: the broker redelivers the unacknowledged message on the new connection.
+ * A refused CONNACK (bad credentials, id taken) is retried like a lost connection
+ * (`reconnectOnConnackError`; mqtt.js gives up on the first refusal otherwise).
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -19,6 +24,8 @@ export interface Consumer {
   client: MqttClient;
   /** Connected and subscribed. */
   connected(): boolean;
+  /** A message is being retried because the store failed. */
+  storeFailing(): boolean;
   publish(topic: string, payload: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -28,6 +35,7 @@ export function startConsumer(
   handle: (topic: string, payload: Buffer) => void,
   log: Logger,
   subscriptions: readonly string[] = SUBSCRIPTIONS,
+  onRetry: () => void = () => undefined,
 ): Consumer {
   const options: IClientOptions = {
     clientId: config.clientId,
@@ -37,22 +45,63 @@ export function startConsumer(
     reconnectPeriod: config.reconnectMs,
     connectTimeout: 10_000,
     resubscribe: false,
+    reconnectOnConnackError: true,
     ...(config.username !== undefined ? { username: config.username } : {}),
     ...(config.password !== undefined ? { password: config.password } : {}),
     ...(config.caFile ? { ca: readFileSync(config.caFile) } : {}),
   };
   const client = mqtt.connect(config.url, options);
 
+  let closing = false;
+  // Messages waiting behind one the store refused (also across a reconnect, so order holds).
+  let backlog = 0;
+  let chain: Promise<void> = Promise.resolve();
+  let lastStoreError = '';
+
+  /** One attempt; false (after logging a new cause) when the store threw. */
+  const tryStore = (topic: string, payload: Buffer, attempt: number): boolean => {
+    try {
+      handle(topic, payload);
+      if (attempt > 1) log.info({ topic: topic.slice(0, 200), attempts: attempt }, 'message stored after retries; acknowledging it');
+      lastStoreError = '';
+      return true;
+    } catch (err) {
+      onRetry();
+      const message = (err as Error).message;
+      if (message !== lastStoreError) log.error({ err: message, topic: topic.slice(0, 200), attempt }, 'cannot store message; retrying before acknowledging it');
+      lastStoreError = message;
+      return false;
+    }
+  };
+
+  /** Retries until stored (true), or until the connection that delivered it is gone or we close (false: the broker keeps it). */
+  const storeWithRetry = async (topic: string, payload: Buffer, stream: unknown, firstAttempt: number): Promise<boolean> => {
+    for (let attempt = firstAttempt; ; attempt++) {
+      if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, Math.min(config.storeRetryMaxMs, config.storeRetryMinMs * 2 ** (attempt - 2))));
+      if (closing || client.stream !== stream) return false;
+      if (tryStore(topic, payload, attempt)) return true;
+    }
+  };
+
   // Called by mqtt.js once per incoming PUBLISH, in order, one at a time; the PUBACK follows the callback.
   client.handleMessage = (packet, callback) => {
     if (packet.cmd !== 'publish') return callback();
-    try {
-      handle(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
-      callback();
-    } catch (err) {
-      log.error({ err: (err as Error).message, topic: packet.topic }, 'cannot store message; not acknowledging it (the broker will redeliver)');
-      callback(err as Error);
-    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // Behind a message being retried (from an earlier connection), it waits its turn.
+    const firstAttempt = backlog === 0 ? 2 : 1;
+    if (backlog === 0 && tryStore(packet.topic, payload, 1)) return callback();
+    // The store refused it: retry asynchronously (a synchronous wait would freeze the API and /healthz).
+    const stream = client.stream;
+    backlog++;
+    chain = chain.then(async () => {
+      try {
+        const stored = await storeWithRetry(packet.topic, payload, stream, firstAttempt);
+        // A PUBACK on a newer connection could acknowledge another message with the same packet id.
+        if (stored && client.stream === stream && !closing) callback();
+      } finally {
+        backlog--;
+      }
+    });
   };
 
   let lastError = '';
@@ -79,10 +128,12 @@ export function startConsumer(
   return {
     client,
     connected: () => client.connected && subscribed,
+    storeFailing: () => backlog > 0 && lastStoreError !== '',
     async publish(topic, payload) {
       await client.publishAsync(topic, payload, { qos: 1 });
     },
     async close() {
+      closing = true;
       await client.endAsync();
     },
   };

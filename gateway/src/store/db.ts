@@ -151,7 +151,7 @@ CREATE TABLE IF NOT EXISTS series_points (
 CREATE INDEX IF NOT EXISTS series_points_by_time ON series_points(measurement, ts_ms);
 `;
 
-export function openDatabase(dataDir: string, options: { synchronous?: 'normal' | 'full' } = {}): Db {
+export function openDatabase(dataDir: string, options: { synchronous?: 'normal' | 'full'; busyTimeoutMs?: number } = {}): Db {
   mkdirSync(dataDir, { recursive: true });
   const file = join(dataDir, 'gateway.sqlite');
   let db: Db;
@@ -163,7 +163,9 @@ export function openDatabase(dataDir: string, options: { synchronous?: 'normal' 
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
+  // Waiting for another process's lock blocks the event loop (API, health): keep it short; ingest
+  // retries asynchronously, the series writer backs off, the API answers 503.
+  db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 200)}`);
   db.exec(SCHEMA);
   migrate(db);
   return db;
