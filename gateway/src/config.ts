@@ -126,6 +126,15 @@ export const GatewayConfigSchema = Type.Object(
       'robot fleet: VDA 5050 master control',
     ),
     // --- end robot fleet ---
+    live: Section(
+      {
+        maxClients: Type.Integer({ minimum: 1, maximum: 100_000, default: 200, description: 'live-feed (SSE) connections in total; more get 503' }),
+        maxClientsPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 10, description: 'per user; more get 429' }),
+        stallTimeoutS: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'a connection that does not read what was sent for this long is closed (it resumes with Last-Event-ID)' }),
+        sessionCheckMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000, description: 'streams end this soon after their session expires or its user is removed (logout ends them at once)' }),
+      },
+      'live feed (SSE)',
+    ),
     sqlite: Section(
       {
         synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {

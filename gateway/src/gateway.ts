@@ -106,7 +106,18 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     : createSqliteSeriesStore(db);
 
   let consumer: ReturnType<typeof startConsumer> | null = null;
-  const live = new LiveFeed(store);
+  // The metrics exist only below (they probe the live feed): closures are counted through this.
+  let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
+  const live = new LiveFeed(
+    store,
+    {
+      maxClients: config.live.maxClients,
+      maxClientsPerUser: config.live.maxClientsPerUser,
+      stallTimeoutMs: config.live.stallTimeoutS * 1000,
+      sessionCheckMs: config.live.sessionCheckMs,
+    },
+    (reason) => countLiveClosed(reason),
+  );
   // OPC UA follows the same events as the live feed: tell it whenever the feed is told (also by API routes).
   let opcua: GatewayOpcuaServer | null = null;
   const notifyLive = live.notify.bind(live);
@@ -120,6 +131,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     sseClients: () => live.size,
     mqttConnected: () => consumer?.connected() ?? false,
   });
+
+  countLiveClosed = (reason) => metrics.liveClosed.inc({ reason });
 
   // --- time series ----------------------------------------------------------------------------
   let lastWriteError = '';

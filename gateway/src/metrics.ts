@@ -48,6 +48,8 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
     rejected: new Gauge({ name: 'checkpoint_gateway_series_rejected_points', help: 'points the series store refused (kept in series_rejected)', registers, collect() { this.set(probes.rejected()); } }),
     alerts: new Counter({ name: 'checkpoint_gateway_alert_changes_total', help: 'alert lifecycle changes', labelNames: ['kind', 'action'], registers }),
     sse: new Gauge({ name: 'checkpoint_gateway_live_clients', help: 'connected live-feed (SSE) clients', registers, collect() { this.set(probes.sseClients()); } }),
+    liveRefused: new Counter({ name: 'checkpoint_gateway_live_refused_total', help: 'live-feed connections refused, by reason (user_limit, total_limit)', labelNames: ['reason'], registers }),
+    liveClosed: new Counter({ name: 'checkpoint_gateway_live_closed_total', help: 'live-feed streams the gateway ended, by reason (session over, stalled reader)', labelNames: ['reason'], registers }),
     mqttConnected: new Gauge({ name: 'checkpoint_gateway_mqtt_connected', help: '1 when connected to the broker', registers, collect() { this.set(probes.mqttConnected() ? 1 : 0); } }),
     logins: new Counter({ name: 'checkpoint_gateway_logins_total', help: 'API logins by result', labelNames: ['result'], registers }),
   };

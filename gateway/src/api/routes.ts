@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type TLiteral, type TUnion } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
-import { Decision, ID_PATTERN, ULID_PATTERN } from '@checkpoint/protocol';
+import { Decision, ID_PATTERN, timestampProblem, ULID_PATTERN } from '@checkpoint/protocol';
 import { ALERT_STATUSES, OUTCOMES } from '../alerts.js';
 import { INTERVAL_PATTERN, parseInterval } from '../series/store.js';
 import type { createLoginLimiter } from '../store/users.js';
@@ -19,6 +19,19 @@ const Literals = <T extends string>(values: readonly T[]) => Type.Union(values.m
 const ErrorBody = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String() }, { additionalProperties: true });
 
 const MAX_STATS_BUCKETS = 10_000;
+
+/** Thrown for a query time that matches IsoTime but names no instant (`2024-13-45T25:61:61Z`): a 400. */
+class BadQueryTime extends Error {
+  readonly statusCode = 400;
+}
+
+/** ms of an IsoTime query value (seconds optional); a 400 naming the field when it names no instant. */
+function queryTimeMs(field: string, text: string): number {
+  const withSeconds = /T\d{2}:\d{2}(Z|[+-])/.test(text) ? text.replace(/(T\d{2}:\d{2})/, '$1:00') : text;
+  const problem = timestampProblem(withSeconds);
+  if (problem) throw new BadQueryTime(`querystring: /${field}: ${problem}`);
+  return Date.parse(withSeconds);
+}
 
 export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<typeof createLoginLimiter>): void {
   const { store, users, now } = deps;
@@ -63,6 +76,7 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
   app.post('/api/auth/logout', { config: { role: 'guard' }, schema: { tags: ['auth'] } }, async (request, reply) => {
     const header = request.headers.authorization ?? '';
     users.endSession(header.slice(7).trim());
+    deps.live.revalidate(); // its live streams end now, not at the next check
     return reply.code(204).send();
   });
 
@@ -92,7 +106,7 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
           ...(q.status ? { status: q.status } : {}),
           ...(q.site ? { site: q.site } : {}),
           ...(q.checkpoint ? { checkpoint: q.checkpoint } : {}),
-          ...(q.since ? { sinceMs: Date.parse(q.since) } : {}),
+          ...(q.since ? { sinceMs: queryTimeMs('since', q.since) } : {}),
           limit: q.limit,
         }),
       };
@@ -156,8 +170,8 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
         screenings: store.screenings({
           ...(q.site ? { site: q.site } : {}),
           ...(q.checkpoint ? { checkpoint: q.checkpoint } : {}),
-          ...(q.from ? { fromMs: Date.parse(q.from) } : {}),
-          ...(q.to ? { toMs: Date.parse(q.to) } : {}),
+          ...(q.from ? { fromMs: queryTimeMs('from', q.from) } : {}),
+          ...(q.to ? { toMs: queryTimeMs('to', q.to) } : {}),
           ...(q.decision ? { decision: q.decision } : {}),
           limit: q.limit,
         }),
@@ -186,8 +200,8 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
     },
     async (request, reply) => {
       const q = request.query;
-      const fromMs = Date.parse(q.from);
-      const toMs = q.to ? Date.parse(q.to) : now();
+      const fromMs = queryTimeMs('from', q.from);
+      const toMs = q.to ? queryTimeMs('to', q.to) : now();
       const intervalMs = parseInterval(q.interval);
       const bad = (message: string) => reply.code(400).send({ statusCode: 400, error: 'Bad Request', message });
       if (toMs <= fromMs) return bad('querystring: /to: must be after from');
@@ -242,8 +256,24 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
     async (request, reply) => {
       const header = request.headers['last-event-id'];
       const fromHeader = typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : null;
+      const session = request.session!;
+      const admission = deps.live.admit(session.user);
+      if (!admission.ok) {
+        deps.metrics.liveRefused.inc({ reason: admission.status === 429 ? 'user_limit' : 'total_limit' });
+        return reply.code(admission.status).header('retry-after', '10').send({ statusCode: admission.status, error: admission.status === 429 ? 'Too Many Requests' : 'Service Unavailable', message: admission.message });
+      }
+      // The token the auth hook accepted (header, or ?access_token= for EventSource).
+      const authorization = request.headers.authorization;
+      const token = authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : (request.query.access_token ?? '');
       reply.hijack();
-      deps.live.attach(reply.raw, fromHeader ?? request.query.lastEventId ?? null);
+      deps.live.attach(reply.raw, fromHeader ?? request.query.lastEventId ?? null, {
+        user: session.user,
+        valid: () => {
+          const now = deps.now();
+          const current = deps.users.session(token, now);
+          return current !== null && current.user === session.user && current.role === session.role;
+        },
+      });
     },
   );
 
