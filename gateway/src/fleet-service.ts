@@ -222,6 +222,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     newTaskId: deps.newId,
     maxAttempts: deps.config.maxAttempts,
     confirmTimeoutS: deps.config.confirmTimeoutS,
+    finishedTask: (id) => store.task(id),
   });
 
   // Non-terminal tasks by id, and who holds them: a robot's `taskId` and the OPC UA counts come from here.
@@ -295,6 +296,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     }
     const points = fx.samples.map(robotStatePoint);
     store.commit({ tasks: fx.tasks, robots, points, events, audit }, atMs);
+    // Persisted: finished tasks need not stay in memory (the API reads them from the store).
+    if (fx.tasks.some((t) => TERMINAL.has(t.status))) fleet.forgetFinished();
     for (const [key, eventKey] of pending) lastRobotEvent.set(key, eventKey);
 
     for (const m of fx.publish) {
@@ -346,7 +349,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
       return asRequestError(err);
     }
     apply(result.effects, at, [{ actor: by, action: 'task.create', target: result.task.id, detail: { type: result.task.type, priority: result.task.priority } }]);
-    return fleet.task(result.task.id)!;
+    return fleet.task(result.task.id) ?? store.task(result.task.id)!;
   };
 
   const cancelTask = (id: string, by: string, reason?: string): Task => {
@@ -358,7 +361,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
       return asRequestError(err);
     }
     apply(result.effects, at, [{ actor: by, action: 'task.cancel', target: id, detail: reason ? { reason } : undefined }]);
-    return fleet.task(id)!;
+    return fleet.task(id) ?? store.task(id)!;
   };
 
   const confirmTask = (id: string, kind: ApiConfirmation, by: string): Task => {
@@ -370,7 +373,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
       return asRequestError(err);
     }
     apply(result.effects, at, [{ actor: by, action: 'task.confirm', target: id, detail: { kind } }]);
-    return fleet.task(id)!;
+    return fleet.task(id) ?? store.task(id)!;
   };
 
   // Rules: runs inside the acknowledgement's transaction, so the task commits with the acknowledgement.

@@ -98,6 +98,8 @@ export interface FleetOptions {
   maxAttempts?: number;
   /** How long a robot waits for a confirmation before the task fails (the master handles waitForTrigger timeouts). */
   confirmTimeoutS?: number;
+  /** A finished task dropped from memory by `forgetFinished` (the caller persisted it), so that cancel/confirm still answer "already finished". */
+  finishedTask?: (id: string) => Task | null;
 }
 
 type Work =
@@ -126,11 +128,26 @@ export interface Fleet {
   robot(key: RobotKey): RobotRecord | undefined;
   tasks(status?: TaskStatus): Task[];
   task(id: string): Task | undefined;
+  /**
+   * Drops finished tasks no robot still refers to from memory, once the caller persisted them
+   * (the map would otherwise grow by every task ever run); returns how many went.
+   */
+  forgetFinished(): number;
   /** Counters: accepted/duplicate/stale messages and rejected ones by cause. */
   stats(): { accepted: number; duplicate: number; stale: number; rejected: Record<string, number> };
 }
 
 const STATE_KINDS = new Set(['state', 'connection', 'factsheet', 'visualization']);
+
+/** Order ids kept per robot to cancel (abandoned) or not to cancel twice: the newest this many. */
+const MAX_REMEMBERED_ORDERS = 64;
+
+/** Adds to an insertion-ordered set, dropping the oldest past `max` (pure bookkeeping, bounded). */
+function remember(set: Set<string>, value: string, max = MAX_REMEMBERED_ORDERS): void {
+  set.delete(value);
+  set.add(value);
+  while (set.size > max) set.delete(set.values().next().value!);
+}
 
 /** The error a robot reports when it rejects an order (VDA 5050 §6.6: errorReferences name the orderId), or null. */
 function refusalOf(robot: RobotRecord, orderId: string): string | null {
@@ -173,7 +190,7 @@ export function createFleet(options: FleetOptions): Fleet {
   for (const t of options.tasks ?? []) {
     const inProgress = t.status === 'assigned' || t.status === 'underway';
     // The robot may still be running that order (waiting for a trigger, say): cancel it when it shows it.
-    if (inProgress && t.robot && t.orderId) rt(t.robot).abandoned.add(t.orderId);
+    if (inProgress && t.robot && t.orderId) remember(rt(t.robot).abandoned, t.orderId);
     tasks.set(t.id, inProgress ? transition(t, 'queued', 'gateway restarted; re-queued', restoredAt) : t);
   }
 
@@ -252,10 +269,10 @@ export function createFleet(options: FleetOptions): Fleet {
     const at = new Date(now);
     if (r.current?.kind === 'task') {
       const task = tasks.get(r.current.taskId)!;
-      if (r.current.plan) r.abandoned.add(r.current.plan.orderId);
+      if (r.current.plan) remember(r.abandoned, r.current.plan.orderId);
       if (!TERMINAL.has(task.status)) save(fx, requeueOrFail(task, `robot ${key} ${why} mid-task`, at));
     } else if (r.current?.kind === 'move') {
-      r.abandoned.add(r.current.plan.orderId);
+      remember(r.abandoned, r.current.plan.orderId);
     }
     if (r.next) {
       const next = tasks.get(r.next)!;
@@ -272,7 +289,7 @@ export function createFleet(options: FleetOptions): Fleet {
     const r = rt(key);
     // A robot still running an order we gave up on (it was lost, or the task was cancelled): stop it.
     if (robot.orderId && r.abandoned.has(robot.orderId) && !isIdle(robot) && !r.cancelsSent.has(robot.orderId)) {
-      r.cancelsSent.add(robot.orderId);
+      remember(r.cancelsSent, robot.orderId);
       sendCancel(fx, key, now);
     }
     const work = r.current;
@@ -464,8 +481,8 @@ export function createFleet(options: FleetOptions): Fleet {
       if (current?.kind === 'move') {
         // Parking can be dropped: cancel it and start once the robot reports standing still
         // (its last state may predate the parking order, so do not trust it now).
-        r.abandoned.add(current.plan.orderId);
-        r.cancelsSent.add(current.plan.orderId);
+        remember(r.abandoned, current.plan.orderId);
+        remember(r.cancelsSent, current.plan.orderId);
         sendCancel(fx, key, now);
         return;
       }
@@ -505,7 +522,7 @@ export function createFleet(options: FleetOptions): Fleet {
   // ---- API -------------------------------------------------------------------------------------------
 
   const getTask = (id: string): Task => {
-    const t = tasks.get(id);
+    const t = tasks.get(id) ?? options.finishedTask?.(id);
     if (!t) throw new TaskNotFoundError(id);
     return t;
   };
@@ -530,8 +547,8 @@ export function createFleet(options: FleetOptions): Fleet {
         if (r.next === id) r.next = null;
         if (r.current?.kind === 'task' && r.current.taskId === id) {
           if (r.current.plan) {
-            r.abandoned.add(r.current.plan.orderId);
-            r.cancelsSent.add(r.current.plan.orderId);
+            remember(r.abandoned, r.current.plan.orderId);
+            remember(r.cancelsSent, r.current.plan.orderId);
             sendCancel(fx, task.robot, now);
           }
           finishCurrent(fx, task.robot, now);
@@ -576,8 +593,8 @@ export function createFleet(options: FleetOptions): Fleet {
         const kind = task.awaiting;
         save(fx, transition(task, 'failed', `nobody confirmed ${kind} within ${confirmTimeoutMs / 1000} s`, new Date(now)));
         if (work.plan) {
-          r.abandoned.add(work.plan.orderId);
-          r.cancelsSent.add(work.plan.orderId);
+          remember(r.abandoned, work.plan.orderId);
+          remember(r.cancelsSent, work.plan.orderId);
           sendCancel(fx, key, now);
         }
         finishCurrent(fx, key, now);
@@ -589,6 +606,21 @@ export function createFleet(options: FleetOptions): Fleet {
     robot: (key) => robots.get(key),
     tasks: (status) => [...tasks.values()].filter((t) => !status || t.status === status),
     task: (id) => tasks.get(id),
+    forgetFinished() {
+      const referenced = new Set<string>();
+      for (const r of runtime.values()) {
+        if (r.current?.kind === 'task') referenced.add(r.current.taskId);
+        if (r.next) referenced.add(r.next);
+      }
+      let n = 0;
+      for (const [id, t] of tasks) {
+        if (TERMINAL.has(t.status) && !referenced.has(id)) {
+          tasks.delete(id);
+          n++;
+        }
+      }
+      return n;
+    },
     stats: () => ({ ...counters, rejected: { ...counters.rejected } }),
   };
   return fleet;
