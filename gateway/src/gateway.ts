@@ -363,8 +363,19 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }, config.alerts.checkIntervalMs);
   const runRetention = () => {
     const r = config.retention;
-    const result = store.retention(now(), { screeningsMs: r.screeningsDays * 86_400_000, snapshotsMs: r.snapshotsDays * 86_400_000, eventsMs: r.eventsHours * 3_600_000 });
-    if (result.screenings + result.snapshots > 0) log.info(result, 'retention: old health data deleted');
+    const day = 86_400_000;
+    const result = store.retention(now(), {
+      screeningsMs: r.screeningsDays * day,
+      snapshotsMs: r.snapshotsDays * day,
+      eventsMs: r.eventsHours * 3_600_000,
+      // Without InfluxDB, series_points holds the time series (InfluxDB applies its own retention policy).
+      seriesMs: r.seriesDays * day,
+      alertsMs: r.alertsDays * day,
+      tasksMs: r.tasksDays * day,
+      auditMs: r.auditDays * day,
+      rejectedMs: r.rejectedDays * day,
+    });
+    if (result.screenings + result.snapshots + result.seriesPoints + result.alerts + result.tasks + result.audit + result.rejected > 0) log.info(result, 'retention: old rows deleted');
     return result;
   };
   const retentionTimer = setInterval(() => {

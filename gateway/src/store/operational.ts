@@ -213,6 +213,24 @@ export interface RetentionPolicy {
   screeningsMs: number;
   snapshotsMs: number;
   eventsMs: number;
+  /** The rest default to "kept" when absent (callers that predate them). */
+  seriesMs?: number;
+  alertsMs?: number;
+  tasksMs?: number;
+  auditMs?: number;
+  rejectedMs?: number;
+}
+
+export interface RetentionResult {
+  screenings: number;
+  snapshots: number;
+  events: number;
+  sessions: number;
+  seriesPoints: number;
+  alerts: number;
+  tasks: number;
+  audit: number;
+  rejected: number;
 }
 
 export type AckOutcome = AckResult | { ok: false; reason: 'not_found'; message: string };
@@ -256,7 +274,7 @@ export interface OperationalStore {
   spoolReject(seq: number, error: string, atMs: number): void;
   spoolDepth(): number;
   rejectedCount(): number;
-  retention(nowMs: number, p: RetentionPolicy): { screenings: number; snapshots: number; events: number; sessions: number };
+  retention(nowMs: number, p: RetentionPolicy): RetentionResult;
 }
 
 export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () => string): OperationalStore {
@@ -436,8 +454,17 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     const snapshots = db.prepare('DELETE FROM snapshots WHERE received_ms < ?').run(nowMs - p.snapshotsMs).changes;
     const events = db.prepare('DELETE FROM events WHERE at_ms < ?').run(nowMs - p.eventsMs).changes;
     const sessions = db.prepare('DELETE FROM sessions WHERE expires_ms <= ?').run(nowMs).changes;
-    if (screenings + snapshots > 0) audit(nowMs, 'system', 'retention', null, { screenings, snapshots });
-    return { screenings, snapshots, events, sessions };
+    const olderThan = (ms: number | undefined, sql: string) => (ms === undefined ? 0 : db.prepare(sql).run(nowMs - ms).changes);
+    const seriesPoints = olderThan(p.seriesMs, 'DELETE FROM series_points WHERE ts_ms < ?');
+    const alerts = olderThan(p.alertsMs, `DELETE FROM alerts WHERE status = 'closed' AND closed_ms < ?`);
+    const tasks = olderThan(p.tasksMs, `DELETE FROM fleet_tasks WHERE status IN ('completed', 'failed', 'cancelled') AND updated_ms < ?`);
+    const auditRows = olderThan(p.auditMs, 'DELETE FROM audit WHERE at_ms < ?');
+    const rejected = olderThan(p.rejectedMs, 'DELETE FROM series_rejected WHERE at_ms < ?');
+    const result = { screenings, snapshots, events, sessions, seriesPoints, alerts, tasks, audit: auditRows, rejected };
+    if (screenings + snapshots + seriesPoints + alerts + tasks + auditRows + rejected > 0) {
+      audit(nowMs, 'system', 'retention', null, { screenings, snapshots, seriesPoints, alerts, tasks, audit: auditRows, rejected });
+    }
+    return result;
   });
 
   return {
