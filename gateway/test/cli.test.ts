@@ -37,7 +37,8 @@ describe('checkpoint-gateway CLI', () => {
     expect(await main(['user', 'add', 'x', '--role', 'doctor'], badRole)).not.toBe(0);
     expect(badRole.err()).toContain('doctor');
 
-    const gateway = await createGateway({ dataDir, logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
+    // OPC UA off: its default port 4840 may be taken (a running demo); tests use free ports only.
+    const gateway = await createGateway({ dataDir, logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, mqtt: { url: 'mqtt://127.0.0.1:1' }, opcua: { enabled: false } });
     try {
       const api = await ApiClient.login(gateway.url, 'nurse-1', 's3cret-password');
       expect((await api.get('/api/auth/me')).body).toMatchObject({ user: 'nurse-1', role: 'guard' });

@@ -237,8 +237,12 @@ describe('the fleet through the API', () => {
 
     await waitFor(async () => (await task(created.id)).waitingFor === 'area_clear', { what: 'waiting for area clear', timeoutMs: 30_000 });
     expect((await task(created.id)).robotId).toBe(UV_N);
-    // It keeps waiting: no confirmation, no UV.
-    await new Promise((r) => setTimeout(r, 500));
+    // It keeps waiting: no confirmation, no UV. Not a fixed sleep: two state reports of the robot
+    // after it started waiting (it reports at least every 2 s) show what it does meanwhile.
+    const seenWaiting = (await robot(UV_N)).lastSeen;
+    await waitFor(async () => (await robot(UV_N)).lastSeen !== seenWaiting, { what: 'a state report while waiting', timeoutMs: 10_000 });
+    const seenAgain = (await robot(UV_N)).lastSeen;
+    await waitFor(async () => (await robot(UV_N)).lastSeen !== seenAgain, { what: 'a second state report while waiting', timeoutMs: 10_000 });
     const waiting = await task(created.id);
     expect(waiting.status).toBe('underway');
     expect(Object.entries(waiting.progress.actions).filter(([, s]) => s === 'FINISHED')).toHaveLength(0);

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportMosquitto, openUserStore, type UserStore } from '@checkpoint/broker';
 import { loadAgentConfig, runAgent, simulateToReplay } from '@checkpoint/edge-agent';
 import { createSimulatedRobot, startBridge, type Bridge, type SimulatedRobot } from '@checkpoint/firmware-bridge';
-import { vda5050Topic, type Screening } from '@checkpoint/protocol';
+import { checkpointTopics, vda5050Topic, type Screening } from '@checkpoint/protocol';
 import { makeTempDir, openPtyPair, startMosquitto, waitFor, type MosquittoServer, type PtyPair } from '@checkpoint/test-support';
 import { createGateway, type Gateway } from '../src/index.js';
 import { DELIVERY_ACTIONS, fleetGatewayConfig, MANUFACTURER } from './fleet-world.js';
@@ -226,8 +226,14 @@ describe.skipIf(!haveShared)('edge agent, firmware-bridge and gateway on a Mosqu
         // Both robots report at least every 2 s: wait until the monitor heard each after the SUBSCRIBE.
         const heard = (r: typeof DEL_S) => seen.slice(subscribedAt).some((m) => m.topic === vda5050Topic(r, 'state') && !m.payload.startsWith('forged'));
         await waitFor(() => heard(DEL_S) && heard(DEL_N), { what: 'robot states after the edge subscribed', timeoutMs: 5_000 });
-        await new Promise((r) => setTimeout(r, 200));
-        expect(overheard).toEqual([]);
+        // Not a fixed sleep: a command the edge may read, sent after those states, reaches it after
+        // anything Mosquitto queued for it before (one client's deliveries keep their order).
+        const cmdTopic = checkpointTopics.cmd({ site: 'hq', checkpoint: 'gate-1' });
+        await client.subscribeAsync(cmdTopic, { qos: 1 });
+        const flushed = new Promise<void>((resolve) => client.on('message', (topic, payload) => topic === cmdTopic && payload.toString() === 'flush' && resolve()));
+        await monitor.publishAsync(cmdTopic, 'flush', { qos: 1 });
+        await flushed;
+        expect(overheard.filter((t) => t !== cmdTopic)).toEqual([]);
       }
       expect(client.connected).toBe(true);
       await client.endAsync();
