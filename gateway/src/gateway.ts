@@ -348,7 +348,18 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = startConsumer(config.mqtt, handle, log, fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS, () => metrics.ingestRetries.inc());
+  const setAside = db.prepare('INSERT INTO ingest_failed (topic, payload, error, at_ms) VALUES (?, ?, ?, ?)');
+  consumer = startConsumer(
+    config.mqtt,
+    handle,
+    log,
+    fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS,
+    () => metrics.ingestRetries.inc(),
+    (topic, payload, err) => {
+      setAside.run(topic.slice(0, 1000), payload, err.message.slice(0, 1000), now());
+      metrics.ingestFailed.inc();
+    },
+  );
   provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------

@@ -30,6 +30,11 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
       help: 'store attempts of a message that failed (e.g. database busy) and were retried before its PUBACK',
       registers,
     }),
+    ingestFailed: new Counter({
+      name: 'checkpoint_gateway_ingest_failed_total',
+      help: 'messages that failed every store attempt for a reason retrying cannot cure, kept in ingest_failed and acknowledged',
+      registers,
+    }),
     ingestSeconds: new Histogram({
       name: 'checkpoint_gateway_ingest_seconds',
       help: 'validation and durable storage of one message (before its PUBACK)',

@@ -17,6 +17,15 @@ import type { Logger } from 'pino';
 import { redactUrl, type GatewayConfig } from '../config.js';
 
 export const SUBSCRIPTIONS = ['checkpoint/v1/#'] as const;
+
+/** A message failing this often for a non-transient reason is set aside, not retried forever. */
+const MAX_ATTEMPTS_UNLESS_TRANSIENT = 5;
+
+/** Errors that retrying cures: the database busy, locked by another process, full, or an I/O hiccup. */
+export function isTransient(err: Error | null): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|PROTOCOL|NOMEM)/.test(code);
+}
 /** With a fleet: what robots publish (VDA 5050 §6.1), never `order`/`instantActions` (ours). */
 export const FLEET_SUBSCRIPTIONS = ['state', 'connection', 'factsheet', 'visualization'].map((c) => `uagv/v2/+/+/${c}`);
 
@@ -36,6 +45,13 @@ export function startConsumer(
   log: Logger,
   subscriptions: readonly string[] = SUBSCRIPTIONS,
   onRetry: () => void = () => undefined,
+  /**
+   * Keeps a message that fails for a reason retrying cannot cure (a bug, not a busy database),
+   * so that it does not block everything behind it; may throw (then it is retried like the rest).
+   */
+  setAside: (topic: string, payload: Buffer, error: Error) => void = (_t, _p, error) => {
+    throw error;
+  },
 ): Consumer {
   const options: IClientOptions = {
     clientId: config.clientId,
@@ -57,16 +73,26 @@ export function startConsumer(
   let backlog = 0;
   let chain: Promise<void> = Promise.resolve();
   let lastStoreError = '';
+  let lastStoreFailure: Error | null = null;
 
   /** One attempt; false (after logging a new cause) when the store threw. */
   const tryStore = (topic: string, payload: Buffer, attempt: number): boolean => {
     try {
+      if (attempt > MAX_ATTEMPTS_UNLESS_TRANSIENT && !isTransient(lastStoreFailure)) {
+        setAside(topic, payload, lastStoreFailure!);
+        log.error({ err: lastStoreFailure!.message, topic: topic.slice(0, 200), attempts: attempt - 1 }, 'message set aside in ingest_failed (it failed every attempt, not for a busy or full database); acknowledging it');
+        lastStoreFailure = null;
+        lastStoreError = '';
+        return true;
+      }
       handle(topic, payload);
+      lastStoreFailure = null;
       if (attempt > 1) log.info({ topic: topic.slice(0, 200), attempts: attempt }, 'message stored after retries; acknowledging it');
       lastStoreError = '';
       return true;
     } catch (err) {
       onRetry();
+      lastStoreFailure = err as Error;
       const message = (err as Error).message;
       if (message !== lastStoreError) log.error({ err: message, topic: topic.slice(0, 200), attempt }, 'cannot store message; retrying before acknowledging it');
       lastStoreError = message;

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS screenings (
   ts_replaced TEXT
 );
 CREATE INDEX IF NOT EXISTS screenings_by_time ON screenings(ts_ms);
+CREATE INDEX IF NOT EXISTS screenings_by_receipt ON screenings(received_ms);
 CREATE INDEX IF NOT EXISTS screenings_by_checkpoint ON screenings(site, checkpoint, ts_ms);
 
 -- The time-series writer's durable queue: rows leave only once the series store accepted them.
@@ -36,6 +37,15 @@ CREATE TABLE IF NOT EXISTS series_spool (
 CREATE TABLE IF NOT EXISTS series_rejected (
   seq INTEGER PRIMARY KEY,
   point TEXT NOT NULL,
+  error TEXT NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+
+-- Messages that failed to store for a reason retrying cannot cure (a bug): kept, counted, acknowledged.
+CREATE TABLE IF NOT EXISTS ingest_failed (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
   error TEXT NOT NULL,
   at_ms INTEGER NOT NULL
 );

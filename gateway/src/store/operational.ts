@@ -450,7 +450,9 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
 
   /** Deletes health data past its retention; returns how many rows went. */
   const retention = db.transaction((nowMs: number, p: RetentionPolicy) => {
-    const screenings = db.prepare('DELETE FROM screenings WHERE ts_ms < ?').run(nowMs - p.screeningsMs).changes;
+    // By receipt, not by the device's ts: a device clock in 1970 or 2090 must neither lose its
+    // screenings at once nor keep them for ever.
+    const screenings = db.prepare('DELETE FROM screenings WHERE received_ms < ?').run(nowMs - p.screeningsMs).changes;
     const snapshots = db.prepare('DELETE FROM snapshots WHERE received_ms < ?').run(nowMs - p.snapshotsMs).changes;
     const events = db.prepare('DELETE FROM events WHERE at_ms < ?').run(nowMs - p.eventsMs).changes;
     const sessions = db.prepare('DELETE FROM sessions WHERE expires_ms <= ?').run(nowMs).changes;
@@ -459,7 +461,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     const alerts = olderThan(p.alertsMs, `DELETE FROM alerts WHERE status = 'closed' AND closed_ms < ?`);
     const tasks = olderThan(p.tasksMs, `DELETE FROM fleet_tasks WHERE status IN ('completed', 'failed', 'cancelled') AND updated_ms < ?`);
     const auditRows = olderThan(p.auditMs, 'DELETE FROM audit WHERE at_ms < ?');
-    const rejected = olderThan(p.rejectedMs, 'DELETE FROM series_rejected WHERE at_ms < ?');
+    const rejected = olderThan(p.rejectedMs, 'DELETE FROM series_rejected WHERE at_ms < ?') + olderThan(p.rejectedMs, 'DELETE FROM ingest_failed WHERE at_ms < ?');
     const result = { screenings, snapshots, events, sessions, seriesPoints, alerts, tasks, audit: auditRows, rejected };
     if (screenings + snapshots + seriesPoints + alerts + tasks + auditRows + rejected > 0) {
       audit(nowMs, 'system', 'retention', null, { screenings, snapshots, seriesPoints, alerts, tasks, audit: auditRows, rejected });

@@ -73,4 +73,16 @@ describe('retention', () => {
     // Only the retention job's own record is left.
     expect(count('audit', `action != 'retention'`)).toBe(0);
   });
+
+  it('screenings expire by receipt: a device clock in 1970 or 2090 neither loses them at once nor keeps them for ever', async () => {
+    const past = makeScreening({ ts: '1970-01-01T00:00:05.000Z' });
+    const future = makeScreening({ ts: '2090-06-01T12:00:00.000Z' });
+    for (const s of [past, future]) await edge.publishAsync(checkpointTopics.screening(s), JSON.stringify(s), { qos: 1 });
+    await waitFor(() => count('screenings', `id IN ('${past.id}', '${future.id}')`) === 2, { what: 'both stored' });
+    expect(gateway.runRetention().screenings).toBe(0);
+    expect(count('screenings')).toBe(2);
+    clock += 31 * 86_400_000;
+    expect(gateway.runRetention().screenings).toBe(2);
+    expect(count('screenings')).toBe(0);
+  });
 });

@@ -78,4 +78,32 @@ describe('a store that is busy for longer than its timeout', () => {
     const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
     expect(Number(/^checkpoint_gateway_ingest_retries_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
   });
+
+  it('a message that fails for another reason (here a trigger) is set aside after 5 attempts and does not block the rest', async () => {
+    const poison = makeScreening({ decision: 'secondary_check' });
+    const after = makeScreening();
+    const fault = new Database(join(gateway.config.dataDir, 'gateway.sqlite'));
+    try {
+      fault.exec(`CREATE TRIGGER injected_fault BEFORE INSERT ON screenings WHEN NEW.id = '${poison.id}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`);
+    } finally {
+      fault.close();
+    }
+    const ackedBefore = acked.length;
+    await edge.publishAsync(checkpointTopics.screening(poison), JSON.stringify(poison), { qos: 1 });
+    await edge.publishAsync(checkpointTopics.screening(after), JSON.stringify(after), { qos: 1 });
+    await waitFor(() => acked.length === ackedBefore + 2, { what: 'both acknowledged', timeoutMs: 10_000 });
+    expect(acked.slice(ackedBefore)).toEqual([poison.id, after.id]);
+    const db = new Database(join(gateway.config.dataDir, 'gateway.sqlite'), { readonly: true });
+    try {
+      const kept = db.prepare('SELECT topic, payload, error FROM ingest_failed').all() as Array<{ topic: string; payload: Buffer; error: string }>;
+      expect(kept).toHaveLength(1);
+      expect(kept[0]!.error).toContain('injected fault');
+      expect((JSON.parse(kept[0]!.payload.toString()) as { id: string }).id).toBe(poison.id);
+      expect(db.prepare('SELECT id FROM screenings WHERE id = ?').get(after.id)).toBeTruthy();
+    } finally {
+      db.close();
+    }
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(metrics).toMatch(/^checkpoint_gateway_ingest_failed_total 1$/m);
+  });
 });
