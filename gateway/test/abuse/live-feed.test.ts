@@ -146,7 +146,8 @@ describe('readers that never read', () => {
     const before = held();
     const responses = Array.from({ length: 200 }, () => new StalledResponse());
     for (const res of responses) feed.attach(res as unknown as ServerResponse, 0, { user: 'watcher', valid: () => true });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Every stream got its first chunk and is now waiting for a drain that never comes.
+    await waitFor(() => responses.every((r) => r.writableLength > 0), { what: 'a chunk written to every stream' });
     const buffered = responses.reduce((sum, r) => sum + r.writableLength, 0);
     const grewMb = (held() - before) / 1e6;
     console.log(`live feed: 200 stalled streams buffer ${(buffered / 1e6).toFixed(1)} MB; heap+buffers grew ${grewMb.toFixed(1)} MB`);
