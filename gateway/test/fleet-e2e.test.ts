@@ -294,9 +294,9 @@ describe('the fleet through the API', () => {
 
     const url = world.gateway.url;
     await waitFor(async () => (await metricValue(url, 'checkpoint_gateway_fleet_messages_total', 'result="stale"')) >= 1, { what: 'stale message counted' });
-    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="${stateTopic}",cause="not_json"`)).toBe(1);
-    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="${stateTopic}",cause="schema"`)).toBe(1);
-    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="${stateTopic}",cause="topic_mismatch"`)).toBe(1);
+    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="uagv/v2/+/+/state",cause="not_json"`)).toBe(1);
+    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="uagv/v2/+/+/state",cause="schema"`)).toBe(1);
+    expect(await metricValue(url, 'checkpoint_gateway_invalid_payloads_total', `topic="uagv/v2/+/+/state",cause="topic_mismatch"`)).toBe(1);
     expect(await metricValue(url, 'checkpoint_gateway_fleet_messages_total', 'result="duplicate"')).toBeGreaterThanOrEqual(1);
     const r = await robot(`${MANUFACTURER}/FAKE-1`);
     expect(r).toMatchObject({ connection: 'ONLINE', lastNodeId: 'W2', battery: 77, available: false, unavailableReason: 'operating mode MANUAL' });
