@@ -8,7 +8,7 @@
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import mqtt, { MqttClient } from 'mqtt';
+import { MqttClient, type IClientOptions } from 'mqtt';
 import { makeTempDir } from '@checkpoint/test-support';
 import { createBroker, openUserStore, type UserStore } from '../../src/index.js';
 import { addMatrixUsers, PASSWORD } from '../matrix.js';
@@ -29,7 +29,7 @@ async function brokerCountingChecks(config: Record<string, unknown> = {}) {
 }
 
 /** CONNACK code and when it came, for a client connecting from `localAddress`. */
-function timedConnack(port: number, localAddress: string, options: mqtt.IClientOptions): Promise<{ code: number; at: number }> {
+function timedConnack(port: number, localAddress: string, options: IClientOptions): Promise<{ code: number; at: number }> {
   const client = new MqttClient(() => netConnect({ host: '127.0.0.1', port, localAddress }), { reconnectPeriod: 0, connectTimeout: 60_000, ...options });
   return new Promise((resolve, reject) => {
     client.on('packetreceive', (packet) => {
