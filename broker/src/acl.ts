@@ -139,6 +139,18 @@ export function canRetain(p: Principal, topic: string, grants: Grants = grantsFo
   return canPublish(p, topic, grants) && grants.retain.some((filter) => topicMatchesFilter(topic, filter));
 }
 
+/**
+ * Client ids no user may claim except one of the named role: the gateway's default id (and ids
+ * starting with it), so that a device connecting first cannot hold the gateway's session name.
+ * Other ids are bound to users by first claim (user-store.ts).
+ */
+export const RESERVED_CLIENT_ID_PREFIXES: ReadonlyArray<{ prefix: string; role: Role }> = [{ prefix: 'checkpoint-gateway', role: 'gateway' }];
+
+/** Whether `p` may use `clientId` at all (before claims): false for an id reserved to another role. */
+export function mayUseClientId(p: Principal, clientId: string): boolean {
+  return RESERVED_CLIENT_ID_PREFIXES.every(({ prefix, role }) => !clientId.startsWith(prefix) || p.role === role);
+}
+
 /** May a retained message on `topic` stay in the broker's persistence (any publisher)? */
 export function isRetainable(topic: string): boolean {
   return RETAINABLE_FILTERS.some((filter) => topicMatchesFilter(topic, filter));

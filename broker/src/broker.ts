@@ -16,7 +16,7 @@ import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { parseConfig } from '@checkpoint/protocol';
-import { canPublish, canRetain, canSubscribe, grantsFor, isRetainable, topicMatchesFilter, type Grants, type Principal } from './acl.js';
+import { canPublish, canRetain, canSubscribe, grantsFor, isRetainable, mayUseClientId, topicMatchesFilter, type Grants, type Principal } from './acl.js';
 import { BrokerConfigSchema, type BrokerConfig } from './config.js';
 import { createBrokerMetrics, sysTopics, type BrokerMetrics } from './metrics.js';
 import { createPacketSizeGuard } from './packet-guard.js';
@@ -256,6 +256,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
             const holder = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[client.id];
             const holderName = holder && sessions.get(holder)?.principal.name;
             if (holderName && holderName !== principal.name) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is in use by another user`);
+            if (!mayUseClientId(principal, client.id)) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is reserved for the gateway`);
             if (!assignedIds.has(client)) {
               const claim = users.claimClientId(principal.name, client.id);
               if (!claim.ok) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} belongs to another user`);

@@ -7,6 +7,8 @@ export {
   canRetain,
   isRetainable,
   RETAINABLE_FILTERS,
+  RESERVED_CLIENT_ID_PREFIXES,
+  mayUseClientId,
   assertBinding,
   isValidUserName,
   topicMatchesFilter,

@@ -36,6 +36,15 @@ describe('client ids are bound to users', () => {
     expect((await broker.metrics.snapshot()).denied.connect).toBe(3);
   });
 
+  it("reserves the gateway's default id for the gateway role even before the gateway ever connected", async () => {
+    const { url } = await startBroker();
+    for (const clientId of ['checkpoint-gateway', 'checkpoint-gateway-2']) {
+      expect(await connackCode(url, { username: 'edge-a', password: PASSWORD, clientId, clean: false })).toBe(2);
+      expect(await connackCode(url, { username: 'robot-1', password: PASSWORD, clientId })).toBe(2);
+    }
+    expect(await connackCode(url, { username: 'gateway', password: PASSWORD, clientId: 'checkpoint-gateway', clean: false })).toBe(0);
+  });
+
   it('keeps the binding across a broker restart, and releases a removed user\'s ids', { timeout: 30_000 }, async () => {
     const first = await startBroker({ persistence: 'level' });
     const robot = await connect(first.url, { username: 'robot-1', password: PASSWORD, clientId: 'robot-r1', clean: false });

@@ -121,6 +121,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
   let link: SerialLink | null = null;
   let port: SerialPort | null = null;
   let online = false;
+  let lastFactsheet: string | null = null;
 
   const setConnection = (state: ConnectionState, why: string) => {
     if (stats.connection === state) return;
@@ -259,7 +260,12 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
           case 'hello': {
             bound = true;
             // The adapter (and the order it tracks) survives a link outage; the MCU keeps its order too.
-            client.publish(vda5050Topic(robot, 'factsheet'), JSON.stringify({ ...header('factsheet'), ...VdaAdapter.factsheet(m) }), { qos: 1, retain: true });
+            // Only when it changed: a robot repeating HELLO must not flood retained factsheets.
+            const factsheet = JSON.stringify(VdaAdapter.factsheet(m));
+            if (factsheet !== lastFactsheet) {
+              lastFactsheet = factsheet;
+              client.publish(vda5050Topic(robot, 'factsheet'), JSON.stringify({ ...header('factsheet'), ...VdaAdapter.factsheet(m) }), { qos: 1, retain: true });
+            }
             log.info(`hello from firmware ${m.firmware}`);
             break;
           }

@@ -133,7 +133,8 @@ describe('serial robots that lie or flood', () => {
 
   it('publishes a STATUS flood at most once per stateMinIntervalMs, the latest state winning', { timeout: 60_000 }, async () => {
     const link = await bridgeAndMcu({ stateMinIntervalMs: 100 });
-    await link.send(hello(ROBOT));
+    // A robot repeating HELLO republishes its (retained) factsheet only when it changed.
+    for (let i = 0; i < 50; i++) await link.send(hello(ROBOT));
     const FLOOD = 10_000;
     const started = Date.now();
     for (let i = 1; i <= FLOOD; i++) {
@@ -150,5 +151,6 @@ describe('serial robots that lie or flood', () => {
     expect(states().length).toBeLessThan(FLOOD / 10);
     const xs = states().map((s) => s.agvPosition.x);
     expect(xs).toEqual([...xs].sort((a, b) => a - b)); // in order, never an older state after a newer one
+    expect(received.filter((m) => m.channel === 'factsheet')).toHaveLength(1);
   });
 });
