@@ -64,6 +64,12 @@ const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 const IDENTIFIER_REJECTED = 2;
 
+class ClientGone extends Error {
+  constructor() {
+    super('client left before its password check');
+  }
+}
+
 function authError(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -238,7 +244,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
           guard.recordFailure(address);
           return refuse(NOT_AUTHORIZED, 'anonymous clients are not allowed');
         }
-        guard.attempt(address, () => users.verify(username, password.toString('utf8'))).then(
+        // A client that left while waiting for its turn costs no password check.
+        const check = () => (client.closed ? Promise.reject(new ClientGone()) : users.verify(username, password.toString('utf8')));
+        guard.attempt(address, check).then(
           (verdict) => {
             if (!verdict.ok) {
               if (verdict.reason === 'limited') return refuse(NOT_AUTHORIZED, 'too many failed logins from this address');
@@ -266,6 +274,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
             done(null, true);
           },
         ).catch((error: Error) => {
+          if (error instanceof ClientGone) return done(authError(SERVER_UNAVAILABLE, error.message), false);
           log.error({ err: error }, 'user store failed');
           done(authError(SERVER_UNAVAILABLE, 'user store unavailable'), false);
         });
