@@ -22,7 +22,7 @@ import { createBrokerMetrics, sysTopics, type BrokerMetrics } from './metrics.js
 import { createPacketSizeGuard } from './packet-guard.js';
 import { createLoginGuard, type LoginGuard } from './login-guard.js';
 import { watchRevocations } from './revocation.js';
-import { neverWaitForDrain } from './slow-subscriber.js';
+import { fanOutWithoutWaiting, limitBufferedBytes } from './slow-subscriber.js';
 import { openUserStore, type UserStore } from './user-store.js';
 
 /** Stands in for aedes's per-client counter record: nothing is ever taken for a duplicate. */
@@ -181,6 +181,14 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         now: options.now,
       });
     const sessions = new WeakMap<Client, { principal: Principal; grants: Grants }>();
+    /** Counted and logged once per client (its pending writes all fail with the same error). */
+    const cutOff = new WeakSet<Client>();
+    const slowSubscriber = (client: Client, reason: string) => {
+      if (cutOff.has(client)) return;
+      cutOff.add(client);
+      metrics.slowSubscribers.inc();
+      log.warn({ clientId: client.id, user: sessions.get(client)?.principal.name, reason }, 'slow subscriber disconnected');
+    };
     const wills = new WeakMap<Client, { topic: string; retain: boolean } | undefined>();
     /** Clients that sent an empty client id: aedes gave them a random one, which nobody needs to claim. */
     const assignedIds = new WeakSet<Client>();
@@ -210,19 +218,13 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       persistence,
       concurrency: limits.concurrency,
       connectTimeout: limits.connectTimeoutMs,
+      drainTimeout: limits.drainTimeoutMs,
       maxTopicLevels: limits.maxTopicLevels,
       maxClientsIdLength: limits.maxClientIdLength,
       preConnect(client, packet, done) {
         wills.set(client, packet.will ? { topic: packet.will.topic, retain: packet.will.retain === true } : undefined);
         if (!packet.clientId) assignedIds.add(client);
-        neverWaitForDrain(client, {
-          maxBufferedBytes: limits.maxBufferedBytesPerClient,
-          drainTimeoutMs: limits.drainTimeoutMs,
-          onCutOff(slow, reason) {
-            metrics.slowSubscribers.inc();
-            log.warn({ clientId: slow.id, user: sessions.get(slow)?.principal.name, reason }, 'slow subscriber disconnected');
-          },
-        });
+        limitBufferedBytes(client, limits.maxBufferedBytesPerClient, (slow, reason) => slowSubscriber(slow, reason));
         // aedes drops a message whose broker counter is below the last one a client received
         // (meant for overlapping subscriptions). Retained stores, offline enqueues and QoS 0 vs
         // QoS 1 paths finish in different orders, so that check also dropped real messages from a
@@ -341,7 +343,15 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       metrics.clientsConnected.dec();
       revocations.forget(client);
     });
-    aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
+    // A publish no longer waits for subscribers' sockets (slow-subscriber.ts).
+    fanOutWithoutWaiting(aedes);
+    aedes.on('clientError', (client, error) => {
+      if (error.message === 'drain timeout') {
+        slowSubscriber(client, `socket not drained for ${limits.drainTimeoutMs} ms`);
+      } else {
+        log.debug({ clientId: client.id, err: error.message }, 'client error');
+      }
+    });
     aedes.on('connectionError', (client, error) => log.debug({ address: remoteAddress(client), err: error.message }, 'connection error'));
 
     /** Every connection, whatever its transport: size guard and byte counters around aedes. */

@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { waitFor } from '@checkpoint/test-support';
 import type { Broker } from '../../src/index.js';
 import { connect, PASSWORD, startBroker } from './helpers.js';
@@ -71,5 +71,20 @@ describe('a subscriber that never reads', () => {
     await waitFor(() => gateway.received() === 60, { what: 'all 60 at the gateway', timeoutMs: 10_000 });
     await waitFor(async () => (await slowCount(broker)) === 1, { what: 'the stalled viewer cut off after 1 s', timeoutMs: 10_000 });
     await waitFor(() => broker.aedes.clients['stalled-viewer'] === undefined, { what: 'the viewer gone from the broker' });
+  });
+
+  it('is not what a reconnecting persistent session with a large backlog looks like: its queue replays at its pace, none cut off', { timeout: 40_000 }, async () => {
+    const { url, broker } = await startBroker({ persistence: 'level', limits: { maxBufferedBytesPerClient: 1024 * 1024 } });
+    const session = { username: 'gateway', password: PASSWORD, clientId: 'gw-backlog', clean: false };
+    const away = await connect(url, session);
+    await away.subscribeAsync('checkpoint/v1/#', { qos: 1 });
+    await away.endAsync();
+    await publishMany(url, 100); // 20 MB queued for it, 20 times the per-client limit
+    let n = 0;
+    const back = mqtt.connect(url, { ...session, reconnectPeriod: 0 });
+    back.on('message', () => (n += 1));
+    onTestFinished(() => back.endAsync());
+    await waitFor(() => n >= 100, { what: () => `100 queued messages (got ${n})`, timeoutMs: 20_000 });
+    expect(await slowCount(broker)).toBe(0);
   });
 });
