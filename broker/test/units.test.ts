@@ -61,6 +61,29 @@ describe('login guard (limits)', () => {
     expect(guard.retryAfterMs('c')).toBe(1000);
   });
 
+  it('reserves each attempt before its check: of 200 concurrent wrong ones, maxFailures are checked', async () => {
+    const guard = createLoginGuard({ maxFailures: 5, windowMs: 60_000 });
+    let checks = 0;
+    const verdicts = await Promise.all(Array.from({ length: 200 }, () => guard.attempt('10.0.0.1', async () => ((checks += 1), null))));
+    expect(checks).toBe(5);
+    expect(verdicts.filter((v) => v.ok === false && v.reason === 'failed')).toHaveLength(5);
+    expect(verdicts.filter((v) => v.ok === false && v.reason === 'limited')).toHaveLength(195);
+  });
+
+  it('runs checks maxConcurrentChecks at a time, round-robin over addresses, and refuses beyond maxWaiting', async () => {
+    const guard = createLoginGuard({ maxFailures: 5, windowMs: 60_000, maxConcurrentChecks: 1, maxWaiting: 50 });
+    const order: string[] = [];
+    const check = (who: string) => async () => (order.push(who), who);
+    const flood = Array.from({ length: 40 }, () => guard.attempt('10.0.0.1', check('flood')));
+    const other = guard.attempt('10.0.0.2', check('other'));
+    expect(await other).toEqual({ ok: true, value: 'other' });
+    expect(order.indexOf('other')).toBeLessThanOrEqual(2); // not behind the 40
+    const more = await Promise.all(Array.from({ length: 20 }, () => guard.attempt('10.0.0.3', check('late'))));
+    expect(more.filter((v) => v.ok === false && v.reason === 'busy').length).toBeGreaterThan(0);
+    expect((await Promise.all(flood)).every((v) => v.ok)).toBe(true); // valid logins are delayed, never refused
+    expect(guard.stats()).toEqual({ checking: 0, waiting: 0, addresses: 0 });
+  });
+
   it('counts IPv4-mapped addresses as IPv4 and IPv6 addresses by their /64', () => {
     expect(addressKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
     expect(addressKey('2001:db8:0:1::17')).toBe('2001:db8:0:1::/64');
