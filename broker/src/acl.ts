@@ -25,6 +25,8 @@ export interface Grants {
   publish: string[];
   /** Filters the user may subscribe to / receive from (subscriptions must be contained in one). */
   subscribe: string[];
+  /** Publish grants on which the user may also set the retain flag (a subset of `publish`). */
+  retain: string[];
 }
 
 /** User names: safe in MQTT usernames, Mosquitto's password and ACL files, and log lines. */
@@ -44,6 +46,16 @@ const VDA = `${VDA5050_INTERFACE}/${VDA5050_MAJOR}`;
 const robotBase = (r: RobotAddress) => `${VDA}/${r.manufacturer}/${r.serialNumber}`;
 const robotPublish = (r: RobotAddress) => ['state', 'visualization', 'connection', 'factsheet'].map((c) => `${robotBase(r)}/${c}`);
 const robotSubscribe = (r: RobotAddress) => ['order', 'instantActions'].map((c) => `${robotBase(r)}/${c}`);
+/** VDA 5050 §6.14/§6.15: `connection` is retained (it is also the last will), and so is the factsheet. */
+const robotRetain = (r: RobotAddress) => ['connection', 'factsheet'].map((c) => `${robotBase(r)}/${c}`);
+
+/**
+ * Every topic that may hold a retained message, whoever publishes it: an agent's `state` (its
+ * last will), a robot's `connection` and `factsheet`, and the broker's own `$SYS` stats. Nothing
+ * else is ever retained, so face images (`snapshot/+`) never sit in broker persistence; the
+ * broker removes retained messages outside these at start (left by older versions).
+ */
+export const RETAINABLE_FILTERS = [`${TOPIC_ROOT}/+/+/state`, `${VDA}/+/+/connection`, `${VDA}/+/+/factsheet`, '$SYS/#'] as const;
 
 /**
  * The role table (README "Roles and ACL" mirrors it). Snapshot topics carry face images, which
@@ -57,16 +69,18 @@ export function grantsFor(p: Principal): Grants {
       return {
         publish: ['state', 'screening', 'telemetry', 'cmd/ack', 'snapshot/+'].map((c) => `${base}/${c}`),
         subscribe: [`${base}/cmd`],
+        retain: [`${base}/state`],
       };
     }
     case 'robot':
-      return { publish: robotPublish(p.robot), subscribe: robotSubscribe(p.robot) };
+      return { publish: robotPublish(p.robot), subscribe: robotSubscribe(p.robot), retain: robotRetain(p.robot) };
     case 'bridge':
-      return { publish: p.robots.flatMap(robotPublish), subscribe: p.robots.flatMap(robotSubscribe) };
+      return { publish: p.robots.flatMap(robotPublish), subscribe: p.robots.flatMap(robotSubscribe), retain: p.robots.flatMap(robotRetain) };
     case 'gateway':
       return {
         publish: [`${TOPIC_ROOT}/+/+/cmd`, `${VDA}/+/+/order`, `${VDA}/+/+/instantActions`],
         subscribe: [`${TOPIC_ROOT}/#`, `${VDA}/#`, SYS_STATS_FILTER],
+        retain: [],
       };
     case 'viewer':
       return {
@@ -76,6 +90,7 @@ export function grantsFor(p: Principal): Grants {
           ...['state', 'visualization', 'connection', 'factsheet'].map((c) => `${VDA}/+/+/${c}`),
           SYS_STATS_FILTER,
         ],
+        retain: [],
       };
   }
 }
@@ -117,6 +132,28 @@ export function assertBinding(p: Principal): void {
 export function canPublish(p: Principal, topic: string, grants: Grants = grantsFor(p)): boolean {
   if (!isValidTopicName(topic) || topic.startsWith('$')) return false;
   return grants.publish.some((filter) => topicMatchesFilter(topic, filter));
+}
+
+/** May `p` publish to `topic` with the retain flag set? Only `state`, robot `connection` and `factsheet` (RETAINABLE_FILTERS). */
+export function canRetain(p: Principal, topic: string, grants: Grants = grantsFor(p)): boolean {
+  return canPublish(p, topic, grants) && grants.retain.some((filter) => topicMatchesFilter(topic, filter));
+}
+
+/**
+ * Client ids no user may claim except one of the named role: the gateway's default id (and ids
+ * starting with it), so that a device connecting first cannot hold the gateway's session name.
+ * Other ids are bound to users by first claim (user-store.ts).
+ */
+export const RESERVED_CLIENT_ID_PREFIXES: ReadonlyArray<{ prefix: string; role: Role }> = [{ prefix: 'checkpoint-gateway', role: 'gateway' }];
+
+/** Whether `p` may use `clientId` at all (before claims): false for an id reserved to another role. */
+export function mayUseClientId(p: Principal, clientId: string): boolean {
+  return RESERVED_CLIENT_ID_PREFIXES.every(({ prefix, role }) => !clientId.startsWith(prefix) || p.role === role);
+}
+
+/** May a retained message on `topic` stay in the broker's persistence (any publisher)? */
+export function isRetainable(topic: string): boolean {
+  return RETAINABLE_FILTERS.some((filter) => topicMatchesFilter(topic, filter));
 }
 
 /** May `p` subscribe to `filter`? Only if every topic the filter can match is readable. */

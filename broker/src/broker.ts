@@ -16,12 +16,13 @@ import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { parseConfig } from '@checkpoint/protocol';
-import { canPublish, canSubscribe, grantsFor, topicMatchesFilter, type Grants, type Principal } from './acl.js';
+import { canPublish, canRetain, canSubscribe, grantsFor, isRetainable, mayUseClientId, topicMatchesFilter, type Grants, type Principal } from './acl.js';
 import { BrokerConfigSchema, type BrokerConfig } from './config.js';
 import { createBrokerMetrics, sysTopics, type BrokerMetrics } from './metrics.js';
 import { createPacketSizeGuard } from './packet-guard.js';
-import { createLoginLimiter } from './rate-limit.js';
+import { createLoginGuard, type LoginGuard } from './login-guard.js';
 import { watchRevocations } from './revocation.js';
+import { fanOutWithoutWaiting, limitBufferedBytes } from './slow-subscriber.js';
 import { openUserStore, type UserStore } from './user-store.js';
 
 /** Stands in for aedes's per-client counter record: nothing is ever taken for a duplicate. */
@@ -33,8 +34,10 @@ export interface BrokerOptions {
   /** The user store; default: `<dataDir>/users.sqlite` (closed by close()). */
   users?: UserStore;
   logger?: Logger;
-  /** Clock for the login limiter (tests). */
+  /** Clock for the login guard (tests). */
   now?: () => number;
+  /** The login guard (rate limits and password checks); default: one made from `auth.*`. */
+  loginGuard?: LoginGuard;
   /** The SQLite file behind `users` (when handed in), watched so that revocations are noticed cheaply. */
   usersFile?: string;
   /** How often connected clients are checked against the user store (revocation.ts); default 500 ms. */
@@ -60,6 +63,12 @@ const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 const IDENTIFIER_REJECTED = 2;
+
+class ClientGone extends Error {
+  constructor() {
+    super('client left before its password check');
+  }
+}
 
 function authError(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -98,6 +107,18 @@ function closeServer(server: NetServer | HttpServer): Promise<void> {
     server.close(() => resolve());
     (server as HttpServer).closeAllConnections?.();
   });
+}
+
+/** Deletes retained messages whose topic may not hold one (isRetainable); returns how many. */
+async function purgeUnretainable(persistence: OrderedLevelPersistence): Promise<number> {
+  const unretainable: string[] = [];
+  for await (const packet of persistence.createRetainedStream('#')) {
+    if (!isRetainable(packet.topic)) unretainable.push(packet.topic);
+  }
+  for (const topic of unretainable) {
+    await persistence.storeRetained({ cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false });
+  }
+  return unretainable.length;
 }
 
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
@@ -150,9 +171,27 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     }
 
     const metrics = createBrokerMetrics({ processMetrics: options.config !== undefined && config.metrics.port !== null });
-    const limiter = createLoginLimiter({ maxFailures: config.auth.maxFailures, windowMs: config.auth.failureWindowS * 1000, now: options.now });
+    const guard =
+      options.loginGuard ??
+      createLoginGuard({
+        maxFailures: config.auth.maxFailures,
+        windowMs: config.auth.failureWindowS * 1000,
+        maxConcurrentChecks: config.auth.maxConcurrentChecks,
+        maxWaiting: config.auth.maxWaitingLogins,
+        now: options.now,
+      });
     const sessions = new WeakMap<Client, { principal: Principal; grants: Grants }>();
-    const wills = new WeakMap<Client, { topic: string } | undefined>();
+    /** Counted and logged once per client (its pending writes all fail with the same error). */
+    const cutOff = new WeakSet<Client>();
+    const slowSubscriber = (client: Client, reason: string) => {
+      if (cutOff.has(client)) return;
+      cutOff.add(client);
+      metrics.slowSubscribers.inc();
+      log.warn({ clientId: client.id, user: sessions.get(client)?.principal.name, reason }, 'slow subscriber disconnected');
+    };
+    const wills = new WeakMap<Client, { topic: string; retain: boolean } | undefined>();
+    /** Clients that sent an empty client id: aedes gave them a random one, which nobody needs to claim. */
+    const assignedIds = new WeakSet<Client>();
     // A removed, re-bound or re-keyed user is disconnected at once, even when another process (the gateway) changed the store.
     const revocations = watchRevocations<Client>({
       users,
@@ -183,7 +222,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       maxTopicLevels: limits.maxTopicLevels,
       maxClientsIdLength: limits.maxClientIdLength,
       preConnect(client, packet, done) {
-        wills.set(client, packet.will ? { topic: packet.will.topic } : undefined);
+        wills.set(client, packet.will ? { topic: packet.will.topic, retain: packet.will.retain === true } : undefined);
+        if (!packet.clientId) assignedIds.add(client);
+        limitBufferedBytes(client, limits.maxBufferedBytesPerClient, (slow, reason) => slowSubscriber(slow, reason));
         // aedes drops a message whose broker counter is below the last one a client received
         // (meant for overlapping subscriptions). Retained stores, offline enqueues and QoS 0 vs
         // QoS 1 paths finish in different orders, so that check also dropped real messages from a
@@ -194,34 +235,51 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       },
       authenticate(client, username, password, done) {
         const address = remoteAddress(client);
-        const refuse = (code: number, reason: string, countFailure: boolean) => {
+        const refuse = (code: number, reason: string) => {
           metrics.denied.inc({ operation: 'connect' });
-          if (countFailure) limiter.recordFailure(address);
-          log.warn({ address, user: username && /^[\w.-]{1,64}$/.test(username) ? username : '(invalid name)', reason }, 'connection refused');
+          log.warn({ address, user: username && /^[\w.-]{1,64}$/.test(username) ? username : '(invalid name)', clientId: client.id, reason }, 'connection refused');
           done(authError(code, reason), false);
         };
-        if (aedes.connectedClients >= limits.maxConnections) return refuse(SERVER_UNAVAILABLE, 'too many connections', false);
-        if (!limiter.allows(address)) return refuse(NOT_AUTHORIZED, 'too many failed logins from this address', false);
-        if (!username || !password) return refuse(NOT_AUTHORIZED, 'anonymous clients are not allowed', true);
-        users.verify(username, password.toString('utf8')).then(
-          (principal) => {
-            if (!principal) return refuse(BAD_USERNAME_OR_PASSWORD, 'bad user name or password', true);
+        if (aedes.connectedClients >= limits.maxConnections) return refuse(SERVER_UNAVAILABLE, 'too many connections');
+        if (guard.retryAfterMs(address) > 0) return refuse(NOT_AUTHORIZED, 'too many failed logins from this address');
+        if (!username || !password) {
+          guard.recordFailure(address);
+          return refuse(NOT_AUTHORIZED, 'anonymous clients are not allowed');
+        }
+        // A client that left while waiting for its turn costs no password check.
+        const check = () => (client.closed ? Promise.reject(new ClientGone()) : users.verify(username, password.toString('utf8')));
+        guard.attempt(address, check).then(
+          (verdict) => {
+            if (!verdict.ok) {
+              if (verdict.reason === 'limited') return refuse(NOT_AUTHORIZED, 'too many failed logins from this address');
+              if (verdict.reason === 'busy') return refuse(SERVER_UNAVAILABLE, 'too many logins waiting for a password check');
+              return refuse(BAD_USERNAME_OR_PASSWORD, 'bad user name or password');
+            }
+            const principal = verdict.value;
             const grants = grantsFor(principal);
             const will = wills.get(client);
-            if (will && !canPublish(principal, will.topic, grants)) return refuse(NOT_AUTHORIZED, `last will topic ${will.topic} not allowed`, false);
-            // A client id belongs to whoever is connected with it: another user may not take the session over.
+            if (will && !canPublish(principal, will.topic, grants)) return refuse(NOT_AUTHORIZED, `last will topic ${will.topic} not allowed`);
+            if (will?.retain && !canRetain(principal, will.topic, grants)) return refuse(NOT_AUTHORIZED, `retained last will on ${will.topic} not allowed`);
+            // A client id (and the persistent session under it) belongs to one user: the one
+            // connected with it now, else the one that claimed it first (kept in the user store,
+            // so it holds while that user is away, across broker restarts).
             const holder = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[client.id];
             const holderName = holder && sessions.get(holder)?.principal.name;
-            if (holderName && holderName !== principal.name) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is in use by another user`, false);
+            if (holderName && holderName !== principal.name) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is in use by another user`);
+            if (!mayUseClientId(principal, client.id)) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} is reserved for the gateway`);
+            if (!assignedIds.has(client)) {
+              const claim = users.claimClientId(principal.name, client.id);
+              if (!claim.ok) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} belongs to another user`);
+            }
             sessions.set(client, { principal, grants });
             revocations.admitted(client, principal);
             done(null, true);
           },
-          (error: Error) => {
-            log.error({ err: error }, 'user store failed');
-            done(authError(SERVER_UNAVAILABLE, 'user store unavailable'), false);
-          },
-        );
+        ).catch((error: Error) => {
+          if (error instanceof ClientGone) return done(authError(SERVER_UNAVAILABLE, error.message), false);
+          log.error({ err: error }, 'user store failed');
+          done(authError(SERVER_UNAVAILABLE, 'user store unavailable'), false);
+        });
       },
       authorizePublish(client, packet, done) {
         if (!client) {
@@ -229,12 +287,19 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
           return done(packet.topic.startsWith('$') ? new Error('$ topics are reserved') : null);
         }
         const session = sessions.get(client);
-        if (session && canPublish(session.principal, packet.topic, session.grants)) {
+        const allowed = session !== undefined && canPublish(session.principal, packet.topic, session.grants);
+        if (allowed && (!packet.retain || canRetain(session.principal, packet.topic, session.grants))) {
           metrics.messagesReceived.inc();
           return done(null);
         }
-        metrics.denied.inc({ operation: 'publish' });
-        logOnce(`p ${session?.principal.name} ${packet.topic}`, { user: session?.principal.name, topic: packet.topic }, 'publish denied');
+        if (allowed) {
+          // Retained only where the contract says so (RETAINABLE_FILTERS): never face images.
+          metrics.denied.inc({ operation: 'retain' });
+          logOnce(`r ${session.principal.name} ${packet.topic}`, { user: session.principal.name, topic: packet.topic }, 'retained publish refused: only state, connection and factsheet may be retained');
+        } else {
+          metrics.denied.inc({ operation: 'publish' });
+          logOnce(`p ${session?.principal.name} ${packet.topic}`, { user: session?.principal.name, topic: packet.topic }, 'publish denied');
+        }
         // MQTT 3.1.1 has no negative PUBACK: like Mosquitto, acknowledge and discard. aedes would
         // close the connection on an error here (and the client would resend forever), so the
         // packet is rerouted, emptied, to a topic no grant can read.
@@ -259,6 +324,10 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         return packet;
       },
     });
+    if (persistence) {
+      const purged = await purgeUnretainable(persistence);
+      if (purged > 0) log.warn({ purged }, 'removed retained messages on topics that may not be retained (left by an older version)');
+    }
     // Undone in reverse: the MQTT listeners stop accepting (without waiting: a net server's close
     // waits for its connections, which only aedes.close ends), aedes closes the clients, publishes
     // under way finish storing (publish-drain.ts), the listeners finish closing, and only then
@@ -274,7 +343,15 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       metrics.clientsConnected.dec();
       revocations.forget(client);
     });
-    aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
+    // A publish no longer waits for subscribers' sockets (slow-subscriber.ts).
+    fanOutWithoutWaiting(aedes);
+    aedes.on('clientError', (client, error) => {
+      if (error.message === 'drain timeout') {
+        slowSubscriber(client, `socket not drained for ${limits.drainTimeoutMs} ms`);
+      } else {
+        log.debug({ clientId: client.id, err: error.message }, 'client error');
+      }
+    });
     aedes.on('connectionError', (client, error) => log.debug({ address: remoteAddress(client), err: error.message }, 'connection error'));
 
     /** Every connection, whatever its transport: size guard and byte counters around aedes. */

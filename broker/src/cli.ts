@@ -164,10 +164,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .command('mosquitto-export')
     .description('write a Mosquitto password file, ACL file and config snippet from the user store')
     .requiredOption('--out <dir>', 'directory for passwd, acl and checkpoint-mosquitto.conf')
+    .option('--bind-client-ids', 'use_username_as_clientid: sessions belong to their user (one connection per user)')
     .addOption(configOption())
-    .action(async (o: { out: string; config?: string }) => {
+    .action(async (o: { out: string; config?: string; bindClientIds?: boolean }) => {
       await withStore(o.config, (store, c) => {
-        const result = exportMosquitto(store, o.out, { maxPacketBytes: c.limits.maxPacketBytes });
+        const result = exportMosquitto(store, o.out, { maxPacketBytes: c.limits.maxPacketBytes, bindClientIds: o.bindClientIds === true });
         out(`wrote ${result.passwordFile}, ${result.aclFile}, ${result.configFile} (${result.exported.length} users)`);
         if (result.withoutHash.length > 0) {
           io.stderr.write(`checkpoint-broker: not exported (no Mosquitto hash; run "user passwd" for them): ${result.withoutHash.join(', ')}\n`);

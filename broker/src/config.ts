@@ -51,6 +51,8 @@ export const BrokerConfigSchema = Type.Object(
       {
         maxFailures: Type.Integer({ minimum: 1, default: 5, description: 'failed logins per client address per window before refusing' }),
         failureWindowS: Type.Integer({ minimum: 1, default: 60 }),
+        maxConcurrentChecks: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'password checks (scrypt) running at once, taken round-robin over client addresses' }),
+        maxWaitingLogins: Type.Integer({ minimum: 0, default: 1000, description: 'logins waiting for a password check; more are refused (CONNACK 3)' }),
         mosquittoHashIterations: Type.Integer({
           minimum: 0,
           default: 20_000,
@@ -63,7 +65,8 @@ export const BrokerConfigSchema = Type.Object(
       {
         maxPacketBytes: Type.Integer({ minimum: 1024, maximum: 268_435_455, default: 262_144, description: 'largest MQTT packet accepted (snapshots are ~30 KB JPEGs)' }),
         connectTimeoutMs: Type.Integer({ minimum: 100, default: 10_000, description: 'CONNECT must arrive within this' }),
-        drainTimeoutMs: Type.Integer({ minimum: 0, default: 30_000, description: 'a subscriber that does not drain is disconnected after this' }),
+        drainTimeoutMs: Type.Integer({ minimum: 0, default: 30_000, description: 'a subscriber whose socket does not drain is disconnected after this (others are not held up meanwhile)' }),
+        maxBufferedBytesPerClient: Type.Integer({ minimum: 65_536, default: 8 * 1024 * 1024, description: 'bytes waiting to be read by one client; a subscriber over this is disconnected' }),
         concurrency: Type.Integer({ minimum: 1, default: 100, description: 'deliveries in flight in the broker' }),
         maxTopicLevels: Type.Integer({ minimum: 1, maximum: 100, default: 16 }),
         maxClientIdLength: Type.Integer({ minimum: 1, default: 128 }),

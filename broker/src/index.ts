@@ -4,6 +4,11 @@ export {
   grantsFor,
   canPublish,
   canSubscribe,
+  canRetain,
+  isRetainable,
+  RETAINABLE_FILTERS,
+  RESERVED_CLIENT_ID_PREFIXES,
+  mayUseClientId,
   assertBinding,
   isValidUserName,
   topicMatchesFilter,
@@ -15,9 +20,9 @@ export {
   type Principal,
   type Grants,
 } from './acl.js';
-export { openUserStore, type UserStore, type UserRecord, type UserStoreOptions } from './user-store.js';
+export { openUserStore, MAX_CLIENT_IDS_PER_USER, type UserStore, type UserRecord, type UserStoreOptions } from './user-store.js';
 export { hashPassword, verifyPassword, mosquittoPasswordHash, generatePassword } from './passwords.js';
-export { createLoginLimiter, type LoginLimiter, type LoginLimiterOptions } from './rate-limit.js';
+export { createLoginGuard, addressKey, type LoginGuard, type LoginGuardOptions, type LoginVerdict, type LoginGuardStats } from './login-guard.js';
 export { createPacketSizeGuard, type PacketSizeGuard } from './packet-guard.js';
 export { createBrokerMetrics, type BrokerMetrics, type BrokerStats } from './metrics.js';
 export { BrokerConfigSchema, loadBrokerConfig, envOverrides, type BrokerConfig } from './config.js';

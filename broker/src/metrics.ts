@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type DeniedOperation = 'publish' | 'subscribe' | 'connect';
+export type DeniedOperation = 'publish' | 'subscribe' | 'connect' | 'retain';
 
 export interface BrokerMetrics {
   registry: Registry;
@@ -15,6 +15,7 @@ export interface BrokerMetrics {
   bytesSent: Counter;
   denied: Counter<'operation'>;
   rejectedPackets: Counter<'reason'>;
+  slowSubscribers: Counter;
   /** Current totals, for $SYS and tests. */
   snapshot(): Promise<BrokerStats>;
 }
@@ -39,7 +40,7 @@ export function createBrokerMetrics(options: { processMetrics?: boolean } = {}):
   const bytesSent = new Counter({ name: 'checkpoint_broker_bytes_sent_total', help: 'Bytes written to client connections', registers });
   const denied = new Counter({
     name: 'checkpoint_broker_denied_total',
-    help: 'Operations refused by authentication, rate limiting or the ACL',
+    help: 'Operations refused by authentication, rate limiting, the ACL or the retain policy',
     labelNames: ['operation'] as const,
     registers,
   });
@@ -49,7 +50,12 @@ export function createBrokerMetrics(options: { processMetrics?: boolean } = {}):
     labelNames: ['reason'] as const,
     registers,
   });
-  for (const operation of ['publish', 'subscribe', 'connect'] as const) denied.inc({ operation }, 0);
+  const slowSubscribers = new Counter({
+    name: 'checkpoint_broker_slow_subscribers_total',
+    help: 'Clients disconnected because they did not read what was sent to them',
+    registers,
+  });
+  for (const operation of ['publish', 'subscribe', 'connect', 'retain'] as const) denied.inc({ operation }, 0);
 
   const value = async (metric: Counter | Gauge, labels?: Record<string, string>): Promise<number> => {
     const data = await metric.get();
@@ -66,6 +72,7 @@ export function createBrokerMetrics(options: { processMetrics?: boolean } = {}):
     bytesSent,
     denied,
     rejectedPackets,
+    slowSubscribers,
     async snapshot() {
       return {
         clientsConnected: await value(clientsConnected),
@@ -77,6 +84,7 @@ export function createBrokerMetrics(options: { processMetrics?: boolean } = {}):
           publish: await value(denied, { operation: 'publish' }),
           subscribe: await value(denied, { operation: 'subscribe' }),
           connect: await value(denied, { operation: 'connect' }),
+          retain: await value(denied, { operation: 'retain' }),
         },
       };
     },
@@ -95,5 +103,6 @@ export function sysTopics(stats: BrokerStats, version: string): Array<[topic: st
     ['$SYS/broker/denied/publish', String(stats.denied.publish)],
     ['$SYS/broker/denied/subscribe', String(stats.denied.subscribe)],
     ['$SYS/broker/denied/connect', String(stats.denied.connect)],
+    ['$SYS/broker/denied/retain', String(stats.denied.retain)],
   ];
 }

@@ -42,6 +42,13 @@ export interface MosquittoConfOptions {
   passwordFile: string;
   aclFile: string;
   maxPacketBytes?: number;
+  /**
+   * `use_username_as_clientid true`: Mosquitto replaces every client id by the user name, so a
+   * session belongs to its user and no other user can take it (our broker binds ids to users in
+   * the user store; Mosquitto has no per-user id rule). The price: one connection per user, so a
+   * bridge with several robots (one MQTT connection each) needs one bridge user per robot.
+   */
+  bindClientIds?: boolean;
 }
 
 /** Mosquitto 2.0 config lines enforcing what our broker enforces. */
@@ -52,6 +59,7 @@ export function mosquittoConf(o: MosquittoConfOptions): string {
     `password_file ${o.passwordFile}`,
     `acl_file ${o.aclFile}`,
     `max_packet_size ${o.maxPacketBytes ?? 262_144}`,
+    ...(o.bindClientIds ? ['# Client ids are user names: no user can take over another user\'s session.', 'use_username_as_clientid true'] : []),
     'persistence true',
     '',
   ].join('\n');
@@ -65,7 +73,7 @@ function writeAtomically(file: string, text: string, mode: number): void {
 }
 
 /** Writes `passwd`, `acl` and `checkpoint-mosquitto.conf` into `outDir` (created if needed). */
-export function exportMosquitto(store: UserStore, outDir: string, options: { maxPacketBytes?: number } = {}): MosquittoExport {
+export function exportMosquitto(store: UserStore, outDir: string, options: { maxPacketBytes?: number; bindClientIds?: boolean } = {}): MosquittoExport {
   mkdirSync(outDir, { recursive: true });
   const credentials = store.mosquittoCredentials();
   const withHash = new Set(credentials.map((c) => c.name));
@@ -75,7 +83,7 @@ export function exportMosquitto(store: UserStore, outDir: string, options: { max
   const configFile = resolve(join(outDir, 'checkpoint-mosquitto.conf'));
   writeAtomically(passwordFile, mosquittoPasswordFile(credentials), 0o600);
   writeAtomically(aclFile, mosquittoAcl(users), 0o644);
-  writeAtomically(configFile, mosquittoConf({ passwordFile, aclFile, maxPacketBytes: options.maxPacketBytes }), 0o644);
+  writeAtomically(configFile, mosquittoConf({ passwordFile, aclFile, maxPacketBytes: options.maxPacketBytes, bindClientIds: options.bindClientIds }), 0o644);
   return {
     passwordFile,
     aclFile,

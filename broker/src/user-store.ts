@@ -19,6 +19,12 @@ export interface UserStore {
   setPassword(name: string, password: string): Promise<void>;
   /** The user if the password is right, else null; unknown names take as long as wrong passwords. */
   verify(name: string, password: string): Promise<Principal | null>;
+  /**
+   * Binds `clientId` to `user` (claimed on first use, kept across restarts) unless another user
+   * holds it; returns the holder then. A user keeps at most MAX_CLIENT_IDS_PER_USER ids (its least
+   * recently used one is released), so a client with random ids cannot grow the table.
+   */
+  claimClientId(user: string, clientId: string): { ok: true } | { ok: false; owner: string };
   /** `name` and `$7$` hash of every user that has one, for Mosquitto's password file. */
   mosquittoCredentials(): Array<{ name: string; hash: string }>;
   close(): void;
@@ -42,6 +48,8 @@ interface Row {
 }
 
 const MIN_PASSWORD_LENGTH = 8;
+/** Client ids one user may hold (a gateway or device needs one; tools may add a few). */
+export const MAX_CLIENT_IDS_PER_USER = 16;
 
 function checkPassword(name: string, password: string): void {
   if (password.length < MIN_PASSWORD_LENGTH) {
@@ -92,6 +100,13 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
   ) STRICT`);
+  // Which user a client id (and so its persistent session) belongs to; see claimClientId.
+  db.exec(`CREATE TABLE IF NOT EXISTS client_ids (
+    client_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    last_used_ms INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS client_ids_by_user ON client_ids (user, last_used_ms)`);
   const stmt = {
     get: db.prepare<[string], Row>('SELECT * FROM users WHERE name = ?'),
     list: db.prepare<[], Row>('SELECT * FROM users ORDER BY name'),
@@ -100,7 +115,21 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
     ),
     remove: db.prepare('DELETE FROM users WHERE name = ?'),
     setPassword: db.prepare('UPDATE users SET password_hash = ?, mosquitto_hash = ?, updated_at = ? WHERE name = ?'),
+    clientIdOwner: db.prepare<[string], { user: string }>('SELECT user FROM client_ids WHERE client_id = ?'),
+    claimClientId: db.prepare('INSERT INTO client_ids (client_id, user, last_used_ms) VALUES (?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET last_used_ms = excluded.last_used_ms'),
+    releaseOldClientIds: db.prepare(
+      'DELETE FROM client_ids WHERE user = ? AND client_id NOT IN (SELECT client_id FROM client_ids WHERE user = ? ORDER BY last_used_ms DESC, client_id LIMIT ?)',
+    ),
+    releaseClientIds: db.prepare('DELETE FROM client_ids WHERE user = ?'),
   };
+  // Check and claim in one write transaction, so two brokers or CONNECTs cannot both win an id.
+  const claim = db.transaction((user: string, clientId: string): { ok: true } | { ok: false; owner: string } => {
+    const owner = stmt.clientIdOwner.get(clientId)?.user;
+    if (owner !== undefined && owner !== user) return { ok: false, owner };
+    stmt.claimClientId.run(clientId, user, Date.now());
+    if (owner === undefined) stmt.releaseOldClientIds.run(user, user, MAX_CLIENT_IDS_PER_USER);
+    return { ok: true };
+  });
   const hashes = async (password: string) => ({
     scrypt: await hashPassword(password, options.scrypt),
     mosquitto: iterations > 0 ? await mosquittoPasswordHash(password, iterations) : null,
@@ -128,7 +157,11 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
       return stmt.list.all().map((row) => toRecord(row, file));
     },
     remove(name) {
-      return stmt.remove.run(name).changes > 0;
+      // Its client ids go with it (a new user of the same name starts without any).
+      return db.transaction(() => {
+        stmt.releaseClientIds.run(name);
+        return stmt.remove.run(name).changes > 0;
+      }).immediate();
     },
     async setPassword(name, password) {
       checkPassword(name, password);
@@ -142,6 +175,9 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
       if (!row || !ok) return null;
       const { createdAt: _c, updatedAt: _u, ...principal } = toRecord(row, file);
       return principal as Principal;
+    },
+    claimClientId(user, clientId) {
+      return claim.immediate(user, clientId);
     },
     mosquittoCredentials() {
       return stmt.list

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeTempDir } from '@checkpoint/test-support';
-import { createLoginLimiter, createPacketSizeGuard, hashPassword, openUserStore, verifyPassword } from '../src/index.js';
+import { addressKey, createLoginGuard, createPacketSizeGuard, hashPassword, openUserStore, verifyPassword } from '../src/index.js';
 
 describe('packet size guard', () => {
   const publish = (bodyLength: number) => {
@@ -36,27 +36,60 @@ describe('packet size guard', () => {
   });
 });
 
-describe('login limiter', () => {
-  it('refuses an address after maxFailures within the window, per address, until they age out', () => {
+describe('login guard (limits)', () => {
+  const wrong = () => Promise.resolve(null);
+  const right = () => Promise.resolve('user');
+
+  it('refuses an address after maxFailures within the window, per address, until they age out', async () => {
     let now = 0;
-    const limiter = createLoginLimiter({ maxFailures: 3, windowMs: 1000, now: () => now });
+    const guard = createLoginGuard({ maxFailures: 3, windowMs: 1000, now: () => now });
     for (let i = 0; i < 3; i++) {
-      expect(limiter.allows('10.0.0.1')).toBe(true);
-      limiter.recordFailure('10.0.0.1');
+      expect(await guard.attempt('10.0.0.1', wrong)).toEqual({ ok: false, reason: 'failed' });
       now += 100;
     }
-    expect(limiter.allows('10.0.0.1')).toBe(false);
-    expect(limiter.allows('10.0.0.2')).toBe(true);
+    expect(await guard.attempt('10.0.0.1', right)).toEqual({ ok: false, reason: 'limited', retryAfterMs: 700 });
+    expect(await guard.attempt('10.0.0.2', right)).toEqual({ ok: true, value: 'user' });
     now = 1001; // the first failure (t=0) left the window
-    expect(limiter.allows('10.0.0.1')).toBe(true);
+    expect(await guard.attempt('10.0.0.1', right)).toEqual({ ok: true, value: 'user' });
   });
 
   it('forgets the least recently failing addresses beyond maxAddresses', () => {
-    const limiter = createLoginLimiter({ maxFailures: 1, windowMs: 1000, maxAddresses: 2, now: () => 0 });
-    for (const a of ['a', 'b', 'c']) limiter.recordFailure(a);
-    expect(limiter.size).toBe(2);
-    expect(limiter.allows('a')).toBe(true);
-    expect(limiter.allows('c')).toBe(false);
+    const guard = createLoginGuard({ maxFailures: 1, windowMs: 1000, maxAddresses: 2, now: () => 0 });
+    for (const a of ['a', 'b', 'c']) guard.recordFailure(a);
+    expect(guard.stats().addresses).toBe(2);
+    expect(guard.retryAfterMs('a')).toBe(0);
+    expect(guard.retryAfterMs('c')).toBe(1000);
+  });
+
+  it('reserves each attempt before its check: of 200 concurrent wrong ones, maxFailures are checked', async () => {
+    const guard = createLoginGuard({ maxFailures: 5, windowMs: 60_000 });
+    let checks = 0;
+    const verdicts = await Promise.all(Array.from({ length: 200 }, () => guard.attempt('10.0.0.1', async () => ((checks += 1), null))));
+    expect(checks).toBe(5);
+    expect(verdicts.filter((v) => v.ok === false && v.reason === 'failed')).toHaveLength(5);
+    expect(verdicts.filter((v) => v.ok === false && v.reason === 'limited')).toHaveLength(195);
+  });
+
+  it('runs checks maxConcurrentChecks at a time, round-robin over addresses, and refuses beyond maxWaiting', async () => {
+    const guard = createLoginGuard({ maxFailures: 5, windowMs: 60_000, maxConcurrentChecks: 1, maxWaiting: 50 });
+    const order: string[] = [];
+    const check = (who: string) => async () => (order.push(who), who);
+    const flood = Array.from({ length: 40 }, () => guard.attempt('10.0.0.1', check('flood')));
+    const other = guard.attempt('10.0.0.2', check('other'));
+    expect(await other).toEqual({ ok: true, value: 'other' });
+    expect(order.indexOf('other')).toBeLessThanOrEqual(2); // not behind the 40
+    const more = await Promise.all(Array.from({ length: 20 }, () => guard.attempt('10.0.0.3', check('late'))));
+    expect(more.filter((v) => v.ok === false && v.reason === 'busy').length).toBeGreaterThan(0);
+    expect((await Promise.all(flood)).every((v) => v.ok)).toBe(true); // valid logins are delayed, never refused
+    expect(guard.stats()).toEqual({ checking: 0, waiting: 0, addresses: 0 });
+  });
+
+  it('counts IPv4-mapped addresses as IPv4 and IPv6 addresses by their /64', () => {
+    expect(addressKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(addressKey('2001:db8:0:1::17')).toBe('2001:db8:0:1::/64');
+    expect(addressKey('2001:0db8:0000:0001:ffff:1:2:3')).toBe('2001:db8:0:1::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey('10.1.2.3')).toBe('10.1.2.3');
   });
 });
 

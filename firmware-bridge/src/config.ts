@@ -40,6 +40,7 @@ export const BridgeConfigSchema = Type.Object(
     linkTimeoutMs: Type.Integer({ minimum: 200, maximum: 60_000, default: 2000, description: 'no valid frame for this long = CONNECTIONBROKEN' }),
     reopenMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
     statePeriodMs: Type.Integer({ minimum: 1000, maximum: 30_000, default: 30_000 }),
+    stateMinIntervalMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 100, description: 'at most one state per this many ms; changes in between are coalesced, the latest wins' }),
     retransmitMs: Type.Integer({ minimum: 20, maximum: 10_000, default: 200 }),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' }),
   },

@@ -112,6 +112,9 @@ beforeAll(async () => {
     linkTimeoutMs: 1000,
     reopenMs: 200,
     statePeriodMs: 1000,
+    // The simulated robots run 10 times faster than real ones: pass a node in a few ms of wall time.
+    // With the default 100 ms (10 states/s) a node passed in between is coalesced away.
+    stateMinIntervalMs: 10,
     retransmitMs: 100,
     logger: pino({ level: 'silent' }),
   });

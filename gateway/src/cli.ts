@@ -11,7 +11,7 @@ import { openDatabase } from './store/db.js';
 import { createUserStore, ROLES, type Role } from './store/users.js';
 import { join } from 'node:path';
 import pino from 'pino';
-import { openUserStore } from '@checkpoint/broker';
+import { createLoginGuard, openUserStore } from '@checkpoint/broker';
 import { ID_PATTERN } from '@checkpoint/protocol';
 import { ulid } from 'ulid';
 import type { GatewayConfig } from './config.js';
@@ -37,6 +37,8 @@ function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof c
     const provisioning = createProvisioning({
       db,
       credentials,
+      // The CLI serves no downloads; a guard is still the only way to check a device's password.
+      loginGuard: createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000 }),
       sendCommand: () => Promise.reject(new Error('the CLI sends no commands')),
       audit: (atMs, actor, action, target, detail) =>
         void db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(atMs, actor, action, target, detail === undefined || detail === null ? null : JSON.stringify(detail)),

@@ -30,7 +30,7 @@ import type { FleetView } from './opcua/fleet-view.js';
 import type { GatewayOpcuaServer } from './opcua/server.js';
 import { join } from 'node:path';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { openUserStore } from '@checkpoint/broker';
+import { createLoginGuard, openUserStore } from '@checkpoint/broker';
 import { registerProvisioningRoutes } from './api/provisioning.js';
 import { createProvisioning, readCaCert, type DeviceCredentialStore, type DeviceRef, type Provisioning } from './provisioning/index.js';
 
@@ -92,6 +92,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
 
   const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous, busyTimeoutMs: config.sqlite.busyTimeoutMs });
   const users = createUserStore(db, now);
+  // The one guard for every password this gateway checks: API login, OPC UA sessions, model downloads.
+  const loginGuard = createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000, now });
   const store = createOperationalStore(
     db,
     {
@@ -199,6 +201,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const provisioning = createProvisioning({
     db,
     credentials: deps.brokerUsers ?? ownBrokerUsers,
+    loginGuard,
     sendCommand: (site, checkpoint, body) => updateCommands.send(site, checkpoint, body),
     audit: (atMs, actor, action, target, detail) => store.audit(atMs, actor, action, target, detail),
     seenDevices: () => store.devices().map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
@@ -290,6 +293,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         dataDir: config.dataDir,
         store,
         users,
+        loginGuard,
         fleet: fleet ? fleetOpcuaView(fleet) : (deps.fleetView ?? null),
         log,
         now,
@@ -324,7 +328,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       },
     };
   };
-  const app = await createApi({ config, store, users, series, metrics, live, commands, fleet, health, log, now });
+  const app = await createApi({ config, store, users, loginGuard, series, metrics, live, commands, fleet, health, log, now });
   registerProvisioningRoutes(app.withTypeProvider<TypeBoxTypeProvider>(), {
     provisioning,
     currentModels: () => new Map(store.devices().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),

@@ -1,5 +1,22 @@
 /** Prometheus metrics on the gateway's own registry (several gateways may live in one process: tests, demo). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { parseCheckpointTopic, parseVda5050Topic } from '@checkpoint/protocol';
+
+/**
+ * A topic as a metric label: its contract pattern (`checkpoint/v1/+/+/snapshot/+`,
+ * `uagv/v2/+/+/state`), never the topic itself, whose ids (snapshot ULIDs, devices, robots)
+ * would make one time series per message; `other` outside the contract.
+ */
+export function topicPattern(topic: string): string {
+  if (topic === 'other') return 'other';
+  // Already a pattern (the ingest classifier labels its own): keep it.
+  if (/^(checkpoint\/v1|uagv\/v2)\/\+\/\+\/[A-Za-z]+(\/\+)?$/.test(topic)) return topic;
+  const checkpoint = parseCheckpointTopic(topic);
+  if (checkpoint) return `checkpoint/v1/+/+/${checkpoint.channel === 'snapshot' ? 'snapshot/+' : checkpoint.channel}`;
+  const robot = parseVda5050Topic(topic);
+  if (robot && /^[A-Za-z]{1,32}$/.test(robot.channel)) return `uagv/v2/+/+/${robot.channel}`;
+  return 'other';
+}
 
 export function createGatewayMetrics(probes: { spoolDepth(): number; rejected(): number; sseClients(): number; mqttConnected(): boolean }) {
   const registry = new Registry();
@@ -13,12 +30,14 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
       labelNames: ['channel', 'result'],
       registers,
     }),
-    invalid: new Counter({
-      name: 'checkpoint_gateway_invalid_payloads_total',
-      help: 'messages dropped as invalid, by topic pattern (ids as +; other = outside the contract) and cause',
-      labelNames: ['topic', 'cause'],
-      registers,
-    }),
+    invalid: topicPatternLabels(
+      new Counter({
+        name: 'checkpoint_gateway_invalid_payloads_total',
+        help: 'messages dropped as invalid, by topic pattern (other = outside the contract) and cause',
+        labelNames: ['topic', 'cause'],
+        registers,
+      }),
+    ),
     replacedTimestamps: new Counter({
       name: 'checkpoint_gateway_replaced_timestamps_total',
       help: 'messages stored with the receive time because their timestamp named no instant (leap second, month 13), by channel',
@@ -57,6 +76,16 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
     liveClosed: new Counter({ name: 'checkpoint_gateway_live_closed_total', help: 'live-feed streams the gateway ended, by reason (session over, stalled reader)', labelNames: ['reason'], registers }),
     mqttConnected: new Gauge({ name: 'checkpoint_gateway_mqtt_connected', help: '1 when connected to the broker', registers, collect() { this.set(probes.mqttConnected() ? 1 : 0); } }),
     logins: new Counter({ name: 'checkpoint_gateway_logins_total', help: 'API logins by result', labelNames: ['result'], registers }),
+  };
+}
+
+/** The counter with its `topic` label reduced to topicPattern(topic) on every increment. */
+function topicPatternLabels<L extends string>(counter: Counter<'topic' | L>) {
+  return {
+    inc(labels: Record<'topic' | L, string>, value?: number) {
+      counter.inc({ ...labels, topic: topicPattern(labels.topic) }, value);
+    },
+    get: () => counter.get(),
   };
 }
 

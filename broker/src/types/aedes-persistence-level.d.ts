@@ -4,5 +4,7 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     constructor(db: unknown);
     outgoingEnqueueCombi(subs: unknown[], packet: unknown): Promise<unknown>;
     destroy(): Promise<void>;
+    createRetainedStream(pattern: string): AsyncIterable<{ topic: string }>;
+    storeRetained(packet: { cmd: 'publish'; topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; dup: boolean }): Promise<void>;
   }
 }

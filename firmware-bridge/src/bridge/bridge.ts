@@ -4,12 +4,17 @@
  *
  * - One MQTT client per robot, with the last will `connection: CONNECTIONBROKEN` (retained, QoS 1)
  *   for that robot, as VDA 5050 §6.14 asks of a vehicle.
- * - ONLINE once the MCU said hello (with the configured manufacturer/serial); CONNECTIONBROKEN when
+ * - A link is bound to its robot by a HELLO naming the configured manufacturer/serial. A HELLO
+ *   naming anyone else is refused (NACK, counted in `identityMismatches`, logged once per claimed
+ *   identity) and unbinds the link; STATUS and ACTION on an unbound link are ignored (counted in
+ *   `unboundMessages`), so an impostor can never speak for the configured robot.
+ * - ONLINE once the bound MCU reports status; CONNECTIONBROKEN when
  *   the port closes or nothing valid arrived for `linkTimeoutMs` (heartbeats); the port is
  *   reopened every `reopenMs` until it comes back; OFFLINE on a graceful stop.
  * - order / instantActions (QoS 1) are validated (invalid ones counted by cause and dropped with a
  *   clear log line), deduplicated by orderId/orderUpdateId and actionId, and sent as reliable serial
- *   commands; `state` on every change and at least every `statePeriodMs`.
+ *   commands; `state` on every change (at most one per `stateMinIntervalMs`, the latest winning:
+ *   a STATUS flood is coalesced) and at least every `statePeriodMs`.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -17,6 +22,7 @@ import { SerialPort } from 'serialport';
 import { parseVda5050, vda5050Header, vda5050Topic, type ConnectionState, type RobotAddress } from '@checkpoint/protocol';
 import { SerialLink } from '../serial/link.js';
 import type { Message } from '../serial/messages.js';
+import { StateThrottle } from './state-throttle.js';
 import { VdaAdapter } from './vda-adapter.js';
 
 export interface BridgeRobotConfig {
@@ -33,6 +39,8 @@ export interface BridgeOptions {
   linkTimeoutMs?: number;
   reopenMs?: number;
   statePeriodMs?: number;
+  /** At most one state per this many ms (default 100: 10 a second); changes in between are coalesced. */
+  stateMinIntervalMs?: number;
   retransmitMs?: number;
   logger: Logger;
 }
@@ -46,6 +54,13 @@ export interface RobotBridgeStats {
   ordersRejected: number;
   /** Invalid MQTT payloads by cause (e.g. `invalid-order`). */
   invalidPayloads: Record<string, number>;
+  /** HELLOs naming another robot than the configured one (refused). */
+  identityMismatches: number;
+  /** STATUS/ACTION received on a link no valid HELLO has bound (ignored). */
+  unboundMessages: number;
+  /** States published, and state changes coalesced by the rate limit. */
+  statesPublished: number;
+  statesCoalesced: number;
   link: SerialLink['stats'] | null;
 }
 
@@ -73,7 +88,20 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
   const statePeriodMs = o.statePeriodMs ?? 30_000;
   const headerIds = { state: 0, connection: 0, factsheet: 0 };
   const header = (t: keyof typeof headerIds) => vda5050Header(robot, headerIds[t]++);
-  const stats: RobotBridgeStats = { robot: name, connection: 'STARTING', portOpen: false, ordersAccepted: 0, ordersDuplicate: 0, ordersRejected: 0, invalidPayloads: {}, link: null };
+  const stats: RobotBridgeStats = {
+    robot: name,
+    connection: 'STARTING',
+    portOpen: false,
+    ordersAccepted: 0,
+    ordersDuplicate: 0,
+    ordersRejected: 0,
+    invalidPayloads: {},
+    identityMismatches: 0,
+    unboundMessages: 0,
+    statesPublished: 0,
+    statesCoalesced: 0,
+    link: null,
+  };
   const loggedCauses = new Set<string>();
   let closing = false;
 
@@ -93,6 +121,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
   let link: SerialLink | null = null;
   let port: SerialPort | null = null;
   let online = false;
+  let lastFactsheet: string | null = null;
 
   const setConnection = (state: ConnectionState, why: string) => {
     if (stats.connection === state) return;
@@ -101,9 +130,19 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
     log.info({ connection: state }, `connection ${state}: ${why}`);
     client.publish(vda5050Topic(robot, 'connection'), connectionPayload(state), { qos: 1, retain: true });
   };
-  const publishState = () => {
+  const throttle = new StateThrottle<ReturnType<VdaAdapter['state']>>({
+    minIntervalMs: o.stateMinIntervalMs ?? 100,
+    key: (state) => JSON.stringify(state),
+    publish: (state) => {
+      if (!online) return;
+      client.publish(vda5050Topic(robot, 'state'), JSON.stringify({ ...header('state'), ...state }), { qos: 1 });
+    },
+  });
+  const publishState = (force = false) => {
     if (!online) return;
-    client.publish(vda5050Topic(robot, 'state'), JSON.stringify({ ...header('state'), ...adapter.state() }), { qos: 1 });
+    throttle.offer(adapter.state(), force);
+    stats.statesPublished = throttle.stats.published;
+    stats.statesCoalesced = throttle.stats.coalesced;
   };
   const command = (m: Message) => {
     if (!link) return;
@@ -139,7 +178,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
       const parsed = parseVda5050('instantActions', payload, robot);
       if (!parsed.ok) return countInvalid('invalid-instantActions', parsed.message);
       adapter.onInstantActions(parsed.value).forEach(command);
-      publishState();
+      publishState(true);
     }
   });
   await client.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 1 });
@@ -175,7 +214,15 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
       port = p;
       stats.portOpen = true;
       log.info(`port ${cfg.port} open`);
-      const l = new SerialLink((bytes) => p.write(bytes), { retransmitMs: o.retransmitMs ?? 200 });
+      // Bound by a HELLO naming this robot; anything else on the line speaks for nobody.
+      let bound = false;
+      const l = new SerialLink((bytes) => p.write(bytes), {
+        retransmitMs: o.retransmitMs ?? 200,
+        refuse: (m) =>
+          m.type === 'hello' && (m.manufacturer !== cfg.manufacturer || m.serialNumber !== cfg.serialNumber)
+            ? `this port belongs to ${name}, not ${m.manufacturer}/${m.serialNumber}`
+            : null,
+      });
       link = l;
       stats.link = l.stats;
       l.lastReceivedAt = Date.now();
@@ -187,15 +234,38 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
         if (port === p) lost(`port ${cfg.port} error: ${e.message}`);
       });
       l.on('invalid', (e) => log.debug(`undecodable serial message: ${e.message}`));
+      l.on('refused', (m) => {
+        if (m.type !== 'hello') return;
+        stats.identityMismatches += 1;
+        const claimed = `${m.manufacturer}/${m.serialNumber}`;
+        if (!loggedCauses.has(`hello ${claimed}`) && loggedCauses.size < 100) {
+          loggedCauses.add(`hello ${claimed}`);
+          log.error({ claimed, expected: name }, `robot on ${cfg.port} says it is ${claimed}, expected ${name}: HELLO refused, link not bound (logged once per claimed identity; counted in identityMismatches)`);
+        }
+        if (bound) {
+          bound = false;
+          setConnection('CONNECTIONBROKEN', `another robot (${claimed}) took over ${cfg.port}`);
+        }
+      });
       l.on('message', (m) => {
+        if ((m.type === 'status' || m.type === 'action') && !bound) {
+          stats.unboundMessages += 1;
+          if (!loggedCauses.has('unbound') && loggedCauses.size < 100) {
+            loggedCauses.add('unbound');
+            log.warn(`${m.type} on ${cfg.port} before a HELLO naming ${name}: ignored until the robot says hello (logged once; counted in unboundMessages)`);
+          }
+          return;
+        }
         switch (m.type) {
           case 'hello': {
-            if (m.manufacturer !== cfg.manufacturer || m.serialNumber !== cfg.serialNumber) {
-              log.error(`robot on ${cfg.port} says it is ${m.manufacturer}/${m.serialNumber}, expected ${name}; not bringing it online`);
-              return;
-            }
+            bound = true;
             // The adapter (and the order it tracks) survives a link outage; the MCU keeps its order too.
-            client.publish(vda5050Topic(robot, 'factsheet'), JSON.stringify({ ...header('factsheet'), ...VdaAdapter.factsheet(m) }), { qos: 1, retain: true });
+            // Only when it changed: a robot repeating HELLO must not flood retained factsheets.
+            const factsheet = JSON.stringify(VdaAdapter.factsheet(m));
+            if (factsheet !== lastFactsheet) {
+              lastFactsheet = factsheet;
+              client.publish(vda5050Topic(robot, 'factsheet'), JSON.stringify({ ...header('factsheet'), ...VdaAdapter.factsheet(m) }), { qos: 1, retain: true });
+            }
             log.info(`hello from firmware ${m.firmware}`);
             break;
           }
@@ -227,7 +297,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
     }
     if (Date.now() - lastPeriodic >= statePeriodMs) {
       lastPeriodic = Date.now();
-      publishState();
+      publishState(true);
     }
   }, Math.min(500, Math.max(50, linkTimeoutMs / 4)));
 
@@ -236,6 +306,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
     async close() {
       closing = true;
       clearInterval(watchdog);
+      throttle.stop();
       if (reopenTimer) clearTimeout(reopenTimer);
       link?.close();
       if (port?.isOpen) await new Promise<void>((resolve) => port!.close(() => resolve()));

@@ -27,6 +27,12 @@ export interface LinkStats {
 export interface LinkOptions {
   retransmitMs?: number;
   maxRetries?: number;
+  /**
+   * Checked for every reliable message before it is acknowledged: a reason refuses it (NACK
+   * `rejected` with the reason; not processed, emitted as 'refused'). The bridge refuses a HELLO
+   * naming another robot, so an impostor is never acknowledged.
+   */
+  refuse?: (message: Message) => string | null;
 }
 
 export class LinkError extends Error {
@@ -48,6 +54,7 @@ interface Pending {
 export interface SerialLinkEvents {
   message: [Message];
   invalid: [Error];
+  refused: [Message, string];
 }
 
 export class SerialLink extends EventEmitter<SerialLinkEvents> {
@@ -60,6 +67,7 @@ export class SerialLink extends EventEmitter<SerialLinkEvents> {
   private closed = false;
   private readonly retransmitMs: number;
   private readonly maxRetries: number;
+  private readonly refuse: ((message: Message) => string | null) | undefined;
   /** Date.now() of the last good frame. */
   lastReceivedAt = 0;
   readonly stats: LinkStats;
@@ -71,6 +79,7 @@ export class SerialLink extends EventEmitter<SerialLinkEvents> {
     super();
     this.retransmitMs = options.retransmitMs ?? 250;
     this.maxRetries = options.maxRetries ?? 8;
+    this.refuse = options.refuse;
     this.stats = { framesSent: 0, messagesReceived: 0, retransmits: 0, duplicates: 0, outOfOrder: 0, undecodable: 0, nacked: 0, gaveUp: 0, decoder: this.decoder.stats };
   }
 
@@ -119,6 +128,12 @@ export class SerialLink extends EventEmitter<SerialLinkEvents> {
         p.reject(new LinkError(`${p.message.type} refused by the other end: ${message.text || `reason ${message.reason}`}`));
       }
       this.pump();
+      return;
+    }
+    const refusal = flags & FLAG_ACK_REQUIRED ? (this.refuse?.(message) ?? null) : null;
+    if (refusal !== null) {
+      this.writeFrame({ type: 'nack', seq, reason: NACK_REASONS.rejected, text: refusal.slice(0, 200) }, this.nextSeq(), 0);
+      this.emit('refused', message, refusal);
       return;
     }
     if (message.type === 'hello') {

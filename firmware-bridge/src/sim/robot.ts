@@ -337,14 +337,22 @@ async function serialFront(o: SimulatedRobotOptions, model: RobotModel, capabili
     capabilities,
   });
   let helloAcked = false;
-  const sayHello = () =>
+  let saying = false;
+  const sayHello = (): void => {
+    if (saying) return;
+    saying = true;
     link.send(hello()).then(
       () => {
+        saying = false;
         helloAcked = true;
       },
-      () => setTimeout(() => void sayHello(), 500),
+      () => {
+        saying = false;
+        setTimeout(() => sayHello(), 500);
+      },
     );
-  void sayHello();
+  };
+  sayHello();
 
   const report = () => {
     if (!helloAcked) return;
@@ -376,6 +384,12 @@ async function serialFront(o: SimulatedRobotOptions, model: RobotModel, capabili
   };
   const heartbeat = setInterval(() => {
     if (!muted()) send({ type: 'heartbeat', uptimeMs: Date.now() - started });
+    // PROTOCOL.md: nothing from the bridge for 2 s (it restarted, the cable was out) and the MCU
+    // says HELLO again; the bridge binds a link only by a HELLO.
+    if (helloAcked && Date.now() - link.lastReceivedAt > 2000) {
+      helloAcked = false;
+      sayHello();
+    }
   }, o.heartbeatMs ?? 500);
 
   return {
@@ -387,7 +401,7 @@ async function serialFront(o: SimulatedRobotOptions, model: RobotModel, capabili
         // After the outage the MCU says hello again, like after a reconnect.
         setTimeout(() => {
           helloAcked = false;
-          void sayHello();
+          sayHello();
         }, f.ms + 10);
       } else if (f.kind === 'garbage' && port.isOpen) {
         port.write(randomBytes(f.bytes));

@@ -12,7 +12,7 @@ import { ID_PATTERN } from '@checkpoint/protocol';
 import { deviceKey } from '../provisioning/tokens.js';
 import { KNOWN_MODEL_FAMILIES, MODEL_VERSION_PATTERN, ProvisioningError, type Provisioning } from '../provisioning/service.js';
 import type { Rollout } from '../provisioning/rollout.js';
-import { createLoginLimiter } from '../store/users.js';
+import { createLoginGuard } from '@checkpoint/broker';
 
 type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
 
@@ -48,7 +48,8 @@ function basicAuth(header: string | undefined): { username: string; password: st
 export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps): void {
   const p = deps.provisioning;
   // Tokens are 256-bit random, so guessing is hopeless; the limit keeps a misbehaving script from hammering the store.
-  const enrollLimiter = createLoginLimiter({ maxFailures: 20, windowMs: 60_000 });
+  // (No password check here, so only the guard's per-address failure count is used.)
+  const enrollLimiter = createLoginGuard({ maxFailures: 20, windowMs: 60_000, now: deps.now });
 
   // --- checkpoints ----------------------------------------------------------------------------
   app.post(
@@ -98,14 +99,13 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
       },
     },
     async (request, reply) => {
-      const wait = enrollLimiter.retryAfterMs(request.ip, deps.now());
+      const wait = enrollLimiter.retryAfterMs(request.ip);
       if (wait > 0) return fail(reply.header('retry-after', String(Math.ceil(wait / 1000))), new ProvisioningError(429, `too many refused enrollments from this address; try again in ${Math.ceil(wait / 1000)} s`));
       try {
         const enrollment = await p.enroll(request.body.token, request.ip);
-        enrollLimiter.succeed(request.ip);
         return reply.header('cache-control', 'no-store').send(enrollment);
       } catch (err) {
-        if (err instanceof ProvisioningError && err.statusCode < 500) enrollLimiter.fail(request.ip, deps.now());
+        if (err instanceof ProvisioningError && err.statusCode < 500) enrollLimiter.recordFailure(request.ip);
         return fail(reply, err);
       }
     },
@@ -154,7 +154,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     },
     async (request, reply) => {
       try {
-        const { bytes } = await p.modelDownload(basicAuth(request.headers.authorization), request.params.name, request.params.version);
+        const { bytes } = await p.modelDownload(basicAuth(request.headers.authorization), request.params.name, request.params.version, request.ip);
         return reply.header('content-type', 'application/octet-stream').header('content-length', bytes.length).send(bytes);
       } catch (err) {
         if (err instanceof ProvisioningError && err.statusCode === 401) reply.header('www-authenticate', 'Basic realm="checkpoint-devices"');

@@ -6,7 +6,6 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import { Decision, ID_PATTERN, timestampProblem, ULID_PATTERN } from '@checkpoint/protocol';
 import { ALERT_STATUSES, OUTCOMES } from '../alerts.js';
 import { INTERVAL_PATTERN, parseInterval } from '../series/store.js';
-import type { createLoginLimiter } from '../store/users.js';
 import type { ApiDeps } from './server.js';
 
 type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -33,7 +32,7 @@ function queryTimeMs(field: string, text: string): number {
   return Date.parse(withSeconds);
 }
 
-export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<typeof createLoginLimiter>): void {
+export function registerRoutes(app: App, deps: ApiDeps): void {
   const { store, users, now } = deps;
 
   // --- auth -----------------------------------------------------------------------------------
@@ -44,28 +43,32 @@ export function registerRoutes(app: App, deps: ApiDeps, limiter: ReturnType<type
         tags: ['auth'],
         security: [],
         body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.String(), user: Type.String(), role: Type.String() }), 401: ErrorBody, 429: ErrorBody },
+        response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.String(), user: Type.String(), role: Type.String() }), 401: ErrorBody, 429: ErrorBody, 503: ErrorBody },
       },
     },
     async (request, reply) => {
       const address = request.ip;
-      const wait = limiter.retryAfterMs(address, now());
-      if (wait > 0) {
+      const { username, password } = request.body;
+      // The guard reserves this attempt against the address's limit before the password check runs.
+      const verdict = await deps.loginGuard.attempt(address, () => users.verify(username, password));
+      if (!verdict.ok && verdict.reason === 'limited') {
+        const waitS = Math.ceil(verdict.retryAfterMs / 1000);
         deps.metrics.logins.inc({ result: 'limited' });
         return reply
           .code(429)
-          .header('retry-after', String(Math.ceil(wait / 1000)))
-          .send({ statusCode: 429, error: 'Too Many Requests', message: `too many failed logins from this address; try again in ${Math.ceil(wait / 1000)} s` });
+          .header('retry-after', String(waitS))
+          .send({ statusCode: 429, error: 'Too Many Requests', message: `too many failed logins from this address; try again in ${waitS} s` });
       }
-      const { username, password } = request.body;
-      const role = await users.verify(username, password);
-      if (!role) {
-        limiter.fail(address, now());
+      if (!verdict.ok && verdict.reason === 'busy') {
+        deps.metrics.logins.inc({ result: 'busy' });
+        return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message: 'too many logins waiting for a password check; try again in 1 s' });
+      }
+      if (!verdict.ok) {
         deps.metrics.logins.inc({ result: 'failed' });
         store.audit(now(), username.slice(0, 64), 'auth.login_failed', null, { address });
         return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'wrong user name or password' });
       }
-      limiter.succeed(address);
+      const role = verdict.value;
       deps.metrics.logins.inc({ result: 'ok' });
       const session = users.createSession(username, deps.config.auth.tokenTtlS * 1000, now());
       store.audit(now(), username, 'auth.login', null, { address });

@@ -16,7 +16,8 @@ import type { GatewayConfig } from '../config.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { SeriesStore } from '../series/store.js';
 import type { OperationalStore } from '../store/operational.js';
-import { createLoginLimiter, roleAtLeast, type Role, type Session, type UserStore } from '../store/users.js';
+import type { LoginGuard } from '@checkpoint/broker';
+import { roleAtLeast, type Role, type Session, type UserStore } from '../store/users.js';
 import type { LiveFeed } from './live.js';
 import { registerRoutes } from './routes.js';
 import { registerFleetRoutes } from './fleet.js';
@@ -32,6 +33,8 @@ export interface ApiDeps {
   config: GatewayConfig;
   store: OperationalStore;
   users: UserStore;
+  /** Login limits and password checks, shared with OPC UA and the model download. */
+  loginGuard: LoginGuard;
   series: SeriesStore;
   metrics: GatewayMetrics;
   live: LiveFeed;
@@ -130,8 +133,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  const limiter = createLoginLimiter({ maxFailures: deps.config.auth.loginMaxFailures, windowMs: deps.config.auth.loginWindowS * 1000 });
-  registerRoutes(app, deps, limiter);
+  registerRoutes(app, deps);
   if (deps.fleet) registerFleetRoutes(app, deps.fleet);
   await registerDashboards(app, deps.log);
   return app;

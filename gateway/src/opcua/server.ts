@@ -25,10 +25,12 @@ import {
   type StatusCode,
   type UAAlarmConditionEx,
   type UAMethod,
+  type ServerSession,
   type UAObject,
   type UAVariable,
   type VariantLike,
 } from 'node-opcua';
+import type { LoginGuard } from '@checkpoint/broker';
 import type { Logger } from 'pino';
 import { OUTCOMES, type AlertChange, type Outcome } from '../alerts.js';
 import type { GatewayConfig } from '../config.js';
@@ -67,6 +69,8 @@ export interface OpcuaServerOptions {
   dataDir: string;
   store: OperationalStore;
   users: UserStore;
+  /** Login limits and password checks, shared with the API and the model download. */
+  loginGuard: LoginGuard;
   /** The robot fleet, once wired; null = empty Robots folder, task methods BadNotSupported. */
   fleet: FleetView | null;
   log: Logger;
@@ -130,7 +134,7 @@ const str = (v: VariantLike | Variant | undefined): string => {
 };
 
 export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
-  const { config, store, users, fleet, log, now } = o;
+  const { config, store, users, loginGuard, fleet, log, now } = o;
   const pkiDir = config.pkiDir ?? join(o.dataDir, 'pki');
 
   // --- security ---------------------------------------------------------------------------------
@@ -154,11 +158,13 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     allowAnonymous: config.allowAnonymous,
     userManager: {
       // The gateway's users and passwords (scrypt), the same as the API's.
-      isValidUserAsync(userName: string, password: string, callback: (err: Error | null, ok?: boolean) => void) {
-        users.verify(userName, password).then(
-          (role) => {
-            if (!role) log.warn({ user: userName.slice(0, 64) }, 'OPC UA login refused');
-            callback(null, role !== null);
+      // Through the gateway's login guard: the same per-address limits as the API's login.
+      isValidUserAsync(this: ServerSession, userName: string, password: string, callback: (err: Error | null, ok?: boolean) => void) {
+        const address = this.channel?.remoteAddress ?? 'opcua-unknown';
+        loginGuard.attempt(address, () => users.verify(userName, password)).then(
+          (verdict) => {
+            if (!verdict.ok) log.warn({ user: userName.slice(0, 64), address, reason: verdict.reason }, 'OPC UA login refused');
+            callback(null, verdict.ok);
           },
           (err: Error) => callback(err),
         );

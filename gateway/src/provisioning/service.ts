@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { UserStore as BrokerUserStore } from '@checkpoint/broker';
+import type { LoginGuard, UserStore as BrokerUserStore } from '@checkpoint/broker';
 import { MODELS } from '@checkpoint/models';
 import type { CommandAck } from '@checkpoint/protocol';
 import type { CommandResult } from '../commands.js';
@@ -67,6 +67,8 @@ export interface ProvisioningDeps {
   db: Db;
   /** null: enrollment and revocation answer 503 (no broker user store configured). */
   credentials: DeviceCredentialStore | null;
+  /** Login limits and password checks (the gateway's one guard): the model download's Basic auth goes through it. */
+  loginGuard: LoginGuard;
   /** Sends a command and resolves with its final ack (a CommandDispatcher with the update timeout). */
   sendCommand(site: string, checkpoint: string, body: Record<string, unknown>): Promise<CommandResult>;
   audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): void;
@@ -226,11 +228,21 @@ export function createProvisioning(deps: ProvisioningDeps) {
    * A device's download: HTTP Basic with its broker credentials, checked against the broker's user
    * store, and only while a roll-out of this version has sent it the command.
    */
-  async function modelDownload(auth: { username: string; password: string } | null, name: string, version: string): Promise<{ bytes: Buffer; model: ModelVersion; device: DeviceRef }> {
+  async function modelDownload(
+    auth: { username: string; password: string } | null,
+    name: string,
+    version: string,
+    address: string,
+  ): Promise<{ bytes: Buffer; model: ModelVersion; device: DeviceRef }> {
     const users = credentials();
     if (!auth) throw new ProvisioningError(401, 'send the device\'s broker credentials (HTTP Basic)');
-    const principal = await users.verify(auth.username, auth.password);
-    if (!principal) throw new ProvisioningError(401, 'wrong broker user name or password');
+    const verdict = await deps.loginGuard.attempt(address, () => users.verify(auth.username, auth.password));
+    if (!verdict.ok && verdict.reason === 'limited') {
+      throw new ProvisioningError(429, `too many failed logins from this address; try again in ${Math.ceil(verdict.retryAfterMs / 1000)} s`);
+    }
+    if (!verdict.ok && verdict.reason === 'busy') throw new ProvisioningError(503, 'too many logins waiting for a password check; try again in 1 s');
+    if (!verdict.ok) throw new ProvisioningError(401, 'wrong broker user name or password');
+    const principal = verdict.value;
     if (principal.role !== 'edge') throw new ProvisioningError(403, `broker user ${principal.name} is not an edge device`);
     const device = { site: principal.site, checkpoint: principal.checkpoint };
     const model = store.model(name, version);

@@ -126,31 +126,3 @@ export function createUserStore(db: Db, now: () => number = Date.now): UserStore
     },
   };
 }
-
-/**
- * Failed logins per client address in a sliding window (pure apart from the map it owns).
- * An address over the limit is refused without checking the password.
- */
-export function createLoginLimiter(options: { maxFailures: number; windowMs: number }) {
-  const failures = new Map<string, number[]>();
-  const recent = (address: string, nowMs: number) => (failures.get(address) ?? []).filter((t) => nowMs - t < options.windowMs);
-  return {
-    /** ms until the address may try again, or 0 when it may try now. */
-    retryAfterMs(address: string, nowMs: number): number {
-      const times = recent(address, nowMs);
-      if (times.length < options.maxFailures) return 0;
-      return options.windowMs - (nowMs - times[times.length - options.maxFailures]!);
-    },
-    fail(address: string, nowMs: number): void {
-      const times = recent(address, nowMs);
-      times.push(nowMs);
-      failures.set(address, times.slice(-options.maxFailures));
-      if (failures.size > 10_000) {
-        for (const [key, value] of failures) if (value.every((t) => nowMs - t >= options.windowMs)) failures.delete(key);
-      }
-    },
-    succeed(address: string): void {
-      failures.delete(address);
-    },
-  };
-}
