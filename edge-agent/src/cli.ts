@@ -9,7 +9,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
-import { ConfigError } from '@checkpoint/protocol';
+import { ConfigError, checkpointVersion } from '@checkpoint/protocol';
 import { parseRegion, runCalibrate } from './calibration/index.js';
 import { loadAgentConfig } from './config/load.js';
 import { runEnroll } from './enroll.js';
@@ -119,6 +119,7 @@ async function benchPipeline(detector: FaceDetector, people: number, model: stri
 export function buildCli(io: CliIo): Command {
   const program = new Command('edge-agent')
     .description('Checkpoint edge agent: thermal screening with ONNX face/mask models, results over MQTT')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
 

@@ -12,7 +12,7 @@ import { createUserStore, ROLES, type Role } from './store/users.js';
 import { join } from 'node:path';
 import pino from 'pino';
 import { openUserStore } from '@checkpoint/broker';
-import { ID_PATTERN } from '@checkpoint/protocol';
+import { ID_PATTERN, checkpointVersion } from '@checkpoint/protocol';
 import { ulid } from 'ulid';
 import type { GatewayConfig } from './config.js';
 import { createProvisioning, readCaCert, type DeviceRef } from './provisioning/index.js';
@@ -67,6 +67,7 @@ function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof c
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
   const program = new Command('checkpoint-gateway')
     .description('Checkpoint gateway: MQTT ingest to InfluxDB/SQLite, alert workflow, HTTP API')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   const configOption = () => new Option('-c, --config <file>', 'config file (YAML or JSON)');

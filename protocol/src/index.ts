@@ -3,3 +3,4 @@ export * from './schemas.js';
 export * from './validators.js';
 export * from './config.js';
 export * from './vda5050.js';
+export * from './version.js';
