@@ -53,7 +53,7 @@ const GROUPS = {
   server: {
     description: 'Checkpoint site server: MQTT broker, gateway (alerts, API, time series) and dashboards',
     workspaces: ['protocol', 'models', 'broker', 'gateway', 'dashboards'],
-    commands: { 'checkpoint-broker': 'broker/bin/checkpoint-broker.js', 'checkpoint-gateway': 'gateway/bin/checkpoint-gateway.js', 'checkpoint-models': 'models/bin/checkpoint-models.js' },
+    commands: { 'checkpoint-broker': 'broker/bin/checkpoint-broker.js', 'checkpoint-gateway': 'gateway/bin/checkpoint-gateway.js' },
     units: ['checkpoint-broker.service', 'checkpoint-gateway.service'],
     etc: ['broker.yaml', 'gateway.yaml'],
     recommends: 'influxdb',
