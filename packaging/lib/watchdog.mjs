@@ -10,6 +10,8 @@
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 
+/* global fetch, AbortSignal -- Node 20 globals */
+
 const socket = process.env.NOTIFY_SOCKET;
 if (socket) {
   const intervalMs = Math.max(1000, Math.floor(Number(process.env.WATCHDOG_USEC ?? 30_000_000) / 3000));
