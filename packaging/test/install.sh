@@ -21,9 +21,10 @@ install_debs "$SERVER" "$(deb checkpoint-nodejs $ARCH)" "$(deb checkpoint-server
 check "gateway has its own broker user (gateway.env, 0640)" test "$(stat -c %a "$SERVER/etc/checkpoint/gateway.env")" = 640
 check "--version prints the stamped release version" grep -q "^$(dpkg-deb -f "$(deb checkpoint-server $ARCH)" Version)\$" <(chroot "$SERVER" /usr/bin/checkpoint-gateway --version)
 
-echo "# systemd-analyze verify"
-verify_out=$(systemd-analyze verify --root="$SERVER" /lib/systemd/system/checkpoint-broker.service /lib/systemd/system/checkpoint-gateway.service 2>&1 || true)
-check "server units verify clean" test -z "$(grep -v 'influxdb.service' <<<"$verify_out" | grep -iv 'checkpoint-broker.service: .*not found\|^$' || true)"
+echo "# systemd-analyze verify (the root has no systemd: the host's own units stand in for the targets)"
+cp -rn /lib/systemd/system/. "$SERVER/lib/systemd/system/" 2>/dev/null || true
+verify_out=$(systemd-analyze verify --root="$SERVER" /lib/systemd/system/checkpoint-broker.service /lib/systemd/system/checkpoint-gateway.service 2>&1) && verify_rc=0 || verify_rc=$?
+check "server units verify clean (systemd-analyze verify)" test "$verify_rc" -eq 0 -a -z "$verify_out"
 [ -z "$verify_out" ] || echo "$verify_out" | sed 's/^/#   /'
 
 MQTT_PORT=$(free_port); HTTP_PORT=$(free_port); METRICS_PORT=$(free_port)
@@ -41,7 +42,7 @@ login() { curl -sf -X POST "$GW/api/auth/login" -H 'content-type: application/js
 TOKEN=$(login || true)
 check "a user added with checkpoint-gateway user add logs in" test -n "$TOKEN"
 screening_ids() { curl -sf "$GW/api/screenings?site=hq&checkpoint=gate-1&limit=10000" -H "authorization: Bearer $TOKEN" | node -e 'for (const s of JSON.parse(require("fs").readFileSync(0)).screenings) console.log(s.id)'; }
-screenings() { screening_ids | wc -l; }
+screenings() { local c; c=$(screening_ids 2>/dev/null | wc -l); echo "$c"; }
 
 ENROLL=$(as_unit_user "$SERVER" checkpoint-gateway.service checkpoint-gateway device add hq/gate-1 --config /etc/checkpoint/gateway.yaml 2>&1 | grep -o 'cpe_[A-Za-z0-9_-]*' | head -1 || true)
 check "checkpoint-gateway device add writes the device into the broker's users (group access) and gives a token" test -n "$ENROLL"
@@ -50,8 +51,9 @@ echo "# edge root"
 make_root edge; EDGE=$ROOT
 install_debs "$EDGE" "$(deb checkpoint-nodejs $ARCH)" "$(deb checkpoint-edge $ARCH)" >"$WORK/install-edge.log" 2>&1 \
   && ok "checkpoint-edge installs into a clean Debian 12 root" || { not_ok "checkpoint-edge installs"; cat "$WORK/install-edge.log"; }
-verify_out=$(systemd-analyze verify --root="$EDGE" /lib/systemd/system/checkpoint-agent.service 2>&1 || true)
-check "agent unit verifies clean" test -z "$verify_out"
+cp -rn /lib/systemd/system/. "$EDGE/lib/systemd/system/" 2>/dev/null || true
+verify_out=$(systemd-analyze verify --root="$EDGE" /lib/systemd/system/checkpoint-agent.service 2>&1) && verify_rc=0 || verify_rc=$?
+check "agent unit verifies clean (systemd-analyze verify)" test "$verify_rc" -eq 0 -a -z "$verify_out"
 [ -z "$verify_out" ] || echo "$verify_out" | sed 's/^/#   /'
 chroot "$EDGE" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin checkpoint-edge-enroll --gateway "$GW" --token "$ENROLL" >"$WORK/enroll.log" 2>&1 \
   && ok "checkpoint-edge-enroll takes the token" || { not_ok "enroll"; cat "$WORK/enroll.log"; }
@@ -72,7 +74,7 @@ AGENT_HTTP=$(free_port)
 start_unit "$EDGE" checkpoint-agent.service "CHECKPOINT_AGENT_HTTP_PORT=$AGENT_HTTP"; agent_pid=$LAST_PID
 enough() { [ "$(screenings)" -ge 3 ]; }
 wait_for 180 "screenings at the gateway" enough || true
-n=$(screenings || echo 0)
+n=$(screenings)
 check "the agent (as checkpoint-agent, on the simulator) sends screenings that the gateway shows ($n)" test "$n" -ge 3
 [ "$n" -ge 3 ] || tail -20 "$WORK/checkpoint-agent.service.log"
 

@@ -1,6 +1,6 @@
 # Helpers for the package tests: clean Debian 12 roots, the services as their units run them,
 # free ports, waiting. Sourced by the test scripts; needs root, debootstrap and the Debian archive.
-set -euo pipefail
+set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RELEASE=${CHECKPOINT_RELEASE_DIR:-$REPO/release}
 CACHE=${CHECKPOINT_TEST_CACHE:-/var/cache/checkpoint-packaging}
