@@ -198,6 +198,8 @@ async function probeCamera(config: AgentConfig, timeoutMs: number): Promise<{ ms
   const abort = new AbortController();
   try {
     const source = await withTimeout(openSource(config), timeoutMs, 'opening the source');
+    // The simulator's `truth` fails with its frames (e.g. no face crops); the frames report it.
+    (source as { truth?: Promise<unknown> }).truth?.catch(() => undefined);
     try {
       const first = withTimeout(
         (async () => {

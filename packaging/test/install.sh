@@ -19,7 +19,7 @@ make_root server; SERVER=$ROOT
 install_debs "$SERVER" "$(deb checkpoint-nodejs $ARCH)" "$(deb checkpoint-server $ARCH)" >"$WORK/install-server.log" 2>&1 \
   && ok "checkpoint-server installs into a clean Debian 12 root" || { not_ok "checkpoint-server installs"; cat "$WORK/install-server.log"; summary; exit 1; }
 check "gateway has its own broker user (gateway.env, 0640)" test "$(stat -c %a "$SERVER/etc/checkpoint/gateway.env")" = 640
-check "--version prints the stamped release version" grep -q "^$(dpkg-deb -f "$(deb checkpoint-server $ARCH)" Version)\$" <(chroot "$SERVER" /usr/bin/checkpoint-gateway --version)
+check "--version prints the stamped release version" grep -q "^$(dpkg-deb -f "$(deb checkpoint-server $ARCH)" Version)\$" <(chroot "$SERVER" env -i PATH=/usr/bin:/bin /usr/bin/checkpoint-gateway --version)
 
 echo "# systemd-analyze verify (the root has no systemd: the host's own units stand in for the targets)"
 cp -rn /lib/systemd/system/. "$SERVER/lib/systemd/system/" 2>/dev/null || true
@@ -61,10 +61,12 @@ chroot "$EDGE" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin checkpoint-edge-enroll 
 mkdir -p "$EDGE/tmp/mirror" && cp "$MIRROR/RFB-640-masked_face-v2.onnx" "$EDGE/tmp/mirror/"
 as_unit_user "$EDGE" checkpoint-agent.service checkpoint-models fetch masked-face-640 --mirror /tmp/mirror --dest /var/lib/checkpoint-agent/models >/dev/null 2>&1
 check "checkpoint-models fetch installs the model offline" test -f "$EDGE/var/lib/checkpoint-agent/models/RFB-640-masked_face-v2.onnx"
+# The simulator draws people from face crops (a data set, not part of the package).
+cp -r "$REPO/../shared/datasets/mask-sample" "$EDGE/var/lib/checkpoint-agent/faces" && chroot "$EDGE" chown -R checkpoint-agent: /var/lib/checkpoint-agent/faces
 cat >>"$EDGE/etc/checkpoint/agent.yaml" <<YAML
 profile: pi
 source:
-  thermal: { kind: sim, seed: 5, realtime: true }
+  thermal: { kind: sim, seed: 5, realtime: true, facesDir: /var/lib/checkpoint-agent/faces }
 YAML
 as_unit_user "$EDGE" checkpoint-agent.service edge-agent doctor --config /etc/checkpoint/agent.yaml --timeout 20 >"$WORK/doctor.log" 2>&1 || true
 sed 's/^/#   doctor: /' "$WORK/doctor.log"
@@ -92,7 +94,7 @@ NEW=$(dpkg-deb -f "$(deb checkpoint-edge $ARCH)" Version).1
 install_debs "$EDGE" "$(bump_version "$(deb checkpoint-edge $ARCH)" "$NEW")" >"$WORK/upgrade-edge.log" 2>&1 && ok "checkpoint-edge upgrades to $NEW" || { not_ok "edge upgrade"; cat "$WORK/upgrade-edge.log"; }
 check "upgrade keeps /etc/checkpoint/agent.yaml unchanged" test "$(sha256sum "$EDGE/etc/checkpoint/agent.yaml" | cut -c1-64)" = "$conf_sum"
 check "upgrade keeps the outbox ($queued screenings)" cmp -s "$WORK/queued.ids" <(outbox_ids "$OUTBOX" | sort)
-check "edge-agent --version shows the upgraded version" grep -qx "$NEW" <(chroot "$EDGE" /usr/bin/edge-agent --version)
+check "edge-agent --version shows the upgraded version" grep -qx "$NEW" <(chroot "$EDGE" env -i PATH=/usr/bin:/bin /usr/bin/edge-agent --version)
 env_sum=$(sha256sum "$SERVER/etc/checkpoint/gateway.env" | cut -c1-64)
 install_debs "$SERVER" "$(bump_version "$(deb checkpoint-server $ARCH)" "$NEW")" >"$WORK/upgrade-server.log" 2>&1 && ok "checkpoint-server upgrades to $NEW" || { not_ok "server upgrade"; cat "$WORK/upgrade-server.log"; }
 check "server upgrade keeps the edited broker.yaml and the gateway's credentials" bash -c "grep -q 'port: $METRICS_PORT' '$SERVER/etc/checkpoint/broker.yaml' && [ \"\$(sha256sum '$SERVER/etc/checkpoint/gateway.env' | cut -c1-64)\" = '$env_sum' ]"

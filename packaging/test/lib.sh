@@ -30,6 +30,7 @@ cleanup() {
   grep -q " $WORK/" /proc/mounts || rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # A minimal Debian 12 root (debootstrap minbase, cached as a tarball), with /proc and /dev.
 make_root() { # make_root NAME: sets ROOT
