@@ -112,6 +112,17 @@ describe.skipIf(!haveShared)('edge-agent doctor on this machine', () => {
     expect(run.out.at(-1)).toMatch(/^NOT READY: [3-9] to fix/);
   });
 
+  it('a simulator without its face crops is a camera failure, not a crash', async () => {
+    const configFile = path.join(work, 'no-faces.yaml');
+    await writeFile(
+      configFile,
+      ['site: hq', 'checkpoint: gate-1', `dataDir: ${work}`, `mqtt: { url: '${broker.url}' }`, `source: { thermal: { kind: sim, facesDir: ${path.join(work, 'no-such-faces')} } }`].join('\n'),
+    );
+    const run = capture({});
+    expect(await main(['doctor', '--config', configFile, '--timeout', '5'], run.io)).toBe(1);
+    expect(run.out.join('\n')).toMatch(/FAIL {2}camera: no frame from sim: face crops: cannot read .*no-such-faces/);
+  });
+
   it('a box with a verified model, an answering camera and a reachable broker passes those checks', async () => {
     const models = path.join(work, 'models-good');
     await mkdir(models, { recursive: true });
