@@ -79,6 +79,10 @@ wait_for 180 "screenings at the gateway" enough || true
 n=$(screenings)
 check "the agent (as checkpoint-agent, on the simulator) sends screenings that the gateway shows ($n)" test "$n" -ge 3
 [ "$n" -ge 3 ] || tail -20 "$WORK/checkpoint-agent.service.log"
+agent_version() { curl -sf "$GW/api/devices" -H "authorization: Bearer $TOKEN" | node -e '
+  const d = JSON.parse(require("fs").readFileSync(0)).devices.find((x) => x.site === "hq" && x.checkpoint === "gate-1");
+  console.log(d?.versions?.agent ?? "");'; }
+check "the agent's state message carries the package version (devices API: $(agent_version))" test "$(agent_version)" = "$(dpkg-deb -f "$(deb checkpoint-edge $ARCH)" Version)"
 
 echo "# upgrade keeps /etc/checkpoint and the outbox"
 stop_pid "$broker_pid"
