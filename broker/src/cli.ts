@@ -6,6 +6,7 @@ import { defaultIo, readFirstLine, waitForSignal, type CliIo } from './cli-io.js
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { checkpointVersion } from '@checkpoint/protocol';
 import { ROLES, type Principal, type Role } from './acl.js';
 import { createBroker } from './broker.js';
 import { loadBrokerConfig, type BrokerConfig } from './config.js';
@@ -79,6 +80,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
 
   const program = new Command('checkpoint-broker')
     .description('Secure MQTT broker for Checkpoint (aedes): auth, topic ACL, TLS, WebSocket, persistence')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 

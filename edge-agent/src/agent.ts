@@ -12,6 +12,7 @@ import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
 import {
   assertPayload,
+  checkpointVersion,
   checkpointTopics,
   mergeConfig,
   parseConfig,
@@ -35,7 +36,8 @@ import { ScreeningPipeline, type ScreeningResult, type StageTimings } from './pi
 import { openSource } from './sources/open.js';
 import { readCpuTemperature } from './telemetry/cpu-temperature.js';
 
-export const AGENT_VERSION = '0.1.0';
+/** The release version (stamped by `npm run release`), in the state message and command acks. */
+export const AGENT_VERSION = checkpointVersion();
 
 export interface RunningAgent {
   readonly config: AgentConfig;

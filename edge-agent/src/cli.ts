@@ -9,7 +9,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { DEFAULT_MODEL, getManifest } from '@checkpoint/models';
-import { ConfigError } from '@checkpoint/protocol';
+import { ConfigError, checkpointVersion } from '@checkpoint/protocol';
 import { parseRegion, runCalibrate } from './calibration/index.js';
 import { loadAgentConfig } from './config/load.js';
 import { runEnroll } from './enroll.js';
@@ -67,7 +67,7 @@ export async function replayFolder(
   const pipeline = new ScreeningPipeline(source.geometry, detector, pipelineOptionsFromConfig(config, model));
   try {
     // As fast as possible: several frames in flight, so decoding overlaps inference.
-    for await (const results of pipeline.processAll(source.frames(), FAST_FRAMES_IN_FLIGHT)) for (const r of results) onResult(r);
+    for await (const results of pipeline.processAll(source.frames(), config.model.framesInFlight ?? FAST_FRAMES_IN_FLIGHT)) for (const r of results) onResult(r);
     for (const r of await pipeline.finish()) onResult(r);
   } finally {
     await source.close();
@@ -119,6 +119,7 @@ async function benchPipeline(detector: FaceDetector, people: number, model: stri
 export function buildCli(io: CliIo): Command {
   const program = new Command('edge-agent')
     .description('Checkpoint edge agent: thermal screening with ONNX face/mask models, results over MQTT')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
 
@@ -135,6 +136,19 @@ export function buildCli(io: CliIo): Command {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+    });
+
+  program
+    .command('doctor')
+    .description('check this box before it goes live (cameras, serial ports, model, clock, disk, SD-card writes, broker, CPU temperature) and print what to fix')
+    .option('--config <file>', 'agent config (YAML or JSON)')
+    .option('--timeout <s>', 'seconds to wait for the camera and the broker', integer('--timeout', 1, 120), 10)
+    .option('--json', 'one JSON report on stdout', false)
+    .action(async (opts: { config?: string; timeout: number; json: boolean }) => {
+      const { runDoctor } = await import('./doctor.js');
+      const config = await loadAgentConfig(opts.config, io.env);
+      const code = await runDoctor(config, { env: io.env, timeoutMs: opts.timeout * 1000, stdout: io.stdout, json: opts.json });
+      if (code !== 0) throw new CommandRefused(code);
     });
 
   program

@@ -11,7 +11,7 @@ import type { Readable, Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
-import { redactUrl } from '@checkpoint/protocol';
+import { checkpointVersion, redactUrl } from '@checkpoint/protocol';
 import { startBridge } from './bridge/bridge.js';
 import { runFlashCli, runKeygenCli, runSignCli } from './flash/cli.js';
 import { loadBridgeConfig } from './config.js';
@@ -71,7 +71,7 @@ export function parseFault(line: string): Fault | null {
 }
 
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
-  const program = new Command('firmware-bridge').exitOverride().configureOutput({
+  const program = new Command('firmware-bridge').version(checkpointVersion()).exitOverride().configureOutput({
     writeOut: (s) => io.stdout.write(s),
     writeErr: (s) => io.stderr.write(s),
   });

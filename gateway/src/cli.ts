@@ -8,11 +8,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadGatewayConfig } from './config.js';
 import { createGateway } from './gateway.js';
 import { openDatabase } from './store/db.js';
+import { backupGateway, restoreGateway } from './store/backup.js';
 import { createUserStore, ROLES, type Role } from './store/users.js';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createLoginGuard, openUserStore } from '@checkpoint/broker';
-import { ID_PATTERN } from '@checkpoint/protocol';
+import { ID_PATTERN, checkpointVersion } from '@checkpoint/protocol';
 import { ulid } from 'ulid';
 import type { GatewayConfig } from './config.js';
 import { createProvisioning, readCaCert, type DeviceRef } from './provisioning/index.js';
@@ -69,6 +70,7 @@ function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof c
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
   const program = new Command('checkpoint-gateway')
     .description('Checkpoint gateway: MQTT ingest to InfluxDB/SQLite, alert workflow, HTTP API')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   const configOption = () => new Option('-c, --config <file>', 'config file (YAML or JSON)');
@@ -159,6 +161,25 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       const config = await loadGatewayConfig(opts.config, io.env);
       const result = withProvisioning(config, (p) => p.revoke(parseDevice(where), 'cli'));
       io.stdout.write(`${where} revoked${result.brokerUserRemoved ? `; broker user ${result.brokerUserRemoved} removed` : ' (it had no broker user)'}\n`);
+    });
+
+  program
+    .command('backup <file>')
+    .description("online backup of the gateway's state (users, devices, alerts, screenings) into a new SQLite file; the gateway may keep running")
+    .addOption(configOption())
+    .action(async (file: string, opts: { config?: string }) => {
+      const config = await loadGatewayConfig(opts.config, io.env);
+      const done = await backupGateway(config.dataDir, file);
+      io.stdout.write(`backup of ${config.dataDir} written to ${done.file} (${done.bytes} bytes; ${Object.entries(done.tables).map(([t, n]) => `${t} ${n}`).join(', ')})\n`);
+    });
+  program
+    .command('restore <file>')
+    .description("replace the gateway's state with a backup (stop the gateway first); the replaced state is kept beside it")
+    .addOption(configOption())
+    .action(async (file: string, opts: { config?: string }) => {
+      const config = await loadGatewayConfig(opts.config, io.env);
+      const done = await restoreGateway(config.dataDir, file);
+      io.stdout.write(`restored ${file} into ${config.dataDir} (${Object.entries(done.tables).map(([t, n]) => `${t} ${n}`).join(', ')})${done.previous ? `; the previous state is in ${done.previous}` : ''}\n`);
     });
 
   try {

@@ -5,6 +5,7 @@
  */
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, Option } from 'commander';
+import { checkpointVersion } from '@checkpoint/protocol';
 import { getManifest, MODELS } from './manifest.js';
 import type { ModelManifest } from './manifest.js';
 import { defaultMirror, defaultModelsDir } from './paths.js';
@@ -153,6 +154,7 @@ export async function main(argv: readonly string[], ioOverrides: Partial<CliIo> 
 
   const program = new Command('checkpoint-models')
     .description('List, fetch and verify the pretrained ONNX models Checkpoint uses.')
+    .version(checkpointVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showHelpAfterError();

@@ -4,3 +4,4 @@ export * from './validators.js';
 export * from './config.js';
 export * from './vda5050.js';
 export * from './timestamps.js';
+export * from './version.js';

@@ -1,6 +1,7 @@
 /** Reading the agent's config: file (YAML or JSON) + environment overrides, validated once. */
 import { readFile } from 'node:fs/promises';
 import { mergeConfig, parseConfig, parseConfigText } from '@checkpoint/protocol';
+import { profileDefaults } from './profiles.js';
 import { AgentConfigSchema, type AgentConfig } from './schema.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -17,6 +18,7 @@ export function envOverrides(env: Env): Record<string, unknown> {
   if (env.CHECKPOINT_MODELS_DIR) model.dir = env.CHECKPOINT_MODELS_DIR;
   if (env.CHECKPOINT_MODELS_MIRROR) model.mirror = env.CHECKPOINT_MODELS_MIRROR;
   if (env.CHECKPOINT_LOG_LEVEL) o.logLevel = env.CHECKPOINT_LOG_LEVEL;
+  if (env.CHECKPOINT_EDGE_PROFILE) o.profile = env.CHECKPOINT_EDGE_PROFILE;
   if (env.CHECKPOINT_AGENT_HTTP_PORT) o.http = { port: Number(env.CHECKPOINT_AGENT_HTTP_PORT) };
   if (Object.keys(mqtt).length) o.mqtt = mqtt;
   if (Object.keys(model).length) o.model = model;
@@ -38,6 +40,10 @@ export async function loadAgentConfig(file: string | undefined, env: Env = proce
     }
     fromFile = parseConfigText(text, file);
   }
-  const merged = mergeConfig(mergeConfig(base, fromFile), envOverrides(env));
+  const overrides = envOverrides(env);
+  const chosen = mergeConfig(mergeConfig(base, fromFile), overrides);
+  // A profile fills in what neither the file nor the environment set.
+  const profile = (chosen as { profile?: unknown }).profile;
+  const merged = mergeConfig(mergeConfig(mergeConfig(profileDefaults(profile), base), fromFile), overrides);
   return parseConfig(AgentConfigSchema, merged, file ?? '(defaults)');
 }

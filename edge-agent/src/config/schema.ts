@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Id } from '@checkpoint/protocol';
+import { EDGE_PROFILE_NAMES } from './profiles.js';
 
 const closed = { additionalProperties: false } as const;
 const Section = <T extends Parameters<typeof Type.Object>[0]>(props: T, description: string) =>
@@ -83,6 +84,9 @@ export const AgentConfigSchema = Type.Object(
   {
     site: Id,
     checkpoint: Id,
+    profile: Type.Optional(
+      Type.Union(EDGE_PROFILE_NAMES.map((n) => Type.Literal(n)), { description: 'edge box class (pi | jetson): defaults for model, threads, frames in flight; env CHECKPOINT_EDGE_PROFILE' }),
+    ),
     dataDir: Type.String({ default: '.checkpoint-agent', description: 'outbox and state; env CHECKPOINT_DATA_DIR' }),
     mqtt: Section(
       {
@@ -113,6 +117,7 @@ export const AgentConfigSchema = Type.Object(
         dir: Type.Optional(Type.String({ description: 'env CHECKPOINT_MODELS_DIR' })),
         mirror: Type.Optional(Type.String({ description: 'env CHECKPOINT_MODELS_MIRROR' })),
         threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+        framesInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'frames processed at once by replay (default 3)' })),
         faceScoreThreshold: Type.Number({ minimum: 0.05, maximum: 1, default: 0.3, description: 'per-frame score to track a face' }),
         confirmScore: Type.Number({ minimum: 0.05, maximum: 1, default: 0.6, description: 'a track becomes a person once a frame scores this' }),
       },
