@@ -20,7 +20,8 @@ type Listener = (e: LiveEventOf) => void;
 
 export interface LiveOptions {
   url?: string;
-  token: string;
+  /** Read at every (re)connect, so a renewed session is used. */
+  token: () => string;
   minDelayMs?: number;
   maxDelayMs?: number;
   onStatus?: (status: LiveStatus) => void;
@@ -84,7 +85,7 @@ export class LiveConnection {
     try {
       const res = await fetch(this.options.url ?? '/api/live', {
         headers: {
-          authorization: `Bearer ${this.options.token}`,
+          authorization: `Bearer ${this.options.token()}`,
           accept: 'text/event-stream',
           ...(this.lastId !== null ? { 'last-event-id': this.lastId } : {}),
         },
