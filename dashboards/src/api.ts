@@ -97,16 +97,18 @@ export class Api {
   /** `token` is read on every request: a renewed session (this tab or another) takes effect at once. */
   constructor(
     private readonly token: () => string,
-    private readonly onUnauthorized: () => void = () => undefined,
+    /** Called with the token the gateway refused (a request may have left before a renewal). */
+    private readonly onUnauthorized: (token: string) => void = () => undefined,
   ) {}
 
   private async send(method: string, path: string, body?: unknown): Promise<Response> {
+    const token = this.token();
     const res = await fetch(path, {
       method,
-      headers: { authorization: `Bearer ${this.token()}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    if (res.status === 401) this.onUnauthorized();
+    if (res.status === 401) this.onUnauthorized(token);
     if (!res.ok) throw await errorOf(res);
     return res;
   }

@@ -116,7 +116,11 @@ function Shell({ session, onSession, onLogout }: { session: Session; onSession: 
   const tokenRef = useRef(session.token);
   tokenRef.current = session.token;
   const value = useMemo(() => {
-    const unauthorized = () => setSignedOut(true);
+    // Only the current token being refused means signed out: a request sent just before a
+    // renewal or a new sign-in may still come back 401.
+    const unauthorized = (token: string) => {
+      if (token === tokenRef.current) setSignedOut(true);
+    };
     const api = new Api(() => tokenRef.current, unauthorized);
     const live = new LiveConnection({
       token: () => tokenRef.current,
@@ -138,13 +142,23 @@ function Shell({ session, onSession, onLogout }: { session: Session; onSession: 
       () => {
         value.api
           .renew()
-          .then(onSession)
+          .then((s) => {
+            tokenRef.current = s.token;
+            onSession(s);
+          })
           .catch(() => undefined); // a 401 already raised the signed-out screen; a network error retries with the next render
       },
       Math.max(1000, renewAtMs(session.expiresAt, Date.now()) - Date.now()),
     );
     return () => clearTimeout(timer);
   }, [session.token, signedOut]);
+
+  // An open live feed does not notice that its token ended: ask the gateway every 30 s, so a
+  // signed-out screen says so within half a minute (the 401 raises the signed-out overlay).
+  useEffect(() => {
+    const timer = setInterval(() => void value.api.get('/api/auth/me').catch(() => undefined), 30_000);
+    return () => clearInterval(timer);
+  }, []);
 
   const page = PAGES.find((p) => p.path === path);
   useEffect(() => {
@@ -159,6 +173,7 @@ function Shell({ session, onSession, onLogout }: { session: Session; onSession: 
     onLogout();
   };
   const signedBackIn = (s: Session) => {
+    tokenRef.current = s.token;
     onSession(s);
     setSignedOut(false);
     // The live feed stopped at the 401: start it again with the new token.
