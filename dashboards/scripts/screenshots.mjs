@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+/* eslint-disable no-console -- a command-line script that prints the files it wrote */
+/* global localStorage, history, dispatchEvent, PopStateEvent -- evaluated in the browser page */
 // Screenshots of every page, in both languages, at a laptop (1366x768) and a wall monitor
 // (1920x1080), taken with Debian's Chromium against a running gateway (e.g. `npm start`).
 //
