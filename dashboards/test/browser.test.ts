@@ -34,7 +34,8 @@ let browser: Browser;
 const contexts: BrowserContext[] = [];
 
 async function startGateway(): Promise<Gateway> {
-  const g = await createGateway(gatewayOptions);
+  // The broker runs in this process: the gateway enrols and revokes devices in its user store.
+  const g = await createGateway(gatewayOptions, { brokerUsers: broker.broker.users });
   await waitFor(() => g.mqttConnected(), { what: 'gateway connected to the broker' });
   return g;
 }
@@ -494,6 +495,34 @@ describe('devices page (engineer)', () => {
     await page.getByLabel('Command', { exact: true }).selectOption('ping');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('.ack-result[data-ack="timeout"]').waitFor({ timeout: 10_000 });
+  });
+});
+
+describe('enrolment and revocation from the devices page', () => {
+  it('creates an enrolment token, sees the device enrol with it, and revokes it (the broker user is gone)', async () => {
+    const page = await openPage();
+    await login(page, 'engineer');
+    const section = page.getByRole('region', { name: 'Enrol and revoke checkpoints' });
+    await section.getByLabel('Site id').fill('hq');
+    await section.getByLabel('Checkpoint id').fill('gate-9');
+    await section.getByRole('button', { name: 'Create enrolment token' }).click();
+    const command = await section.locator('[data-issued="hq/gate-9"] .enroll-command').textContent();
+    const token = /--token (\S+)/.exec(command!)![1]!;
+    expect(command).toContain(`edge-agent enroll --gateway ${gateway.url}`);
+    await section.locator('tr[data-provisioned="hq/gate-9"][data-status="registered"]').waitFor();
+    // The device uses the token (as `edge-agent enroll` does) and gets its broker credentials.
+    const enrolled = await fetch(`${gateway.url}/api/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+    expect(enrolled.status).toBe(200);
+    const username = ((await enrolled.json()) as any).mqtt.username as string;
+    expect(broker.broker.users.get(username)).toBeTruthy();
+    const row = section.locator('tr[data-provisioned="hq/gate-9"]');
+    await section.locator('tr[data-provisioned="hq/gate-9"][data-status="enrolled"]').waitFor({ timeout: 10_000 });
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await row.getByRole('button', { name: 'Yes, revoke' }).click();
+    await section.locator('tr[data-provisioned="hq/gate-9"][data-status="revoked"]').waitFor({ timeout: 10_000 });
+    expect(broker.broker.users.get(username)).toBeFalsy();
+    await shot(page, 'devices-provisioning');
+    await page.context().close();
   });
 });
 

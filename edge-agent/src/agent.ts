@@ -193,7 +193,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
           const durationS = cmd.params?.durationS === undefined ? CHECK_DEFAULT_S : Number(cmd.params.durationS);
           const report = await referenceCheck.run(source.geometry.blackbody, durationS, Date.now());
           log.info({ verdict: report.verdict, frames: report.frames }, 'reference check done');
-          ack({ id: cmd.id, ok: true, detail: checkDetail(report) });
+          ack({ id: cmd.id, ok: true, detail: checkDetail(report, durationS) });
           return;
         }
         default:

@@ -12,6 +12,7 @@ export const CHECK_MAX_S = 600;
 
 interface Running {
   region: BlackbodyRegion;
+  askedS: number;
   untilMs: number;
   samples: BlackbodySample[];
   finish: (r: StabilityReport | Error) => void;
@@ -35,6 +36,7 @@ export class ReferenceCheck {
     return new Promise<StabilityReport>((resolve, reject) => {
       this.running = {
         region,
+        askedS: durationS,
         untilMs: nowMs + durationS * 1000,
         samples: [],
         finish: (r) => {
@@ -57,9 +59,9 @@ export class ReferenceCheck {
     }
     if (nowMs < r.untilMs) return;
     if (r.samples.length < 3) return r.finish(new Error(`only ${r.samples.length} thermal frames arrived during the check; is the camera running?`));
-    const durationS = (r.samples.at(-1)!.timestampMs - r.samples[0]!.timestampMs) / 1000;
-    // A short check cannot judge drift over minutes; it judges what it can (noise, offset, uniformity).
-    r.finish(assessBlackbodyStability(r.samples, r.region.setC, { minDurationS: Math.min(60, Math.max(1, Math.floor(durationS))) }));
+    // A quick check (under a minute) cannot judge drift over minutes; it judges what it can
+    // (noise, offset, uniformity) and says it was quick. A full check needs its 60 s of frames.
+    r.finish(assessBlackbodyStability(r.samples, r.region.setC, r.askedS < 60 ? { minDurationS: 0 } : {}));
   }
 
   /** The source stopped: a running check fails rather than hanging. */
@@ -69,10 +71,12 @@ export class ReferenceCheck {
 }
 
 /** What goes into the ack's `detail` (a flat, rounded summary; the full report is for logs and the CLI). */
-export function checkDetail(r: StabilityReport): Record<string, unknown> {
+export function checkDetail(r: StabilityReport, askedS: number): Record<string, unknown> {
   const round = (v: number, d = 3) => Math.round(v * 10 ** d) / 10 ** d;
   return {
     verdict: r.verdict,
+    /** Under a minute: drift was not judged. */
+    quick: askedS < 60,
     frames: r.frames,
     durationS: round(r.durationS, 1),
     setC: r.setC,
