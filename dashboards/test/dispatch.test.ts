@@ -207,6 +207,12 @@ describe('dispatch board', () => {
     expect((await dispatcher.get(`/api/tasks/${taskId}`)).body.task.status).toBe('cancelled');
     // The robots come back to idle: nothing is left driving for a cancelled task.
     await waitFor(async () => ((await dispatcher.get('/api/robots')).body.robots as any[]).every((r) => !r.taskId), { what: 'no robot holding a task', timeoutMs: 30_000 });
+    // And none is left with an error: after a cancel the gateway must not send the robot a new
+    // (parking) order before it has wound the cancelled one down — the robot would refuse it
+    // ("still executing order …") and show that error until its next order.
+    await waitFor(async () => ((await dispatcher.get('/api/robots')).body.robots as any[]).every((r) => !r.driving), { what: 'robots standing still', timeoutMs: 30_000 });
+    const errors = ((await dispatcher.get('/api/robots')).body.robots as any[]).flatMap((r) => r.errors.map((e: any) => `${r.serialNumber}: ${e.errorType} ${e.errorDescription ?? ''}`));
+    expect(errors).toEqual([]);
     await page.screenshot({ path: join(SHOTS, 'dispatch-cancelled.png'), fullPage: true });
   });
 
