@@ -89,7 +89,12 @@ export function DevicesPage() {
             {robots.map((r) => (
               <li key={r.id}>
                 {r.manufacturer} {r.serialNumber} · {t(`connection.${r.connection}`)} · {r.battery === null ? '—' : `${Math.round(r.battery)} %`}
-                {r.errors.length > 0 && ` · ${t('dispatch.errors', { n: r.errors.length })}`}
+                {r.errors.length > 0 && (
+                  <span class="robot-state-error">
+                    {' · '}
+                    {t('robotState.error')}: {r.errors.map((e) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '))).join('; ')}
+                  </span>
+                )}
               </li>
             ))}
           </ul>
