@@ -10,7 +10,7 @@ export interface Series {
 
 const W = 600;
 const H = 200;
-const PAD = { l: 44, r: 8, t: 8, b: 28 };
+const PAD = { l: 60, r: 8, t: 8, b: 28 };
 
 function niceMax(v: number): number {
   if (v <= 0) return 1;
