@@ -24,6 +24,8 @@ const { createSimulatedRobot } = await import('@checkpoint/firmware-bridge');
 const dataDir = path.resolve(process.env.CHECKPOINT_DATA_DIR ?? path.join(root, '.checkpoint-demo'));
 const mqttPort = Number(process.env.CHECKPOINT_MQTT_PORT ?? 1883);
 const httpPort = Number(process.env.CHECKPOINT_HTTP_PORT ?? 8080);
+// OPC UA for SCADA/BMS clients; 0 = any free port (several demos, or tests, on one machine).
+const opcuaPort = Number(process.env.CHECKPOINT_OPCUA_PORT ?? 4840);
 const DEMO_PASSWORD = 'checkpoint-demo';
 const logLevel = process.env.CHECKPOINT_LOG_LEVEL ?? 'warn';
 const log = pino({ name: 'demo', level: logLevel }, pino.destination(2));
@@ -69,10 +71,12 @@ const gateway = await createGateway(
     http: { host: '127.0.0.1', port: httpPort },
     // A demo hospital floor with two checkpoints, wards, chargers and a UV disinfection rule.
     fleet: { map: demoFleet.map, rules: demoFleet.rules },
+    opcua: { port: opcuaPort },
     ...(process.env.CHECKPOINT_INFLUX_URL ? { influx: { url: process.env.CHECKPOINT_INFLUX_URL } } : {}),
     logLevel,
   },
-  { logger: log.child({ component: 'gateway' }) },
+  // The broker runs in this process: the gateway enrols and revokes devices in its user store directly.
+  { logger: log.child({ component: 'gateway' }), brokerUsers: broker.users },
 );
 for (const role of ['guard', 'dispatcher', 'engineer', 'admin']) {
   await gateway.users.add({ name: role, role }, DEMO_PASSWORD);

@@ -30,7 +30,12 @@ export class ApiError extends Error {
 
 const SESSION_KEY = 'checkpoint.session';
 
-export function loadSession(storage: Storage = sessionStorage): Session | null {
+/**
+ * The session lives in localStorage, so every tab of this browser shares one login (and a renewal
+ * or logout in one tab reaches the others through the `storage` event). It holds only the bearer
+ * token, which expires on the gateway anyway.
+ */
+export function loadSession(storage: Storage = localStorage): Session | null {
   try {
     const s = JSON.parse(storage.getItem(SESSION_KEY) ?? 'null') as Session | null;
     if (!s || typeof s.token !== 'string' || Date.parse(s.expiresAt) <= Date.now()) return null;
@@ -40,7 +45,7 @@ export function loadSession(storage: Storage = sessionStorage): Session | null {
   }
 }
 
-export function saveSession(session: Session | null, storage: Storage = sessionStorage): void {
+export function saveSession(session: Session | null, storage: Storage = localStorage): void {
   if (session) storage.setItem(SESSION_KEY, JSON.stringify(session));
   else storage.removeItem(SESSION_KEY);
 }
@@ -67,20 +72,43 @@ export async function login(username: string, password: string): Promise<Session
   return { token: body.token, user: body.user, role: body.role, expiresAt: body.expiresAt };
 }
 
+/** Other tabs' logins, renewals and logouts (the `storage` event); returns an unsubscribe function. */
+export function onSessionChange(listener: (s: Session | null) => void): () => void {
+  const handler = (e: StorageEvent) => {
+    if (e.key === SESSION_KEY || e.key === null) listener(loadSession());
+  };
+  addEventListener('storage', handler);
+  return () => removeEventListener('storage', handler);
+}
+
+/**
+ * When to renew a session (pure): 30 min before it ends, or halfway through what is left when
+ * that is under an hour (short test tokens); now when it has already ended.
+ */
+export function renewAtMs(expiresAt: string, nowMs: number): number {
+  const end = Date.parse(expiresAt);
+  const left = end - nowMs;
+  if (left <= 0) return nowMs;
+  return left <= 60 * 60_000 ? nowMs + left / 2 : end - 30 * 60_000;
+}
+
 /** An authenticated client; `onUnauthorized` runs when the token is no longer accepted. */
 export class Api {
+  /** `token` is read on every request: a renewed session (this tab or another) takes effect at once. */
   constructor(
-    readonly token: string,
-    private readonly onUnauthorized: () => void = () => undefined,
+    private readonly token: () => string,
+    /** Called with the token the gateway refused (a request may have left before a renewal). */
+    private readonly onUnauthorized: (token: string) => void = () => undefined,
   ) {}
 
   private async send(method: string, path: string, body?: unknown): Promise<Response> {
+    const token = this.token();
     const res = await fetch(path, {
       method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    if (res.status === 401) this.onUnauthorized();
+    if (res.status === 401) this.onUnauthorized(token);
     if (!res.ok) throw await errorOf(res);
     return res;
   }
@@ -97,6 +125,12 @@ export class Api {
   /** An image as a blob: URL (the caller revokes it). Snapshots need the bearer token, so <img src> cannot fetch them. */
   async blobUrl(path: string): Promise<string> {
     return URL.createObjectURL(await (await this.send('GET', path)).blob());
+  }
+
+  /** A fresh token for the same user (POST /api/auth/renew); the current one ends. */
+  async renew(): Promise<Session> {
+    const body = await this.post<Session>('/api/auth/renew');
+    return { token: body.token, user: body.user, role: body.role, expiresAt: body.expiresAt };
   }
 
   async logout(): Promise<void> {

@@ -43,17 +43,23 @@ export class Chime {
     await this.context()?.resume().catch(() => undefined);
   }
 
-  play(): void {
+  /**
+   * `chime`: two soft tones, someone to check. `alarm`: four harsh alternating tones, something
+   * stopped working (counted apart, on <body data-alarms>).
+   */
+  play(kind: 'chime' | 'alarm' = 'chime'): void {
     const body = document.body;
-    body.dataset.chimes = String(Number(body.dataset.chimes ?? '0') + 1);
+    const counter = kind === 'chime' ? 'chimes' : 'alarms';
+    body.dataset[counter] = String(Number(body.dataset[counter] ?? '0') + 1);
     if (this.muted) return;
     const ctx = this.context();
     if (!ctx) return;
     const start = ctx.currentTime + 0.02;
-    for (const [i, freq] of [880, 660].entries()) {
+    const tones = kind === 'chime' ? [880, 660] : [990, 740, 990, 740];
+    for (const [i, freq] of tones.entries()) {
       const osc = ctx.createOscillator();
       const gain = ctx.createGain();
-      osc.type = 'sine';
+      osc.type = kind === 'chime' ? 'sine' : 'square';
       osc.frequency.value = freq;
       const t0 = start + i * 0.28;
       gain.gain.setValueAtTime(0.0001, t0);
@@ -63,7 +69,7 @@ export class Chime {
       osc.start(t0);
       osc.stop(t0 + 0.55);
     }
-    body.dataset.chimesAudible = String(Number(body.dataset.chimesAudible ?? '0') + 1);
+    body.dataset[`${counter}Audible`] = String(Number(body.dataset[`${counter}Audible`] ?? '0') + 1);
   }
 
   close(): void {

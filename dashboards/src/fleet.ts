@@ -18,6 +18,8 @@ import { ApiError, type Api } from './api.js';
 export interface MapNode {
   id: string;
   name?: string;
+  /** The name in other languages, by tag (the map file's `names`). */
+  names?: Record<string, string>;
   x: number;
   y: number;
   floor: number;
@@ -26,7 +28,13 @@ export interface MapNode {
 export interface SiteMap {
   nodes: MapNode[];
   edges: Array<{ from: string; to: string; length: number }>;
-  zones: Array<{ id: string; name?: string; nodes: string[] }>;
+  zones: Array<{ id: string; name?: string; names?: Record<string, string>; nodes: string[]; checkpoint?: string }>;
+}
+
+/** A place's name in the page's language, else its default name, else its id. */
+export function placeName(place: { id: string; name?: string; names?: Record<string, string> } | undefined, locale: string, fallback = ''): string {
+  if (!place) return fallback;
+  return place.names?.[locale] ?? place.name ?? place.id;
 }
 
 export type Connection = 'ONLINE' | 'OFFLINE' | 'CONNECTIONBROKEN';
@@ -46,6 +54,7 @@ export interface Robot {
   x?: number | null;
   y?: number | null;
   floor?: number | null;
+  unavailableReason?: string | null;
 }
 
 export const TASK_TYPES = ['delivery', 'disinfection', 'patrol', 'charge'] as const;
@@ -71,7 +80,12 @@ export interface Task {
   request: Record<string, unknown>;
   waitingFor?: Confirmation | null;
   alertId?: string | null;
-  history: Array<{ at: string; status: TaskStatus; reason?: string }>;
+  history: Array<{ at: string; status: TaskStatus; reason?: string; robotId?: string }>;
+  /** Beyond the contract (the gateway sends them). */
+  createdAt?: string;
+  updatedAt?: string;
+  progress?: { nodesDone: number; nodesTotal: number; lastNodeId: string | null } | null;
+  targetNodes?: string[];
 }
 
 export class FleetUnavailableError extends Error {

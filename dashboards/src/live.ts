@@ -20,11 +20,12 @@ type Listener = (e: LiveEventOf) => void;
 
 export interface LiveOptions {
   url?: string;
-  token: string;
+  /** Read at every (re)connect, so a renewed session is used. */
+  token: () => string;
   minDelayMs?: number;
   maxDelayMs?: number;
   onStatus?: (status: LiveStatus) => void;
-  onUnauthorized?: () => void;
+  onUnauthorized?: (token: string) => void;
 }
 
 /** Delay before reconnect attempt `n` (0-based): doubling, capped, with ±25 % jitter (pure but for the random). */
@@ -81,10 +82,11 @@ export class LiveConnection {
   private async connect(): Promise<void> {
     if (this.stopped) return;
     const abort = (this.abort = new AbortController());
+    const token = this.options.token();
     try {
       const res = await fetch(this.options.url ?? '/api/live', {
         headers: {
-          authorization: `Bearer ${this.options.token}`,
+          authorization: `Bearer ${token}`,
           accept: 'text/event-stream',
           ...(this.lastId !== null ? { 'last-event-id': this.lastId } : {}),
         },
@@ -93,7 +95,7 @@ export class LiveConnection {
       });
       if (res.status === 401) {
         this.setStatus('unauthorized');
-        this.options.onUnauthorized?.();
+        this.options.onUnauthorized?.(token);
         return;
       }
       if (!res.ok || !res.body) throw new Error(`live feed: HTTP ${res.status}`);

@@ -3,7 +3,8 @@
  * functions: merging alerts from REST and the live feed (by id, never twice), which cards to
  * show, and which checkpoints cannot screen.
  */
-export type Decision = 'pass' | 'secondary_check' | 'invalid';
+/** `cannot_screen`: the agent could not screen this person at all (a reason says why): a manual check. */
+export type Decision = 'pass' | 'secondary_check' | 'invalid' | 'cannot_screen';
 export type MaskState = 'mask' | 'no_mask' | 'unknown';
 export type AlertStatus = 'open' | 'acknowledged' | 'closed';
 export type Outcome = 'cleared' | 'referred' | 'false_alarm' | 'retest';
@@ -103,14 +104,22 @@ export function mergeAlerts(current: ReadonlyMap<string, Alert>, incoming: reado
   return next;
 }
 
-/** Cards for the guard: open screening alerts (people to check), newest first. */
+/**
+ * Cards for the guard: open screening alerts (people to check). Escalated first (they waited too
+ * long), then oldest first: the person who has waited longest is at the top-left of the wall.
+ */
 export function guardCards(alerts: ReadonlyMap<string, Alert>): Alert[] {
   return [...alerts.values()]
-    .filter((a) => a.kind === 'screening' && a.status === 'open' && (a.decision === 'secondary_check' || a.decision === 'invalid'))
-    .sort((a, b) => Date.parse(b.openedAt) - Date.parse(a.openedAt) || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0));
+    .filter((a) => a.kind === 'screening' && a.status === 'open' && a.decision !== null && a.decision !== 'pass')
+    .sort(
+      (a, b) =>
+        Number(b.escalatedAt !== null) - Number(a.escalatedAt !== null) ||
+        Date.parse(a.openedAt) - Date.parse(b.openedAt) ||
+        (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+    );
 }
 
-export type ProblemKey = 'offline' | 'thermal_error' | 'visible_error' | 'no_blackbody' | 'invalid_storm';
+export type ProblemKey = 'unknown' | 'offline' | 'thermal_error' | 'visible_error' | 'no_blackbody' | 'invalid_storm';
 
 export interface Banner {
   site: string;
@@ -121,6 +130,8 @@ export interface Banner {
 /** Why a checkpoint cannot screen right now, from its device state (the gateway's fault rules). */
 export function deviceProblems(d: Device): ProblemKey[] {
   if (d.status === 'offline') return ['offline'];
+  // Never reported, or the gateway cannot tell: not known to be screening.
+  if (d.status === 'unknown' || !d.sources) return ['unknown'];
   const p: ProblemKey[] = [];
   if (d.sources?.thermal.status === 'error') p.push('thermal_error');
   if (d.sources?.visible?.status === 'error') p.push('visible_error');
@@ -140,6 +151,76 @@ export function banners(devices: readonly Device[], alerts: ReadonlyMap<string, 
   for (const d of devices) for (const p of deviceProblems(d)) add(d.site, d.checkpoint, p);
   for (const a of alerts.values()) if (a.kind === 'invalid_storm' && a.status !== 'closed' && a.resolvedAt === null) add(a.site, a.checkpoint, 'invalid_storm');
   return [...byKey.values()].sort((a, b) => checkpointKey(a).localeCompare(checkpointKey(b)));
+}
+
+// --- the guard screen's one state banner ----------------------------------------------------
+
+export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'unauthorized';
+
+/**
+ * What the full-width banner says, most serious first. It is green ("ok") only when the screen
+ * has loaded, is live, knows at least one checkpoint and every checkpoint is known to be
+ * screening, and nobody waits: a guard never sees an all-clear the screen does not know is true.
+ */
+export type ScreenState =
+  | { kind: 'signed_out' }
+  | { kind: 'outage' }
+  | { kind: 'load_error'; message: string }
+  | { kind: 'loading' }
+  | { kind: 'not_screening'; checkpoints: string[]; waiting: number }
+  | { kind: 'no_checkpoints'; waiting: number }
+  | { kind: 'waiting'; waiting: number }
+  | { kind: 'ok' };
+
+export function screenState(input: { live: LiveState; loaded: boolean; loadError: string | null; devices: readonly Device[]; problems: readonly Banner[]; waiting: number }): ScreenState {
+  const { live, loaded, loadError, devices, problems, waiting } = input;
+  if (live === 'unauthorized') return { kind: 'signed_out' };
+  if (live === 'reconnecting') return { kind: 'outage' };
+  if (loadError !== null) return { kind: 'load_error', message: loadError };
+  if (!loaded || live !== 'live') return { kind: 'loading' };
+  if (problems.length > 0) return { kind: 'not_screening', checkpoints: problems.map((p) => p.checkpoint), waiting };
+  if (devices.length === 0) return { kind: 'no_checkpoints', waiting };
+  if (waiting > 0) return { kind: 'waiting', waiting };
+  return { kind: 'ok' };
+}
+
+/** Whether a state needs the alarm tone (something stopped working), not the chime. */
+export const isAlarm = (s: ScreenState) => s.kind === 'signed_out' || s.kind === 'outage' || s.kind === 'load_error' || s.kind === 'not_screening';
+
+export type SoundPolicy = 'repeat' | 'once' | 'off';
+
+/**
+ * Which sound to play now, if any (pure; the page asks every second). A new person chimes at
+ * once; with `repeat`, the chime comes back every `intervalMs` while anyone waits, and the alarm
+ * tone every `intervalMs` while something is broken (a new problem sounds at once). `once` sounds
+ * only on something new; `off` never.
+ */
+export function soundDue(input: {
+  policy: SoundPolicy;
+  intervalMs: number;
+  nowMs: number;
+  lastSoundMs: number | null;
+  newPerson: boolean;
+  newProblem: boolean;
+  waiting: number;
+  alarm: boolean;
+}): 'alarm' | 'chime' | null {
+  const { policy, intervalMs, nowMs, lastSoundMs, newPerson, newProblem, waiting, alarm } = input;
+  if (policy === 'off') return null;
+  if (newProblem) return 'alarm';
+  if (newPerson) return 'chime';
+  if (policy === 'once') return null;
+  const due = lastSoundMs === null || nowMs - lastSoundMs >= intervalMs;
+  if (!due) return null;
+  if (alarm) return 'alarm';
+  if (waiting > 0) return 'chime';
+  return null;
+}
+
+/** "3 min", "1 h 5 min" from milliseconds (pure; the words come from the caller's catalogue). */
+export function elapsedParts(ms: number): { h: number; min: number; s: number } {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  return { h: Math.floor(total / 3600), min: Math.floor((total % 3600) / 60), s: total % 60 };
 }
 
 /** Replace or add a device (live `device` events carry the whole view). */

@@ -56,6 +56,7 @@ beforeAll(async () => {
 
   gateway = await createGateway(gatewayConfig({ dataDir: makeTempDir('dispatch-gw'), mqttUrl: url, fleet: { map: demoFleet.map, rules: demoFleet.rules, tickMs: 200 } }));
   await gateway.users.add({ name: 'dispatcher', role: 'dispatcher' }, API_PASSWORD);
+  await gateway.users.add({ name: 'guard', role: 'guard' }, API_PASSWORD);
   dispatcher = await ApiClient.login(gateway.url, 'dispatcher');
   for (const r of demoFleet.robots) {
     robots.push(
@@ -150,6 +151,10 @@ describe('dispatch board', () => {
     await form.getByLabel('To').selectOption({ label: 'Ward 2 (surgery)' });
     await form.getByLabel('What').fill('insulin');
     await form.getByRole('button', { name: 'Create task' }).click();
+    // The form is cleared once the gateway took the task: pressing again makes no duplicate.
+    await form.getByText('Task created.').waitFor();
+    expect(await form.getByLabel('What').inputValue()).toBe('');
+    expect(await form.getByLabel('From').inputValue()).toBe('');
 
     const queue = page.getByRole('region', { name: 'Task queue' });
     const item = queue.locator('li[data-task]').filter({ hasText: 'Pharmacy → Ward 2 (surgery) · insulin' });
@@ -194,10 +199,87 @@ describe('dispatch board', () => {
     await item.waitFor();
     const taskId = (await item.getAttribute('data-task'))!;
     await item.getByRole('button', { name: 'Cancel task' }).click();
+    // Nothing happens before the dispatcher confirms.
+    await item.getByText('Cancel this task?').waitFor();
+    expect((await dispatcher.get(`/api/tasks/${taskId}`)).body.task.status).not.toBe('cancelled');
+    await item.getByRole('button', { name: 'Yes, cancel it' }).click();
     await page.getByRole('region', { name: 'History' }).locator(`li[data-task="${taskId}"][data-status="cancelled"]`).waitFor();
     expect((await dispatcher.get(`/api/tasks/${taskId}`)).body.task.status).toBe('cancelled');
     // The robots come back to idle: nothing is left driving for a cancelled task.
     await waitFor(async () => ((await dispatcher.get('/api/robots')).body.robots as any[]).every((r) => !r.taskId), { what: 'no robot holding a task', timeoutMs: 30_000 });
+    // And none is left with an error: after a cancel the gateway must not send the robot a new
+    // (parking) order before it has wound the cancelled one down — the robot would refuse it
+    // ("still executing order …") and show that error until its next order.
+    await waitFor(async () => ((await dispatcher.get('/api/robots')).body.robots as any[]).every((r) => !r.driving), { what: 'robots standing still', timeoutMs: 30_000 });
+    const errors = ((await dispatcher.get('/api/robots')).body.robots as any[]).flatMap((r) => r.errors.map((e: any) => `${r.serialNumber}: ${e.errorType} ${e.errorDescription ?? ''}`));
+    expect(errors).toEqual([]);
     await page.screenshot({ path: join(SHOTS, 'dispatch-cancelled.png'), fullPage: true });
+  });
+
+  it('draws every map label without overlapping another one (measured in the page), in both languages', async () => {
+    const overlaps = async () =>
+      page.locator('svg [data-label]').evaluateAll((els) => {
+        const boxes = els.map((e) => ({ id: e.getAttribute('data-label')!, r: e.getBoundingClientRect() }));
+        const out: string[] = [];
+        for (let i = 0; i < boxes.length; i++)
+          for (let j = i + 1; j < boxes.length; j++) {
+            const a = boxes[i]!.r;
+            const b = boxes[j]!.r;
+            const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+            const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+            if (w > 0.5 && h > 0.5) out.push(`${boxes[i]!.id} / ${boxes[j]!.id}`);
+          }
+        return { n: boxes.length, out };
+      });
+    const en = await overlaps();
+    expect(en.n).toBe(demoFleet.map.nodes.length + demoFleet.robots.length);
+    expect(en.out).toEqual([]);
+    // The names come from the map file in the page's language.
+    await page.getByLabel('Language').selectOption('zh-CN');
+    await page.locator('svg [data-label="node:pharmacy"]').getByText('药房').waitFor();
+    const zh = await overlaps();
+    expect(zh.out).toEqual([]);
+    await page.locator('figure.map svg').screenshot({ path: join(SHOTS, 'dispatch-map-zh-CN.png') });
+    await page.getByLabel('语言').selectOption('en');
+    // And at a laptop's width.
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await expect.poll(async () => (await overlaps()).out).toEqual([]);
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('shows a robot waiting at a gate for "area is clear" to the dispatcher (highlighted) and to the guard, who confirms it', async () => {
+    const created = (await dispatcher.post('/api/tasks', { type: 'disinfection', zone: 'gate-2-area', priority: 90 })).body.task;
+    // The dispatcher's board: the task is marked as waiting, the robot's colour and words say so.
+    const item = page.locator(`li[data-task="${created.id}"]`);
+    await item.locator('.task-wait').waitFor({ timeout: 30_000 });
+    expect(await item.getAttribute('class')).toContain('task-waiting');
+    const task = (await dispatcher.get(`/api/tasks/${created.id}`)).body.task;
+    expect(task.waitingFor).toBe('area_clear');
+    await expect.poll(() => page.locator(`tr[data-robot="${task.robotId}"]`).getAttribute('data-state')).toBe('waiting');
+    expect(await page.locator(`[data-robot-on-map="${task.robotId}"]`).getAttribute('data-state')).toBe('waiting');
+    expect(await page.locator(`tr[data-robot="${task.robotId}"]`).textContent()).toContain('Waiting for "area is clear"');
+
+    // The guard at gate-2 sees it on the guard screen, with how long it has waited.
+    const guardContext = await browser.newContext({ locale: 'en-US', viewport: { width: 1366, height: 768 }, baseURL: gateway.url });
+    const guard = await guardContext.newPage();
+    await guard.goto('/');
+    await guard.getByLabel('User name').fill('guard');
+    await guard.getByLabel('Password').fill(API_PASSWORD);
+    await guard.getByRole('button', { name: 'Sign in' }).click();
+    const pending = guard.locator(`[data-gate-task="${created.id}"]`);
+    await pending.waitFor();
+    expect(await pending.textContent()).toMatch(/Robot UV-1 waits at gate-2 \(Disinfection\) until the area is clear · waiting \d+ s/);
+    await guard.screenshot({ path: join(SHOTS, 'guard-gate-task.png') });
+    await pending.getByRole('button', { name: 'Area is clear' }).click();
+    await pending.waitFor({ state: 'detached' });
+    const after = (await dispatcher.get(`/api/tasks/${created.id}`)).body.task;
+    expect(after.confirmations).toEqual([expect.objectContaining({ kind: 'area_clear', by: 'guard' })]);
+    expect(after.waitingFor).toBe(null);
+    // The guard cannot confirm anything else (a task that does not wait at a gate).
+    const other = (await dispatcher.post('/api/tasks', { type: 'charge', priority: 10 })).body.task;
+    const guardApi = await ApiClient.login(gateway.url, 'guard');
+    expect((await guardApi.post(`/api/gate-tasks/${other.id}/area-clear`)).status).toBe(404);
+    expect((await guardApi.get('/api/tasks')).status).toBe(403);
+    await guardContext.close();
   });
 });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSseParser } from '../src/sse.js';
 import { backoffMs } from '../src/live.js';
-import { banners, fillBuckets, guardCards, histogram, mergeAlerts, newerAlert, totals, type Alert, type Device } from '../src/model.js';
+import { banners, fillBuckets, guardCards, histogram, mergeAlerts, newerAlert, screenState, soundDue, totals, type Alert, type Device } from '../src/model.js';
 import { upsertById } from '../src/fleet.js';
 
 describe('SSE parser', () => {
@@ -78,15 +78,18 @@ describe('guard state', () => {
     expect(newerAlert(open, escalated)).toBe(escalated);
   });
 
-  it('shows each person once, newest first, and drops acknowledged ones', () => {
+  it('shows each person once, escalated first, then oldest first, and drops acknowledged ones', () => {
     const a = alert({ id: 'A', openedAt: '2025-01-01T10:00:00.000Z' });
     const b = alert({ id: 'B', openedAt: '2025-01-01T10:05:00.000Z' });
+    const c = alert({ id: 'C', openedAt: '2025-01-01T10:07:00.000Z', escalatedAt: '2025-01-01T10:09:00.000Z' });
     const storm = alert({ id: 'S', kind: 'invalid_storm', decision: null });
-    let m = mergeAlerts(new Map(), [a, b, storm]);
+    let m = mergeAlerts(new Map(), [b, a, storm]);
     m = mergeAlerts(m, [a, b]); // replayed after a reconnect
-    expect(guardCards(m).map((x) => x.id)).toEqual(['B', 'A']);
+    expect(guardCards(m).map((x) => x.id)).toEqual(['A', 'B']);
+    m = mergeAlerts(m, [c]);
+    expect(guardCards(m).map((x) => x.id)).toEqual(['C', 'A', 'B']);
     m = mergeAlerts(m, [{ ...a, status: 'closed' }]);
-    expect(guardCards(m).map((x) => x.id)).toEqual(['B']);
+    expect(guardCards(m).map((x) => x.id)).toEqual(['C', 'B']);
   });
 
   it('raises one banner per checkpoint that cannot screen, with every reason', () => {
@@ -116,6 +119,37 @@ describe('guard state', () => {
       { site: 'hq', checkpoint: 'gate-2', problems: ['offline'] },
       { site: 'hq', checkpoint: 'gate-3', problems: ['thermal_error', 'no_blackbody'] },
     ]);
+  });
+});
+
+describe('guard screen state banner', () => {
+  const online = { site: 'hq', checkpoint: 'gate-1', status: 'online' } as Device;
+  const base = { live: 'live' as const, loaded: true, loadError: null, devices: [online], problems: [], waiting: 0 };
+  it('is green only when loaded, live, with checkpoints, all screening and nobody waiting', () => {
+    expect(screenState(base)).toEqual({ kind: 'ok' });
+    expect(screenState({ ...base, loaded: false }).kind).toBe('loading');
+    expect(screenState({ ...base, live: 'connecting' }).kind).toBe('loading');
+    expect(screenState({ ...base, loadError: 'HTTP 500' })).toEqual({ kind: 'load_error', message: 'HTTP 500' });
+    expect(screenState({ ...base, live: 'reconnecting' }).kind).toBe('outage');
+    expect(screenState({ ...base, live: 'unauthorized' }).kind).toBe('signed_out');
+    expect(screenState({ ...base, devices: [] }).kind).toBe('no_checkpoints');
+    expect(screenState({ ...base, waiting: 2 })).toEqual({ kind: 'waiting', waiting: 2 });
+    expect(screenState({ ...base, problems: [{ site: 'hq', checkpoint: 'gate-3', problems: ['offline'] }], waiting: 1 })).toEqual({ kind: 'not_screening', checkpoints: ['gate-3'], waiting: 1 });
+    // An outage wins over a stale load error: the most serious state is shown.
+    expect(screenState({ ...base, live: 'reconnecting', loadError: 'x' }).kind).toBe('outage');
+  });
+
+  it('repeats the chime while people wait and the alarm while something is broken, by policy', () => {
+    const s = { policy: 'repeat' as const, intervalMs: 30_000, nowMs: 100_000, lastSoundMs: 90_000, newPerson: false, newProblem: false, waiting: 0, alarm: false };
+    expect(soundDue(s)).toBe(null);
+    expect(soundDue({ ...s, newPerson: true })).toBe('chime');
+    expect(soundDue({ ...s, newProblem: true, newPerson: true })).toBe('alarm');
+    expect(soundDue({ ...s, waiting: 1 })).toBe(null); // 10 s since the last sound
+    expect(soundDue({ ...s, waiting: 1, nowMs: 120_000 })).toBe('chime');
+    expect(soundDue({ ...s, waiting: 1, alarm: true, nowMs: 120_000 })).toBe('alarm');
+    expect(soundDue({ ...s, policy: 'once', waiting: 1, nowMs: 120_000 })).toBe(null);
+    expect(soundDue({ ...s, policy: 'once', newPerson: true })).toBe('chime');
+    expect(soundDue({ ...s, policy: 'off', newPerson: true, newProblem: true })).toBe(null);
   });
 });
 

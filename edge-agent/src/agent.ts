@@ -30,6 +30,7 @@ import { prepareModelUpdate, saveActiveModel } from './model-update.js';
 import type { FaceDetector } from './vision/detector.js';
 import type { FrameSource } from './frames.js';
 import { OutboxSender } from './outbox/sender.js';
+import { CHECK_DEFAULT_S, checkDetail, ReferenceCheck } from './calibration/reference-check.js';
 import { OutboxStore } from './outbox/store.js';
 import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
 import { ScreeningPipeline, type ScreeningResult, type StageTimings } from './pipeline/pipeline.js';
@@ -152,6 +153,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
 
   // --- commands -----------------------------------------------------------------------------
   let current = config;
+  const referenceCheck = new ReferenceCheck();
   const ack = (a: Omit<CommandAck, 'ts'>) =>
     client.publish(checkpointTopics.cmdAck(config), JSON.stringify(assertPayload('cmd/ack', { ...a, ts: new Date().toISOString() })), { qos: 1 });
 
@@ -186,6 +188,16 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
         case 'update-model':
           await updateModel(cmd);
           return;
+        case 'calibrate': {
+          // Only the reference check runs live; fitting a homography or placing the blackbody
+          // region needs someone at the box (`edge-agent calibrate`).
+          if (cmd.action !== 'check-reference') throw new Error(`calibrate "${cmd.action}" is done on the box with \`edge-agent calibrate\`; only "check-reference" runs remotely`);
+          const durationS = cmd.params?.durationS === undefined ? CHECK_DEFAULT_S : Number(cmd.params.durationS);
+          const report = await referenceCheck.run(source.geometry.blackbody, durationS, Date.now());
+          log.info({ verdict: report.verdict, frames: report.frames }, 'reference check done');
+          ack({ id: cmd.id, ok: true, detail: checkDetail(report, durationS) });
+          return;
+        }
         default:
           ack({ id: cmd.id, ok: false, error: `command "${cmd.type}" is not supported by edge-agent ${AGENT_VERSION}` });
       }
@@ -307,6 +319,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     try {
       sourceStatus = 'ok';
       for await (const pair of source.frames(abort.signal)) {
+        referenceCheck.onFrame(pair.thermal, Date.now());
         for (const r of await pipeline.process(pair)) handle(r);
         metrics.frames.inc();
         framesInWindow++;
@@ -315,10 +328,12 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
         for (const [stage, ms] of Object.entries(t)) metrics.stage.observe({ stage }, ms);
       }
       for (const r of await pipeline.finish()) handle(r);
+      referenceCheck.abort('the camera stopped during the reference check');
       sourceStatus = 'stopped';
     } catch (err) {
       if (abort.signal.aborted) return;
       sourceStatus = 'error';
+      referenceCheck.abort(`the camera failed during the reference check: ${(err as Error).message}`);
       log.error({ err: (err as Error).message }, 'source failed');
       if (client.connected) publishState();
     }

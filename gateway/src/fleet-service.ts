@@ -115,9 +115,9 @@ export function mapView(map: SiteMap) {
     edges.push({ from: e.from, to: e.to, length: e.length, ...(back ? {} : { oneWay: true as const }) });
   }
   return {
-    nodes: json.nodes.map((n) => ({ id: n.id, ...(n.name ? { name: n.name } : {}), x: n.x, y: n.y, floor: n.floor, kind: n.kind })),
+    nodes: json.nodes.map((n) => ({ id: n.id, ...(n.name ? { name: n.name } : {}), ...(n.names ? { names: n.names } : {}), x: n.x, y: n.y, floor: n.floor, kind: n.kind })),
     edges,
-    zones: json.zones.map((z) => ({ id: z.id, nodes: z.nodes, ...(z.checkpoint ? { checkpoint: z.checkpoint } : {}) })),
+    zones: json.zones.map((z) => ({ id: z.id, nodes: z.nodes, ...(z.checkpoint ? { checkpoint: z.checkpoint } : {}), ...(z.name ? { name: z.name } : {}), ...(z.names ? { names: z.names } : {}) })),
   };
 }
 

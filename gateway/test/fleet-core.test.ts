@@ -107,6 +107,25 @@ describe('fleet core (master control without sockets)', () => {
     expect(fleet.task(d.task.id)!.history.at(-1)!.reason).toMatch(/not assigned/);
   });
 
+  it('after a cancel, sends no new order (parking) until the robot has wound the cancelled one down', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId });
+    const r1 = new StepRobot('AMR-1', 'P1');
+    bringOnline(fleet, [r1], now);
+    const { task, effects } = fleet.submitTask({ type: 'patrol', nodes: ['G2'] }, 'disp', now());
+    deliver(effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'underway');
+    const cancelled = fleet.cancelTask(task.id, 'disp', now());
+    // A robot still executing refuses any new order ("still executing order …; cancel it first")
+    // and keeps that error until its next order: only the cancelOrder may go out now.
+    expect(cancelled.effects.publish.map((p) => p.topic)).toEqual(['uagv/v2/acme/AMR-1/instantActions']);
+    deliver(cancelled.effects, [r1]);
+    // Once it reports standing still it is parked as usual, without refusing anything.
+    run(fleet, [r1], now, () => r1.lastNodeId === 'P1' || r1.lastNodeId === 'P2');
+    expect(['P1', 'P2']).toContain(r1.lastNodeId);
+    expect(fleet.robot('acme/AMR-1')!.errors).toEqual([]);
+  });
+
   it('cancels a running task with cancelOrder and drops invalid payloads with a counted cause', () => {
     const now = clock();
     const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });

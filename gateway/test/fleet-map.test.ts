@@ -76,4 +76,16 @@ describe('site map', () => {
     expect(() => loadSiteMap({ nodes: [{ id: 'A', x: 0, y: 0, kind: 'spaceport' }], edges: [] })).toThrow(/\/nodes\/0\/kind/);
     expect(() => loadSiteMap({ nodes: [], edges: [] })).toThrow(/\/nodes/);
   });
+
+  it('keeps names in other languages (the demo map has Chinese ones) and refuses a key that is not a language tag', () => {
+    const map = loadSiteMap({
+      nodes: [{ id: 'ph', x: 0, y: 0, name: 'Pharmacy', names: { 'zh-CN': '药房' } }],
+      edges: [],
+      zones: [{ id: 'z', nodes: ['ph'], name: 'Pharmacy area', names: { 'zh-CN': '药房区域' } }],
+    });
+    expect(map.nodes.get('ph')!.names).toEqual({ 'zh-CN': '药房' });
+    expect(map.zones.get('z')).toMatchObject({ name: 'Pharmacy area', names: { 'zh-CN': '药房区域' } });
+    expect(() => loadSiteMap({ nodes: [{ id: 'ph', x: 0, y: 0, names: { chinese: '药房' } }], edges: [] })).toThrow(/\/nodes\/0\/names: "chinese" is not a language tag/);
+    expect(() => loadSiteMap({ nodes: [{ id: 'ph', x: 0, y: 0 }], edges: [], zones: [{ id: 'z', nodes: ['ph'], names: { 'zh-CN': '' } }] })).toThrow(/\/zones\/0\/names/);
+  });
 });

@@ -10,7 +10,7 @@ export interface Series {
 
 const W = 600;
 const H = 200;
-const PAD = { l: 44, r: 8, t: 8, b: 28 };
+const PAD = { l: 60, r: 8, t: 8, b: 28 };
 
 function niceMax(v: number): number {
   if (v <= 0) return 1;
@@ -19,7 +19,15 @@ function niceMax(v: number): number {
   return 10 * p;
 }
 
-function yAxis(max: number, min = 0, digits = 0) {
+/** Every how many labels one is drawn, so that none overlaps its neighbour (about 7 px per character at 12 px). */
+export function labelStep(labels: readonly string[], innerWidth: number): number {
+  if (labels.length === 0) return 1;
+  const longest = Math.max(...labels.map((l) => [...l].reduce((w, ch) => w + (/[\u2E80-\u9FFF]/.test(ch) ? 12 : 7), 0)));
+  const slot = innerWidth / labels.length;
+  return Math.max(1, Math.ceil((longest + 10) / slot));
+}
+
+function yAxis(max: number, min = 0, digits = 0, unit = '') {
   const ticks = [0, 0.5, 1].map((f) => min + (max - min) * f);
   const y = (v: number) => PAD.t + (H - PAD.t - PAD.b) * (1 - (v - min) / (max - min || 1));
   return (
@@ -29,6 +37,7 @@ function yAxis(max: number, min = 0, digits = 0) {
           <line x1={PAD.l} x2={W - PAD.r} y1={y(v)} y2={y(v)} class="grid" />
           <text x={PAD.l - 6} y={y(v) + 4} text-anchor="end">
             {v.toFixed(digits)}
+            {unit && v === max ? ` ${unit}` : ''}
           </text>
         </g>
       ))}
@@ -43,7 +52,7 @@ export function StackedBars({ label, labels, series }: { label: string; labels: 
   const innerW = W - PAD.l - PAD.r;
   const innerH = H - PAD.t - PAD.b;
   const bw = innerW / Math.max(1, labels.length);
-  const every = Math.ceil(labels.length / 8);
+  const every = labelStep(labels, innerW);
   return (
     <svg class="chart" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={label}>
       {yAxis(max)}
@@ -74,19 +83,46 @@ export function StackedBars({ label, labels, series }: { label: string; labels: 
   );
 }
 
-/** Lines over an index axis (telemetry samples, percentiles per hour); nulls leave gaps. */
-export function Lines({ label, labels, series, digits = 0, min }: { label: string; labels: string[]; series: Array<Omit<Series, 'values'> & { values: Array<number | null> }>; digits?: number; min?: number }) {
-  const all = series.flatMap((s) => s.values.filter((v): v is number => v !== null));
+/**
+ * Lines over an index axis (telemetry samples, percentiles per hour); nulls leave gaps. One unit
+ * per chart (`unit` on the axis); `threshold` draws a dashed line with its label.
+ */
+export function Lines({
+  label,
+  labels,
+  series,
+  digits = 0,
+  min,
+  unit = '',
+  threshold,
+}: {
+  label: string;
+  labels: string[];
+  series: Array<Omit<Series, 'values'> & { values: Array<number | null> }>;
+  digits?: number;
+  min?: number;
+  unit?: string;
+  threshold?: { value: number; label: string };
+}) {
+  const all = series.flatMap((s) => s.values.filter((v): v is number => v !== null)).concat(threshold ? [threshold.value] : []);
   const lo = min ?? (all.length ? Math.floor(Math.min(...all)) : 0);
   const hi = all.length ? Math.max(lo + 1, Math.ceil(Math.max(...all))) : lo + 1;
   const innerW = W - PAD.l - PAD.r;
   const innerH = H - PAD.t - PAD.b;
   const x = (i: number) => PAD.l + (labels.length <= 1 ? innerW / 2 : (i / (labels.length - 1)) * innerW);
   const y = (v: number) => PAD.t + innerH * (1 - (v - lo) / (hi - lo));
-  const every = Math.ceil(labels.length / 8);
+  const every = labelStep(labels, innerW);
   return (
     <svg class="chart" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={label}>
-      {yAxis(hi, lo, digits)}
+      {yAxis(hi, lo, digits, unit)}
+      {threshold && (
+        <g class="threshold-line" data-threshold={threshold.value}>
+          <line x1={PAD.l} x2={W - PAD.r} y1={y(threshold.value)} y2={y(threshold.value)} stroke-dasharray="6 4" />
+          <text x={W - PAD.r - 4} y={y(threshold.value) - 4} text-anchor="end">
+            {threshold.label}
+          </text>
+        </g>
+      )}
       {series.map((s) => {
         const parts: string[] = [];
         let pen = false;

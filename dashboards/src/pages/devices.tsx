@@ -8,7 +8,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api.js';
 import { useApp } from '../app.js';
-import { Legend, Lines } from '../components/charts.js';
+import { Lines } from '../components/charts.js';
 import { fleetApi, type Robot } from '../fleet.js';
 import { useI18n } from '../i18n/index.js';
 import { checkpointKey, upsertDevice, type Device } from '../model.js';
@@ -80,6 +80,8 @@ export function DevicesPage() {
       )}
       {devices.length === 0 ? <p>{t('devices.none')}</p> : devices.map((d) => <DeviceCard key={checkpointKey(d)} device={d} samples={samples.current.get(checkpointKey(d)) ?? []} />)}
       {devices.length > 0 && <CommandForm devices={devices} />}
+      <Provisioning />
+      <Rollouts devices={devices} />
       {robots && robots.length > 0 && (
         <section aria-labelledby="robots-dev-h">
           <h2 id="robots-dev-h">{t('dispatch.robots')}</h2>
@@ -87,7 +89,12 @@ export function DevicesPage() {
             {robots.map((r) => (
               <li key={r.id}>
                 {r.manufacturer} {r.serialNumber} · {t(`connection.${r.connection}`)} · {r.battery === null ? '—' : `${Math.round(r.battery)} %`}
-                {r.errors.length > 0 && ` · ${t('dispatch.errors', { n: r.errors.length })}`}
+                {r.errors.length > 0 && (
+                  <span class="robot-state-error">
+                    {' · '}
+                    {t('robotState.error')}: {r.errors.map((e) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '))).join('; ')}
+                  </span>
+                )}
               </li>
             ))}
           </ul>
@@ -97,18 +104,28 @@ export function DevicesPage() {
   );
 }
 
+/** Telemetry older than this (or from an agent not online) is shown as stale, not as the present. */
+export const STALE_MS = 60_000;
+
 function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] }) {
-  const { t, dateTime, number } = useI18n();
+  const { t, dateTime, number, time } = useI18n();
   const headingId = `dev-${d.site}-${d.checkpoint}`;
-  const labels = samples.map((s) => s.ts.slice(11, 19));
+  const labels = samples.map((s) => time(s.ts).slice(0, 5));
   const bb = d.telemetry?.blackbody ?? null;
   const stages = Object.entries(d.telemetry?.stages ?? {});
+  const stale = d.telemetry !== null && (d.status !== 'online' || Date.now() - Date.parse(d.telemetry.ts) > STALE_MS);
+  const reference = bb?.status ?? d.calibration?.reference ?? null;
   return (
     <section class={`device device-${d.status}`} aria-labelledby={headingId} data-device={checkpointKey(d)}>
       <h2 id={headingId}>
         {d.site} / {d.checkpoint} <span class={`pill pill-${d.status}`}>{t(`deviceStatus.${d.status}`)}</span>
       </h2>
-      <dl class="device-facts">
+      {stale && (
+        <p class="stale-note" data-stale="yes">
+          {t('devices.stale', { time: dateTime(d.telemetry!.ts) })}
+        </p>
+      )}
+      <dl class={`device-facts${stale ? ' facts-stale' : ''}`}>
         <div>
           <dt>{t('devices.lastSeen')}</dt>
           <dd>{dateTime(d.lastSeen)}</dd>
@@ -154,9 +171,17 @@ function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] 
         </div>
         <div>
           <dt>{t('devices.blackbody')}</dt>
-          <dd>
-            {d.calibration ? t(`reference.${d.calibration.reference}`) : '—'}
-            {bb && <span class="bb-reading"> · {t('devices.blackbodyReading', { measured: bb.measuredC === null ? '—' : number(bb.measuredC, 2), set: number(bb.setC, 1) })}</span>}
+          <dd data-reference={reference ?? 'none'}>
+            {reference ? t(`reference.${reference}`) : '—'}
+            {bb && bb.measuredC !== null && (
+              <span class="bb-reading">
+                {' · '}
+                {/* A reading is only current while the reference is seen; otherwise it is the last one. */}
+                {reference === 'ok' || reference === 'unstable'
+                  ? t('devices.blackbodyReading', { measured: number(bb.measuredC, 2), set: number(bb.setC, 1) })
+                  : t('devices.blackbodyLastReading', { measured: number(bb.measuredC, 2), set: number(bb.setC, 1) })}
+              </span>
+            )}
           </dd>
         </div>
         <div>
@@ -178,25 +203,11 @@ function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] 
         </div>
       </dl>
       {samples.length > 1 && (
-        <div class="telemetry-chart">
-          <Lines
-            label={t('devices.telemetryChart', { checkpoint: d.checkpoint })}
-            labels={labels}
-            min={0}
-            digits={0}
-            series={[
-              { name: t('devices.fps'), className: 's-fps', values: samples.map((s) => s.fps) },
-              { name: t('devices.queue'), className: 's-queue', values: samples.map((s) => s.queueDepth) },
-              { name: t('devices.cpuTemp'), className: 's-cpu', values: samples.map((s) => s.cpuTempC) },
-            ]}
-          />
-          <Legend
-            series={[
-              { name: t('devices.fps'), className: 's-fps' },
-              { name: t('devices.queue'), className: 's-queue' },
-              { name: t('devices.cpuTemp'), className: 's-cpu' },
-            ]}
-          />
+        <div class="telemetry-charts">
+          {/* One unit per chart: frames per second, CPU temperature, messages waiting. */}
+          <Lines label={t('devices.chartFps', { checkpoint: d.checkpoint })} labels={labels} min={0} digits={0} unit="fps" series={[{ name: t('devices.fps'), className: 's-fps', values: samples.map((s) => s.fps) }]} />
+          <Lines label={t('devices.chartCpu', { checkpoint: d.checkpoint })} labels={labels} digits={0} unit="°C" series={[{ name: t('devices.cpuTemp'), className: 's-cpu', values: samples.map((s) => s.cpuTempC) }]} />
+          <Lines label={t('devices.chartQueue', { checkpoint: d.checkpoint })} labels={labels} min={0} digits={0} unit={t('devices.msgs')} series={[{ name: t('devices.queue'), className: 's-queue', values: samples.map((s) => s.queueDepth) }]} />
         </div>
       )}
     </section>
@@ -204,7 +215,7 @@ function DeviceCard({ device: d, samples }: { device: Device; samples: Sample[] 
 }
 
 type CommandKind = 'threshold' | 'ping' | 'check-reference';
-type Result = { kind: 'ok'; id: string; detail?: string } | { kind: 'refused'; id: string; error: string } | { kind: 'timeout' } | { kind: 'error'; message: string };
+type Result = { kind: 'ok'; id: string; detail?: Record<string, unknown> } | { kind: 'refused'; id: string; error: string } | { kind: 'timeout' } | { kind: 'error'; message: string };
 
 function CommandForm({ devices }: { devices: Device[] }) {
   const { api } = useApp();
@@ -213,13 +224,14 @@ function CommandForm({ devices }: { devices: Device[] }) {
   const [kind, setKind] = useState<CommandKind>('threshold');
   const current = devices.find((d) => checkpointKey(d) === target);
   const [threshold, setThreshold] = useState(String(current?.calibration?.thresholdC ?? 37.3));
+  const [checkS, setCheckS] = useState('5');
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<Result | null>(null);
   const body = useMemo(() => {
     if (kind === 'threshold') return { type: 'set-config', config: { screening: { thresholdC: Math.round(Number(threshold) * 10) / 10 } } };
     if (kind === 'ping') return { type: 'ping' };
-    return { type: 'calibrate', action: 'check-reference' };
-  }, [kind, threshold]);
+    return { type: 'calibrate', action: 'check-reference', params: { durationS: Number(checkS) } };
+  }, [kind, threshold, checkS]);
 
   const send = async (e: Event) => {
     e.preventDefault();
@@ -228,7 +240,7 @@ function CommandForm({ devices }: { devices: Device[] }) {
     setResult(null);
     try {
       const r = await api.post<{ command: { id: string }; ack: { ok: boolean; error?: string; detail?: Record<string, unknown> } }>(`/api/checkpoints/${site}/${checkpoint}/cmd`, body);
-      setResult(r.ack.ok ? { kind: 'ok', id: r.command.id, ...(r.ack.detail ? { detail: JSON.stringify(r.ack.detail) } : {}) } : { kind: 'refused', id: r.command.id, error: r.ack.error ?? '' });
+      setResult(r.ack.ok ? { kind: 'ok', id: r.command.id, ...(r.ack.detail ? { detail: r.ack.detail } : {}) } : { kind: 'refused', id: r.command.id, error: r.ack.error ?? '' });
     } catch (err) {
       setResult(err instanceof ApiError && err.status === 504 ? { kind: 'timeout' } : { kind: 'error', message: (err as Error).message });
     } finally {
@@ -264,16 +276,281 @@ function CommandForm({ devices }: { devices: Device[] }) {
             <input type="number" min={30} max={45} step={0.1} required value={threshold} onInput={(e) => setThreshold(e.currentTarget.value)} />
           </label>
         )}
+        {kind === 'check-reference' && (
+          <label>
+            <span>{t('devices.checkSeconds')}</span>
+            <input type="number" min={1} max={8} step={1} required value={checkS} onInput={(e) => setCheckS(e.currentTarget.value)} />
+          </label>
+        )}
         <button type="submit" disabled={busy}>
           {busy ? t('devices.sending') : t('devices.send')}
         </button>
       </form>
       <div role="status" aria-live="polite" class="ack-result" data-ack={result?.kind ?? 'none'}>
-        {result?.kind === 'ok' && t('devices.ackOk', { id: result.id })}
+        {result?.kind === 'ok' && (result.detail && typeof result.detail.verdict === 'string' ? <CheckResult detail={result.detail} /> : t('devices.ackOk', { id: result.id }))}
         {result?.kind === 'refused' && t('devices.ackRefused', { id: result.id, error: result.error })}
         {result?.kind === 'timeout' && t('devices.ackTimeout')}
         {result?.kind === 'error' && t('common.loadError', { message: result.message })}
       </div>
+    </section>
+  );
+}
+
+/** The agent's blackbody check, in words: verdict, reading against the set point, noise and drift. */
+function CheckResult({ detail: d }: { detail: Record<string, unknown> }) {
+  const { t, number } = useI18n();
+  const n = (v: unknown, digits: number) => (typeof v === 'number' ? number(v, digits) : '—');
+  const verdict = d.verdict as 'stable' | 'unstable' | 'too-short';
+  return (
+    <span data-verdict={verdict}>
+      {t(`check.${verdict}`)}{' '}
+      {t('check.detail', { mean: n(d.meanC, 2), set: n(d.setC, 1), offset: n(d.offsetC, 2), noise: n(d.noiseC, 3), drift: n(d.driftOverWindowC, 3), frames: n(d.frames, 0), s: n(d.durationS, 1) })}
+      {d.quick === true && ` ${t('check.quick')}`}
+      {Array.isArray(d.problems) && d.problems.length > 0 && <span class="check-problems"> {(d.problems as string[]).join(' ')}</span>}
+    </span>
+  );
+}
+
+interface Provisioned {
+  site: string;
+  checkpoint: string;
+  status: 'registered' | 'enrolled' | 'revoked' | 'unmanaged';
+  enrolledMs?: number | null;
+  revokedMs?: number | null;
+}
+
+/** Enrolment and revocation (the gateway's provisioning API; engineer role). */
+function Provisioning() {
+  const { api } = useApp();
+  const { t } = useI18n();
+  const [list, setList] = useState<Provisioned[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [site, setSite] = useState('');
+  const [checkpoint, setCheckpoint] = useState('');
+  const [issued, setIssued] = useState<{ token: string; enroll: string; expiresAt: string; site: string; checkpoint: string } | null>(null);
+  const [confirmRevoke, setConfirmRevoke] = useState<string | null>(null);
+
+  const reload = async () => {
+    try {
+      setList((await api.get<{ checkpoints: Provisioned[] }>('/api/checkpoints')).checkpoints);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  useEffect(() => {
+    void reload();
+    const timer = setInterval(() => void reload(), POLL_MS);
+    return () => clearInterval(timer);
+  }, [api]);
+
+  const enrol = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const r = await api.post<{ token: string; enroll: string; expiresAt: string; site: string; checkpoint: string }>('/api/checkpoints', { site: site.trim(), checkpoint: checkpoint.trim() });
+      setIssued(r);
+      setSite('');
+      setCheckpoint('');
+      void reload();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  const revoke = async (p: Provisioned) => {
+    setConfirmRevoke(null);
+    setError(null);
+    try {
+      await api.post(`/api/checkpoints/${encodeURIComponent(p.site)}/${encodeURIComponent(p.checkpoint)}/revoke`);
+      void reload();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  return (
+    <section aria-labelledby="prov-h" class="provisioning">
+      <h2 id="prov-h">{t('prov.title')}</h2>
+      <form class="enrol" onSubmit={(e) => void enrol(e)}>
+        <label>
+          <span>{t('prov.siteId')}</span>
+          <input required pattern="[a-z0-9-]{1,64}" value={site} onInput={(e) => setSite(e.currentTarget.value)} />
+        </label>
+        <label>
+          <span>{t('prov.checkpointId')}</span>
+          <input required pattern="[a-z0-9-]{1,64}" value={checkpoint} onInput={(e) => setCheckpoint(e.currentTarget.value)} />
+        </label>
+        <button type="submit">{t('prov.enrol')}</button>
+      </form>
+      {issued && (
+        <div class="issued" role="status" data-issued={`${issued.site}/${issued.checkpoint}`}>
+          <p>{t('prov.issued', { checkpoint: `${issued.site}/${issued.checkpoint}`, expires: new Date(issued.expiresAt).toLocaleString() })}</p>
+          <code class="enroll-command">{issued.enroll}</code>
+        </div>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {t('dispatch.refused', { message: error })}
+        </p>
+      )}
+      {list && list.length > 0 && (
+        <table>
+          <thead>
+            <tr>
+              <th scope="col">{t('prov.checkpoint')}</th>
+              <th scope="col">{t('prov.status')}</th>
+              <th scope="col">
+                <span class="visually-hidden">{t('prov.actions')}</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.map((p) => {
+              const key = `${p.site}/${p.checkpoint}`;
+              return (
+                <tr key={key} data-provisioned={key} data-status={p.status}>
+                  <th scope="row">{key}</th>
+                  <td>{t(`prov.status.${p.status}`)}</td>
+                  <td>
+                    {p.status !== 'revoked' &&
+                      (confirmRevoke === key ? (
+                        <span class="confirm-cancel" role="group" aria-label={t('prov.revokeQuestion', { checkpoint: key })}>
+                          <span>{t('prov.revokeQuestion', { checkpoint: key })}</span>
+                          <button type="button" class="danger" onClick={() => void revoke(p)}>
+                            {t('prov.revokeYes')}
+                          </button>
+                          <button type="button" class="secondary" onClick={() => setConfirmRevoke(null)}>
+                            {t('dispatch.cancelNo')}
+                          </button>
+                        </span>
+                      ) : (
+                        <button type="button" class="secondary" onClick={() => setConfirmRevoke(key)}>
+                          {t('prov.revoke')}
+                        </button>
+                      ))}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+interface ModelVersionRow {
+  name: string;
+  version: string;
+  sha256: string;
+}
+interface RolloutRow {
+  id: string;
+  model: { name: string; version: string };
+  status: string;
+  createdAt: string;
+  reason: string | null;
+  devices: Array<{ site: string; checkpoint: string; status: string; progress: number | null; error: string | null }>;
+}
+
+/** Model roll-outs: start one to chosen checkpoints (the gateway stages it), and each device's progress. */
+function Rollouts({ devices }: { devices: Device[] }) {
+  const { api } = useApp();
+  const { t, dateTime } = useI18n();
+  const [models, setModels] = useState<ModelVersionRow[]>([]);
+  const [rollouts, setRollouts] = useState<RolloutRow[]>([]);
+  const [choice, setChoice] = useState('');
+  const [targets, setTargets] = useState<string[]>([]);
+  const [error, setError] = useState<string | null>(null);
+
+  const reload = async () => {
+    try {
+      const [m, r] = await Promise.all([api.get<{ models: ModelVersionRow[] }>('/api/models'), api.get<{ rollouts: RolloutRow[] }>('/api/rollouts')]);
+      setModels(m.models);
+      setRollouts(r.rollouts);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  useEffect(() => {
+    void reload();
+    const timer = setInterval(() => void reload(), 2000);
+    return () => clearInterval(timer);
+  }, [api]);
+
+  const start = async (e: Event) => {
+    e.preventDefault();
+    const [name, version] = choice.split('@') as [string, string];
+    setError(null);
+    try {
+      await api.post('/api/rollouts', { model: name, version, targets: targets.map((k) => ({ site: k.split('/')[0], checkpoint: k.split('/')[1] })) });
+      setTargets([]);
+      void reload();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+
+  return (
+    <section aria-labelledby="rollout-h" class="rollouts">
+      <h2 id="rollout-h">{t('rollout.title')}</h2>
+      {models.length === 0 ? (
+        <p>{t('rollout.noModels')}</p>
+      ) : (
+        <form class="new-task" onSubmit={(e) => void start(e)}>
+          <label>
+            <span>{t('rollout.model')}</span>
+            <select required value={choice} onChange={(e) => setChoice(e.currentTarget.value)}>
+              <option value="">{t('dispatch.choose')}</option>
+              {models.map((m) => (
+                <option key={`${m.name}@${m.version}`} value={`${m.name}@${m.version}`}>
+                  {m.name} {m.version} (sha256 {m.sha256.slice(0, 8)}…)
+                </option>
+              ))}
+            </select>
+          </label>
+          <fieldset>
+            <legend>{t('rollout.targets')}</legend>
+            {devices.map((d) => (
+              <label key={checkpointKey(d)} class="check">
+                <input
+                  type="checkbox"
+                  checked={targets.includes(checkpointKey(d))}
+                  onChange={(e) => setTargets(e.currentTarget.checked ? [...targets, checkpointKey(d)] : targets.filter((x) => x !== checkpointKey(d)))}
+                />
+                {checkpointKey(d)}
+              </label>
+            ))}
+          </fieldset>
+          <button type="submit" disabled={targets.length === 0}>
+            {t('rollout.start')}
+          </button>
+        </form>
+      )}
+      {error && (
+        <p class="error" role="alert">
+          {t('dispatch.refused', { message: error })}
+        </p>
+      )}
+      <ul class="tasks">
+        {rollouts.slice(0, 10).map((r) => (
+          <li key={r.id} data-rollout={r.id} data-status={r.status}>
+            <strong>
+              {r.model.name} {r.model.version}
+            </strong>{' '}
+            · {r.status} · {dateTime(r.createdAt)}
+            {r.reason && <span class="error"> · {r.reason}</span>}
+            <ul class="rollout-devices">
+              {r.devices.map((d) => (
+                <li key={`${d.site}/${d.checkpoint}`}>
+                  {d.site}/{d.checkpoint}: {d.status}{' '}
+                  {d.progress !== null && <progress max={1} value={d.progress} aria-label={t('rollout.progress', { checkpoint: d.checkpoint })} />}
+                  {d.error && <span class="error"> {d.error}</span>}
+                </li>
+              ))}
+            </ul>
+          </li>
+        ))}
+      </ul>
     </section>
   );
 }

@@ -3,11 +3,14 @@
  * history, and a form to create tasks with pickers for map nodes. Tasks a rule created show
  * their alert. Without a fleet on the gateway (404) it says so plainly.
  */
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { useApp } from '../app.js';
 import { useI18n } from '../i18n/index.js';
+import { placeLabels, type Box, type LabelRequest } from '../map-layout.js';
+import { formatElapsed, waitingSince } from './guard.js';
 import {
   ACTIVE_STATUSES,
+  placeName,
   fleetApi,
   FleetUnavailableError,
   TASK_TYPES,
@@ -24,15 +27,34 @@ import {
 
 type Load = { state: 'loading' } | { state: 'unavailable' } | { state: 'error'; message: string } | { state: 'ready' };
 
+/** A task waiting this long for a confirmation is highlighted (and announced). */
+const LONG_WAIT_MS = 3 * 60_000;
+
+export type RobotState = 'offline' | 'error' | 'waiting' | 'driving' | 'charging' | 'idle';
+
+/** What a robot is doing, for its colour and its words (pure). */
+export function robotState(r: Robot, task: Task | undefined): RobotState {
+  if (r.connection !== 'ONLINE') return 'offline';
+  if (r.errors.length > 0) return 'error';
+  if (task?.waitingFor) return 'waiting';
+  if (r.driving) return 'driving';
+  if (r.charging) return 'charging';
+  return 'idle';
+}
+
+const errorText = (e: Robot['errors'][number]) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '));
+
 export function DispatchPage() {
   const { api, live } = useApp();
-  const { t } = useI18n();
+  const { t, locale } = useI18n();
   const fleet = useMemo(() => fleetApi(api), [api]);
   const [load, setLoad] = useState<Load>({ state: 'loading' });
   const [map, setMap] = useState<SiteMap | null>(null);
   const [robots, setRobots] = useState<Robot[]>([]);
   const [tasks, setTasks] = useState<Task[]>([]);
   const [actionError, setActionError] = useState<string | null>(null);
+  const [confirmCancel, setConfirmCancel] = useState<string | null>(null);
+  const [now, setNow] = useState(Date.now());
 
   const reload = async () => {
     try {
@@ -56,16 +78,22 @@ export function DispatchPage() {
         if ((e.data as { resumed: boolean }).resumed === false) void reload();
       }),
     ];
-    return () => offs.forEach((off) => off());
+    const ticker = setInterval(() => setNow(Date.now()), 1000);
+    return () => {
+      offs.forEach((off) => off());
+      clearInterval(ticker);
+    };
   }, [fleet]);
 
-  const act = async (p: Promise<Task>) => {
+  const act = async (p: Promise<Task>): Promise<boolean> => {
     setActionError(null);
     try {
       const task = await p;
       setTasks((ts) => upsertById(ts, task));
+      return true;
     } catch (err) {
       setActionError((err as Error).message);
+      return false;
     }
   };
 
@@ -84,22 +112,28 @@ export function DispatchPage() {
       </p>
     );
 
-  const active = tasks.filter((x) => ACTIVE_STATUSES.includes(x.status)).sort((a, b) => b.priority - a.priority);
+  const active = tasks
+    .filter((x) => ACTIVE_STATUSES.includes(x.status))
+    // Waiting for a person first (someone has to act), then by priority.
+    .sort((a, b) => Number(Boolean(b.waitingFor)) - Number(Boolean(a.waitingFor)) || b.priority - a.priority);
   const done = tasks
     .filter((x) => !ACTIVE_STATUSES.includes(x.status))
     .sort((a, b) => Date.parse(b.history.at(-1)?.at ?? '0') - Date.parse(a.history.at(-1)?.at ?? '0'))
     .slice(0, 50);
+  const taskOf = (r: Robot) => active.find((x) => x.robotId === r.id);
+  const robotName = (id: string | null | undefined) => (id ? (robots.find((r) => r.id === id)?.serialNumber ?? id.split('/').pop() ?? id) : '');
+  const place = (id: unknown) => (typeof id === 'string' ? placeName(map?.nodes.find((n) => n.id === id) ?? map?.zones.find((z) => z.id === id), locale, id) : '');
 
   return (
     <div class="dispatch">
       <h1>{t('dispatch.title')}</h1>
       {actionError && (
         <p class="error" role="alert">
-          {actionError}
+          {t('dispatch.refused', { message: actionError })}
         </p>
       )}
-      <div class="dispatch-grid">
-        <section aria-label={t('dispatch.map')}>{map && <MapView map={map} robots={robots} />}</section>
+      <div class="dispatch-top">
+        <section aria-label={t('dispatch.map')}>{map && <MapView map={map} robots={robots} tasks={active} />}</section>
         <section aria-labelledby="robots-h">
           <h2 id="robots-h">{t('dispatch.robots')}</h2>
           {robots.length === 0 ? (
@@ -116,24 +150,40 @@ export function DispatchPage() {
                 </tr>
               </thead>
               <tbody>
-                {robots.map((r) => (
-                  <tr key={r.id} data-robot={r.id}>
-                    <th scope="row">{r.serialNumber}</th>
-                    <td>{t(`connection.${r.connection}`)}</td>
-                    <td>
-                      {r.battery === null ? '—' : `${Math.round(r.battery)} %`}
-                      {r.charging ? ` · ${t('dispatch.charging')}` : ''}
-                    </td>
-                    <td>
-                      {r.errors.length > 0 ? t('dispatch.errors', { n: r.errors.length }) : r.driving ? t('dispatch.driving') : t('dispatch.idle')}
-                    </td>
-                    <td>{r.lastNodeId ? nodeLabel(map, r.lastNodeId) : '—'}</td>
-                  </tr>
-                ))}
+                {robots.map((r) => {
+                  const task = taskOf(r);
+                  const st = robotState(r, task);
+                  return (
+                    <tr key={r.id} data-robot={r.id} data-state={st}>
+                      <th scope="row">
+                        <span class={`robot-dot robot-${st}`} aria-hidden="true" /> {r.serialNumber}
+                      </th>
+                      <td>{t(`connection.${r.connection}`)}</td>
+                      <td>
+                        {r.battery === null ? '—' : `${Math.round(r.battery)} %`}
+                        {r.charging ? ` · ${t('dispatch.charging')}` : ''}
+                      </td>
+                      <td class={`robot-state-${st}`}>
+                        {st === 'error' ? (
+                          <>
+                            {t('robotState.error')}: {r.errors.map(errorText).join('; ')}
+                          </>
+                        ) : st === 'waiting' && task?.waitingFor ? (
+                          t(`robotState.waiting_${task.waitingFor}`)
+                        ) : (
+                          t(`robotState.${st}`)
+                        )}
+                      </td>
+                      <td>{r.lastNodeId ? place(r.lastNodeId) : '—'}</td>
+                    </tr>
+                  );
+                })}
               </tbody>
             </table>
           )}
         </section>
+      </div>
+      <div class="dispatch-grid">
         <section aria-labelledby="queue-h">
           <h2 id="queue-h">{t('dispatch.queue')}</h2>
           {active.length === 0 ? <p>{t('dispatch.noTasks')}</p> : taskList(active)}
@@ -150,89 +200,184 @@ export function DispatchPage() {
     </div>
   );
 
+  function describeRequest(task: Task): string {
+    const r = task.request;
+    switch (task.type) {
+      case 'delivery':
+        return `${place(r.from)} → ${place(r.to)}${typeof r.what === 'string' ? ` · ${r.what}` : ''}`;
+      case 'disinfection':
+        return place(r.zone ?? r.node);
+      case 'patrol':
+        return Array.isArray(r.nodes) ? r.nodes.map(place).join(' → ') : '';
+      case 'charge':
+        return typeof r.charger === 'string' ? place(r.charger) : t('dispatch.anyCharger');
+    }
+  }
+
   // A render helper, not a component: called inline so its buttons keep focus across updates.
   function taskList(list: Task[]) {
-    const m = map;
-    const onAct = act;
+    const { time } = { time: (iso: string) => new Date(iso).toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }) };
     return (
       <ul class="tasks">
-        {list.map((task) => (
-          <li key={task.id} data-task={task.id} data-status={task.status}>
-            <strong>{t(`task.${task.type}`)}</strong> · {t(`status.${task.status}`)} · {t('dispatch.priority')} {task.priority}
-            {task.robotId && <> · {robots.find((r) => r.id === task.robotId)?.serialNumber ?? task.robotId}</>}
-            <div class="task-detail">{describeRequest(task, m)}</div>
-            {task.alertId && <div class="task-alert">{t('dispatch.fromAlert', { id: task.alertId })}</div>}
-            {task.history.length > 0 && (
-              <div class="task-history">
-                {task.history.slice(-3).map((h, i) => (
-                  <span key={i}>
-                    {t(`status.${h.status}`)}
-                    {h.reason ? ` (${h.reason})` : ''}{' '}
-                  </span>
-                ))}
+        {list.map((task) => {
+          const isActive = ACTIVE_STATUSES.includes(task.status);
+          const started = Date.parse(task.createdAt ?? task.history[0]?.at ?? new Date(now).toISOString());
+          const waitedMs = task.waitingFor ? now - waitingSince(task) : 0;
+          const long = waitedMs >= LONG_WAIT_MS;
+          const last = task.history.at(-1);
+          return (
+            <li
+              key={task.id}
+              data-task={task.id}
+              data-status={task.status}
+              class={task.waitingFor ? `task-waiting${long ? ' task-waiting-long' : ''}` : undefined}
+              role={long ? 'alert' : undefined}
+            >
+              <strong>{t(`task.${task.type}`)}</strong> · {t(`status.${task.status}`)}
+              {task.robotId && <> · {robotName(task.robotId)}</>}
+              <div class="task-detail">{describeRequest(task)}</div>
+              {task.alertId && <div class="task-alert">{t('dispatch.fromRule')}</div>}
+              {task.waitingFor && (
+                <div class="task-wait">
+                  {t(`dispatch.waiting_${task.waitingFor}`)} · <strong>{t('guard.waitingFor', { time: formatElapsed(t, waitedMs) })}</strong>
+                </div>
+              )}
+              <div class="task-times">
+                {isActive ? (
+                  <>
+                    {t('dispatch.since', { time: time(new Date(started).toISOString()), elapsed: formatElapsed(t, now - started) })}
+                    {task.progress && task.progress.nodesTotal > 0 && <> · {t('dispatch.progress', { done: task.progress.nodesDone, total: task.progress.nodesTotal })}</>}
+                  </>
+                ) : (
+                  last && (
+                    <>
+                      {t(`status.${last.status}`)} {time(last.at)} · {t('dispatch.took', { elapsed: formatElapsed(t, Date.parse(last.at) - started) })}
+                      {last.reason && (last.status === 'failed' || last.status === 'cancelled') ? ` · ${last.reason}` : ''}
+                    </>
+                  )
+                )}
               </div>
-            )}
-            <div class="task-actions">
-              {task.waitingFor === 'area_clear' && (
-                <button type="button" onClick={() => void onAct(fleet.confirm(task.id, 'area_clear'))}>
-                  {t('dispatch.confirmAreaClear')}
-                </button>
-              )}
-              {task.waitingFor === 'received' && (
-                <button type="button" onClick={() => void onAct(fleet.confirm(task.id, 'received'))}>
-                  {t('dispatch.confirmReceived')}
-                </button>
-              )}
-              {ACTIVE_STATUSES.includes(task.status) && (
-                <button type="button" class="secondary" onClick={() => void onAct(fleet.cancel(task.id))}>
-                  {t('dispatch.cancel')}
-                </button>
-              )}
-            </div>
-          </li>
-        ))}
+              <div class="task-actions">
+                {task.waitingFor === 'area_clear' && (
+                  <button type="button" onClick={() => void act(fleet.confirm(task.id, 'area_clear'))}>
+                    {t('dispatch.confirmAreaClear')}
+                  </button>
+                )}
+                {task.waitingFor === 'received' && (
+                  <button type="button" onClick={() => void act(fleet.confirm(task.id, 'received'))}>
+                    {t('dispatch.confirmReceived')}
+                  </button>
+                )}
+                {isActive &&
+                  (confirmCancel === task.id ? (
+                    <span class="confirm-cancel" role="group" aria-label={t('dispatch.cancelQuestion')}>
+                      <span>{t('dispatch.cancelQuestion')}</span>
+                      <button
+                        type="button"
+                        class="danger"
+                        onClick={() => {
+                          setConfirmCancel(null);
+                          void act(fleet.cancel(task.id));
+                        }}
+                      >
+                        {t('dispatch.cancelYes')}
+                      </button>
+                      <button type="button" class="secondary" onClick={() => setConfirmCancel(null)}>
+                        {t('dispatch.cancelNo')}
+                      </button>
+                    </span>
+                  ) : (
+                    <button type="button" class="secondary" onClick={() => setConfirmCancel(task.id)}>
+                      {t('dispatch.cancel')}
+                    </button>
+                  ))}
+              </div>
+            </li>
+          );
+        })}
       </ul>
     );
   }
 }
 
-function nodeLabel(map: SiteMap | null, id: string): string {
-  return map?.nodes.find((n) => n.id === id)?.name ?? id;
+/** Measures how many map units one CSS pixel is, so labels keep a readable size at any width. */
+function useUnitsPerPixel(ref: { current: SVGSVGElement | null }, viewWidth: number): number | null {
+  const [upp, setUpp] = useState<number | null>(null);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const update = () => {
+      const w = el.getBoundingClientRect().width;
+      if (w > 0) setUpp(viewWidth / w);
+    };
+    update();
+    const ro = new ResizeObserver(update);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [viewWidth]);
+  return upp;
 }
 
-function describeRequest(task: Task, map: SiteMap | null): string {
-  const r = task.request;
-  const n = (v: unknown) => (typeof v === 'string' ? nodeLabel(map, v) : '');
-  switch (task.type) {
-    case 'delivery':
-      return `${n(r.from)} → ${n(r.to)}${typeof r.what === 'string' ? ` · ${r.what}` : ''}`;
-    case 'disinfection':
-      return n(r.zone ?? r.node);
-    case 'patrol':
-      return Array.isArray(r.nodes) ? r.nodes.map(n).join(' → ') : '';
-    case 'charge':
-      return n(r.charger);
-  }
-}
+const LABEL_PX = 13;
+const ROBOT_LABEL_PX = 13;
 
-function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
-  const { t } = useI18n();
+function MapView({ map, robots, tasks }: { map: SiteMap; robots: Robot[]; tasks: Task[] }) {
+  const { t, locale } = useI18n();
   const floors = [...new Set(map.nodes.map((n) => n.floor))].sort((a, b) => a - b);
   const [floor, setFloor] = useState(floors[0] ?? 0);
+  const svgRef = useRef<SVGSVGElement>(null);
   const nodes = map.nodes.filter((n) => n.floor === floor);
   const byId = new Map(map.nodes.map((n) => [n.id, n]));
-  if (nodes.length === 0) return null;
   const xs = nodes.map((n) => n.x);
   const ys = nodes.map((n) => n.y);
-  const unit = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1) / 60;
-  // Room around the nodes for the labels above them and the robot markers (with their labels) below.
-  const pad = unit * 7;
-  const minX = Math.min(...xs) - pad;
-  const minY = Math.min(...ys) - pad;
-  const w = Math.max(...xs) - minX + pad;
-  const h = Math.max(...ys) - minY + pad;
+  const extent = nodes.length ? Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 1) : 1;
+  const pad = extent * 0.14;
+  const minX = (nodes.length ? Math.min(...xs) : 0) - pad;
+  const minY = (nodes.length ? Math.min(...ys) : 0) - pad * 0.6;
+  const w = (nodes.length ? Math.max(...xs) : 0) - minX + pad;
+  const h = (nodes.length ? Math.max(...ys) : 0) - minY + pad * 0.6;
+  const upp = useUnitsPerPixel(svgRef, w) ?? w / 800;
+  if (nodes.length === 0) return null;
   // Map y grows up (metres), SVG y grows down.
   const sy = (y: number) => minY + h - (y - minY);
+  const r = 6 * upp;
+  const size = 22 * upp;
+
+  const robotsHere = robots
+    .map((rb) => {
+      const node = rb.lastNodeId ? byId.get(rb.lastNodeId) : undefined;
+      const at = typeof rb.x === 'number' && typeof rb.y === 'number' ? { x: rb.x, y: rb.y, floor: rb.floor ?? node?.floor } : node;
+      return at && at.floor === floor ? { robot: rb, x: at.x, y: sy(at.y), state: robotState(rb, tasks.find((x) => x.robotId === rb.id)) } : null;
+    })
+    .filter((x): x is NonNullable<typeof x> => x !== null);
+
+  // Markers are obstacles; robot labels first (they matter most), then node names.
+  const obstacles: Box[] = [
+    ...nodes.map((n) => ({ x: n.x - r, y: sy(n.y) - r, w: 2 * r, h: 2 * r })),
+    ...robotsHere.map((p) => ({ x: p.x - size / 2, y: p.y - size / 2, w: size, h: size })),
+  ];
+  const requests: LabelRequest[] = [
+    ...robotsHere.map((p) => ({
+      id: `robot:${p.robot.id}`,
+      x: p.x,
+      y: p.y,
+      text: `${p.robot.serialNumber}${p.robot.battery === null ? '' : ` ${Math.round(p.robot.battery)}%`}`,
+      fontSize: ROBOT_LABEL_PX * upp,
+      gap: size / 2 + 2 * upp,
+      bold: true,
+    })),
+    ...nodes.map((n) => ({ id: `node:${n.id}`, x: n.x, y: sy(n.y), text: placeName(n, locale), fontSize: LABEL_PX * upp, gap: r + 3 * upp })),
+  ];
+  const placed = new Map(placeLabels(requests, obstacles).map((p) => [p.id, p]));
+  const label = (id: string, text: string, fontSize: number, cls: string) => {
+    const p = placed.get(id)!;
+    return (
+      <text class={cls} x={p.textX} y={p.textY} font-size={fontSize} text-anchor={p.anchor} data-label={id}>
+        {text}
+      </text>
+    );
+  };
+
   return (
     <figure class="map">
       {floors.length > 1 && (
@@ -247,41 +392,41 @@ function MapView({ map, robots }: { map: SiteMap; robots: Robot[] }) {
           </select>
         </label>
       )}
-      <svg viewBox={`${minX} ${minY} ${w} ${h}`} role="img" aria-label={t('dispatch.map')}>
+      <svg ref={svgRef} viewBox={`${minX} ${minY} ${w} ${h}`} role="img" aria-label={t('dispatch.map')}>
         {map.edges.map((e) => {
           const a = byId.get(e.from);
           const b = byId.get(e.to);
           if (!a || !b || a.floor !== floor || b.floor !== floor) return null;
-          return <line key={`${e.from}-${e.to}`} x1={a.x} y1={sy(a.y)} x2={b.x} y2={sy(b.y)} class="edge" stroke-width={unit * 0.4} />;
+          return <line key={`${e.from}-${e.to}`} x1={a.x} y1={sy(a.y)} x2={b.x} y2={sy(b.y)} class="edge" stroke-width={3 * upp} />;
         })}
         {nodes.map((n: MapNode) => (
-          <g key={n.id} class={`node node-${n.kind}`}>
-            <circle cx={n.x} cy={sy(n.y)} r={unit * 1.2} />
-            <text x={n.x} y={sy(n.y) - unit * 2} font-size={unit * 1.6} text-anchor="middle">
-              {n.name ?? n.id}
-            </text>
+          <g key={n.id} class={`node node-${n.kind}`} data-node={n.id}>
+            <circle cx={n.x} cy={sy(n.y)} r={r} />
+            {label(`node:${n.id}`, placeName(n, locale), LABEL_PX * upp, 'node-label')}
           </g>
         ))}
-        {robots.map((r) => {
-          const node = r.lastNodeId ? byId.get(r.lastNodeId) : undefined;
-          const at = typeof r.x === 'number' && typeof r.y === 'number' ? { x: r.x, y: r.y, floor: r.floor ?? node?.floor } : node;
-          if (!at || at.floor !== floor) return null;
-          return (
-            <g key={r.id} class={`robot robot-${r.connection.toLowerCase()}`} data-robot-on-map={r.id}>
-              <rect x={at.x - unit * 1.8} y={sy(at.y) - unit * 1.8} width={unit * 3.6} height={unit * 3.6} rx={unit * 0.6} />
-              <text x={at.x} y={sy(at.y) + unit * 4.2} font-size={unit * 1.8} text-anchor="middle">
-                {r.serialNumber} {r.battery === null ? '' : `${Math.round(r.battery)}%`}
-              </text>
-            </g>
-          );
-        })}
+        {robotsHere.map((p) => (
+          <g key={p.robot.id} class={`robot robot-${p.state}`} data-robot-on-map={p.robot.id} data-state={p.state}>
+            <rect x={p.x - size / 2} y={p.y - size / 2} width={size} height={size} rx={size / 5} />
+            {label(`robot:${p.robot.id}`, `${p.robot.serialNumber}${p.robot.battery === null ? '' : ` ${Math.round(p.robot.battery)}%`}`, ROBOT_LABEL_PX * upp, 'robot-label')}
+          </g>
+        ))}
       </svg>
+      <figcaption>
+        <ul class="legend robot-legend">
+          {(['idle', 'driving', 'waiting', 'charging', 'error', 'offline'] as const).map((st) => (
+            <li key={st}>
+              <span class={`robot-dot robot-${st}`} aria-hidden="true" /> {t(`robotState.${st}`)}
+            </li>
+          ))}
+        </ul>
+      </figcaption>
     </figure>
   );
 }
 
-function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskRequest) => Promise<void> }) {
-  const { t } = useI18n();
+function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskRequest) => Promise<boolean> }) {
+  const { t, locale } = useI18n();
   const [type, setType] = useState<TaskType>('delivery');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
@@ -289,7 +434,10 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
   const [target, setTarget] = useState('');
   const [patrol, setPatrol] = useState<string[]>([]);
   const [priority, setPriority] = useState(50);
-  const nodes = [...map.nodes].sort((a, b) => (a.name ?? a.id).localeCompare(b.name ?? b.id));
+  const [busy, setBusy] = useState(false);
+  const [created, setCreated] = useState(false);
+  const name = (n: MapNode) => placeName(n, locale);
+  const nodes = [...map.nodes].sort((a, b) => name(a).localeCompare(name(b), locale));
   const chargers = nodes.filter((n) => n.kind === 'charger');
 
   // A render helper (not a component), so a select keeps focus while the form re-renders.
@@ -300,14 +448,23 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
         <option value="">{optional ? t('dispatch.any') : t('dispatch.choose')}</option>
         {options.map((n) => (
           <option key={n.id} value={n.id}>
-            {n.name ?? n.id}
+            {name(n)}
           </option>
         ))}
       </select>
     </label>
   );
 
-  const submit = (e: Event) => {
+  const reset = () => {
+    setFrom('');
+    setTo('');
+    setWhat('');
+    setTarget('');
+    setPatrol([]);
+    setPriority(50);
+  };
+
+  const submit = async (e: Event) => {
     e.preventDefault();
     const request: TaskRequest =
       type === 'delivery'
@@ -319,11 +476,18 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
           : type === 'patrol'
             ? { type, nodes: patrol, priority }
             : { type, ...(target ? { charger: target } : {}), priority };
-    void onCreate(request);
+    setBusy(true);
+    setCreated(false);
+    // Cleared once the gateway took it, so pressing again does not make a duplicate.
+    if (await onCreate(request)) {
+      reset();
+      setCreated(true);
+    }
+    setBusy(false);
   };
 
   return (
-    <form class="new-task" onSubmit={submit}>
+    <form class="new-task" onSubmit={(e) => void submit(e)}>
       <label>
         <span>{t('dispatch.type')}</span>
         <select value={type} onChange={(e) => setType(e.currentTarget.value as TaskType)}>
@@ -351,12 +515,12 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
             <option value="">{t('dispatch.choose')}</option>
             {map.zones.map((z) => (
               <option key={z.id} value={z.id}>
-                {t('dispatch.zone')}: {z.name ?? z.id}
+                {t('dispatch.zone')}: {placeName(z, locale)}
               </option>
             ))}
             {nodes.map((n) => (
               <option key={n.id} value={n.id}>
-                {n.name ?? n.id}
+                {name(n)}
               </option>
             ))}
           </select>
@@ -372,7 +536,7 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
                 checked={patrol.includes(n.id)}
                 onChange={(e) => setPatrol(e.currentTarget.checked ? [...patrol, n.id] : patrol.filter((x) => x !== n.id))}
               />
-              {n.name ?? n.id}
+              {name(n)}
             </label>
           ))}
         </fieldset>
@@ -382,9 +546,12 @@ function NewTaskForm({ map, onCreate }: { map: SiteMap; onCreate: (r: TaskReques
         <span>{t('dispatch.priority')}</span>
         <input type="number" min={0} max={100} value={priority} onInput={(e) => setPriority(Number(e.currentTarget.value))} />
       </label>
-      <button type="submit" disabled={type === 'patrol' && patrol.length === 0}>
+      <button type="submit" disabled={busy || (type === 'patrol' && patrol.length === 0)}>
         {t('dispatch.create')}
       </button>
+      <span role="status" class="form-status">
+        {created ? t('dispatch.created') : ''}
+      </span>
     </form>
   );
 }

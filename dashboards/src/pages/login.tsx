@@ -3,9 +3,9 @@ import { ApiError, login, type Session } from '../api.js';
 import { LanguageSwitch } from '../app.js';
 import { useI18n } from '../i18n/index.js';
 
-export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
+export function LoginPage({ onLogin, embedded = false, initialUser = '' }: { onLogin: (s: Session) => void; embedded?: boolean; initialUser?: string }) {
   const { t } = useI18n();
-  const [username, setUsername] = useState('');
+  const [username, setUsername] = useState(initialUser);
   const [password, setPassword] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -24,11 +24,10 @@ export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
     }
   };
 
-  return (
-    <main class="login">
-      <form onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
-        <h1 id="login-title">{t('app.title')}</h1>
-        <p>{t('login.intro')}</p>
+  const form = (
+      <form onSubmit={(e) => void submit(e)} aria-labelledby={embedded ? 'signed-out-h' : 'login-title'}>
+        {!embedded && <h1 id="login-title">{t('app.title')}</h1>}
+        {!embedded && <p>{t('login.intro')}</p>}
         <label>
           <span>{t('login.username')}</span>
           <input name="username" autoComplete="username" required value={username} onInput={(e) => setUsername(e.currentTarget.value)} />
@@ -45,8 +44,8 @@ export function LoginPage({ onLogin }: { onLogin: (s: Session) => void }) {
         <button type="submit" disabled={busy}>
           {t('login.submit')}
         </button>
-        <LanguageSwitch />
+        {!embedded && <LanguageSwitch />}
       </form>
-    </main>
   );
+  return embedded ? form : <main class="login">{form}</main>;
 }

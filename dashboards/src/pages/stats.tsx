@@ -14,10 +14,11 @@ type Range = keyof typeof RANGES;
 
 export function StatsPage() {
   const { api } = useApp();
-  const { t, number, dateTime } = useI18n();
+  const { t, number, dateTime, time } = useI18n();
   const [range, setRange] = useState<Range>('24h');
   const [stats, setStats] = useState<CheckpointStats[] | null>(null);
   const [temps, setTemps] = useState<number[]>([]);
+  const [thresholdC, setThresholdC] = useState<number | null>(null);
   const [error, setError] = useState<string | null>(null);
 
   useEffect(() => {
@@ -33,6 +34,8 @@ export function StatsPage() {
         if (stale) return;
         setStats(s.checkpoints.map((c) => ({ ...c, buckets: fillBuckets(c.buckets, Date.parse(from), toMs, intervalMs) })));
         setTemps(sc.screenings.map((x) => x.temperatureC).filter((v): v is number => v !== null));
+        // The threshold in force: the one the newest screening was judged against.
+        setThresholdC(sc.screenings.reduce<ScreeningSummary | null>((a, x) => (!a || x.ts > a.ts ? x : a), null)?.thresholdC ?? null);
         setError(null);
       })
       .catch((err: Error) => !stale && setError(err.message));
@@ -100,7 +103,7 @@ export function StatsPage() {
               <h2 id={`per-${s.checkpoint}`}>{t('stats.perHour', { checkpoint: s.checkpoint })}</h2>
               <StackedBars
                 label={t('stats.perHour', { checkpoint: s.checkpoint })}
-                labels={s.buckets.map((b) => dateTime(b.start))}
+                labels={s.buckets.map((b) => (range === '7d' ? dateTime(b.start) : time(b.start).slice(0, 5)))}
                 series={[
                   { ...decisionSeries[0]!, values: s.buckets.map((b) => b.counts.pass) },
                   { ...decisionSeries[1]!, values: s.buckets.map((b) => b.counts.secondary_check) },
@@ -111,8 +114,10 @@ export function StatsPage() {
               <h3>{t('stats.percentiles')}</h3>
               <Lines
                 label={t('stats.percentiles')}
-                labels={s.buckets.map((b) => dateTime(b.start))}
+                labels={s.buckets.map((b) => (range === '7d' ? dateTime(b.start) : time(b.start).slice(0, 5)))}
                 digits={1}
+                unit="°C"
+                {...(thresholdC !== null ? { threshold: { value: thresholdC, label: t('stats.thresholdLine', { t: number(thresholdC, 1) }) } } : {})}
                 series={[
                   { name: 'p50', className: 's-p50', values: s.buckets.map((b) => b.temperatureC.p50) },
                   { name: 'p90', className: 's-p90', values: s.buckets.map((b) => b.temperatureC.p90) },

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, RawServerDefault } from 'fastify';
-import { FleetRequestError, mapView, type FleetService } from '../fleet-service.js';
+import { FleetRequestError, mapView, type FleetService, type TaskView } from '../fleet-service.js';
 import { TaskRequestSchema } from '../fleet/index.js';
 
 type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -113,4 +113,49 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
       }
     },
   );
+
+  // --- the guard's view: robots waiting at a checkpoint for "area is clear" -------------------
+  // The guard stands at that gate, so the guard confirms; they see only these tasks, not the fleet.
+  const gateTasks = () =>
+    fleet
+      .tasks({ limit: 1000 })
+      .filter((t) => t.waitingFor === 'area_clear')
+      .map((t) => ({ ...t, checkpoints: taskCheckpoints(fleet, t) }))
+      .filter((t) => t.checkpoints.length > 0);
+
+  app.get(
+    '/api/gate-tasks',
+    { config: { role: 'guard' as const }, schema: { tags, description: 'Tasks whose robot waits at a checkpoint zone for "area is clear", with the checkpoints (for the guard screen).' } },
+    async () => ({ tasks: gateTasks() }),
+  );
+
+  app.post(
+    '/api/gate-tasks/:id/area-clear',
+    {
+      config: { role: 'guard' as const },
+      schema: { tags, description: 'The guard confirms the area at their checkpoint is clear. 404 unless the task waits for that at a checkpoint zone.', params: Type.Object({ id: TaskId }) },
+    },
+    async (request, reply) => {
+      if (!gateTasks().some((t) => t.id === request.params.id)) {
+        return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `task ${request.params.id} is not waiting for "area is clear" at a checkpoint` });
+      }
+      try {
+        fleet.confirmTask(request.params.id, 'area_clear', request.session!.user);
+        return { task: fleet.task(request.params.id) };
+      } catch (err) {
+        return refused(reply, err);
+      }
+    },
+  );
+}
+
+/** The checkpoints whose map zone a task works in (its zone, or a zone holding one of its target nodes). */
+export function taskCheckpoints(fleet: Pick<FleetService, 'map'>, t: Pick<TaskView, 'request' | 'targetNodes'>): string[] {
+  const out = new Set<string>();
+  const zoneId = (t.request as { zone?: unknown }).zone;
+  for (const z of fleet.map.zones.values()) {
+    if (!z.checkpoint) continue;
+    if (z.id === zoneId || (t.targetNodes ?? []).some((n) => z.nodes.includes(n))) out.add(z.checkpoint);
+  }
+  return [...out].sort();
 }

@@ -83,6 +83,18 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
     return reply.code(204).send();
   });
 
+  // A wall monitor runs for days: before its token expires it trades it for a fresh one (the old
+  // token ends, so a renewed session never leaves two valid tokens behind). Only a valid session
+  // renews; a changed password or role has already ended it.
+  app.post('/api/auth/renew', { config: { role: 'guard' }, schema: { tags: ['auth'], description: 'a fresh token for the same user; the presented token ends' } }, async (request) => {
+    const old = (request.headers.authorization ?? '').slice(7).trim();
+    const { user, role } = request.session!;
+    const session = users.createSession(user, deps.config.auth.tokenTtlS * 1000, now());
+    users.endSession(old);
+    store.audit(now(), user, 'auth.renew', null, { address: request.ip });
+    return { token: session.token, expiresAt: new Date(session.expiresMs).toISOString(), user, role };
+  });
+
   app.get('/api/auth/me', { config: { role: 'guard' }, schema: { tags: ['auth'] } }, async (request) => ({
     user: request.session!.user,
     role: request.session!.role,

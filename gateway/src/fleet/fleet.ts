@@ -501,6 +501,10 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     for (const p of plan.toPark) {
       const robot = robots.get(p.robot)!;
+      // Still winding down an order (e.g. one just cancelled): a robot refuses a new order then
+      // ("still executing order …") and keeps that error until its next one. Park it on a later
+      // round, once it reports standing still.
+      if (!isIdle(robot)) continue;
       const orderId = `park-${robot.serialNumber}-${now}-${parkSeq++}`;
       try {
         const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot));

@@ -10,6 +10,14 @@ import { compileValidator } from '@checkpoint/protocol';
 
 const closed = { additionalProperties: false } as const;
 const NodeId = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', description: 'used as VDA 5050 nodeId' });
+/** The name in other languages, by BCP 47 tag (e.g. `zh-CN: 药房`); `name` is the default. */
+const LANGUAGE_TAG = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
+const Names = Type.Optional(
+  Type.Record(Type.String(), Type.String({ minLength: 1, maxLength: 128 }), {
+    maxProperties: 50,
+    description: 'names by language tag',
+  }),
+);
 
 export const NODE_KINDS = ['gate', 'pharmacy', 'ward', 'charger', 'disinfection', 'parking', 'corridor', 'lift', 'storage', 'other'] as const;
 export type NodeKind = (typeof NODE_KINDS)[number];
@@ -25,6 +33,7 @@ export const SiteMapSchema = Type.Object(
           floor: Type.Optional(Type.Integer({ minimum: -10, maximum: 200, default: 0 })),
           kind: Type.Optional(Type.Union(NODE_KINDS.map((k) => Type.Literal(k)), { default: 'corridor' })),
           name: Type.Optional(Type.String({ maxLength: 128 })),
+          names: Names,
         },
         closed,
       ),
@@ -53,6 +62,8 @@ export const SiteMapSchema = Type.Object(
           nodes: Type.Array(NodeId, { minItems: 1, maxItems: 1000 }),
           /** The checkpoint whose surroundings this zone is (rules use it). */
           checkpoint: Type.Optional(Type.String({ pattern: '^[a-z0-9-]{1,64}$' })),
+          name: Type.Optional(Type.String({ maxLength: 128 })),
+          names: Names,
         },
         closed,
       ),
@@ -70,6 +81,7 @@ export interface MapNode {
   floor: number;
   kind: NodeKind;
   name?: string;
+  names?: Record<string, string>;
 }
 
 export interface MapEdge {
@@ -86,6 +98,8 @@ export interface Zone {
   id: string;
   nodes: string[];
   checkpoint?: string;
+  name?: string;
+  names?: Record<string, string>;
 }
 
 export interface Path {
@@ -138,9 +152,13 @@ export function loadSiteMap(config: unknown): SiteMap {
   }
   const issues: string[] = [];
   const nodes = new Map<string, MapNode>();
+  const checkNames = (where: string, names: Record<string, string> | undefined) => {
+    for (const tag of Object.keys(names ?? {})) if (!LANGUAGE_TAG.test(tag)) issues.push(`${where}/names: "${tag}" is not a language tag (e.g. zh-CN)`);
+  };
   config.nodes.forEach((n, i) => {
+    checkNames(`/nodes/${i}`, n.names);
     if (nodes.has(n.id)) issues.push(`/nodes/${i}/id: duplicate node id "${n.id}"`);
-    nodes.set(n.id, { id: n.id, x: n.x, y: n.y, floor: n.floor ?? 0, kind: n.kind ?? 'corridor', ...(n.name ? { name: n.name } : {}) });
+    nodes.set(n.id, { id: n.id, x: n.x, y: n.y, floor: n.floor ?? 0, kind: n.kind ?? 'corridor', ...(n.name ? { name: n.name } : {}), ...(n.names ? { names: { ...n.names } } : {}) });
   });
   const edges: MapEdge[] = [];
   const seenEdges = new Set<string>();
@@ -170,11 +188,12 @@ export function loadSiteMap(config: unknown): SiteMap {
   });
   const zones = new Map<string, Zone>();
   (config.zones ?? []).forEach((z, i) => {
+    checkNames(`/zones/${i}`, z.names);
     if (zones.has(z.id)) issues.push(`/zones/${i}/id: duplicate zone id "${z.id}"`);
     z.nodes.forEach((n, j) => {
       if (!nodes.has(n)) issues.push(`/zones/${i}/nodes/${j}: unknown node "${n}"`);
     });
-    zones.set(z.id, { id: z.id, nodes: [...z.nodes], ...(z.checkpoint ? { checkpoint: z.checkpoint } : {}) });
+    zones.set(z.id, { id: z.id, nodes: [...z.nodes], ...(z.checkpoint ? { checkpoint: z.checkpoint } : {}), ...(z.name ? { name: z.name } : {}), ...(z.names ? { names: { ...z.names } } : {}) });
   });
   if (issues.length > 0) throw new SiteMapError(issues);
   return buildSiteMap(nodes, edges, zones);
