@@ -102,9 +102,14 @@ for (const r of demoFleet.robots) {
 console.log(`robots: ${demoFleet.robots.map((r) => r.serialNumber).join(', ')} (simulated, VDA 5050 over MQTT)`);
 console.log(`  demo users guard, dispatcher, engineer, admin — password "${DEMO_PASSWORD}" (demo only)`);
 
+// Each demo agent is configured here, per checkpoint: the environment's per-machine overrides
+// (data dir, broker URL and credentials, HTTP port) are the demo's own and must not reach the
+// agents, or both would share one outbox and publish each other's screenings.
+const PER_AGENT_ENV = ['CHECKPOINT_DATA_DIR', 'CHECKPOINT_MQTT_URL', 'CHECKPOINT_MQTT_USERNAME', 'CHECKPOINT_MQTT_PASSWORD', 'CHECKPOINT_HTTP_PORT'];
+const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !PER_AGENT_ENV.includes(k)));
 const agents = [];
 for (const c of CHECKPOINTS) {
-  const config = await loadAgentConfig(undefined, process.env, {
+  const config = await loadAgentConfig(undefined, agentEnv, {
     site: c.site,
     checkpoint: c.checkpoint,
     dataDir: path.join(dataDir, `agent-${c.checkpoint}`),
