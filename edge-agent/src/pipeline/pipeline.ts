@@ -12,7 +12,7 @@ import { monotonicFactory } from 'ulid';
 import { assertPayload, type ModelRef, type Screening } from '@checkpoint/protocol';
 import type { FramePair, SceneGeometry } from '../frames.js';
 import { addToBaseline, emptyBaseline, type Baseline } from '../thermometry/baseline.js';
-import { mapBox, scaleHomography, type Box } from '../geometry.js';
+import { boxArea, invertHomography, mapBox, scaleHomography, type Box } from '../geometry.js';
 import { DEFAULT_MEASURE_OPTIONS, measureFace, type MeasureOptions } from '../thermometry/measure.js';
 import {
   DEFAULT_REFERENCE_OPTIONS,
@@ -27,13 +27,15 @@ import {
   DEFAULT_TRACKER_OPTIONS,
   flushTracks,
   initialTrackerState,
+  trackDetectedBy,
   updateTracks,
+  type DetectedBy,
   type Observation,
   type Track,
   type TrackerOptions,
   type TrackerState,
 } from '../screening/tracker.js';
-import { detectThermalFaces, DEFAULT_THERMAL_FACE_OPTIONS, type ThermalFaceOptions } from './thermal-faces.js';
+import { DEFAULT_WARM_HEAD_OPTIONS, detectThermalFaces, findWarmHeads, type WarmHeadOptions } from './thermal-faces.js';
 import { renderSnapshot } from './snapshot.js';
 
 /** What the pipeline needs from a face detector (vision/FaceDetector satisfies it). */
@@ -57,7 +59,14 @@ export interface PipelineOptions {
   tracker: TrackerOptions;
   measure: MeasureOptions;
   reference: ReferenceOptions;
-  thermalFaces: ThermalFaceOptions;
+  thermalFaces: WarmHeadOptions;
+  /**
+   * Look for warm faces in every thermal frame and screen the ones the visible model misses
+   * (`detectedBy: thermal`, mask unknown). Default true.
+   */
+  thermalFusion: boolean;
+  /** Score given to a face only the thermal camera found (below confirmScore: thermal tracks confirm by frame count). */
+  thermalOnlyScore: number;
   /** Minimum detector score for a face to be tracked; the tracker confirms persons at a higher score. */
   faceScoreThreshold: number;
   snapshots: SnapshotPolicy;
@@ -72,7 +81,9 @@ export const defaultPipelineOptions = (site: string, checkpoint: string, model: 
   tracker: DEFAULT_TRACKER_OPTIONS,
   measure: DEFAULT_MEASURE_OPTIONS,
   reference: DEFAULT_REFERENCE_OPTIONS,
-  thermalFaces: DEFAULT_THERMAL_FACE_OPTIONS,
+  thermalFaces: DEFAULT_WARM_HEAD_OPTIONS,
+  thermalFusion: true,
+  thermalOnlyScore: 0.5,
   faceScoreThreshold: 0.3,
   snapshots: 'non-pass',
   snapshotQuality: 80,
@@ -82,6 +93,8 @@ export interface ScreeningResult {
   screening: Screening;
   /** Source frame numbers the decision was made from. */
   replayFrames: [number, number];
+  /** The track's last face box (visible pixels; thermal when there is no visible camera) and its frame. */
+  where: { seq: number; box: Box };
   snapshot: Buffer | null;
 }
 
@@ -97,7 +110,7 @@ export interface StageTimings {
 
 /** What face detection hands to thermometry for one frame. */
 interface DetectedFaces {
-  faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null }>;
+  faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null; detectedBy: DetectedBy }>;
   timings: Pick<StageTimings, 'decode' | 'preprocess' | 'inference' | 'postprocess'>;
 }
 
@@ -190,15 +203,41 @@ export class ScreeningPipeline {
     for (const next of inflight) yield await this.afterDetection(next.pair, await next.detected);
   }
 
-  /** Stage 1: faces in the visible frame when there is one, else warm regions in the thermal frame. */
+  /**
+   * Stage 1: faces in the visible frame when there is one, fused with warm heads in the thermal
+   * frame (a warm head no visible face covers is a face the model missed); without a visible
+   * camera, warm regions in the thermal frame.
+   */
   private async detectFaces(pair: FramePair): Promise<DetectedFaces> {
     const { thermal, visible } = pair;
     if (visible && this.detector) {
-      const found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
+      let found;
+      try {
+        found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
+      } catch (err) {
+        throw new Error(`${visible.origin ?? `visible frame ${visible.seq}`}: ${(err as Error).message}`, { cause: err });
+      }
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
+      const faces: DetectedFaces['faces'] = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible' }));
+      const s = performance.now();
+      if (this.options.thermalFusion) {
+        const inverse = this.inverseHomography(h);
+        const unseen: Box[] = [];
+        for (const head of findWarmHeads(thermal, this.geometry.blackbody, this.options.thermalFaces)) {
+          const seen = faces.filter((f) => f.detectedBy !== 'thermal' && covers(f.thermalBox, head));
+          for (const f of seen) f.detectedBy = 'both';
+          if (seen.length === 1) this.headToFace = learnHeadToFace(this.headToFace, mapBox(inverse, head), seen[0]!.box);
+          if (seen.length === 0) unseen.push(head);
+        }
+        for (const head of unseen) {
+          // In the visible detector's terms, so that a track can mix both kinds of box.
+          const box = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          faces.push({ box, thermalBox: head, score: this.options.thermalOnlyScore, mask: 'unknown', maskScore: null, detectedBy: 'thermal' });
+        }
+      }
       return {
-        faces: found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) })),
-        timings: { decode: found.timings.decodeMs, preprocess: found.timings.preprocessMs, inference: found.timings.inferenceMs, postprocess: found.timings.postprocessMs },
+        faces,
+        timings: { decode: found.timings.decodeMs, preprocess: found.timings.preprocessMs, inference: found.timings.inferenceMs, postprocess: found.timings.postprocessMs + performance.now() - s },
       };
     }
     const s = performance.now();
@@ -208,8 +247,17 @@ export class ScreeningPipeline {
       score: 1,
       mask: 'unknown' as const,
       maskScore: null,
+      detectedBy: 'thermal' as const,
     }));
     return { faces, timings: { decode: 0, preprocess: 0, inference: 0, postprocess: performance.now() - s } };
+  }
+
+  private inverse: { of: readonly number[]; inverse: number[] } | null = null;
+  /** How the visible detector's box sits on a warm head's box, learnt from faces both cameras found. */
+  private headToFace: HeadToFace = IDENTITY_HEAD_TO_FACE;
+  private inverseHomography(h: readonly number[]): number[] {
+    if (this.inverse?.of !== h) this.inverse = { of: h, inverse: invertHomography(h) };
+    return this.inverse.inverse;
   }
 
   /** Stages 2 and 3, strictly in frame order: thermometry, tracking, decisions. */
@@ -226,6 +274,9 @@ export class ScreeningPipeline {
     const s2 = performance.now();
     this.reference = updateReference(this.reference, thermal, this.geometry.blackbody, this.options.reference);
     const usable = referenceUsable(this.reference);
+    // Only confident faces whose thermal regions overlap make a reading ambiguous; a low-score
+    // blip beside a person, or a second person standing apart in a queue, does not.
+    const confident = faces.filter((g) => g.score >= this.options.tracker.confirmScore);
     const observations: Observation[] = faces.map((f) => ({
       seq: thermal.seq,
       timestampMs: thermal.timestampMs,
@@ -233,8 +284,8 @@ export class ScreeningPipeline {
       faceScore: f.score,
       mask: f.mask,
       maskScore: f.maskScore,
-      // Only confident faces make a frame crowded; a low-score blip beside a person does not.
-      facesInFrame: Math.max(1, faces.filter((g) => g.score >= this.options.tracker.confirmScore).length),
+      detectedBy: f.detectedBy,
+      facesInFrame: Math.max(1, confident.filter((g) => g === f || covers(g.thermalBox, f.thermalBox)).length),
       measurement: measureFace(thermal, f.thermalBox, this.options.measure),
       referenceOffsetC: usable ? this.reference.offsetC : null,
       referenceMeasuredC: usable ? this.reference.measuredC : null,
@@ -243,7 +294,7 @@ export class ScreeningPipeline {
 
     // 3. Tracking and decisions.
     const s3 = performance.now();
-    const update = updateTracks(this.tracks, observations, this.options.tracker);
+    const update = updateTracks(this.tracks, observations, this.options.tracker, visible ?? thermal);
     this.tracks = update.state;
     this.keepEvidence(pair, faces, observations);
     const results = await this.decideAll(update.toDecide);
@@ -307,7 +358,7 @@ export class ScreeningPipeline {
     const first = track.observations[0]!;
     const last = track.observations[track.observations.length - 1]!;
     const screening = assertPayload('screening', this.toPayload(id, track, d, snapshot !== null, last.timestampMs - first.timestampMs + (performance.now() - started)));
-    return { screening, replayFrames: [d.firstSeq, d.lastSeq], snapshot };
+    return { screening, replayFrames: [d.firstSeq, d.lastSeq], where: { seq: last.seq, box: last.box }, snapshot };
   }
 
   private toPayload(id: string, track: Track, d: ScreeningDecision, snapshot: boolean, latencyMs: number): Screening {
@@ -333,6 +384,43 @@ export class ScreeningPipeline {
       latencyMs: Math.round(Math.max(0, latencyMs)),
       model: this.options.model,
       snapshot,
+      detectedBy: trackDetectedBy(track.observations),
     };
   }
+}
+
+/** A visible face box relative to the warm head box of the same face (offsets and sizes in head widths). */
+export interface HeadToFace {
+  dx: number;
+  dy: number;
+  sw: number;
+  sh: number;
+}
+
+export const IDENTITY_HEAD_TO_FACE: HeadToFace = { dx: 0, dy: 0, sw: 1, sh: 1.15 };
+
+/** Moves the head-to-face relation a little toward one observed pair (exponential average). */
+export function learnHeadToFace(current: HeadToFace, head: Box, face: Box, rate = 0.1): HeadToFace {
+  const w = head.x2 - head.x1;
+  if (w <= 0) return current;
+  const seen = { dx: (face.x1 - head.x1) / w, dy: (face.y1 - head.y1) / w, sw: (face.x2 - face.x1) / w, sh: (face.y2 - face.y1) / w };
+  return {
+    dx: current.dx + rate * (seen.dx - current.dx),
+    dy: current.dy + rate * (seen.dy - current.dy),
+    sw: current.sw + rate * (seen.sw - current.sw),
+    sh: current.sh + rate * (seen.sh - current.sh),
+  };
+}
+
+export function applyHeadToFace(r: HeadToFace, head: Box): Box {
+  const w = head.x2 - head.x1;
+  const x1 = head.x1 + r.dx * w;
+  const y1 = head.y1 + r.dy * w;
+  return { x1, y1, x2: x1 + r.sw * w, y2: y1 + r.sh * w };
+}
+
+/** Whether two face regions are the same face: their overlap covers a good part of the smaller one. */
+function covers(a: Box, b: Box): boolean {
+  const inter = boxArea({ x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1), x2: Math.min(a.x2, b.x2), y2: Math.min(a.y2, b.y2) });
+  return inter > 0 && inter >= 0.3 * Math.min(boxArea(a), boxArea(b));
 }
