@@ -110,7 +110,16 @@ export interface StageTimings {
 
 /** What face detection hands to thermometry for one frame. */
 interface DetectedFaces {
-  faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null; detectedBy: DetectedBy }>;
+  faces: Array<{
+    box: Box;
+    thermalBox: Box;
+    score: number;
+    mask: Observation['mask'];
+    maskScore: number | null;
+    detectedBy: DetectedBy;
+    /** The box the tracker follows: the warm head's (steadier than the detector's) when there is one. */
+    trackBox?: Box;
+  }>;
   timings: Pick<StageTimings, 'decode' | 'preprocess' | 'inference' | 'postprocess'>;
 }
 
@@ -223,11 +232,26 @@ export class ScreeningPipeline {
       if (this.options.thermalFusion) {
         const inverse = this.inverseHomography(h);
         const unseen: Box[] = [];
-        for (const head of findWarmHeads(thermal, this.geometry.blackbody, this.options.thermalFaces)) {
+        const heads = findWarmHeads(thermal, this.geometry.blackbody, this.options.thermalFaces);
+        for (const head of heads) {
           const seen = faces.filter((f) => f.detectedBy !== 'thermal' && covers(f.thermalBox, head));
-          for (const f of seen) f.detectedBy = 'both';
-          if (seen.length === 1) this.headToFace = learnHeadToFace(this.headToFace, mapBox(inverse, head), seen[0]!.box);
-          if (seen.length === 0) unseen.push(head);
+          const expected = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          for (const f of seen) {
+            f.detectedBy = 'both';
+            // The detector sometimes boxes a part of a face (an eye region a quarter of its width):
+            // the warm head says how big the face is, for tracking and for the measurement.
+            if (seen.length === 1 && f.box.x2 - f.box.x1 < 0.5 * (expected.x2 - expected.x1)) {
+              f.box = expected;
+              f.thermalBox = head;
+            }
+          }
+          if (seen.length === 1 && f0(seen).box !== expected) this.headToFace = learnHeadToFace(this.headToFace, mapBox(inverse, head), f0(seen).box);
+          // Detector boxes of one face vary in size from frame to frame (a part of the face, then
+          // all of it); the warm head's width does not, which keeps the motion model steady.
+          if (seen.length === 1) f0(seen).trackBox = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          // A warm region right under a face is that person's neck or chin (a mask cuts it off).
+          const under = (f: Box): boolean => f !== head && belowFace(f, head);
+          if (seen.length === 0 && !faces.some((f) => under(f.thermalBox)) && !heads.some(under)) unseen.push(head);
         }
         for (const head of unseen) {
           // In the visible detector's terms, so that a track can mix both kinds of box.
@@ -280,11 +304,12 @@ export class ScreeningPipeline {
     const observations: Observation[] = faces.map((f) => ({
       seq: thermal.seq,
       timestampMs: thermal.timestampMs,
-      box: f.box,
+      box: f.trackBox ?? f.box,
       faceScore: f.score,
       mask: f.mask,
       maskScore: f.maskScore,
       detectedBy: f.detectedBy,
+      atEdge: atEdge(f.box, visible ?? thermal),
       facesInFrame: Math.max(1, confident.filter((g) => g === f || covers(g.thermalBox, f.thermalBox)).length),
       measurement: measureFace(thermal, f.thermalBox, this.options.measure),
       referenceOffsetC: usable ? this.reference.offsetC : null,
@@ -417,6 +442,24 @@ export function applyHeadToFace(r: HeadToFace, head: Box): Box {
   const x1 = head.x1 + r.dx * w;
   const y1 = head.y1 + r.dy * w;
   return { x1, y1, x2: x1 + r.sw * w, y2: y1 + r.sh * w };
+}
+
+/** Whether a face box touches the frame border (a face partly out of the picture). */
+function atEdge(box: Box, frame: { width: number; height: number }): boolean {
+  const m = 0.01 * frame.width;
+  return box.x1 <= m || box.y1 <= m || box.x2 >= frame.width - m || box.y2 >= frame.height - m;
+}
+
+const f0 = <T>(list: T[]): T => list[0]!;
+
+/**
+ * Whether `part`'s centre lies under `face`, within one and a half face widths (a neck, a chin
+ * under a mask; widths because a masked face's warm region is only its upper half).
+ */
+function belowFace(face: Box, part: Box): boolean {
+  const cx = (part.x1 + part.x2) / 2;
+  const cy = (part.y1 + part.y2) / 2;
+  return cx >= face.x1 && cx <= face.x2 && cy > (face.y1 + face.y2) / 2 && cy <= face.y2 + 1.5 * (face.x2 - face.x1);
 }
 
 /** Whether two face regions are the same face: their overlap covers a good part of the smaller one. */

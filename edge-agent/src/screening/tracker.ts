@@ -50,6 +50,8 @@ export interface Observation {
   referenceMeasuredC: number | null;
   /** Which sensor found this face in this frame (default `visible`). */
   detectedBy?: DetectedBy;
+  /** The face touches the frame border (partly out of the picture). */
+  atEdge?: boolean;
 }
 
 /** Face box motion: centre and width in pixels, velocities in pixels per frame. */
@@ -169,6 +171,8 @@ export function predictBox(m: Motion, steps: number): Box {
   return { x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2 };
 }
 
+const clampAbs = (v: number, max: number): number => Math.max(-max, Math.min(max, v));
+
 // Alpha-beta gains: position follows the measurement closely (detector boxes are good), velocity
 // adapts within a few frames (people change pace).
 const ALPHA = 0.75;
@@ -177,8 +181,8 @@ const BETA = 0.45;
 function updateMotion(m: Motion, box: Box, steps: number, hits: number): Motion {
   const z = centre(box);
   if (hits === 1) {
-    // Second sighting: the velocity is the displacement itself.
-    return { cx: z.x, cy: z.y, w: z.w, h: z.h, vx: (z.x - m.cx) / steps, vy: (z.y - m.cy) / steps, vw: (z.w - m.w) / steps };
+    // Second sighting: the velocity is the displacement itself (size: not yet, boxes are noisy).
+    return { cx: z.x, cy: z.y, w: z.w, h: z.h, vx: (z.x - m.cx) / steps, vy: (z.y - m.cy) / steps, vw: 0 };
   }
   const p = predictBox(m, steps);
   const pc = centre(p);
@@ -192,7 +196,8 @@ function updateMotion(m: Motion, box: Box, steps: number, hits: number): Motion 
     h: z.h,
     vx: m.vx + (BETA * rx) / steps,
     vy: m.vy + (BETA * ry) / steps,
-    vw: m.vw + (BETA * rw) / steps,
+    // People come closer slowly; a box that jumps in size is the detector, not the person.
+    vw: clampAbs(m.vw + (0.5 * BETA * rw) / steps, 0.1 * pc.w),
   };
 }
 
@@ -212,12 +217,20 @@ function looksLike(track: Track, obs: Observation, options: TrackerOptions): boo
   return true;
 }
 
+/** A box cut to the picture, as a detector reports a face partly out of it. */
+function clip(b: Box, frame: FrameBounds | undefined): Box {
+  if (!frame) return b;
+  const c = { x1: Math.max(0, b.x1), y1: Math.max(0, b.y1), x2: Math.min(frame.width, b.x2), y2: Math.min(frame.height, b.y2) };
+  return c.x2 - c.x1 >= 1 && c.y2 - c.y1 >= 1 ? c : b;
+}
+
 /** Association cost of a detection for a track, or null outside the gate. */
-function cost(track: Track, obs: Observation, options: TrackerOptions): number | null {
+function cost(track: Track, obs: Observation, options: TrackerOptions, frame: FrameBounds | undefined): number | null {
   const box = obs.box;
   const steps = track.missed + 1;
   if (track.missed >= 2 && !looksLike(track, obs, options)) return null;
-  const p = predictBox(track.motion, steps);
+  // Compared as the detector would see it: a face walking out of the picture is cut by its edge.
+  const p = clip(predictBox(track.motion, steps), frame);
   const overlap = iou(p, box);
   const pc = centre(p);
   const z = centre(box);
@@ -226,7 +239,7 @@ function cost(track: Track, obs: Observation, options: TrackerOptions): number |
   const ratio = z.w / pc.w;
   const slack = options.gatePerMissedFrame * track.missed;
   // Wide on purpose: a thermal head box and a visible detector box of the same face differ in scale.
-  if (ratio < 0.5 - slack / 4 || ratio > 2.0 + slack) return null;
+  if (ratio < 0.4 || ratio > 2.5 + slack) return null;
   const gate = (track.hits > 1 ? options.gate : options.firstGate) + slack;
   if (distance > gate && overlap < options.iouThreshold) return null;
   return distance - overlap;
@@ -248,7 +261,7 @@ export function updateTracks(
   const pairs: Array<{ t: number; o: number; cost: number }> = [];
   state.active.forEach((track, t) =>
     observations.forEach((obs, o) => {
-      const c = cost(track, obs, options);
+      const c = cost(track, obs, options, frame);
       if (c !== null) pairs.push({ t, o, cost: c });
     }),
   );
