@@ -3,7 +3,7 @@
  * functions: merging alerts from REST and the live feed (by id, never twice), which cards to
  * show, and which checkpoints cannot screen.
  */
-export type Decision = 'pass' | 'secondary_check' | 'invalid';
+export type Decision = 'pass' | 'secondary_check' | 'invalid' | 'cannot_screen';
 export type MaskState = 'mask' | 'no_mask' | 'unknown';
 export type AlertStatus = 'open' | 'acknowledged' | 'closed';
 export type Outcome = 'cleared' | 'referred' | 'false_alarm' | 'retest';
@@ -21,6 +21,8 @@ export interface ScreeningSummary {
   thresholdC: number;
   mode: 'absolute' | 'relative';
   snapshot: boolean;
+  /** Which camera found the face (newer agents); `thermal`: the visible model missed it. */
+  detectedBy?: 'visible' | 'thermal' | 'both';
 }
 
 export interface Alert {
@@ -106,7 +108,7 @@ export function mergeAlerts(current: ReadonlyMap<string, Alert>, incoming: reado
 /** Cards for the guard: open screening alerts (people to check), newest first. */
 export function guardCards(alerts: ReadonlyMap<string, Alert>): Alert[] {
   return [...alerts.values()]
-    .filter((a) => a.kind === 'screening' && a.status === 'open' && (a.decision === 'secondary_check' || a.decision === 'invalid'))
+    .filter((a) => a.kind === 'screening' && a.status === 'open' && (a.decision === 'secondary_check' || a.decision === 'invalid' || a.decision === 'cannot_screen'))
     .sort((a, b) => Date.parse(b.openedAt) - Date.parse(a.openedAt) || (b.id < a.id ? -1 : b.id > a.id ? 1 : 0));
 }
 

@@ -251,7 +251,13 @@ function AlertCard({ alert, onAcknowledged }: { alert: Alert; onAcknowledged: (a
   };
 
   return (
-    <article class={`card ${secondary ? 'card-secondary' : 'card-invalid'}`} aria-labelledby={titleId} data-alert-id={alert.id}>
+    <article
+      class={`card ${secondary ? 'card-secondary' : 'card-invalid'}`}
+      aria-labelledby={titleId}
+      data-alert-id={alert.id}
+      data-decision={alert.decision ?? undefined}
+      data-detected-by={s?.detectedBy}
+    >
       <h2 id={titleId}>{secondary ? t('guard.secondaryCheck') : t('guard.screenAgain')}</h2>
       <div class="card-body">
         <figure class="snapshot">

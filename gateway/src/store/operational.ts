@@ -106,6 +106,8 @@ export interface ScreeningSummary {
   thresholdC: number;
   mode: Screening['mode'];
   snapshot: boolean;
+  /** Which camera found the face (newer agents only). */
+  detectedBy?: Screening['detectedBy'];
 }
 
 export function summarize(s: Screening): ScreeningSummary {
@@ -121,6 +123,7 @@ export function summarize(s: Screening): ScreeningSummary {
     thresholdC: s.thresholdC,
     mode: s.mode,
     snapshot: s.snapshot,
+    ...(s.detectedBy ? { detectedBy: s.detectedBy } : {}),
   };
 }
 
