@@ -50,7 +50,9 @@ describe('decideScreening', () => {
     expect(decideScreening(crowd, ctx)).toMatchObject({ decision: 'invalid', reasons: ['multiple_faces'], temperatureC: null });
   });
   it('is cannot_screen with face_too_small when no frame had a reading', () => {
-    expect(decideScreening([obs(1, null), obs(2, null)], ctx)).toMatchObject({ decision: 'cannot_screen', reasons: ['face_too_small'], temperatureC: null });
+    expect(decideScreening([obs(1, null), obs(2, null)], ctx)).toMatchObject({ decision: 'cannot_screen', reasons: ['face_too_small'], temperatureC: null, mode: 'absolute' });
+    const unreferenced = [obs(1, null), obs(2, null)].map((o) => ({ ...o, referenceOffsetC: null, referenceMeasuredC: null }));
+    expect(decideScreening(unreferenced, ctx)).toMatchObject({ decision: 'cannot_screen', mode: 'relative', blackbody: null });
   });
   it('votes the mask state over frames and can require masks', () => {
     const frames = [obs(1, 36, { mask: 'no_mask', maskScore: 0.1 }), obs(2, 36, { maskScore: 0.6 }), obs(3, 36, { mask: 'no_mask', maskScore: 0.2 })];

@@ -227,7 +227,9 @@ export class ScreeningPipeline {
         throw new Error(`${visible.origin ?? `visible frame ${visible.seq}`}: ${(err as Error).message}`, { cause: err });
       }
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
-      const faces: DetectedFaces['faces'] = found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible' }));
+      // A small box mostly inside a bigger one is a part of that face (an eye region), not a person.
+      const whole = found.faces.filter((f) => !found.faces.some((g) => g !== f && boxArea(g.box) > 2 * boxArea(f.box) && insideShare(f.box, g.box) >= 0.6));
+      const faces: DetectedFaces['faces'] = whole.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible' }));
       const s = performance.now();
       if (this.options.thermalFusion) {
         const inverse = this.inverseHomography(h);
@@ -460,6 +462,12 @@ function belowFace(face: Box, part: Box): boolean {
   const cx = (part.x1 + part.x2) / 2;
   const cy = (part.y1 + part.y2) / 2;
   return cx >= face.x1 && cx <= face.x2 && cy > (face.y1 + face.y2) / 2 && cy <= face.y2 + 1.5 * (face.x2 - face.x1);
+}
+
+/** Share of `inner`'s area inside `outer`. */
+function insideShare(inner: Box, outer: Box): number {
+  const inter = boxArea({ x1: Math.max(inner.x1, outer.x1), y1: Math.max(inner.y1, outer.y1), x2: Math.min(inner.x2, outer.x2), y2: Math.min(inner.y2, outer.y2) });
+  return inter / Math.max(1e-9, boxArea(inner));
 }
 
 /** Whether two face regions are the same face: their overlap covers a good part of the smaller one. */
