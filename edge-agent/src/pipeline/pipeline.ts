@@ -10,7 +10,8 @@
 import { performance } from 'node:perf_hooks';
 import { monotonicFactory } from 'ulid';
 import { assertPayload, type ModelRef, type Screening } from '@checkpoint/protocol';
-import type { FramePair, SceneGeometry } from '../frames.js';
+import sharp from 'sharp';
+import type { FramePair, SceneGeometry, VisibleFrame } from '../frames.js';
 import { addToBaseline, emptyBaseline, type Baseline } from '../thermometry/baseline.js';
 import { boxArea, invertHomography, mapBox, scaleHomography, type Box } from '../geometry.js';
 import { DEFAULT_MEASURE_OPTIONS, measureFace, type MeasureOptions } from '../thermometry/measure.js';
@@ -41,8 +42,8 @@ import { renderSnapshot } from './snapshot.js';
 /** What the pipeline needs from a face detector (vision/FaceDetector satisfies it). */
 export interface FaceFinder {
   detect(
-    image: Buffer,
-    options?: { scoreThreshold?: number },
+    image: Buffer | { data: Buffer; width: number; height: number },
+    options?: { scoreThreshold?: number; padForDetection?: number },
   ): Promise<{
     faces: Array<{ box: Box; score: number; mask: 'mask' | 'no_mask' | 'unknown'; maskScore: number | null }>;
     timings: { decodeMs: number; preprocessMs: number; inferenceMs: number; postprocessMs: number };
@@ -67,6 +68,11 @@ export interface PipelineOptions {
   thermalFusion: boolean;
   /** Score given to a face only the thermal camera found (below confirmScore: thermal tracks confirm by frame count). */
   thermalOnlyScore: number;
+  /**
+   * Run the visible model again on a zoomed crop around each warm head it missed (small or far
+   * faces): a face found there gets its mask state. Default true.
+   */
+  zoomRedetect: boolean;
   /** Minimum detector score for a face to be tracked; the tracker confirms persons at a higher score. */
   faceScoreThreshold: number;
   snapshots: SnapshotPolicy;
@@ -84,6 +90,7 @@ export const defaultPipelineOptions = (site: string, checkpoint: string, model: 
   thermalFaces: DEFAULT_WARM_HEAD_OPTIONS,
   thermalFusion: true,
   thermalOnlyScore: 0.5,
+  zoomRedetect: true,
   faceScoreThreshold: 0.3,
   snapshots: 'non-pass',
   snapshotQuality: 80,
@@ -258,6 +265,11 @@ export class ScreeningPipeline {
         for (const head of unseen) {
           // In the visible detector's terms, so that a track can mix both kinds of box.
           const box = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          const zoomed = this.options.zoomRedetect ? await this.redetect(visible, mapBox(inverse, head)) : null;
+          if (zoomed) {
+            faces.push({ ...zoomed, thermalBox: mapBox(h, zoomed.box), detectedBy: 'both', trackBox: box });
+            continue;
+          }
           faces.push({ box, thermalBox: head, score: this.options.thermalOnlyScore, mask: 'unknown', maskScore: null, detectedBy: 'thermal' });
         }
       }
@@ -276,6 +288,34 @@ export class ScreeningPipeline {
       detectedBy: 'thermal' as const,
     }));
     return { faces, timings: { decode: 0, preprocess: 0, inference: 0, postprocess: performance.now() - s } };
+  }
+
+  /**
+   * The visible model on a crop around a warm head (2.5 times its size, at least 128 px): a small
+   * face fills more of the model's input there. Returns the best face in frame pixels, or null.
+   */
+  private async redetect(visible: VisibleFrame, head: Box): Promise<{ box: Box; score: number; mask: Observation['mask']; maskScore: number | null } | null> {
+    if (!this.detector) return null;
+    const side = Math.max(128, 2.5 * Math.max(head.x2 - head.x1, head.y2 - head.y1));
+    const cx = (head.x1 + head.x2) / 2;
+    const cy = (head.y1 + head.y2) / 2;
+    const left = Math.max(0, Math.round(cx - side / 2));
+    const top = Math.max(0, Math.round(cy - side / 2));
+    const width = Math.min(visible.width - left, Math.round(side));
+    const height = Math.min(visible.height - top, Math.round(side));
+    if (width < 16 || height < 16) return null;
+    let crop: { data: Buffer; info: { width: number; height: number } };
+    try {
+      crop = await sharp(visible.encoded).extract({ left, top, width, height }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    } catch {
+      return null; // the full frame decoded for the detector; a crop failing here only loses the zoom
+    }
+    const found = await this.detector.detect({ data: crop.data, width: crop.info.width, height: crop.info.height }, { scoreThreshold: this.options.tracker.confirmScore, padForDetection: 2 });
+    const best = found.faces.sort((a, b) => b.score - a.score)[0];
+    if (!best) return null;
+    const box = { x1: best.box.x1 + left, y1: best.box.y1 + top, x2: best.box.x2 + left, y2: best.box.y2 + top };
+    // Only a face over the warm head counts (not another one at the crop's edge).
+    return covers(box, head) ? { box, score: best.score, mask: best.mask, maskScore: best.maskScore } : null;
   }
 
   private inverse: { of: readonly number[]; inverse: number[] } | null = null;
