@@ -342,3 +342,13 @@ describe.skipIf(!haveFaces)('walking traffic simulation', () => {
     }
   });
 });
+
+describe('walking options', () => {
+  it('are checked, naming the bad one', () => {
+    expect(() => resolveSimOptions({ traffic: 'running' as never })).toThrow(/traffic must be "stationary" or "walking"/);
+    expect(() => resolveSimOptions({ faceWidthPx: [200, 100] })).toThrow(/faceWidthPx must be \[min, max\]/);
+    expect(() => resolveSimOptions({ speedPxPerFrame: [10, 500] })).toThrow(/speedPxPerFrame/);
+    expect(() => resolveSimOptions({ queueRate: 2 })).toThrow(/queueRate/);
+    expect(resolveSimOptions({ traffic: 'walking' })).toMatchObject({ faceWidthPx: [60, 250], speedPxPerFrame: [10, 40] });
+  });
+});
