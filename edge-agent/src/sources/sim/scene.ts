@@ -56,6 +56,9 @@ export function simGeometry(o: ResolvedSimOptions): SceneGeometry {
   };
 }
 
+/** See Planner.placeInQueue: 0.7 s at 8.7 fps. */
+const TELEPORT_FRAMES = 6;
+
 /** Endless runs are planned this many people at a time (rates hold within each batch). */
 const ENDLESS_BATCH = 100;
 
@@ -82,7 +85,7 @@ class Planner {
         const queued = this.o.traffic === 'walking' && previous !== undefined && this.rng.next() < this.o.queueRate;
         const first = queued ? previous.truth.frames[0] + this.rng.int(2, Math.max(2, previous.truth.faceBoxes.length - 2)) : this.nextFirstFrame;
         const p = planPerson(this.rng, this.people.length, first, flags, this.faces, this.o);
-        if (queued) this.placeInQueue(p);
+        if (this.o.traffic === 'walking') this.placeInQueue(p);
         this.people.push(p);
         this.nextFirstFrame = Math.max(this.nextFirstFrame, p.truth.frames[1] + this.o.gapFrames + 1);
       }
@@ -90,15 +93,28 @@ class Planner {
     return this.people[index]!;
   }
 
-  /** Delays a queued person until nobody in view hides them and at most three are in view. */
+  /**
+   * Delays a walking person until nobody in view hides them, at most three are in view, and they
+   * do not appear where someone left less than `TELEPORT_FRAMES` frames before (nobody walks in
+   * unseen to the very spot another person just left; no tracker could tell them apart).
+   */
   private placeInQueue(p: Person): void {
     const recent = this.people.slice(-4);
+    const centre = (b: { x: number; y: number; w: number; h: number }) => ({ x: b.x + b.w / 2, y: b.y + b.h / 2 });
     for (;;) {
       const clash = p.truth.faceBoxes.some((box) => {
         const others = recent.map((q) => q.truth.faceBoxes.find((b) => b.frame === box.frame)).filter((b) => b !== undefined);
         return others.length >= 3 || others.some((b) => facesConflict(b, box));
       });
-      if (!clash) return;
+      const first = p.truth.faceBoxes[0]!;
+      const teleport = recent.some((q) => {
+        const gap = p.truth.frames[0] - q.truth.frames[1];
+        if (gap < 1 || gap > TELEPORT_FRAMES) return false;
+        const last = q.truth.faceBoxes.at(-1)!;
+        const [a, b] = [centre(first), centre(last)];
+        return Math.hypot(a.x - b.x, a.y - b.y) < 1.5 * Math.max(first.w, last.w);
+      });
+      if (!clash && !teleport) return;
       shiftPerson(p, p.truth.frames[0] + 1);
     }
   }

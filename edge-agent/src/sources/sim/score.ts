@@ -44,15 +44,32 @@ const overlap = (a: ScoredDecision['where']['box'], b: { x: number; y: number; w
   return union > 0 ? inter / union : 0;
 };
 
-/** The person whose face was where the decision's face was (IoU >= 0.1 in that frame), or null. */
+/** The visible frame the simulator draws in: truth boxes may reach past it, detector boxes never do. */
+const FRAME = { width: 640, height: 480 };
+
+const clipped = (b: { x: number; y: number; w: number; h: number }): { x: number; y: number; w: number; h: number } => {
+  const x = Math.max(0, b.x);
+  const y = Math.max(0, b.y);
+  return { x, y, w: Math.max(0, Math.min(FRAME.width, b.x + b.w) - x), h: Math.max(0, Math.min(FRAME.height, b.y + b.h) - y) };
+};
+
+/**
+ * The person whose face was where the decision's face was in that frame: the decision box
+ * overlaps the face (as much of it as is inside the picture) with IoU >= 0.1, or lies mostly
+ * (>= 60 %) inside it. Null when nobody's face was there.
+ */
 export function personOf(people: readonly PersonTruth[], d: ScoredDecision): PersonTruth | null {
   let best: PersonTruth | null = null;
   let bestScore = 0.1;
   for (const p of people) {
     if (d.where.seq < p.frames[0] || d.where.seq > p.frames[1]) continue;
-    const box = p.faceBoxes[d.where.seq - p.frames[0]];
-    if (!box) continue;
-    const score = overlap(d.where.box, box);
+    const truthBox = p.faceBoxes[d.where.seq - p.frames[0]];
+    if (!truthBox) continue;
+    const box = clipped(truthBox);
+    const b = d.where.box;
+    const area = Math.max(1e-9, (b.x2 - b.x1) * (b.y2 - b.y1));
+    const inside = (Math.max(0, Math.min(b.x2, box.x + box.w) - Math.max(b.x1, box.x)) * Math.max(0, Math.min(b.y2, box.y + box.h) - Math.max(b.y1, box.y))) / area;
+    const score = Math.max(overlap(b, box), inside >= 0.6 ? inside : 0);
     if (score >= bestScore) {
       best = p;
       bestScore = score;
