@@ -126,6 +126,8 @@ interface DetectedFaces {
     detectedBy: DetectedBy;
     /** The box the tracker follows: the warm head's (steadier than the detector's) when there is one. */
     trackBox?: Box;
+    /** `box` is the full-frame detector's own (not a warm head's, not from a zoomed crop). */
+    fromFullFrame?: boolean;
   }>;
   timings: Pick<StageTimings, 'decode' | 'preprocess' | 'inference' | 'postprocess'>;
 }
@@ -236,7 +238,7 @@ export class ScreeningPipeline {
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
       // A small box mostly inside a bigger one is a part of that face (an eye region), not a person.
       const whole = found.faces.filter((f) => !found.faces.some((g) => g !== f && boxArea(g.box) > 2 * boxArea(f.box) && insideShare(f.box, g.box) >= 0.6));
-      const faces: DetectedFaces['faces'] = whole.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible' }));
+      const faces: DetectedFaces['faces'] = whole.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible', fromFullFrame: true }));
       const s = performance.now();
       if (this.options.thermalFusion) {
         const inverse = this.inverseHomography(h);
@@ -252,6 +254,7 @@ export class ScreeningPipeline {
             if (seen.length === 1 && f.box.x2 - f.box.x1 < 0.5 * (expected.x2 - expected.x1)) {
               f.box = expected;
               f.thermalBox = head;
+              f.fromFullFrame = false;
             }
           }
           if (seen.length === 1 && f0(seen).box !== expected) this.headToFace = learnHeadToFace(this.headToFace, mapBox(inverse, head), f0(seen).box);
@@ -333,7 +336,8 @@ export class ScreeningPipeline {
     const { faces } = detected;
     Object.assign(t, detected.timings);
     this.framesProcessed++;
-    const best = visible ? faces.find((f) => f.score >= this.options.tracker.confirmScore) : undefined;
+    // A new model's self-test looks for this face in the whole frame: only the detector's own boxes.
+    const best = visible ? faces.find((f) => f.fromFullFrame && f.score >= this.options.tracker.confirmScore) : undefined;
     if (visible && best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
 
     // 2. Thermometry: reference first (its offset applies to this frame), then each face.
