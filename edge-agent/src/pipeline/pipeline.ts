@@ -270,6 +270,9 @@ export class ScreeningPipeline {
           const box = applyHeadToFace(this.headToFace, mapBox(inverse, head));
           const zoomed = this.options.zoomRedetect ? await this.redetect(visible, mapBox(inverse, head)) : null;
           if (zoomed) {
+            // The zoom found a face the full frame already has: this warm region is part of that
+            // person (a neck, a chin under a mask), not somebody else.
+            if (faces.some((f) => f.detectedBy !== 'thermal' && covers(f.box, zoomed.box))) continue;
             faces.push({ ...zoomed, thermalBox: mapBox(h, zoomed.box), detectedBy: 'both', trackBox: box });
             continue;
           }
