@@ -22,6 +22,8 @@ export interface ScreeningSummary {
   thresholdC: number;
   mode: 'absolute' | 'relative';
   snapshot: boolean;
+  /** Which camera found the face (newer agents); `thermal`: the visible model missed it. */
+  detectedBy?: 'visible' | 'thermal' | 'both';
 }
 
 export interface Alert {

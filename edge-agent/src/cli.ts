@@ -46,6 +46,15 @@ const number = (name: string, min: number, max: number) => (value: string) => {
   if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}`);
   return n;
 };
+/** `min,max` as two numbers in [lo, hi], min <= max. */
+const pair = (name: string, lo: number, hi: number) => (value: string): [number, number] => {
+  const parts = value.split(',').map(Number);
+  if (parts.length !== 2 || !parts.every((v) => Number.isFinite(v) && v >= lo && v <= hi) || parts[0]! > parts[1]!) {
+    throw new InvalidArgumentError(`${name} must be "min,max" with ${lo} <= min <= max <= ${hi} (got ${JSON.stringify(value)})`);
+  }
+  return [parts[0]!, parts[1]!];
+};
+
 const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (value: string) => {
   const n = number(name, min, max)(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number`);
@@ -267,8 +276,13 @@ export function buildCli(io: CliIo): Command {
     .option('--no-blackbody', 'no reference blackbody in view')
     .option('--faces <dir>', 'folder of face crops with labels.csv')
     .option('--seed <s>', 'random seed', integer('--seed', 0), 1)
-    .action(async (opts: { out: string; people: number; feverRate: number; maskRate: number; coldRate: number; maxDrift: number; blackbody: boolean; faces?: string; seed: number }) => {
+    .option('--walking', 'walking traffic: faces 60-250 px moving 10-40 px per frame, queues, blur, dropouts')
+    .option('--queue-rate <r>', 'walking: share of people who walk in while the one before is in view', number('--queue-rate', 0, 1), 0.35)
+    .option('--face-width <min,max>', 'walking: face widths in visible pixels', pair('--face-width', 48, 320), [60, 250])
+    .option('--speed <min,max>', 'walking: motion per frame in visible pixels', pair('--speed', 0, 120), [10, 40])
+    .action(async (opts: { out: string; people: number; feverRate: number; maskRate: number; coldRate: number; maxDrift: number; blackbody: boolean; faces?: string; seed: number; walking?: boolean; queueRate: number; faceWidth: [number, number]; speed: [number, number] }) => {
       const { frameCount, truth } = await simulateToReplay(opts.out, {
+        ...(opts.walking ? { traffic: 'walking' as const, queueRate: opts.queueRate, faceWidthPx: opts.faceWidth, speedPxPerFrame: opts.speed } : {}),
         people: opts.people,
         feverRate: opts.feverRate,
         maskRate: opts.maskRate,

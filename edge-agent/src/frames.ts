@@ -28,6 +28,8 @@ export interface VisibleFrame {
   height: number;
   /** Encoded image bytes (JPEG or PNG), as the camera or file delivered them. */
   encoded: Buffer;
+  /** Where the frame came from (a replay file), named in errors about it. */
+  origin?: string;
 }
 
 /** The thermal and (optional) visible frame of one instant. */

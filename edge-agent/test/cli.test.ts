@@ -44,6 +44,17 @@ describe.skipIf(!haveShared)('edge-agent CLI', () => {
     expect(flagged.length).toBe(truth.people.filter((p: { elevated: boolean }) => p.elevated).length);
   }, 120_000);
 
+  it('replay of a truncated visible JPEG exits 1 and names the file', async () => {
+    const dir = path.join(work, 'scene-corrupt');
+    expect(await main(['simulate', '--out', dir, '--people', '2', '--seed', '5', '--faces', FACES_DIR], capture(env).io)).toBe(0);
+    const file = path.join(dir, 'frames', '000007.jpg');
+    const whole = await readFile(file);
+    await writeFile(file, whole.subarray(0, whole.length >> 1)); // the header survives, the scan does not
+    const run = capture(env);
+    expect(await main(['replay', dir, '--json'], run.io)).toBe(1);
+    expect(run.err.join('\n')).toContain(file);
+  }, 120_000);
+
   it('classify prints one line per image with the largest face state', async () => {
     const files = ['with_mask_000.jpg', 'without_mask_001.jpg'].map((f) => path.join(FACES_DIR, f));
     const c = capture(env);

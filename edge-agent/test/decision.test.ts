@@ -49,8 +49,10 @@ describe('decideScreening', () => {
     const crowd = [obs(1, 36, { facesInFrame: 2 }), obs(2, 36, { facesInFrame: 3 }), obs(3, 36)];
     expect(decideScreening(crowd, ctx)).toMatchObject({ decision: 'invalid', reasons: ['multiple_faces'], temperatureC: null });
   });
-  it('is invalid with face_too_small when no frame had a reading', () => {
-    expect(decideScreening([obs(1, null), obs(2, null)], ctx)).toMatchObject({ decision: 'invalid', reasons: ['face_too_small'] });
+  it('is cannot_screen with face_too_small when no frame had a reading', () => {
+    expect(decideScreening([obs(1, null), obs(2, null)], ctx)).toMatchObject({ decision: 'cannot_screen', reasons: ['face_too_small'], temperatureC: null, mode: 'absolute' });
+    const unreferenced = [obs(1, null), obs(2, null)].map((o) => ({ ...o, referenceOffsetC: null, referenceMeasuredC: null }));
+    expect(decideScreening(unreferenced, ctx)).toMatchObject({ decision: 'cannot_screen', mode: 'relative', blackbody: null });
   });
   it('votes the mask state over frames and can require masks', () => {
     const frames = [obs(1, 36, { mask: 'no_mask', maskScore: 0.1 }), obs(2, 36, { maskScore: 0.6 }), obs(3, 36, { mask: 'no_mask', maskScore: 0.2 })];

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { FramePair, SceneGeometry } from '../src/frames.js';
-import { openReplay, readReplayMeta, writeReplayFolder } from '../src/sources/replay.js';
+import { jpegSize, openReplay, readReplayMeta, writeReplayFolder } from '../src/sources/replay.js';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -195,5 +195,19 @@ describe('replay format errors name the file and field', () => {
     await frames.next();
     await frames.next();
     await expect(frames.next()).rejects.toThrow(/000003\.png: expected a 16x12 16-bit greyscale PNG .* got a 16x12 8-bit \d-channel png/);
+  });
+
+  it('a visible JPEG of another size than meta.json (and the calibration) says is refused, naming the file and both sizes', async () => {
+    const dir = await writeSample(3);
+    const small = await sharp({ create: { width: 32, height: 24, channels: 3, background: { r: 9, g: 9, b: 9 } } }).jpeg().toBuffer();
+    await writeFile(join(dir, 'frames', '000002.jpg'), small);
+    const frames = (await openReplay(dir)).frames()[Symbol.asyncIterator]();
+    expect((await frames.next()).value.visible.origin).toBe(join(dir, 'frames', '000001.jpg'));
+    await expect(frames.next()).rejects.toThrow(`${join(dir, 'frames', '000002')}.jpg: is 32x24, but meta.json says visible frames are 64x48`);
+  });
+
+  it('jpegSize reads the frame header and names the file when there is none', () => {
+    expect(() => jpegSize(Buffer.from([0x89, 0x50, 0x4e, 0x47]), 'x.jpg')).toThrow('x.jpg: not a JPEG');
+    expect(() => jpegSize(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00]), 'y.jpg')).toThrow('y.jpg: corrupt JPEG (no frame header');
   });
 });

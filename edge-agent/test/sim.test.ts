@@ -294,3 +294,61 @@ describe.skipIf(!haveFaces)('simulated scene', () => {
     expect(truth.people[102]!.frames).toEqual([103, 103]);
   });
 });
+
+describe.skipIf(!haveFaces)('walking traffic simulation', () => {
+  const options: SimOptions = { traffic: 'walking', people: 60, seed: 7, facesDir, framesPerPerson: [8, 14], gapFrames: 3, queueRate: 0.4 };
+
+  it('walks faces of 60-250 px at 10-40 px per frame, in queues of up to three, with blur and edge occlusion', async () => {
+    const { truth } = await simulateScene(options);
+    const boxes = truth.people.flatMap((p) => p.faceBoxes);
+    expect(Math.min(...boxes.map((b) => b.w))).toBeGreaterThanOrEqual(60);
+    expect(Math.max(...boxes.map((b) => b.w))).toBeLessThanOrEqual(250);
+    expect(boxes.some((b) => b.w <= 70) && boxes.some((b) => b.w >= 200)).toBe(true);
+    for (const p of truth.people) {
+      expect(p.faceBoxes.map((b) => b.frame)).toEqual(Array.from({ length: p.frames[1] - p.frames[0] + 1 }, (_, k) => p.frames[0] + k));
+      for (let k = 1; k < p.faceBoxes.length; k++) {
+        const [a, b] = [p.faceBoxes[k - 1]!, p.faceBoxes[k]!];
+        // Sideways plus toward the camera (growth), as planned; rounding and the 250 px cap aside.
+        const moved = Math.abs(b.x + b.w / 2 - (a.x + a.w / 2)) + Math.abs(b.w - a.w);
+        expect(moved).toBeGreaterThanOrEqual(a.w >= 249 ? 0 : 8);
+        expect(moved).toBeLessThanOrEqual(43);
+      }
+    }
+    const frameCount = truth.frameCount!;
+    const inView = Array.from({ length: frameCount }, (_, i) => truth.people.filter((p) => i + 1 >= p.frames[0] && i + 1 <= p.frames[1]).length);
+    expect(Math.max(...inView)).toBeLessThanOrEqual(3);
+    expect(inView.filter((n) => n >= 2).length).toBeGreaterThan(10);
+    expect(truth.people.some((p) => p.hostileFrames.length >= 3)).toBe(true);
+    const cut = (b: { x: number; w: number }) => b.x < 0 || b.x + b.w > 640;
+    expect(truth.people.filter((p) => cut(p.faceBoxes[0]!) || cut(p.faceBoxes.at(-1)!)).length).toBeGreaterThan(10);
+    // Deterministic from the seed.
+    expect((await simulateScene(options)).truth).toEqual(truth);
+  });
+
+  it('draws every person in view into the thermal frame at their own canthus temperature', async () => {
+    const scene = await simulateScene({ ...options, noiseSigmaC: 0, maxDriftC: 0 });
+    const two = scene.truth.people.find((p) => scene.truth.people.some((q) => q !== p && q.frames[0] <= p.frames[0] && q.frames[1] >= p.frames[0] + 1))!;
+    const n = two.frames[0] + 1;
+    let pair: FramePair | undefined;
+    for await (const f of scene.frames) if (f.thermal.seq === n) { pair = f; break; }
+    const present = scene.truth.people.filter((p) => n >= p.frames[0] && n <= p.frames[1]);
+    expect(present.length).toBeGreaterThanOrEqual(2);
+    for (const p of present) {
+      const box = p.faceBoxes[n - p.frames[0]]!;
+      const spots = canthusPixels(scene.geometry.homography!, box, 160, 120).flat();
+      const visibleSpots = spots.filter((i) => Math.abs(pair!.thermal.celsius[i]! - apparentFromObject(p.canthusC, 0.98, 22)) < 0.01);
+      // Unless a nearer person hides them, each face's canthus is there.
+      expect(visibleSpots.length).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('walking options', () => {
+  it('are checked, naming the bad one', () => {
+    expect(() => resolveSimOptions({ traffic: 'running' as never })).toThrow(/traffic must be "stationary" or "walking"/);
+    expect(() => resolveSimOptions({ faceWidthPx: [200, 100] })).toThrow(/faceWidthPx must be \[min, max\]/);
+    expect(() => resolveSimOptions({ speedPxPerFrame: [10, 500] })).toThrow(/speedPxPerFrame/);
+    expect(() => resolveSimOptions({ queueRate: 2 })).toThrow(/queueRate/);
+    expect(resolveSimOptions({ traffic: 'walking' })).toMatchObject({ faceWidthPx: [60, 250], speedPxPerFrame: [10, 40] });
+  });
+});

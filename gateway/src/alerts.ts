@@ -100,14 +100,15 @@ function newAlert(fields: Pick<Alert, 'id' | 'kind' | 'severity' | 'site' | 'che
 }
 
 /**
- * Alerts for one newly stored screening: `secondary_check` always gets its own alert (a person
- * to check); `invalid` gets its own alert unless the checkpoint is in an invalid storm, which is
+ * Alerts for one newly stored screening: `secondary_check` and `cannot_screen` (a person seen but
+ * not measured) always get their own alert (a person to check, never folded into a storm);
+ * `invalid` gets its own alert unless the checkpoint is in an invalid storm, which is
  * one device alert with a count.
  */
 export function screeningAlertChanges(s: ScreeningFacts, ctx: ScreeningContext, policy: AlertPolicy, newId: () => string): AlertChange[] {
   if (s.decision === 'pass') return [];
   const base = { site: s.site, checkpoint: s.checkpoint };
-  if (s.decision === 'secondary_check') {
+  if (s.decision === 'secondary_check' || s.decision === 'cannot_screen') {
     return [
       {
         action: 'opened',

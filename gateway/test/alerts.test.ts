@@ -57,6 +57,19 @@ describe('screening alerts', () => {
     // A secondary check during a storm is still its own alert: a person to check.
     expect(screeningAlertChanges(facts({ id: 'S5' }), { ...none, activeStorm: storm[0]!.alert }, policy, newId)[0]!.alert.kind).toBe('screening');
   });
+
+  it('a cannot_screen opens its own major alert with its reason, even during an invalid storm', () => {
+    const stormAlert = screeningAlertChanges(facts({ id: 'S1', decision: 'invalid', reasons: ['no_reference'] }), { ...none, recentInvalidCount: 5 }, policy, newId)[0]!.alert;
+    expect(stormAlert.kind).toBe('invalid_storm');
+    for (const ctx of [none, { ...none, activeStorm: stormAlert, recentInvalidCount: 5 }]) {
+      const changes = screeningAlertChanges(facts({ id: 'S6', decision: 'cannot_screen', reasons: ['face_too_small'] }), ctx, policy, newId);
+      expect(changes).toHaveLength(1);
+      expect(changes[0]).toMatchObject({
+        action: 'opened',
+        alert: { kind: 'screening', status: 'open', severity: 'major', screeningId: 'S6', decision: 'cannot_screen', reasons: ['face_too_small'] },
+      });
+    }
+  });
 });
 
 describe('acknowledgement and escalation', () => {

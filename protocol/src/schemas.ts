@@ -45,7 +45,19 @@ export const BlackbodyReading = Type.Object(
   closed,
 );
 
-export const Decision = Type.Union([Type.Literal('pass'), Type.Literal('secondary_check'), Type.Literal('invalid')]);
+/**
+ * `cannot_screen`: a person was seen but could not be measured (face too small, no thermal face
+ * under it, left before a reading); exactly one per person, the cause in `reasons`. A guard must
+ * look at that person, like a `secondary_check`.
+ */
+export const Decision = Type.Union([
+  Type.Literal('pass'),
+  Type.Literal('secondary_check'),
+  Type.Literal('invalid'),
+  Type.Literal('cannot_screen'),
+]);
+/** Which camera found the face: the visible model, the thermal warm-face finder, or both. */
+export const DetectedBy = Type.Union([Type.Literal('visible'), Type.Literal('thermal'), Type.Literal('both')]);
 export const MaskState = Type.Union([Type.Literal('mask'), Type.Literal('no_mask'), Type.Literal('unknown')]);
 export const ScreeningMode = Type.Union([Type.Literal('absolute'), Type.Literal('relative')]);
 export const MeasurementMethod = Type.Union([Type.Literal('canthus'), Type.Literal('face-max')]);
@@ -91,12 +103,18 @@ export const Screening = Type.Object(
     model: ModelRef,
     /** Whether a JPEG snapshot follows on `.../snapshot/{id}`. */
     snapshot: Type.Boolean(),
+    /**
+     * Which sensor found the face (optional: older agents omit it). `thermal` means the visible
+     * model never saw it, so `mask` is `unknown`.
+     */
+    detectedBy: Type.Optional(DetectedBy),
   },
   { ...closed, $id: 'Screening' },
 );
 export type Screening = Static<typeof Screening>;
 export type Decision = Static<typeof Decision>;
 export type MaskState = Static<typeof MaskState>;
+export type DetectedBy = Static<typeof DetectedBy>;
 export type Reason = Static<typeof Reason>;
 export type ScreeningMode = Static<typeof ScreeningMode>;
 export type BlackbodyReading = Static<typeof BlackbodyReading>;

@@ -14,7 +14,16 @@ describe('screening payload', () => {
     expect(validatePayload('screening', s).ok).toBe(true);
   });
 
+  it('accepts cannot_screen with its reason and a thermal-only detection (both optional additions)', () => {
+    const s = validScreening({ temperatureC: null, method: null, decision: 'cannot_screen', reasons: ['face_too_small'], blackbody: null, detectedBy: 'thermal', mask: 'unknown', maskScore: null });
+    expect(validatePayload('screening', s)).toEqual({ ok: true, value: s });
+    const old = validScreening();
+    expect('detectedBy' in old).toBe(false);
+    expect(validatePayload('screening', old).ok).toBe(true);
+  });
+
   const cases: Array<[string, (s: Record<string, unknown>) => void, RegExp]> = [
+    ['unknown detector', (s) => (s.detectedBy = 'radar'), /\/detectedBy/],
     ['wrong type', (s) => (s.temperatureC = '37.6'), /\/temperatureC/],
     ['missing field', (s) => delete s.decision, /\/decision: required field is missing/],
     ['extra field', (s) => (s.patientName = 'x'), /\/patientName: unexpected field/],

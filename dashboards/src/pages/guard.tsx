@@ -508,6 +508,8 @@ function AlertCard({
       aria-labelledby={titleId}
       data-alert-id={alert.id}
       data-pending={pending ? 'yes' : 'no'}
+      data-decision={alert.decision ?? undefined}
+      data-detected-by={s?.detectedBy}
     >
       <div class="card-head">
         <h2 id={titleId}>{secondary ? t('guard.secondaryCheck') : cannotScreen ? t('guard.cannotScreenCard') : t('guard.screenAgain')}</h2>

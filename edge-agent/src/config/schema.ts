@@ -42,6 +42,9 @@ const ThermalSourceConfig = Type.Union([
       seed: Type.Integer({ default: 1 }),
       facesDir: Type.Optional(Type.String()),
       realtime: Type.Boolean({ default: true }),
+      /** `walking`: faces 60–250 px walking through, queues, blur, dropouts (see the sim's options). */
+      traffic: Type.Union([Type.Literal('stationary'), Type.Literal('walking')], { default: 'stationary' }),
+      queueRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     },
     closed,
   ),

@@ -10,9 +10,10 @@
 import { performance } from 'node:perf_hooks';
 import { monotonicFactory } from 'ulid';
 import { assertPayload, type ModelRef, type Screening } from '@checkpoint/protocol';
-import type { FramePair, SceneGeometry } from '../frames.js';
+import sharp from 'sharp';
+import type { FramePair, SceneGeometry, VisibleFrame } from '../frames.js';
 import { addToBaseline, emptyBaseline, type Baseline } from '../thermometry/baseline.js';
-import { mapBox, scaleHomography, type Box } from '../geometry.js';
+import { boxArea, invertHomography, mapBox, scaleHomography, type Box } from '../geometry.js';
 import { DEFAULT_MEASURE_OPTIONS, measureFace, type MeasureOptions } from '../thermometry/measure.js';
 import {
   DEFAULT_REFERENCE_OPTIONS,
@@ -27,20 +28,22 @@ import {
   DEFAULT_TRACKER_OPTIONS,
   flushTracks,
   initialTrackerState,
+  trackDetectedBy,
   updateTracks,
+  type DetectedBy,
   type Observation,
   type Track,
   type TrackerOptions,
   type TrackerState,
 } from '../screening/tracker.js';
-import { detectThermalFaces, DEFAULT_THERMAL_FACE_OPTIONS, type ThermalFaceOptions } from './thermal-faces.js';
+import { DEFAULT_WARM_HEAD_OPTIONS, detectThermalFaces, findWarmHeads, type WarmHeadOptions } from './thermal-faces.js';
 import { renderSnapshot } from './snapshot.js';
 
 /** What the pipeline needs from a face detector (vision/FaceDetector satisfies it). */
 export interface FaceFinder {
   detect(
-    image: Buffer,
-    options?: { scoreThreshold?: number },
+    image: Buffer | { data: Buffer; width: number; height: number },
+    options?: { scoreThreshold?: number; padForDetection?: number },
   ): Promise<{
     faces: Array<{ box: Box; score: number; mask: 'mask' | 'no_mask' | 'unknown'; maskScore: number | null }>;
     timings: { decodeMs: number; preprocessMs: number; inferenceMs: number; postprocessMs: number };
@@ -57,7 +60,19 @@ export interface PipelineOptions {
   tracker: TrackerOptions;
   measure: MeasureOptions;
   reference: ReferenceOptions;
-  thermalFaces: ThermalFaceOptions;
+  thermalFaces: WarmHeadOptions;
+  /**
+   * Look for warm faces in every thermal frame and screen the ones the visible model misses
+   * (`detectedBy: thermal`, mask unknown). Default true.
+   */
+  thermalFusion: boolean;
+  /** Score given to a face only the thermal camera found (below confirmScore: thermal tracks confirm by frame count). */
+  thermalOnlyScore: number;
+  /**
+   * Run the visible model again on a zoomed crop around each warm head it missed (small or far
+   * faces): a face found there gets its mask state. Default true.
+   */
+  zoomRedetect: boolean;
   /** Minimum detector score for a face to be tracked; the tracker confirms persons at a higher score. */
   faceScoreThreshold: number;
   snapshots: SnapshotPolicy;
@@ -72,7 +87,10 @@ export const defaultPipelineOptions = (site: string, checkpoint: string, model: 
   tracker: DEFAULT_TRACKER_OPTIONS,
   measure: DEFAULT_MEASURE_OPTIONS,
   reference: DEFAULT_REFERENCE_OPTIONS,
-  thermalFaces: DEFAULT_THERMAL_FACE_OPTIONS,
+  thermalFaces: DEFAULT_WARM_HEAD_OPTIONS,
+  thermalFusion: true,
+  thermalOnlyScore: 0.5,
+  zoomRedetect: true,
   faceScoreThreshold: 0.3,
   snapshots: 'non-pass',
   snapshotQuality: 80,
@@ -82,6 +100,8 @@ export interface ScreeningResult {
   screening: Screening;
   /** Source frame numbers the decision was made from. */
   replayFrames: [number, number];
+  /** The track's last face box (visible pixels; thermal when there is no visible camera) and its frame. */
+  where: { seq: number; box: Box };
   snapshot: Buffer | null;
 }
 
@@ -97,7 +117,18 @@ export interface StageTimings {
 
 /** What face detection hands to thermometry for one frame. */
 interface DetectedFaces {
-  faces: Array<{ box: Box; thermalBox: Box; score: number; mask: Observation['mask']; maskScore: number | null }>;
+  faces: Array<{
+    box: Box;
+    thermalBox: Box;
+    score: number;
+    mask: Observation['mask'];
+    maskScore: number | null;
+    detectedBy: DetectedBy;
+    /** The box the tracker follows: the warm head's (steadier than the detector's) when there is one. */
+    trackBox?: Box;
+    /** `box` is the full-frame detector's own (not a warm head's, not from a zoomed crop). */
+    fromFullFrame?: boolean;
+  }>;
   timings: Pick<StageTimings, 'decode' | 'preprocess' | 'inference' | 'postprocess'>;
 }
 
@@ -190,15 +221,67 @@ export class ScreeningPipeline {
     for (const next of inflight) yield await this.afterDetection(next.pair, await next.detected);
   }
 
-  /** Stage 1: faces in the visible frame when there is one, else warm regions in the thermal frame. */
+  /**
+   * Stage 1: faces in the visible frame when there is one, fused with warm heads in the thermal
+   * frame (a warm head no visible face covers is a face the model missed); without a visible
+   * camera, warm regions in the thermal frame.
+   */
   private async detectFaces(pair: FramePair): Promise<DetectedFaces> {
     const { thermal, visible } = pair;
     if (visible && this.detector) {
-      const found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
+      let found;
+      try {
+        found = await this.detector.detect(visible.encoded, { scoreThreshold: this.options.faceScoreThreshold });
+      } catch (err) {
+        throw new Error(`${visible.origin ?? `visible frame ${visible.seq}`}: ${(err as Error).message}`, { cause: err });
+      }
       const h = this.geometry.homography ?? scaleHomography(visible, thermal);
+      // A small box mostly inside a bigger one is a part of that face (an eye region), not a person.
+      const whole = found.faces.filter((f) => !found.faces.some((g) => g !== f && boxArea(g.box) > 2 * boxArea(f.box) && insideShare(f.box, g.box) >= 0.6));
+      const faces: DetectedFaces['faces'] = whole.map((f) => ({ ...f, thermalBox: mapBox(h, f.box), detectedBy: 'visible', fromFullFrame: true }));
+      const s = performance.now();
+      if (this.options.thermalFusion) {
+        const inverse = this.inverseHomography(h);
+        const unseen: Box[] = [];
+        const heads = findWarmHeads(thermal, this.geometry.blackbody, this.options.thermalFaces);
+        for (const head of heads) {
+          const seen = faces.filter((f) => f.detectedBy !== 'thermal' && covers(f.thermalBox, head));
+          const expected = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          for (const f of seen) {
+            f.detectedBy = 'both';
+            // The detector sometimes boxes a part of a face (an eye region a quarter of its width):
+            // the warm head says how big the face is, for tracking and for the measurement.
+            if (seen.length === 1 && f.box.x2 - f.box.x1 < 0.5 * (expected.x2 - expected.x1)) {
+              f.box = expected;
+              f.thermalBox = head;
+              f.fromFullFrame = false;
+            }
+          }
+          if (seen.length === 1 && f0(seen).box !== expected) this.headToFace = learnHeadToFace(this.headToFace, mapBox(inverse, head), f0(seen).box);
+          // Detector boxes of one face vary in size from frame to frame (a part of the face, then
+          // all of it); the warm head's width does not, which keeps the motion model steady.
+          if (seen.length === 1) f0(seen).trackBox = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          // A warm region right under a face is that person's neck or chin (a mask cuts it off).
+          const under = (f: Box): boolean => f !== head && belowFace(f, head);
+          if (seen.length === 0 && !faces.some((f) => under(f.thermalBox)) && !heads.some(under)) unseen.push(head);
+        }
+        for (const head of unseen) {
+          // In the visible detector's terms, so that a track can mix both kinds of box.
+          const box = applyHeadToFace(this.headToFace, mapBox(inverse, head));
+          const zoomed = this.options.zoomRedetect ? await this.redetect(visible, mapBox(inverse, head)) : null;
+          if (zoomed) {
+            // The zoom found a face the full frame already has: this warm region is part of that
+            // person (a neck, a chin under a mask), not somebody else.
+            if (faces.some((f) => f.detectedBy !== 'thermal' && covers(f.box, zoomed.box))) continue;
+            faces.push({ ...zoomed, thermalBox: mapBox(h, zoomed.box), detectedBy: 'both', trackBox: box });
+            continue;
+          }
+          faces.push({ box, thermalBox: head, score: this.options.thermalOnlyScore, mask: 'unknown', maskScore: null, detectedBy: 'thermal' });
+        }
+      }
       return {
-        faces: found.faces.map((f) => ({ ...f, thermalBox: mapBox(h, f.box) })),
-        timings: { decode: found.timings.decodeMs, preprocess: found.timings.preprocessMs, inference: found.timings.inferenceMs, postprocess: found.timings.postprocessMs },
+        faces,
+        timings: { decode: found.timings.decodeMs, preprocess: found.timings.preprocessMs, inference: found.timings.inferenceMs, postprocess: found.timings.postprocessMs + performance.now() - s },
       };
     }
     const s = performance.now();
@@ -208,8 +291,45 @@ export class ScreeningPipeline {
       score: 1,
       mask: 'unknown' as const,
       maskScore: null,
+      detectedBy: 'thermal' as const,
     }));
     return { faces, timings: { decode: 0, preprocess: 0, inference: 0, postprocess: performance.now() - s } };
+  }
+
+  /**
+   * The visible model on a crop around a warm head (2.5 times its size, at least 128 px): a small
+   * face fills more of the model's input there. Returns the best face in frame pixels, or null.
+   */
+  private async redetect(visible: VisibleFrame, head: Box): Promise<{ box: Box; score: number; mask: Observation['mask']; maskScore: number | null } | null> {
+    if (!this.detector) return null;
+    const side = Math.max(128, 2.5 * Math.max(head.x2 - head.x1, head.y2 - head.y1));
+    const cx = (head.x1 + head.x2) / 2;
+    const cy = (head.y1 + head.y2) / 2;
+    const left = Math.max(0, Math.round(cx - side / 2));
+    const top = Math.max(0, Math.round(cy - side / 2));
+    const width = Math.min(visible.width - left, Math.round(side));
+    const height = Math.min(visible.height - top, Math.round(side));
+    if (width < 16 || height < 16) return null;
+    let crop: { data: Buffer; info: { width: number; height: number } };
+    try {
+      crop = await sharp(visible.encoded).extract({ left, top, width, height }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    } catch {
+      return null; // the full frame decoded for the detector; a crop failing here only loses the zoom
+    }
+    const found = await this.detector.detect({ data: crop.data, width: crop.info.width, height: crop.info.height }, { scoreThreshold: this.options.tracker.confirmScore, padForDetection: 2 });
+    const best = found.faces.sort((a, b) => b.score - a.score)[0];
+    if (!best) return null;
+    const box = { x1: best.box.x1 + left, y1: best.box.y1 + top, x2: best.box.x2 + left, y2: best.box.y2 + top };
+    // Only a face over the warm head counts (not another one at the crop's edge).
+    return covers(box, head) ? { box, score: best.score, mask: best.mask, maskScore: best.maskScore } : null;
+  }
+
+  private inverse: { of: readonly number[]; inverse: number[] } | null = null;
+  /** How the visible detector's box sits on a warm head's box, learnt from faces both cameras found. */
+  private headToFace: HeadToFace = IDENTITY_HEAD_TO_FACE;
+  private inverseHomography(h: readonly number[]): number[] {
+    if (this.inverse?.of !== h) this.inverse = { of: h, inverse: invertHomography(h) };
+    return this.inverse.inverse;
   }
 
   /** Stages 2 and 3, strictly in frame order: thermometry, tracking, decisions. */
@@ -219,22 +339,27 @@ export class ScreeningPipeline {
     const { faces } = detected;
     Object.assign(t, detected.timings);
     this.framesProcessed++;
-    const best = visible ? faces.find((f) => f.score >= this.options.tracker.confirmScore) : undefined;
+    // A new model's self-test looks for this face in the whole frame: only the detector's own boxes.
+    const best = visible ? faces.find((f) => f.fromFullFrame && f.score >= this.options.tracker.confirmScore) : undefined;
     if (visible && best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
 
     // 2. Thermometry: reference first (its offset applies to this frame), then each face.
     const s2 = performance.now();
     this.reference = updateReference(this.reference, thermal, this.geometry.blackbody, this.options.reference);
     const usable = referenceUsable(this.reference);
+    // Only confident faces whose thermal regions overlap make a reading ambiguous; a low-score
+    // blip beside a person, or a second person standing apart in a queue, does not.
+    const confident = faces.filter((g) => g.score >= this.options.tracker.confirmScore);
     const observations: Observation[] = faces.map((f) => ({
       seq: thermal.seq,
       timestampMs: thermal.timestampMs,
-      box: f.box,
+      box: f.trackBox ?? f.box,
       faceScore: f.score,
       mask: f.mask,
       maskScore: f.maskScore,
-      // Only confident faces make a frame crowded; a low-score blip beside a person does not.
-      facesInFrame: Math.max(1, faces.filter((g) => g.score >= this.options.tracker.confirmScore).length),
+      detectedBy: f.detectedBy,
+      atEdge: atEdge(f.box, visible ?? thermal),
+      facesInFrame: Math.max(1, confident.filter((g) => g === f || covers(g.thermalBox, f.thermalBox)).length),
       measurement: measureFace(thermal, f.thermalBox, this.options.measure),
       referenceOffsetC: usable ? this.reference.offsetC : null,
       referenceMeasuredC: usable ? this.reference.measuredC : null,
@@ -243,7 +368,7 @@ export class ScreeningPipeline {
 
     // 3. Tracking and decisions.
     const s3 = performance.now();
-    const update = updateTracks(this.tracks, observations, this.options.tracker);
+    const update = updateTracks(this.tracks, observations, this.options.tracker, visible ?? thermal);
     this.tracks = update.state;
     this.keepEvidence(pair, faces, observations);
     const results = await this.decideAll(update.toDecide);
@@ -307,7 +432,7 @@ export class ScreeningPipeline {
     const first = track.observations[0]!;
     const last = track.observations[track.observations.length - 1]!;
     const screening = assertPayload('screening', this.toPayload(id, track, d, snapshot !== null, last.timestampMs - first.timestampMs + (performance.now() - started)));
-    return { screening, replayFrames: [d.firstSeq, d.lastSeq], snapshot };
+    return { screening, replayFrames: [d.firstSeq, d.lastSeq], where: { seq: last.seq, box: last.box }, snapshot };
   }
 
   private toPayload(id: string, track: Track, d: ScreeningDecision, snapshot: boolean, latencyMs: number): Screening {
@@ -333,6 +458,67 @@ export class ScreeningPipeline {
       latencyMs: Math.round(Math.max(0, latencyMs)),
       model: this.options.model,
       snapshot,
+      detectedBy: trackDetectedBy(track.observations),
     };
   }
+}
+
+/** A visible face box relative to the warm head box of the same face (offsets and sizes in head widths). */
+export interface HeadToFace {
+  dx: number;
+  dy: number;
+  sw: number;
+  sh: number;
+}
+
+export const IDENTITY_HEAD_TO_FACE: HeadToFace = { dx: 0, dy: 0, sw: 1, sh: 1.15 };
+
+/** Moves the head-to-face relation a little toward one observed pair (exponential average). */
+export function learnHeadToFace(current: HeadToFace, head: Box, face: Box, rate = 0.1): HeadToFace {
+  const w = head.x2 - head.x1;
+  if (w <= 0) return current;
+  const seen = { dx: (face.x1 - head.x1) / w, dy: (face.y1 - head.y1) / w, sw: (face.x2 - face.x1) / w, sh: (face.y2 - face.y1) / w };
+  return {
+    dx: current.dx + rate * (seen.dx - current.dx),
+    dy: current.dy + rate * (seen.dy - current.dy),
+    sw: current.sw + rate * (seen.sw - current.sw),
+    sh: current.sh + rate * (seen.sh - current.sh),
+  };
+}
+
+export function applyHeadToFace(r: HeadToFace, head: Box): Box {
+  const w = head.x2 - head.x1;
+  const x1 = head.x1 + r.dx * w;
+  const y1 = head.y1 + r.dy * w;
+  return { x1, y1, x2: x1 + r.sw * w, y2: y1 + r.sh * w };
+}
+
+/** Whether a face box touches the frame border (a face partly out of the picture). */
+function atEdge(box: Box, frame: { width: number; height: number }): boolean {
+  const m = 0.01 * frame.width;
+  return box.x1 <= m || box.y1 <= m || box.x2 >= frame.width - m || box.y2 >= frame.height - m;
+}
+
+const f0 = <T>(list: T[]): T => list[0]!;
+
+/**
+ * Whether `part`'s centre lies under `face`, within one and a half face widths (a neck, a chin
+ * under a mask; widths because a masked face's warm region is only its upper half).
+ */
+function belowFace(face: Box, part: Box): boolean {
+  const cx = (part.x1 + part.x2) / 2;
+  const cy = (part.y1 + part.y2) / 2;
+  return cx >= face.x1 && cx <= face.x2 && cy > (face.y1 + face.y2) / 2 && cy <= face.y2 + 1.5 * (face.x2 - face.x1);
+}
+
+/** Share of `inner`'s area inside `outer`. */
+function insideShare(inner: Box, outer: Box): number {
+  const inter = boxArea({ x1: Math.max(inner.x1, outer.x1), y1: Math.max(inner.y1, outer.y1), x2: Math.min(inner.x2, outer.x2), y2: Math.min(inner.y2, outer.y2) });
+  return inter / Math.max(1e-9, boxArea(inner));
+}
+
+/** Whether two face regions are the same face: their overlap covers a good part of the smaller one. */
+function covers(a: Box, b: Box): boolean {
+  const inter = boxArea({ x1: Math.max(a.x1, b.x1), y1: Math.max(a.y1, b.y1), x2: Math.min(a.x2, b.x2), y2: Math.min(a.y2, b.y2) });
+  return inter > 0 && inter >= 0.3 * Math.min(boxArea(a), boxArea(b));
 }

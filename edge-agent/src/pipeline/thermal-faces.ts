@@ -60,3 +60,50 @@ export function detectThermalFaces(
   }
   return boxes.sort((a, b) => b.pixels - a.pixels).map(({ x1, y1, x2, y2 }) => ({ x1, y1, x2, y2 }));
 }
+
+export interface WarmHeadOptions extends ThermalFaceOptions {
+  /** Narrowest head, thermal pixels (narrower warm regions are necks, hands, lamps). */
+  minWidthPx: number;
+  /**
+   * A face has eyes: its hottest spot (the inner canthus) is at least this much above the
+   * region's median. A neck, an arm or a warm cheek under a mask has no such spot.
+   */
+  minHotSpotC: number;
+}
+
+export const DEFAULT_WARM_HEAD_OPTIONS: WarmHeadOptions = { ...DEFAULT_THERMAL_FACE_OPTIONS, minWidthPx: 8, minHotSpotC: 0.6 };
+
+/** Hottest pixel minus the median of the skin-warm pixels in a box. */
+function hotSpotContrast(frame: ThermalFrame, box: Box, minSkinC: number): number {
+  const warm: number[] = [];
+  for (let y = Math.floor(box.y1); y < Math.min(frame.height, Math.ceil(box.y2)); y++) {
+    for (let x = Math.floor(box.x1); x < Math.min(frame.width, Math.ceil(box.x2)); x++) {
+      const c = frame.celsius[y * frame.width + x]!;
+      if (c >= minSkinC) warm.push(c);
+    }
+  }
+  if (warm.length === 0) return 0;
+  warm.sort((a, b) => a - b);
+  return warm[warm.length - 1]! - warm[warm.length >> 1]!;
+}
+
+/**
+ * Head-shaped warm regions, for fusion with a visible detector: skin-warm regions at least
+ * `minWidthPx` wide, cut to a face's proportions from the top (the neck below a face is part of
+ * the same region), and without the warm regions right under a wider one (a neck that a cool
+ * mask separates from its face).
+ */
+export function findWarmHeads(frame: ThermalFrame, blackbody: BlackbodyRegion | null, options: WarmHeadOptions = DEFAULT_WARM_HEAD_OPTIONS): Box[] {
+  const regions = detectThermalFaces(frame, blackbody, options);
+  const wide = regions.filter((b) => b.x2 - b.x1 >= options.minWidthPx);
+  const heads: Box[] = [];
+  for (const r of wide) {
+    const w = r.x2 - r.x1;
+    const under = wide.some((o) => o !== r && o.x2 - o.x1 > w && r.y1 >= o.y1 && r.y1 - o.y2 <= w && r.x1 < o.x2 && r.x2 > o.x1);
+    if (under) continue;
+    // Faces are 1.0–1.35 times as tall as wide; hair (cooler) is above the warm region's top.
+    const head = { x1: r.x1, y1: Math.max(0, r.y1 - 0.1 * w), x2: r.x2, y2: Math.min(r.y2, r.y1 + 1.15 * w) };
+    if (hotSpotContrast(frame, head, options.minSkinC) >= options.minHotSpotC) heads.push(head);
+  }
+  return heads;
+}

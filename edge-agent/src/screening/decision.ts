@@ -111,8 +111,10 @@ export function decideScreening(
 
   const read = observations.filter((o) => o.measurement.ok);
   if (read.length === 0) {
+    // Seen but not measurable: one cannot_screen for the person, so a guard looks at them.
     const small = observations.some((o) => !o.measurement.ok && o.measurement.reason === 'face_too_small');
-    return invalid([small ? 'face_too_small' : 'no_thermal_face']);
+    const mode: ScreeningMode = observations.some((o) => o.referenceOffsetC !== null) ? 'absolute' : 'relative';
+    return { ...invalid([small ? 'face_too_small' : 'no_thermal_face'], mode), decision: 'cannot_screen' };
   }
   const apparent = (o: Observation): number => (o.measurement.ok ? o.measurement.apparentC : NaN);
   const method = read.filter((o) => o.measurement.ok && o.measurement.method === 'canthus').length * 2 >= read.length ? 'canthus' : 'face-max';

@@ -18,6 +18,8 @@ export async function openSource(config: AgentConfig): Promise<FrameSource> {
         feverRate: t.feverRate,
         maskRate: t.maskRate,
         seed: t.seed,
+        traffic: t.traffic,
+        ...(t.queueRate !== undefined ? { queueRate: t.queueRate } : {}),
         ...(t.people !== undefined ? { people: t.people } : {}),
         ...(t.facesDir !== undefined ? { facesDir: t.facesDir } : {}),
       });

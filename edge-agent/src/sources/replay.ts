@@ -202,6 +202,36 @@ async function countFrames(dir: string, geometry: SceneGeometry): Promise<number
 }
 
 /** Decode a 16-bit greyscale PNG of centikelvin into °C, checking its size and bit depth. */
+/**
+ * Width and height from a JPEG's start-of-frame header, without decoding (cheap enough for every
+ * frame). Throws a ReplayFormatError naming `file` when the bytes are not a JPEG with a header.
+ */
+export function jpegSize(jpg: Buffer, file: string): { width: number; height: number } {
+  if (jpg.length < 4 || jpg[0] !== 0xff || jpg[1] !== 0xd8) throw new ReplayFormatError(`${file}: not a JPEG (no start-of-image marker)`);
+  let i = 2;
+  while (i + 4 <= jpg.length) {
+    if (jpg[i] !== 0xff) throw new ReplayFormatError(`${file}: corrupt JPEG header at byte ${i}`);
+    const marker = jpg[i + 1]!;
+    if (marker === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      i += 2;
+      continue;
+    }
+    const length = jpg.readUInt16BE(i + 2);
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (i + 9 > jpg.length) break;
+      return { height: jpg.readUInt16BE(i + 5), width: jpg.readUInt16BE(i + 7) };
+    }
+    if (marker === 0xda || marker === 0xd9) break; // scan data before any frame header
+    i += 2 + length;
+  }
+  throw new ReplayFormatError(`${file}: corrupt JPEG (no frame header with the image size)`);
+}
+
 export async function decodeThermalPng(png: Buffer, width: number, height: number, file: string): Promise<Float32Array> {
   let info: Metadata;
   try {
@@ -257,7 +287,17 @@ export async function openReplay(dir: string, options: OpenReplayOptions = {}): 
         height,
         celsius: await decodeThermalPng(png, width, height, `${stem}.png`),
       };
-      const visible = geometry.visible && jpg ? { seq: n, timestampMs, width: geometry.visible.width, height: geometry.visible.height, encoded: jpg } : null;
+      let visible: FramePair['visible'] = null;
+      if (geometry.visible && jpg) {
+        const { width: vw, height: vh } = geometry.visible;
+        // A frame of another size would map faces through the homography to the wrong thermal
+        // pixels (a 320x240 frame under a 640x480 calibration reads a fever 1 °C low).
+        const size = jpegSize(jpg, `${stem}.jpg`);
+        if (size.width !== vw || size.height !== vh) {
+          throw new ReplayFormatError(`${stem}.jpg: is ${size.width}x${size.height}, but meta.json says visible frames are ${vw}x${vh} (the calibration is for that size)`);
+        }
+        visible = { seq: n, timestampMs, width: vw, height: vh, encoded: jpg, origin: `${stem}.jpg` };
+      }
       if (options.realtime) {
         const wait = startedAt + timestampMs - performance.now();
         if (wait > 0) {

@@ -109,6 +109,8 @@ export interface ScreeningSummary {
   snapshot: boolean;
   /** Set when the device's ts named no instant: `ts` is then the gateway's receive time. */
   tsReplaced?: ReplacedTimestamp[];
+  /** Which camera found the face (newer agents only). */
+  detectedBy?: Screening['detectedBy'];
 }
 
 export function summarize(s: Screening, tsReplaced?: ReplacedTimestamp[] | null): ScreeningSummary {
@@ -125,6 +127,7 @@ export function summarize(s: Screening, tsReplaced?: ReplacedTimestamp[] | null)
     mode: s.mode,
     snapshot: s.snapshot,
     ...(tsReplaced?.length ? { tsReplaced } : {}),
+    ...(s.detectedBy ? { detectedBy: s.detectedBy } : {}),
   };
 }
 

@@ -47,6 +47,23 @@ export interface SimOptions {
   blurSigmaPx?: number;
   /** JPEG quality of visible frames. Default 85. */
   jpegQuality?: number;
+  /**
+   * `stationary` (default): one person at a time, faces 290–340 px, nearly still (the original
+   * scene). `walking`: faces `faceWidthPx` wide walking sideways and toward the camera at
+   * `speedPxPerFrame`, bobbing, entering and leaving at the frame edges, queues of two or three
+   * (`queueRate`), blurred frames (`hostileFrameRate`) and runs of them (`dropoutRate`).
+   */
+  traffic?: 'stationary' | 'walking';
+  /** Walking: face width range in visible pixels. Default [60, 250]. */
+  faceWidthPx?: [number, number];
+  /** Walking: how far a face moves per frame (sideways plus growth toward the camera), px. Default [10, 40]. */
+  speedPxPerFrame?: [number, number];
+  /** Walking: share of people who walk in while the previous person is still in view. Default 0.35. */
+  queueRate?: number;
+  /** Walking: share of frames in which a face is motion-blurred (the detector often misses it). Default 0.08. */
+  hostileFrameRate?: number;
+  /** Walking: share of people with a run of 3–8 blurred frames (head turned, up to ~1 s). Default 0.15. */
+  dropoutRate?: number;
 }
 
 export type ResolvedSimOptions = Required<Omit<SimOptions, 'blackbodyRegion'>> & { blackbodyRegion: BlackbodyRegion };
@@ -78,6 +95,12 @@ export const SIM_DEFAULTS: ResolvedSimOptions = {
   leadInFrames: 5,
   blurSigmaPx: 0,
   jpegQuality: 85,
+  traffic: 'stationary',
+  faceWidthPx: [60, 250],
+  speedPxPerFrame: [10, 40],
+  queueRate: 0.35,
+  hostileFrameRate: 0.08,
+  dropoutRate: 0.15,
 };
 
 function fail(name: string, expected: string, got: unknown): never {
@@ -113,6 +136,18 @@ export function resolveSimOptions(options: SimOptions = {}): ResolvedSimOptions 
   num('leadInFrames', 0, 10_000, true);
   num('blurSigmaPx', 0, 10);
   num('jpegQuality', 1, 100, true);
+  num('queueRate', 0, 1);
+  num('hostileFrameRate', 0, 0.9);
+  num('dropoutRate', 0, 1);
+  if (o.traffic !== 'stationary' && o.traffic !== 'walking') fail('traffic', '"stationary" or "walking"', o.traffic);
+  const range = (name: 'faceWidthPx' | 'speedPxPerFrame', min: number, max: number): void => {
+    const v = o[name];
+    if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && x >= min && x <= max) || v[0] > v[1]) {
+      fail(name, `[min, max] numbers in [${min}, ${max}] with min <= max`, v);
+    }
+  };
+  range('faceWidthPx', 48, 320);
+  range('speedPxPerFrame', 0, 120);
   if (typeof o.facesDir !== 'string' || o.facesDir === '') fail('facesDir', 'a folder path', o.facesDir);
   if (typeof o.blackbody !== 'boolean') fail('blackbody', 'true or false', o.blackbody);
   const [fMin, fMax] = o.framesPerPerson;

@@ -35,7 +35,10 @@ export interface PersonTruth {
   cold: boolean;
   /** First and last frame numbers in which the face is visible. */
   frames: [number, number];
+  /** One box per frame from frames[0] to frames[1]; walking faces may reach past the frame edge. */
   faceBoxes: FaceBox[];
+  /** Frames in which the visible face is motion-blurred (walking traffic only; empty otherwise). */
+  hostileFrames: number[];
 }
 
 /** How the person looks in the thermal image besides the canthus (not part of the truth file). */
@@ -120,6 +123,15 @@ export function planPerson(
 
   const [minFrames, maxFrames] = o.framesPerPerson;
   const count = rng.int(minFrames, maxFrames);
+  if (o.traffic === 'walking') {
+    const walk = planWalk(rng, firstFrame, count, crop.aspect, o);
+    return {
+      truth: { index, faceFile: crop.file, mask: label, canthusC, elevated: canthusC >= o.thresholdC, cold: flags.cold, frames: [walk.boxes[0]!.frame, walk.boxes.at(-1)!.frame], faceBoxes: walk.boxes, hostileFrames: walk.hostile },
+      crop,
+      look,
+      shirtRgb,
+    };
+  }
   // Faces fill a good part of the frame at a screening gate (IEC 80601-2-59 wants many pixels
   // on the face), which also keeps the canthus several thermal pixels wide.
   // (UltraFace RFB-640 also finds these tight crops far more reliably at 300 px and up.)
@@ -152,9 +164,99 @@ export function planPerson(
       cold: flags.cold,
       frames: [firstFrame, firstFrame + count - 1],
       faceBoxes,
+      hostileFrames: [],
     },
     crop,
     look,
     shirtRgb,
   };
+}
+
+/** Visible frame size the walking paths are planned in. */
+const FRAME = { width: 640, height: 480 } as const;
+/** A walking face is in view while at least this share of its box is inside the frame. */
+const MIN_INSIDE_SHARE = 0.4;
+
+const insideShare = (b: Omit<FaceBox, 'frame'>): number => {
+  const w = Math.max(0, Math.min(FRAME.width, b.x + b.w) - Math.max(0, b.x));
+  const h = Math.max(0, Math.min(FRAME.height, b.y + b.h) - Math.max(0, b.y));
+  return (w * h) / (b.w * b.h);
+};
+
+/**
+ * A walk through the frame: the face moves sideways and grows (toward the camera) by
+ * `speedPxPerFrame` in all, bobs with each step, and may start or end part-way out of the frame
+ * (edge occlusion). Frames where less than 40 % of the face is inside are not part of the walk.
+ * Some frames are motion-blurred (`hostile`), and some people have a run of them (a dropout).
+ */
+export function planWalk(
+  rng: Rng,
+  firstFrame: number,
+  count: number,
+  aspect: number,
+  o: Pick<ResolvedSimOptions, 'faceWidthPx' | 'speedPxPerFrame' | 'hostileFrameRate' | 'dropoutRate'>,
+): { boxes: FaceBox[]; hostile: number[] } {
+  const [wMin, wMax] = o.faceWidthPx;
+  const [vMin, vMax] = o.speedPxPerFrame;
+  const speed = rng.uniform(vMin, vMax);
+  // Growth: the part of the motion that is toward the camera (a box corner moves by ~growth).
+  const growth = Math.min(12, speed * rng.uniform(0, 0.45));
+  const lateral = (speed - growth) * (rng.next() < 0.5 ? -1 : 1);
+  const wEnd = rng.uniform(wMin, wMax);
+  const w0 = Math.max(wMin, Math.min(wMax, wEnd - growth * (count - 1)));
+  // People leave by the frame edge they walk toward (passing the camera), so the walk ends half
+  // out of the frame; where it starts follows from speed and length (faces come into view in the
+  // middle when they start slow and far, or enter from the other edge when fast).
+  const exitX = lateral > 0 ? FRAME.width + 0.1 * wEnd : -0.1 * wEnd;
+  const cxMid = rng.uniform(0.25, 0.75) * FRAME.width;
+  const cx0 = exitX - lateral * (count - 1);
+  const cy0 = rng.uniform(0.4, 0.55) * FRAME.height;
+  const bobPx = rng.uniform(2, 8);
+  const bobPhase = rng.uniform(0, 2 * Math.PI);
+  const boxes: FaceBox[] = [];
+  for (let k = 0; k < count; k++) {
+    const w = Math.round(Math.min(wMax, w0 + growth * k));
+    const h = Math.round(w * aspect);
+    // About two steps a second at 8.7 fps; the head sinks a little as the person comes closer.
+    const cy = cy0 + bobPx * Math.sin(k * 1.45 + bobPhase) + 0.3 * growth * k;
+    const y = Math.min(Math.max(0, Math.round(cy - h / 2)), FRAME.height - h);
+    const box = { frame: 0, x: Math.round(cx0 + lateral * k - w / 2), y, w, h };
+    if (insideShare(box) >= MIN_INSIDE_SHARE) boxes.push(box);
+    else if (boxes.length > 0) break; // walked out
+    else if (k === count - 1) break;
+  }
+  if (boxes.length === 0) {
+    // Never far enough inside: walk the middle of the frame instead (rare, very fast people).
+    const w = Math.round(w0);
+    boxes.push({ frame: 0, x: Math.round(cxMid - w / 2), y: Math.round(cy0 - (w * aspect) / 2), w, h: Math.round(w * aspect) });
+  }
+  boxes.forEach((b, k) => (b.frame = firstFrame + k));
+  const hostile = new Set<number>();
+  for (const b of boxes) if (rng.next() < o.hostileFrameRate) hostile.add(b.frame);
+  if (rng.next() < o.dropoutRate && boxes.length > 4) {
+    const run = rng.int(3, Math.min(8, boxes.length - 2));
+    const start = rng.int(1, boxes.length - run);
+    for (let k = start; k < start + run; k++) hostile.add(boxes[k]!.frame);
+  }
+  return { boxes, hostile: [...hostile].sort((a, b) => a - b) };
+}
+
+/** Moves a planned person to start at `firstFrame` (queue scheduling). */
+export function shiftPerson(p: Person, firstFrame: number): void {
+  const d = firstFrame - p.truth.frames[0];
+  p.truth.frames = [p.truth.frames[0] + d, p.truth.frames[1] + d];
+  for (const b of p.truth.faceBoxes) b.frame += d;
+  p.truth.hostileFrames = p.truth.hostileFrames.map((f) => f + d);
+}
+
+/**
+ * Whether two people in the frame at once would hide each other: their faces closer than a small
+ * gap sideways, or the farther (smaller) face reaching down into the nearer one's shoulders.
+ */
+export function facesConflict(a: Omit<FaceBox, 'frame'>, b: Omit<FaceBox, 'frame'>): boolean {
+  const gap = Math.max(a.x, b.x) - Math.min(a.x + a.w, b.x + b.w);
+  if (gap < 0.15 * Math.max(a.w, b.w)) return true;
+  const [near, far] = a.w >= b.w ? [a, b] : [b, a];
+  const shoulders = { x1: near.x + near.w / 2 - 1.2 * near.w, x2: near.x + near.w / 2 + 1.2 * near.w, y1: near.y + 1.15 * near.h };
+  return far.y + far.h > shoulders.y1 && far.x + far.w > shoulders.x1 && far.x < shoulders.x2;
 }

@@ -9,13 +9,13 @@ import { invertHomography } from './homography.js';
 import type { ResolvedSimOptions, SimOptions } from './options.js';
 import { THERMAL_SIZE, VISIBLE_SIZE, resolveSimOptions } from './options.js';
 import type { Person, PersonTruth } from './people.js';
-import { planBatchFlags, planPerson } from './people.js';
+import { facesConflict, planBatchFlags, planPerson, shiftPerson } from './people.js';
 import { deriveRng } from './random.js';
 import type { Rng } from './random.js';
 import type { DriftModel, ThermalSceneSpec } from './thermal.js';
 import { driftAt, makeDrift, renderThermal } from './thermal.js';
 import type { RgbImage } from './visible.js';
-import { blackbodyInVisible, encodeJpeg, renderBackground, renderPersonFrame } from './visible.js';
+import { blackbodyInVisible, encodeJpeg, renderBackground, renderPeopleFrame } from './visible.js';
 
 /** Ground truth of a simulated run (truth.json). */
 export interface SimTruth {
@@ -56,6 +56,9 @@ export function simGeometry(o: ResolvedSimOptions): SceneGeometry {
   };
 }
 
+/** See Planner.placeInQueue: 0.7 s at 8.7 fps. */
+const TELEPORT_FRAMES = 6;
+
 /** Endless runs are planned this many people at a time (rates hold within each batch). */
 const ENDLESS_BATCH = 100;
 
@@ -77,13 +80,53 @@ class Planner {
     while (this.people.length <= index) {
       const size = Number.isFinite(this.o.people) ? this.o.people : ENDLESS_BATCH;
       for (const flags of planBatchFlags(this.rng, size, this.o)) {
-        const p = planPerson(this.rng, this.people.length, this.nextFirstFrame, flags, this.faces, this.o);
+        const previous = this.people.at(-1);
+        // Walking traffic: some people walk in while the one before is still in view (a queue).
+        const queued = this.o.traffic === 'walking' && previous !== undefined && this.rng.next() < this.o.queueRate;
+        const first = queued ? previous.truth.frames[0] + this.rng.int(2, Math.max(2, previous.truth.faceBoxes.length - 2)) : this.nextFirstFrame;
+        const p = planPerson(this.rng, this.people.length, first, flags, this.faces, this.o);
+        if (this.o.traffic === 'walking') this.placeInQueue(p);
         this.people.push(p);
-        this.nextFirstFrame = p.truth.frames[1] + this.o.gapFrames + 1;
+        this.nextFirstFrame = Math.max(this.nextFirstFrame, p.truth.frames[1] + this.o.gapFrames + 1);
       }
     }
     return this.people[index]!;
   }
+
+  /**
+   * Delays a walking person until nobody in view hides them, at most three are in view, and they
+   * do not appear where someone left less than `TELEPORT_FRAMES` frames before (nobody walks in
+   * unseen to the very spot another person just left; no tracker could tell them apart).
+   */
+  private placeInQueue(p: Person): void {
+    const recent = this.people.slice(-4);
+    const centre = (b: { x: number; y: number; w: number; h: number }) => ({ x: b.x + b.w / 2, y: b.y + b.h / 2 });
+    for (;;) {
+      const clash = p.truth.faceBoxes.some((box) => {
+        const others = recent.map((q) => q.truth.faceBoxes.find((b) => b.frame === box.frame)).filter((b) => b !== undefined);
+        return others.length >= 3 || others.some((b) => facesConflict(b, box));
+      });
+      const first = p.truth.faceBoxes[0]!;
+      const teleport = recent.some((q) => {
+        const gap = p.truth.frames[0] - q.truth.frames[1];
+        if (gap < 1 || gap > TELEPORT_FRAMES) return false;
+        const last = q.truth.faceBoxes.at(-1)!;
+        const [a, b] = [centre(first), centre(last)];
+        return Math.hypot(a.x - b.x, a.y - b.y) < 1.5 * Math.max(first.w, last.w);
+      });
+      if (!clash && !teleport) return;
+      shiftPerson(p, p.truth.frames[0] + 1);
+    }
+  }
+}
+
+/** Who is in view in frame n (people are planned in order of their first frame). */
+function inView(people: readonly Person[], from: number, n: number): Person[] {
+  const out: Person[] = [];
+  for (let i = from; i < people.length && people[i]!.truth.frames[0] <= n; i++) {
+    if (people[i]!.truth.frames[1] >= n) out.push(people[i]!);
+  }
+  return out;
 }
 
 interface Renderer {
@@ -121,7 +164,7 @@ async function createRenderer(options: SimOptions, defaultPeople: number): Promi
     options: { ...o, people: finite ? o.people : null },
     thresholdC: o.thresholdC,
     fps: o.fps,
-    frameCount: finite && last ? last.truth.frames[1] + o.gapFrames : null,
+    frameCount: finite && last ? Math.max(...planner.people.map((p) => p.truth.frames[1])) + o.gapFrames : null,
     drift: makeDrift(deriveRng(o.seed, 'drift'), o.maxDriftC),
     people: [],
   };
@@ -131,17 +174,27 @@ async function createRenderer(options: SimOptions, defaultPeople: number): Promi
   };
   syncTruth();
 
-  async function renderFrame(n: number, noise: Rng, person: Person | null, startMs: number): Promise<FramePair> {
+  async function renderFrame(n: number, noise: Rng, people: Person[], startMs: number): Promise<FramePair> {
     const timestampMs = startMs + ((n - 1) / o.fps) * 1000;
-    const box = person?.truth.faceBoxes[n - person.truth.frames[0]] ?? null;
+    // Farthest (smallest) first, so nearer people are drawn over them.
+    const present = people
+      .map((person) => ({ person, box: person.truth.faceBoxes[n - person.truth.frames[0]]! }))
+      .sort((a, b) => a.box.w - b.box.w);
     // Start the visible frame (sharp works off the main thread), then draw the thermal one.
     const encoded =
-      person && box
-        ? faces.image(person.crop).then((face) => renderPersonFrame(background, box, face, person.shirtRgb)).then((img) => encodeJpeg(img, o.jpegQuality))
+      present.length > 0
+        ? Promise.all(present.map(({ person }) => faces.image(person.crop)))
+            .then((images) =>
+              renderPeopleFrame(
+                background,
+                present.map(({ person, box }, i) => ({ box, face: images[i]!, shirtRgb: person.shirtRgb, blurred: person.truth.hostileFrames.includes(n) })),
+              ),
+            )
+            .then((img) => encodeJpeg(img, o.jpegQuality))
         : Promise.resolve(emptyJpeg);
     const celsius = renderThermal(
       thermalSpec,
-      person && box ? { box, look: person.look, canthusC: person.truth.canthusC } : null,
+      present.map(({ person, box }) => ({ box, look: person.look, canthusC: person.truth.canthusC })),
       driftAtFrame(truth, n),
       o.noiseSigmaC,
       noise,
@@ -156,17 +209,15 @@ async function createRenderer(options: SimOptions, defaultPeople: number): Promi
   async function* generate(startMs: number, realtime: boolean, signal?: AbortSignal): AsyncGenerator<FramePair> {
     const noise = deriveRng(o.seed, 'noise');
     const started = performance.now();
-    let index = 0;
+    let from = 0; // people before this index have left
     for (let n = 1; truth.frameCount === null || n <= truth.frameCount; n++) {
       if (signal?.aborted) return;
-      let person: Person | null = null;
-      if (finite ? index < o.people : true) {
-        const next = planner.person(index);
+      if (!finite) {
+        while (planner.people.length === 0 || planner.people.at(-1)!.truth.frames[0] <= n) planner.person(planner.people.length);
         syncTruth();
-        if (n >= next.truth.frames[0]) person = next;
-        if (n >= next.truth.frames[1]) index++; // this is the person's last frame
       }
-      const pair = await renderFrame(n, noise, person, startMs);
+      while (from < planner.people.length && planner.people[from]!.truth.frames[1] < n) from++;
+      const pair = await renderFrame(n, noise, inView(planner.people, from, n), startMs);
       if (realtime) {
         const wait = started + ((n - 1) / o.fps) * 1000 - performance.now();
         if (wait > 0) {

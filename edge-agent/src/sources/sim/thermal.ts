@@ -111,7 +111,7 @@ export interface PersonInFrame {
 /** Render one thermal frame. `noise` is consumed for every pixel when noiseSigmaC > 0. */
 export function renderThermal(
   scene: ThermalSceneSpec,
-  person: PersonInFrame | null,
+  people: PersonInFrame | readonly PersonInFrame[] | null,
   driftC: number,
   noiseSigmaC: number,
   noise: Rng,
@@ -120,22 +120,28 @@ export function renderThermal(
   const { width, height, ambientC, inverse } = scene;
   // Rendered as the camera sees it: skin at emissivity < 1 reflects the cooler room.
   const seen = (c: number): number => apparentFromObject(c, scene.skinEmissivity, ambientC);
+  // Nearest (largest) first: the first person found at a pixel hides those behind.
+  const list = (people === null ? [] : 'box' in people ? [people] : [...people]).sort((a, b) => b.box.w - a.box.w);
   let img: Float32Array = new Float32Array(width * height);
   for (let v = 0; v < height; v++) {
     for (let u = 0; u < width; u++) {
       // Warm air collects under the ceiling; a window on one side. Both gentle.
       let t = ambientC + 0.4 * (0.5 - v / height) + 0.2 * (u / width - 0.5);
-      if (person) {
+      if (list.length > 0) {
         const p = applyHomography(inverse, u + 0.5, v + 0.5);
-        const fx = (p.x - person.box.x) / person.box.w;
-        const fy = (p.y - person.box.y) / person.box.h;
-        const skin = personTemperatureAt(person.look, fx, fy);
-        if (skin !== null) t = seen(skin);
+        for (const person of list) {
+          const skin = personTemperatureAt(person.look, (p.x - person.box.x) / person.box.w, (p.y - person.box.y) / person.box.h);
+          if (skin !== null) {
+            t = seen(skin);
+            break;
+          }
+        }
       }
       img[v * width + u] = t;
     }
   }
-  if (person) {
+  // Farthest first, so a nearer person's canthus wins where spots would meet.
+  for (const person of [...list].reverse()) {
     const spots = canthusPixels(scene.homography, person.box, width, height);
     const ringC = seen(person.canthusC - PERIORBITAL_DROP_C);
     for (const spot of spots) {

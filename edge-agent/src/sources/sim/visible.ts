@@ -73,18 +73,30 @@ function fillRect(rgb: Buffer, width: number, height: number, x: number, y: numb
   }
 }
 
+/** One person to draw: face box, crop, clothes colour, and whether the face is motion-blurred. */
+export interface PersonDrawing {
+  box: Omit<FaceBox, 'frame'>;
+  face: FaceImage;
+  shirtRgb: readonly number[];
+  blurred?: boolean;
+}
+
 /**
  * Draw a person into a copy of the background: torso and neck (the same shapes, in face-box
  * coordinates, as the thermal model) and then the face crop resized to the box.
  */
-export async function renderPersonFrame(
-  background: RgbImage,
-  box: Omit<FaceBox, 'frame'>,
-  face: FaceImage,
-  shirtRgb: readonly number[],
-): Promise<RgbImage> {
-  const { width, height } = background;
+export function renderPersonFrame(background: RgbImage, box: Omit<FaceBox, 'frame'>, face: FaceImage, shirtRgb: readonly number[]): Promise<RgbImage> {
+  return renderPeopleFrame(background, [{ box, face, shirtRgb }]);
+}
+
+/** Draw people back to front (the caller orders them) into a copy of the background. */
+export async function renderPeopleFrame(background: RgbImage, people: readonly PersonDrawing[]): Promise<RgbImage> {
   const rgb = Buffer.from(background.rgb);
+  for (const p of people) await drawPerson(rgb, background.width, background.height, p);
+  return { width: background.width, height: background.height, rgb };
+}
+
+async function drawPerson(rgb: Buffer, width: number, height: number, { box, face, shirtRgb, blurred }: PersonDrawing): Promise<void> {
   // Neck: |fx-0.5| <= 0.19 for 0.8 < fy <= 1.3; torso: fy >= 1.22, widening into shoulders.
   for (let y = Math.max(0, Math.ceil(box.y + 0.8 * box.h)); y < height; y++) {
     const fy = (y + 0.5 - box.y) / box.h;
@@ -102,10 +114,10 @@ export async function renderPersonFrame(
       rgb[i + 2] = colour[2]!;
     }
   }
-  const scaled = await sharp(face.rgb, { raw: { width: face.width, height: face.height, channels: 3 } })
-    .resize(box.w, box.h, { fit: 'fill' })
-    .raw()
-    .toBuffer();
+  let resized = sharp(face.rgb, { raw: { width: face.width, height: face.height, channels: 3 } }).resize(box.w, box.h, { fit: 'fill' });
+  // Motion blur stand-in: a strong Gaussian blur scaled to the face (hides the features the detector needs).
+  if (blurred) resized = resized.blur(Math.max(1, box.w * 0.06));
+  const scaled = await resized.raw().toBuffer();
   for (let row = 0; row < box.h; row++) {
     const y = box.y + row;
     if (y < 0 || y >= height) continue;
@@ -114,7 +126,6 @@ export async function renderPersonFrame(
     if (to <= from) continue;
     scaled.copy(rgb, (y * width + box.x + from) * 3, (row * box.w + from) * 3, (row * box.w + to) * 3);
   }
-  return { width, height, rgb };
 }
 
 export function encodeJpeg(image: RgbImage, quality: number): Promise<Buffer> {
