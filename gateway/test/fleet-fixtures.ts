@@ -55,6 +55,8 @@ export class StepRobot {
   battery: number;
   charging = false;
   received: Array<Vda5050Order | Vda5050InstantActions> = [];
+  /** The protocol version this robot speaks (and the only one it accepts, as vda-5050-lib does). */
+  version = '2.1.0';
 
   constructor(serial: string, node: string, battery = 90, readonly capabilities = ['pick', 'drop', 'waitForTrigger', 'disinfect', 'startCharging']) {
     this.address = { manufacturer: 'acme', serialNumber: serial };
@@ -67,7 +69,7 @@ export class StepRobot {
   }
 
   private header(kind: keyof StepRobot['headerIds'], now: number) {
-    return vda5050Header(this.address, this.headerIds[kind]++, new Date(now));
+    return vda5050Header(this.address, this.headerIds[kind]++, new Date(now), this.version);
   }
 
   connection(state: 'ONLINE' | 'OFFLINE' | 'CONNECTIONBROKEN', now: number): [string, string] {

@@ -17,7 +17,7 @@
  * State is in memory; tasks are restored from the store with `createFleet({ tasks })`.
  */
 import { ulid } from 'ulid';
-import { parseVda5050, parseVda5050Topic, vda5050Topic, type RobotAddress } from '@checkpoint/protocol';
+import { parseVda5050, parseVda5050Topic, vda5050Topic, vda5050VersionFor, type RobotAddress } from '@checkpoint/protocol';
 import { assignTasks, DEFAULT_POLICY, type DispatchPolicy, type RobotCandidate, type TaskCandidate } from './dispatch.js';
 import type { SiteMap } from './map.js';
 import {
@@ -184,6 +184,8 @@ export function createFleet(options: FleetOptions): Fleet {
     return { manufacturer, serialNumber };
   };
   const speedOf = (r: RobotRecord | undefined) => r?.speedMax ?? policy.defaultSpeed;
+  /** Speak the robot's own 2.x version (from its last state, connection or factsheet). */
+  const versionOf = (key: RobotKey) => vda5050VersionFor(robots.get(key)?.version);
 
   // Restore: tasks that were in progress lost their order with the old process.
   const restoredAt = new Date();
@@ -212,11 +214,11 @@ export function createFleet(options: FleetOptions): Fleet {
 
   const sendOrder = (fx: FleetEffects, key: RobotKey, plan: OrderPlan, now: number) => {
     const r = rt(key);
-    publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now)));
+    publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now), versionOf(key)));
   };
   const sendCancel = (fx: FleetEffects, key: RobotKey, now: number) => {
     const r = rt(key);
-    const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now));
+    const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now), versionOf(key));
     publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
   };
 
@@ -568,7 +570,7 @@ export function createFleet(options: FleetOptions): Fleet {
           work.triggered.add(waiting[0]);
           work.waitingSince = null;
           const addr = addressOf(task.robot!);
-          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, `trigger-${now}-${actionSeq++}`, waiting[0], new Date(now)));
+          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, `trigger-${now}-${actionSeq++}`, waiting[0], new Date(now), versionOf(task.robot!)));
         }
       }
       return { task, effects: fx };

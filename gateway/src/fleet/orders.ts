@@ -246,19 +246,24 @@ export function nextPatrolUpdate(plan: OrderPlan, map: SiteMap, speed: number): 
 }
 
 /** The message to publish on `uagv/v2/{m}/{s}/order`. */
-export function orderMessage(plan: OrderPlan, robot: RobotAddress, headerId: number, now: Date): Vda5050Order {
-  return { ...vda5050Header(robot, headerId, now), orderId: plan.orderId, orderUpdateId: plan.orderUpdateId, nodes: plan.nodes, edges: plan.edges };
+export function orderMessage(plan: OrderPlan, robot: RobotAddress, headerId: number, now: Date, version?: string): Vda5050Order {
+  return { ...vda5050Header(robot, headerId, now, version), orderId: plan.orderId, orderUpdateId: plan.orderUpdateId, nodes: plan.nodes, edges: plan.edges };
 }
 
-export function cancelOrderMessage(robot: RobotAddress, headerId: number, actionId: string, now: Date): Vda5050InstantActions {
-  return { ...vda5050Header(robot, headerId, now), actions: [{ actionType: 'cancelOrder', actionId, blockingType: 'HARD' }] };
+export function cancelOrderMessage(robot: RobotAddress, headerId: number, actionId: string, now: Date, version?: string): Vda5050InstantActions {
+  return { ...vda5050Header(robot, headerId, now, version), actions: [{ actionType: 'cancelOrder', actionId, blockingType: 'HARD' }] };
 }
 
-export function triggerMessage(robot: RobotAddress, headerId: number, actionId: string, waitingActionId: string, now: Date): Vda5050InstantActions {
+export function triggerMessage(robot: RobotAddress, headerId: number, actionId: string, waitingActionId: string, now: Date, version?: string): Vda5050InstantActions {
   return {
-    ...vda5050Header(robot, headerId, now),
+    ...vda5050Header(robot, headerId, now, version),
     actions: [{ actionType: TRIGGER_ACTION, actionId, blockingType: 'NONE', actionParameters: [{ key: 'actionId', value: waitingActionId }] }],
   };
+}
+
+/** An instant action without parameters (factsheetRequest, stopCharging, startPause, ...). */
+export function instantActionMessage(robot: RobotAddress, headerId: number, actionType: string, actionId: string, now: Date, version?: string): Vda5050InstantActions {
+  return { ...vda5050Header(robot, headerId, now, version), actions: [{ actionType, actionId, blockingType: 'NONE' }] };
 }
 
 export type OrderVerdict =
