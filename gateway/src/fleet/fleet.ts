@@ -24,6 +24,7 @@ import {
   buildMoveOrder,
   buildOrder,
   cancelOrderMessage,
+  instantActionMessage,
   nextPatrolUpdate,
   orderMessage,
   orderProgress,
@@ -113,7 +114,13 @@ interface RobotRuntime {
   /** Orders we no longer want this robot to run; cancelled when it shows them. */
   abandoned: Set<string>;
   cancelsSent: Set<string>;
+  /** factsheetRequest back-off while the robot has not published a factsheet (null: none sent yet). */
+  factsheetAsk: { nextAt: number; delayMs: number } | null;
 }
+
+/** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
+const FACTSHEET_RETRY_MS = 10_000;
+const FACTSHEET_RETRY_MAX_MS = 300_000;
 
 export interface Fleet {
   readonly map: SiteMap;
@@ -172,7 +179,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const rt = (key: RobotKey): RobotRuntime => {
     let r = runtime.get(key);
     if (!r) {
-      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set() };
+      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set(), factsheetAsk: null };
       runtime.set(key, r);
     }
     return r;
@@ -220,6 +227,26 @@ export function createFleet(options: FleetOptions): Fleet {
     const r = rt(key);
     const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now), versionOf(key));
     publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
+  };
+
+  const sendInstant = (fx: FleetEffects, key: RobotKey, actionType: string, now: number) => {
+    const r = rt(key);
+    const msg = instantActionMessage(addressOf(key), r.headerIds.instantActions++, actionType, `${actionType}-${now}-${actionSeq++}`, new Date(now), versionOf(key));
+    publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
+  };
+
+  /**
+   * Robots may publish their factsheet only when asked (vda-5050-lib does): ask an ONLINE robot
+   * that has none once when we first hear from it, then again with a doubling back-off.
+   */
+  const askFactsheet = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const robot = robots.get(key);
+    if (!robot || robot.cursors.factsheet || robot.connection !== 'ONLINE') return;
+    const r = rt(key);
+    if (r.factsheetAsk && now < r.factsheetAsk.nextAt) return;
+    const delayMs = r.factsheetAsk ? Math.min(r.factsheetAsk.delayMs * 2, FACTSHEET_RETRY_MAX_MS) : FACTSHEET_RETRY_MS;
+    r.factsheetAsk = { nextAt: now + delayMs, delayMs };
+    sendInstant(fx, key, 'factsheetRequest', now);
   };
 
   // ---- starting, finishing and losing work ---------------------------------------------------------
@@ -372,12 +399,16 @@ export function createFleet(options: FleetOptions): Fleet {
     fx.robots.push(robot);
     const wasAvailable = before ? unavailableReason(before) : 'new';
     const nowAvailable = unavailableReason(robot);
-    if (wasAvailable !== nowAvailable || (before && isIdle(before) !== isIdle(robot)) || before?.charging !== robot.charging) dirty = true;
+    // A factsheet (new capabilities) can make queued tasks assignable.
+    if (kind === 'factsheet' || wasAvailable !== nowAvailable || (before && isIdle(before) !== isIdle(robot)) || before?.charging !== robot.charging) dirty = true;
     if (before?.batteryCharge != null && robot.batteryCharge != null) {
       for (const level of [policy.minBatteryPct, policy.resumeBatteryPct]) {
         if (before.batteryCharge >= level !== robot.batteryCharge >= level) dirty = true;
       }
     }
+
+    if (kind === 'connection' && outcome.connectionChanged && robot.connection === 'ONLINE') rt(key).factsheetAsk = null;
+    askFactsheet(fx, key, now);
 
     const lost =
       robot.connection === 'OFFLINE' || robot.connection === 'CONNECTIONBROKEN'
@@ -446,6 +477,7 @@ export function createFleet(options: FleetOptions): Fleet {
         charging: robot.charging,
         unavailable,
         capabilities: robot.capabilities,
+        hasFactsheet: robot.cursors.factsheet !== undefined,
         current: r.current && r.current.kind === 'task' ? remainingOf(robot.key, r.current) : null,
         hasNext: r.next !== null,
         movingTo: r.current?.kind === 'move' ? r.current.target : null,
@@ -588,6 +620,7 @@ export function createFleet(options: FleetOptions): Fleet {
     },
     tick(now = Date.now()) {
       const fx = effects();
+      for (const key of robots.keys()) askFactsheet(fx, key, now);
       for (const [key, r] of runtime) {
         const work = r.current;
         if (work?.kind !== 'task' || work.waitingSince === null || now - work.waitingSince < confirmTimeoutMs) continue;
