@@ -5,6 +5,7 @@
  * charging, cancellation, reconnects and last wills.
  */
 import { describe, expect, it } from 'vitest';
+import type { Vda5050Order } from '@checkpoint/protocol';
 import { createFleet } from '../src/fleet/index.js';
 import { bringOnline, clock, deliver, hospitalMap, run, StepRobot } from './fleet-fixtures.js';
 
@@ -62,5 +63,71 @@ describe('factsheetRequest', () => {
     expect(fleet.task(task.id)!.status).toBe('assigned');
     feed(fleet.tick(later + 600_000));
     expect(sent.filter((s) => s === 'factsheetRequest')).toHaveLength(3);
+  });
+});
+
+describe('standard actions and confirmations', () => {
+  it('delivers with a robot that knows only pick and drop: standard parameters, confirmation held in the master', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const plain = new StepRobot('STD-1', 'P1', 90, ['pick', 'drop']);
+    bringOnline(fleet, [plain], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', recipient: 'ward 3 nurse' }, 'disp', now());
+    const [first] = deliver(effects, [plain]);
+    const order = JSON.parse(first!.payload) as Vda5050Order;
+    const actions = order.nodes.flatMap((n) => n.actions);
+    expect(actions.map((a) => a.actionType)).toEqual(['pick']);
+    const params = Object.fromEntries(actions[0]!.actionParameters!.map((p) => [p.key, p.value]));
+    expect(params).toMatchObject({ stationType: expect.any(String), loadType: expect.any(String), stationName: 'PH' });
+    expect(order.nodes.at(-1)!.nodeId).toBe('W3');
+
+    run(fleet, [plain], now, () => fleet.task(task.id)!.awaiting === 'recipient');
+    expect(fleet.task(task.id)).toMatchObject({ status: 'underway', awaiting: 'recipient' });
+    expect(plain.lastNodeId).toBe('W3');
+    const confirmed = deliver(fleet.confirmTask(task.id, 'recipient', 'nurse-3', now()).effects, [plain]);
+    expect(confirmed.map((m) => m.topic)).toEqual(['uagv/v2/acme/STD-1/order']);
+    const second = JSON.parse(confirmed[0]!.payload) as Vda5050Order;
+    expect(second.orderId).not.toBe(order.orderId);
+    expect(second.nodes).toHaveLength(1);
+    expect(second.nodes[0]).toMatchObject({ nodeId: 'W3', actions: [expect.objectContaining({ actionType: 'drop' })] });
+    run(fleet, [plain], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
+    const sentTypes = plain.received.flatMap((m) => ('nodes' in m ? m.nodes.flatMap((n) => n.actions) : m.actions).map((a) => a.actionType));
+    expect(sentTypes).not.toContain('trigger');
+    expect(sentTypes).not.toContain('waitForTrigger');
+  });
+
+  it('disinfects with a robot without waitForTrigger: the UV starts only after "area clear"', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const uv = new StepRobot('UV-9', 'C1', 90, ['disinfect']);
+    bringOnline(fleet, [uv], now);
+    const { task, effects } = fleet.submitTask({ type: 'disinfection', zone: 'gate-2-area', durationS: 10 }, 'guard', now());
+    deliver(effects, [uv]);
+    run(fleet, [uv], now, () => fleet.task(task.id)!.awaiting === 'area-clear');
+    expect(fleet.task(task.id)!.awaiting).toBe('area-clear');
+    expect(uv.actions.filter((a) => a.actionType === 'disinfect')).toEqual([]);
+    deliver(fleet.confirmTask(task.id, 'area-clear', 'guard-2', now()).effects, [uv]);
+    run(fleet, [uv], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
+    expect(uv.actions.filter((a) => a.actionType === 'disinfect' && a.status === 'FINISHED')).toHaveLength(2);
+  });
+
+  it('a trigger the robot rejects lets the human confirm again instead of leaving the task underway for good', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('TRG-1', 'P1');
+    r.rejectTriggers = 1;
+    bringOnline(fleet, [r], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin' }, 'disp', now());
+    deliver(effects, [r]);
+    run(fleet, [r], now, () => fleet.task(task.id)!.awaiting === 'recipient');
+    deliver(fleet.confirmTask(task.id, 'recipient', 'nurse', now()).effects, [r]);
+    run(fleet, [r], now, () => fleet.task(task.id)!.awaiting === 'recipient', 5);
+    expect(fleet.task(task.id)!.awaiting).toBe('recipient');
+    expect(fleet.task(task.id)!.history.at(-1)!.reason).toMatch(/rejected the confirmation trigger \(triggerRejected\); confirm again/);
+    deliver(fleet.confirmTask(task.id, 'recipient', 'nurse', now()).effects, [r]);
+    run(fleet, [r], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
   });
 });

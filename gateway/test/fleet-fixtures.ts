@@ -55,10 +55,12 @@ export class StepRobot {
   battery: number;
   charging = false;
   received: Array<Vda5050Order | Vda5050InstantActions> = [];
+  /** Reject the next this many `trigger` instant actions with an error naming them (§6.9: instant action rejected). */
+  rejectTriggers = 0;
   /** The protocol version this robot speaks (and the only one it accepts, as vda-5050-lib does). */
   version = '2.1.0';
 
-  constructor(serial: string, node: string, battery = 90, readonly capabilities = ['pick', 'drop', 'waitForTrigger', 'disinfect', 'startCharging']) {
+  constructor(serial: string, node: string, battery = 90, readonly capabilities = ['pick', 'drop', 'waitForTrigger', 'trigger', 'disinfect', 'startCharging']) {
     this.address = { manufacturer: 'acme', serialNumber: serial };
     this.lastNodeId = node;
     this.battery = battery;
@@ -140,6 +142,9 @@ export class StepRobot {
           this.nodes = [];
           this.edges = [];
           this.actions.push({ ...a, status: 'FINISHED' });
+        } else if (a.actionType === 'trigger' && this.rejectTriggers > 0) {
+          this.rejectTriggers -= 1;
+          this.errors = [...this.errors, { errorType: 'triggerRejected', errorLevel: 'WARNING', errorReferences: [{ referenceKey: 'actionId', referenceValue: a.actionId }] }];
         } else if (a.actionType === 'trigger') {
           const target = a.actionParameters?.find((p) => p.key === 'actionId')?.value;
           const run = this.actions.find((r) => r.actionId === target && r.status === 'RUNNING');

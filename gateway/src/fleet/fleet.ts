@@ -21,8 +21,11 @@ import { parseVda5050, parseVda5050Topic, vda5050Topic, vda5050VersionFor, type 
 import { assignTasks, DEFAULT_POLICY, type DispatchPolicy, type RobotCandidate, type TaskCandidate } from './dispatch.js';
 import type { SiteMap } from './map.js';
 import {
+  buildContinuation,
   buildMoveOrder,
   buildOrder,
+  confirmsOnRobot,
+  holdId,
   cancelOrderMessage,
   instantActionMessage,
   nextPatrolUpdate,
@@ -104,7 +107,16 @@ export interface FleetOptions {
 }
 
 type Work =
-  | { kind: 'task'; taskId: string; plan: OrderPlan | null; waitingSince: number | null; triggered: Set<string> }
+  | {
+      kind: 'task';
+      taskId: string;
+      plan: OrderPlan | null;
+      waitingSince: number | null;
+      /** Waiting action ids (or holdId) already confirmed. */
+      triggered: Set<string>;
+      /** `trigger` instant actions sent and not yet seen through: trigger action id → waiting action id. */
+      triggersSent?: Map<string, string>;
+    }
   | { kind: 'move'; plan: OrderPlan; target: string };
 
 interface RobotRuntime {
@@ -263,6 +275,7 @@ export function createFleet(options: FleetOptions): Fleet {
         orderId: `${task.id}-${attempt}`,
         speed: speedOf(robot),
         disinfectDurationS: policy.disinfectDurationS,
+        confirmOnRobot: confirmsOnRobot(robot.capabilities),
       });
     } catch (err) {
       if (!(err instanceof RouteError)) throw err;
@@ -342,8 +355,26 @@ export function createFleet(options: FleetOptions): Fleet {
       work.plan = null;
       return startIfReady(fx, key, now);
     }
+    // A `trigger` the robot rejected (error naming it, or FAILED): the confirmation did not reach it; let the human confirm again.
+    for (const [triggerId, waitingId] of work.triggersSent ?? []) {
+      const failed = robot.actionStates.find((a) => a.actionId === triggerId && a.actionStatus === 'FAILED');
+      const error = robot.errors.find((e) => e.errorReferences?.some((ref) => ref.referenceKey === 'actionId' && ref.referenceValue === triggerId));
+      const done = robot.actionStates.some((a) => a.actionId === triggerId && a.actionStatus === 'FINISHED');
+      if (!failed && !error) {
+        if (done) work.triggersSent!.delete(triggerId);
+        continue;
+      }
+      work.triggersSent!.delete(triggerId);
+      work.triggered.delete(waitingId);
+      work.waitingSince = now;
+      const why = error ? `${error.errorType}${error.errorDescription ? `: ${error.errorDescription}` : ''}` : (failed!.resultDescription ?? 'FAILED');
+      task = note(task, `robot ${key} rejected the confirmation trigger (${why}); confirm again`, at, { awaiting: work.plan.triggers[waitingId] ?? null });
+    }
     const v = orderProgress(work.plan, robot);
-    if (v.status === 'not-started') return;
+    if (v.status === 'not-started') {
+      if (task !== tasks.get(task.id)) save(fx, task);
+      return;
+    }
     if (task.status === 'assigned') task = transition(task, 'underway', `robot ${key} took order ${work.plan.orderId}`, at);
     if (v.status === 'failed') {
       save(fx, transition(task, 'failed', v.reason, at, { progress: v.progress }));
@@ -593,16 +624,33 @@ export function createFleet(options: FleetOptions): Fleet {
     },
     confirmTask(id, kind, by, now = Date.now()) {
       const fx = effects();
-      const task = save(fx, confirm(getTask(id), kind, by, new Date(now)));
+      let task = save(fx, confirm(getTask(id), kind, by, new Date(now)));
       const r = rt(task.robot!);
       const work = r.current;
-      if (work?.kind === 'task' && work.taskId === id && work.plan) {
+      if (work?.kind === 'task' && work.taskId === id && work.plan?.hold?.kind === kind) {
+        // Master-side confirmation: send what was held back, as the next order from where the robot waits.
+        const plan = work.plan;
+        work.triggered.add(holdId(plan));
+        work.waitingSince = null;
+        try {
+          work.plan = buildContinuation(plan, map, `${plan.orderId}.${kind}`, speedOf(robots.get(task.robot!)));
+        } catch (err) {
+          if (!(err instanceof RouteError)) throw err;
+          task = save(fx, transition(task, 'failed', `cannot continue after ${kind}: ${err.message}`, new Date(now)));
+          finishCurrent(fx, task.robot!, now);
+          return { task, effects: fx };
+        }
+        task = save(fx, note(task, `order ${work.plan.orderId} sent after ${kind} confirmation`, new Date(now), { orderId: work.plan.orderId }));
+        sendOrder(fx, task.robot!, work.plan, now);
+      } else if (work?.kind === 'task' && work.taskId === id && work.plan) {
         const waiting = Object.entries(work.plan.triggers).find(([actionId, k]) => k === kind && !work.triggered.has(actionId));
         if (waiting) {
           work.triggered.add(waiting[0]);
           work.waitingSince = null;
           const addr = addressOf(task.robot!);
-          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, `trigger-${now}-${actionSeq++}`, waiting[0], new Date(now), versionOf(task.robot!)));
+          const triggerId = `trigger-${now}-${actionSeq++}`;
+          (work.triggersSent ??= new Map()).set(triggerId, waiting[0]);
+          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, triggerId, waiting[0], new Date(now), versionOf(task.robot!)));
         }
       }
       return { task, effects: fx };
