@@ -131,3 +131,75 @@ describe('standard actions and confirmations', () => {
     expect(fleet.task(task.id)!.status).toBe('completed');
   });
 });
+
+describe('dispatch rules', () => {
+  const ordersIn = (published: Array<{ topic: string; payload: string }>) => published.filter((m) => m.topic.endsWith('/order'));
+
+  it('creates at most one charge task per robot and backs off after refusals', () => {
+    let t = Date.parse('2025-03-01T08:00:00Z');
+    const now = () => (t += 100);
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const low = new StepRobot('LOW-1', 'P1', 15);
+    low.refuseOrders = true;
+    bringOnline(fleet, [low], now);
+    const published: Array<{ topic: string; payload: string }> = [];
+    // 17 s of states every 100 ms and a tick every second.
+    for (let i = 0; i < 170; i++) {
+      published.push(...deliver(fleet.handleMessage(...low.state(now()), t), [low]));
+      if (i % 10 === 0) published.push(...deliver(fleet.tick(t), [low]));
+    }
+    const charges = fleet.tasks().filter((x) => x.type === 'charge');
+    expect(charges).toHaveLength(1);
+    const orders = ordersIn(published).map((m) => JSON.parse(m.payload).timestamp as string);
+    expect(orders.length).toBeGreaterThanOrEqual(2);
+    expect(orders.length).toBeLessThanOrEqual(3);
+    // The second order came seconds after the first refusal, not within 100 ms.
+    expect(Date.parse(orders[1]!) - Date.parse(orders[0]!)).toBeGreaterThanOrEqual(5_000);
+  });
+
+  it('sends stopCharging before new work to a charging robot, and the order once it stopped', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('CHG-1', 'CH1', 80);
+    r.charging = true;
+    bringOnline(fleet, [r], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', confirmRecipient: false }, 'disp', now());
+    const first = deliver(effects, [r]);
+    expect(first.map((m) => m.topic)).toEqual(['uagv/v2/acme/CHG-1/instantActions']);
+    expect(JSON.parse(first[0]!.payload).actions[0].actionType).toBe('stopCharging');
+    expect(r.charging).toBe(false);
+    const next = deliver(fleet.handleMessage(...r.state(now()), now()), [r]);
+    expect(ordersIn(next)).toHaveLength(1);
+    run(fleet, [r], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
+  });
+
+  it('starts the order after a cancel mid-edge at the robot\'s position (allowedDeviationXY, §6.6.3.1)', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('MID-1', 'C1');
+    r.position = { x: 16, y: 0 }; // stopped 6 m past C1 on the way to C2
+    bringOnline(fleet, [r], now);
+    const { effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', confirmRecipient: false }, 'disp', now());
+    const [order] = ordersIn(deliver(effects, [r]));
+    const firstNode = (JSON.parse(order!.payload) as Vda5050Order).nodes[0]!;
+    expect(firstNode.nodeId).toBe('C1');
+    expect(firstNode.nodePosition!.allowedDeviationXY).toBeGreaterThanOrEqual(6);
+  });
+
+  it('sends no cancelOrder to a robot that does not show the cancelled order, but cancels it if it shows up', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('IDL-1', 'P1');
+    bringOnline(fleet, [r], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin' }, 'disp', now());
+    const [order] = ordersIn(effects.publish); // not delivered yet (in flight)
+    const cancelled = fleet.cancelTask(task.id, 'disp', now()).effects.publish;
+    expect(cancelled.filter((m) => m.topic.endsWith('/instantActions'))).toEqual([]);
+    // The order arrives late and the robot starts it: now it is cancelled.
+    r.receive(order!.topic, order!.payload);
+    r.step();
+    const later = fleet.handleMessage(...r.state(now()), now()).publish;
+    expect(later.filter((m) => m.topic.endsWith('/instantActions')).map((m) => JSON.parse(m.payload).actions[0].actionType)).toEqual(['cancelOrder']);
+  });
+});

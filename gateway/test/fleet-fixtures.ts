@@ -57,6 +57,10 @@ export class StepRobot {
   received: Array<Vda5050Order | Vda5050InstantActions> = [];
   /** Reject the next this many `trigger` instant actions with an error naming them (§6.9: instant action rejected). */
   rejectTriggers = 0;
+  /** Refuse every order (an error naming its orderId, §6.6) while true. */
+  refuseOrders = false;
+  /** Where it stands when between nodes (published as agvPosition); null: on its last node, not published. */
+  position: { x: number; y: number } | null = null;
   /** The protocol version this robot speaks (and the only one it accepts, as vda-5050-lib does). */
   version = '2.1.0';
 
@@ -107,6 +111,7 @@ export class StepRobot {
       actionStates: this.actions.map((a) => ({ actionId: a.actionId, actionType: a.actionType, actionStatus: a.status, ...(a.result ? { resultDescription: a.result } : {}) })),
       batteryState: { batteryCharge: this.battery, charging: this.charging },
       errors: this.errors,
+      ...(this.position ? { agvPosition: { ...this.position, theta: 0, mapId: 'floor-1', positionInitialized: true } } : {}),
       safetyState: { eStop: 'NONE', fieldViolation: false },
     };
     return [vda5050Topic(this.address, 'state'), JSON.stringify(msg)];
@@ -121,6 +126,10 @@ export class StepRobot {
     this.received.push(msg);
     if (topic.endsWith('/order')) {
       const order = msg as Vda5050Order;
+      if (this.refuseOrders) {
+        this.errors = [{ errorType: 'orderError', errorLevel: 'WARNING', errorReferences: [{ referenceKey: 'orderId', referenceValue: order.orderId }] }];
+        return;
+      }
       if (order.orderId === this.orderId && order.orderUpdateId <= this.orderUpdateId) return; // duplicate
       if (order.orderId !== this.orderId) this.actions = this.actions.filter((a) => a.status === 'RUNNING');
       this.orderId = order.orderId;
@@ -141,6 +150,9 @@ export class StepRobot {
           for (const run of this.actions) if (run.status !== 'FINISHED') run.status = 'FAILED';
           this.nodes = [];
           this.edges = [];
+          this.actions.push({ ...a, status: 'FINISHED' });
+        } else if (a.actionType === 'stopCharging') {
+          this.charging = false;
           this.actions.push({ ...a, status: 'FINISHED' });
         } else if (a.actionType === 'trigger' && this.rejectTriggers > 0) {
           this.rejectTriggers -= 1;

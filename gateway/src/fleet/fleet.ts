@@ -26,6 +26,7 @@ import {
   buildOrder,
   confirmsOnRobot,
   holdId,
+  startDeviation,
   cancelOrderMessage,
   instantActionMessage,
   nextPatrolUpdate,
@@ -116,6 +117,10 @@ type Work =
       triggered: Set<string>;
       /** `trigger` instant actions sent and not yet seen through: trigger action id → waiting action id. */
       triggersSent?: Map<string, string>;
+      /** After a refusal: do not send the order again before this time (ms). */
+      retryAt?: number;
+      /** stopCharging sent before this task's order (the robot was charging). */
+      stopChargingSent?: boolean;
     }
   | { kind: 'move'; plan: OrderPlan; target: string };
 
@@ -128,7 +133,20 @@ interface RobotRuntime {
   cancelsSent: Set<string>;
   /** factsheetRequest back-off while the robot has not published a factsheet (null: none sent yet). */
   factsheetAsk: { nextAt: number; delayMs: number } | null;
+  /** Failed charge tasks in a row, and no new charge task before `chargeRetryAt`. */
+  chargeFailures: number;
+  chargeRetryAt: number;
+  /** A refused parking order: no new one before this time. */
+  parkRetryAt: number;
 }
+
+/** Back-off after a refused order: base × 2^(attempt − 1), capped. */
+const REFUSAL_RETRY_MS = 5_000;
+const REFUSAL_RETRY_MAX_MS = 120_000;
+const CHARGE_RETRY_MS = 30_000;
+const CHARGE_RETRY_MAX_MS = 600_000;
+const PARK_RETRY_MS = 30_000;
+const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
 
 /** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
 const FACTSHEET_RETRY_MS = 10_000;
@@ -191,7 +209,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const rt = (key: RobotKey): RobotRuntime => {
     let r = runtime.get(key);
     if (!r) {
-      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set(), factsheetAsk: null };
+      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set(), factsheetAsk: null, chargeFailures: 0, chargeRetryAt: 0, parkRetryAt: 0 };
       runtime.set(key, r);
     }
     return r;
@@ -220,6 +238,15 @@ export function createFleet(options: FleetOptions): Fleet {
   const publish = (fx: FleetEffects, topic: string, message: unknown) =>
     fx.publish.push({ topic, payload: JSON.stringify(message), qos: 1, retain: false });
   const save = (fx: FleetEffects, task: Task): Task => {
+    const before = tasks.get(task.id);
+    if (task.type === 'charge' && task.robot && before?.status !== task.status) {
+      // One charge task per robot at a time; after a failed one, wait longer each time before the next.
+      const r = rt(task.robot);
+      if (task.status === 'failed') {
+        r.chargeFailures += 1;
+        r.chargeRetryAt = Date.parse(task.updatedAt) + backoff(CHARGE_RETRY_MS, r.chargeFailures, CHARGE_RETRY_MAX_MS);
+      } else if (task.status === 'completed') r.chargeFailures = 0;
+    }
     tasks.set(task.id, task);
     const i = fx.tasks.findIndex((t) => t.id === task.id);
     if (i >= 0) fx.tasks[i] = task;
@@ -261,6 +288,20 @@ export function createFleet(options: FleetOptions): Fleet {
     sendInstant(fx, key, 'factsheetRequest', now);
   };
 
+  /**
+   * Gives up an order: cancels it now if the robot is running it, otherwise only remembers it
+   * (cancelled when the robot shows it). No cancelOrder goes to an idle robot.
+   */
+  const abandon = (fx: FleetEffects, key: RobotKey, orderId: string, now: number) => {
+    const r = rt(key);
+    remember(r.abandoned, orderId);
+    const robot = robots.get(key);
+    if (robot && robot.orderId === orderId && !isIdle(robot) && !r.cancelsSent.has(orderId)) {
+      remember(r.cancelsSent, orderId);
+      sendCancel(fx, key, now);
+    }
+  };
+
   // ---- starting, finishing and losing work ---------------------------------------------------------
 
   /** Sends the order of the robot's current task once the robot is idle (after a cancelled parking move, say). */
@@ -268,7 +309,17 @@ export function createFleet(options: FleetOptions): Fleet {
     const work = rt(key).current;
     const robot = robots.get(key);
     if (!work || work.kind !== 'task' || work.plan || !robot || !isIdle(robot) || robot.lastNodeId === null) return;
+    if (work.retryAt !== undefined && now < work.retryAt) return;
     let task = tasks.get(work.taskId)!;
+    if (robot.charging && task.type !== 'charge') {
+      // A charging robot refuses orders (vda-5050-lib does): stop charging first, start on the state that shows it stopped.
+      if (!work.stopChargingSent) {
+        work.stopChargingSent = true;
+        sendInstant(fx, key, 'stopCharging', now);
+        save(fx, note(task, `robot ${key} is charging: stopCharging sent`, new Date(now)));
+      }
+      return;
+    }
     const attempt = task.attempts + 1;
     try {
       work.plan = buildOrder(task, map, robot.lastNodeId, {
@@ -276,6 +327,7 @@ export function createFleet(options: FleetOptions): Fleet {
         speed: speedOf(robot),
         disinfectDurationS: policy.disinfectDurationS,
         confirmOnRobot: confirmsOnRobot(robot.capabilities),
+        startDeviationXY: startDeviation(map, robot.lastNodeId, robot.position),
       });
     } catch (err) {
       if (!(err instanceof RouteError)) throw err;
@@ -337,6 +389,11 @@ export function createFleet(options: FleetOptions): Fleet {
     const work = r.current;
     if (!work) return;
     if (work.kind === 'move') {
+      if (robot.orderId !== work.plan.orderId && refusalOf(robot, work.plan.orderId)) {
+        // A refused parking order: drop it (the robot is free) and do not park it again for a while.
+        r.parkRetryAt = now + PARK_RETRY_MS;
+        return finishCurrent(fx, key, now);
+      }
       const v = orderProgress(work.plan, robot);
       if (v.status === 'finished' || v.status === 'failed') finishCurrent(fx, key, now);
       return;
@@ -351,9 +408,11 @@ export function createFleet(options: FleetOptions): Fleet {
         save(fx, transition(task, 'failed', `robot ${key} refused order ${work.plan.orderId} (${refusal}); gave up after ${task.attempts} orders`, at));
         return finishCurrent(fx, key, now);
       }
-      save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again when the robot is idle`, at));
+      const waitMs = backoff(REFUSAL_RETRY_MS, task.attempts, REFUSAL_RETRY_MAX_MS);
+      save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again in ${waitMs / 1000} s`, at));
       work.plan = null;
-      return startIfReady(fx, key, now);
+      work.retryAt = now + waitMs;
+      return;
     }
     // A `trigger` the robot rejected (error naming it, or FAILED): the confirmation did not reach it; let the human confirm again.
     for (const [triggerId, waitingId] of work.triggersSent ?? []) {
@@ -545,7 +604,13 @@ export function createFleet(options: FleetOptions): Fleet {
       r.current = { kind: 'task', taskId, plan: null, waitingSince: null, triggered: new Set() };
       if (current?.kind === 'move') {
         // Parking can be dropped: cancel it and start once the robot reports standing still
-        // (its last state may predate the parking order, so do not trust it now).
+        // (its last state may predate the parking order, so do not trust it now). A parking
+        // move the robot shows as done needs no cancelOrder.
+        const robot = robots.get(key);
+        if (robot && robot.orderId === current.plan.orderId && isIdle(robot)) {
+          remember(r.abandoned, current.plan.orderId);
+          return startIfReady(fx, key, now);
+        }
         remember(r.abandoned, current.plan.orderId);
         remember(r.cancelsSent, current.plan.orderId);
         sendCancel(fx, key, now);
@@ -559,6 +624,9 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     for (const c of plan.toCharge) {
       const robot = robots.get(c.robot)!;
+      // Never a second charge task for a robot, and none while backing off after a failed one.
+      const open = [...tasks.values()].some((t) => t.type === 'charge' && (t.robot === c.robot || t.pinnedRobot === c.robot) && !TERMINAL.has(t.status));
+      if (open || now < rt(c.robot).chargeRetryAt) continue;
       const spec = parseTaskRequest({ type: 'charge', charger: c.charger, robot: c.robot, priority: 100 }, map);
       const task = newTask(spec, { id: newTaskId(), now: at, requestedBy: 'dispatcher' });
       save(fx, note(task, `battery ${robot.batteryCharge?.toFixed(0)} % below ${policy.minBatteryPct} %`, at));
@@ -566,9 +634,10 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     for (const p of plan.toPark) {
       const robot = robots.get(p.robot)!;
+      if (now < rt(p.robot).parkRetryAt) continue;
       const orderId = `park-${robot.serialNumber}-${now}-${parkSeq++}`;
       try {
-        const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot));
+        const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot), startDeviation(map, robot.lastNodeId!, robot.position));
         rt(p.robot).current = { kind: 'move', plan: move, target: p.node };
         sendOrder(fx, p.robot, move, now);
       } catch (err) {
@@ -611,11 +680,7 @@ export function createFleet(options: FleetOptions): Fleet {
         const r = rt(task.robot);
         if (r.next === id) r.next = null;
         if (r.current?.kind === 'task' && r.current.taskId === id) {
-          if (r.current.plan) {
-            remember(r.abandoned, r.current.plan.orderId);
-            remember(r.cancelsSent, r.current.plan.orderId);
-            sendCancel(fx, task.robot, now);
-          }
+          if (r.current.plan) abandon(fx, task.robot, r.current.plan.orderId, now);
           finishCurrent(fx, task.robot, now);
         }
       }
@@ -675,13 +740,11 @@ export function createFleet(options: FleetOptions): Fleet {
         const task = tasks.get(work.taskId)!;
         const kind = task.awaiting;
         save(fx, transition(task, 'failed', `nobody confirmed ${kind} within ${confirmTimeoutMs / 1000} s`, new Date(now)));
-        if (work.plan) {
-          remember(r.abandoned, work.plan.orderId);
-          remember(r.cancelsSent, work.plan.orderId);
-          sendCancel(fx, key, now);
-        }
+        if (work.plan) abandon(fx, key, work.plan.orderId, now);
         finishCurrent(fx, key, now);
       }
+      // Orders waiting out a refusal back-off.
+      for (const [key, r] of runtime) if (r.current?.kind === 'task' && !r.current.plan) startIfReady(fx, key, now);
       dispatch(fx, now);
       return fx;
     },

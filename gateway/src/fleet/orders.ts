@@ -159,6 +159,7 @@ function route(
   firstSeq: number,
   actionCounter: { n: number },
   startActions: Vda5050Action[] = [],
+  startDeviationXY?: number,
 ): { nodes: Vda5050Node[]; edges: Vda5050Edge[]; triggers: Record<string, ConfirmationKind> } {
   const nodes: Vda5050Node[] = [];
   const edges: Vda5050Edge[] = [];
@@ -189,6 +190,8 @@ function route(
     });
 
   pushNode(startNode, startActions);
+  // §6.6.3.1: a robot stopped between nodes (after a cancel mid-edge) counts the first node as traversed.
+  if (startDeviationXY !== undefined) nodes[0]!.nodePosition!.allowedDeviationXY = startDeviationXY;
   let at = startNode;
   for (const stop of stops) {
     const path = map.shortestPath(at, stop.node, speed);
@@ -216,6 +219,20 @@ export interface BuildOrderOptions {
   load?: LoadPolicy;
   /** The robot completes waitForTrigger on our `trigger` (see confirmsOnRobot); otherwise the master holds the rest back. Default true. */
   confirmOnRobot?: boolean;
+  /** Set when the robot stands away from its last node (see startDeviation). */
+  startDeviationXY?: number;
+}
+
+/**
+ * The allowedDeviationXY for an order's first node when the robot is not on its last node (e.g.
+ * stopped mid-edge by a cancelOrder): its distance plus a margin, so that it accepts the order
+ * (VDA 5050 §6.6.3.1, second option). Undefined when it is on the node or its position is unknown.
+ */
+export function startDeviation(map: SiteMap, lastNodeId: string, position: { x: number; y: number } | null, marginM = 0.5): number | undefined {
+  if (!position) return undefined;
+  const n = map.node(lastNodeId);
+  const d = Math.hypot(position.x - n.x, position.y - n.y);
+  return d > 0.05 ? Math.round((d + marginM) * 1000) / 1000 : undefined;
 }
 
 /** Splits stops at the first confirmation: what to send now, and what to hold until it. */
@@ -237,7 +254,7 @@ export function buildOrder(task: Task, map: SiteMap, startNode: string, o: Build
   const all = stopsOf(task, map, startNode, o.speed, o);
   const { now: stops, hold } = o.confirmOnRobot === false ? splitAtConfirmation(all) : { now: all, hold: null };
   const counter = { n: 0 };
-  const r = route(map, o.orderId, startNode, stops, o.speed, 0, counter);
+  const r = route(map, o.orderId, startNode, stops, o.speed, 0, counter, [], o.startDeviationXY);
   const plan = planOf(o.orderId, 0, r, task.spec.type === 'patrol' ? (task.spec.repeat ?? 1) - 1 : 0, task.spec.type === 'patrol' ? task.spec.nodes : []);
   return { ...plan, hold };
 }
@@ -254,8 +271,8 @@ export function buildContinuation(plan: OrderPlan, map: SiteMap, orderId: string
 }
 
 /** A plain move (parking) with no actions. */
-export function buildMoveOrder(map: SiteMap, startNode: string, target: string, orderId: string, speed: number): OrderPlan {
-  const r = route(map, orderId, startNode, [{ node: target, actions: [] }], speed, 0, { n: 0 });
+export function buildMoveOrder(map: SiteMap, startNode: string, target: string, orderId: string, speed: number, startDeviationXY?: number): OrderPlan {
+  const r = route(map, orderId, startNode, [{ node: target, actions: [] }], speed, 0, { n: 0 }, [], startDeviationXY);
   return planOf(orderId, 0, r, 0, []);
 }
 
