@@ -6,7 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Vda5050Order } from '@checkpoint/protocol';
-import { createFleet } from '../src/fleet/index.js';
+import { createFleet as createBareFleet } from '../src/fleet/index.js';
+import { checkedCount, officiallyChecked } from './fleet-wire-schemas.js';
+
+/** Every message in and out checked against the official VDA 5050 2.0.0 schemas. */
+const createFleet = (...a: Parameters<typeof createBareFleet>) => officiallyChecked(createBareFleet(...a));
 import { bringOnline, clock, deliver, hospitalMap, run, StepRobot } from './fleet-fixtures.js';
 
 let ids = 0;
@@ -201,5 +205,11 @@ describe('dispatch rules', () => {
     r.step();
     const later = fleet.handleMessage(...r.state(now()), now()).publish;
     expect(later.filter((m) => m.topic.endsWith('/instantActions')).map((m) => JSON.parse(m.payload).actions[0].actionType)).toEqual(['cancelOrder']);
+  });
+});
+
+describe('wire check', () => {
+  it('checked every message of the tests above against the official schemas', () => {
+    for (const kind of ['order', 'instantActions', 'state', 'connection', 'factsheet']) expect(checkedCount[kind] ?? 0).toBeGreaterThan(0);
   });
 });

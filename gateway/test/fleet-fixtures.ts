@@ -88,8 +88,9 @@ export class StepRobot {
       JSON.stringify({
         ...this.header('factsheet', now),
         typeSpecification: { seriesName: 'test', agvKinematic: 'DIFF', agvClass: 'CARRIER', maxLoadMass: 10, localizationTypes: ['NATURAL'], navigationTypes: ['AUTONOMOUS'] },
-        physicalParameters: { speedMin: 0, speedMax: 1, accelerationMax: 1, decelerationMax: 1, heightMax: 1, width: 0.5, length: 0.7 },
-        protocolLimits: {},
+        physicalParameters: { speedMin: 0, speedMax: 1, accelerationMax: 1, decelerationMax: 1, heightMin: 0.3, heightMax: 1, width: 0.5, length: 0.7 },
+        // What the official 2.0.0 schema requires.
+        protocolLimits: { maxStringLens: {}, maxArrayLens: {}, timing: { minOrderInterval: 0.1, minStateInterval: 0.1 } },
         protocolFeatures: { optionalParameters: [], agvActions: this.capabilities.map((actionType) => ({ actionType, actionScopes: ['NODE'] })) },
         agvGeometry: {},
         loadSpecification: {},
