@@ -213,3 +213,34 @@ describe('wire check', () => {
     for (const kind of ['order', 'instantActions', 'state', 'connection', 'factsheet']) expect(checkedCount[kind] ?? 0).toBeGreaterThan(0);
   });
 });
+
+describe('reconnects and last wills', () => {
+  it('re-queues the task of a robot whose last will (timestamped at connect, long ago) arrives, and waits for a fresh state after it reconnects', () => {
+    let t = Date.parse('2025-03-01T08:00:00Z');
+    const now = () => (t += 1000);
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('WILL-1', 'P1');
+    // The will is composed at connect time, just before ONLINE.
+    const will = r.connection('CONNECTIONBROKEN', now());
+    bringOnline(fleet, [r], now);
+    t += 3_600_000; // an hour of work later
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin' }, 'disp', now());
+    deliver(effects, [r]);
+    run(fleet, [r], now, () => fleet.task(task.id)!.status === 'underway');
+    deliver(fleet.handleMessage(...will, now()), [r]);
+    expect(fleet.robot(r.key)!.connection).toBe('CONNECTIONBROKEN');
+    expect(fleet.task(task.id)!.status).toBe('queued');
+    // Back online: the state stored before the crash is not used to dispatch.
+    r.nodes = [];
+    r.edges = [];
+    r.actions = [];
+    r.lastNodeId = 'C2';
+    const back = deliver(fleet.handleMessage(...r.connection('ONLINE', now()), now()), [r]);
+    expect(back.filter((m) => m.topic.endsWith('/order'))).toEqual([]);
+    expect(fleet.task(task.id)!.status).toBe('queued');
+    const fresh = deliver(fleet.handleMessage(...r.state(now()), now()), [r]);
+    const orders = fresh.filter((m) => m.topic.endsWith('/order'));
+    expect(orders).toHaveLength(1);
+    expect((JSON.parse(orders[0]!.payload) as Vda5050Order).nodes[0]!.nodeId).toBe('C2');
+  });
+});
