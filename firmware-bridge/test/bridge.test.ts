@@ -139,6 +139,11 @@ describe('firmware-bridge with a serial and a native simulated robot', () => {
     for (const robot of [SERIAL, NATIVE]) {
       const f = received.find((m) => m.robot === robot.serialNumber && m.channel === 'factsheet')!.value as { protocolFeatures: { agvActions: Array<{ actionType: string }> } };
       expect(f.protocolFeatures.agvActions.map((a) => a.actionType)).toEqual(expect.arrayContaining(['drop', 'waitForTrigger', 'cancelOrder']));
+      // Fields the official 2.0.0 factsheet schema requires (other makers' masters validate against it).
+      expect(f).toMatchObject({
+        physicalParameters: { heightMin: expect.any(Number) },
+        protocolLimits: { maxStringLens: {}, maxArrayLens: {}, timing: { minOrderInterval: expect.any(Number), minStateInterval: expect.any(Number) } },
+      });
     }
   });
 

@@ -55,8 +55,16 @@ export class StepRobot {
   battery: number;
   charging = false;
   received: Array<Vda5050Order | Vda5050InstantActions> = [];
+  /** Reject the next this many `trigger` instant actions with an error naming them (§6.9: instant action rejected). */
+  rejectTriggers = 0;
+  /** Refuse every order (an error naming its orderId, §6.6) while true. */
+  refuseOrders = false;
+  /** Where it stands when between nodes (published as agvPosition); null: on its last node, not published. */
+  position: { x: number; y: number } | null = null;
+  /** The protocol version this robot speaks (and the only one it accepts, as vda-5050-lib does). */
+  version = '2.1.0';
 
-  constructor(serial: string, node: string, battery = 90, readonly capabilities = ['pick', 'drop', 'waitForTrigger', 'disinfect', 'startCharging']) {
+  constructor(serial: string, node: string, battery = 90, readonly capabilities = ['pick', 'drop', 'waitForTrigger', 'trigger', 'disinfect', 'startCharging']) {
     this.address = { manufacturer: 'acme', serialNumber: serial };
     this.lastNodeId = node;
     this.battery = battery;
@@ -67,7 +75,7 @@ export class StepRobot {
   }
 
   private header(kind: keyof StepRobot['headerIds'], now: number) {
-    return vda5050Header(this.address, this.headerIds[kind]++, new Date(now));
+    return vda5050Header(this.address, this.headerIds[kind]++, new Date(now), this.version);
   }
 
   connection(state: 'ONLINE' | 'OFFLINE' | 'CONNECTIONBROKEN', now: number): [string, string] {
@@ -80,8 +88,9 @@ export class StepRobot {
       JSON.stringify({
         ...this.header('factsheet', now),
         typeSpecification: { seriesName: 'test', agvKinematic: 'DIFF', agvClass: 'CARRIER', maxLoadMass: 10, localizationTypes: ['NATURAL'], navigationTypes: ['AUTONOMOUS'] },
-        physicalParameters: { speedMin: 0, speedMax: 1, accelerationMax: 1, decelerationMax: 1, heightMax: 1, width: 0.5, length: 0.7 },
-        protocolLimits: {},
+        physicalParameters: { speedMin: 0, speedMax: 1, accelerationMax: 1, decelerationMax: 1, heightMin: 0.3, heightMax: 1, width: 0.5, length: 0.7 },
+        // What the official 2.0.0 schema requires.
+        protocolLimits: { maxStringLens: {}, maxArrayLens: {}, timing: { minOrderInterval: 0.1, minStateInterval: 0.1 } },
         protocolFeatures: { optionalParameters: [], agvActions: this.capabilities.map((actionType) => ({ actionType, actionScopes: ['NODE'] })) },
         agvGeometry: {},
         loadSpecification: {},
@@ -103,6 +112,7 @@ export class StepRobot {
       actionStates: this.actions.map((a) => ({ actionId: a.actionId, actionType: a.actionType, actionStatus: a.status, ...(a.result ? { resultDescription: a.result } : {}) })),
       batteryState: { batteryCharge: this.battery, charging: this.charging },
       errors: this.errors,
+      ...(this.position ? { agvPosition: { ...this.position, theta: 0, mapId: 'floor-1', positionInitialized: true } } : {}),
       safetyState: { eStop: 'NONE', fieldViolation: false },
     };
     return [vda5050Topic(this.address, 'state'), JSON.stringify(msg)];
@@ -117,6 +127,10 @@ export class StepRobot {
     this.received.push(msg);
     if (topic.endsWith('/order')) {
       const order = msg as Vda5050Order;
+      if (this.refuseOrders) {
+        this.errors = [{ errorType: 'orderError', errorLevel: 'WARNING', errorReferences: [{ referenceKey: 'orderId', referenceValue: order.orderId }] }];
+        return;
+      }
       if (order.orderId === this.orderId && order.orderUpdateId <= this.orderUpdateId) return; // duplicate
       if (order.orderId !== this.orderId) this.actions = this.actions.filter((a) => a.status === 'RUNNING');
       this.orderId = order.orderId;
@@ -138,6 +152,12 @@ export class StepRobot {
           this.nodes = [];
           this.edges = [];
           this.actions.push({ ...a, status: 'FINISHED' });
+        } else if (a.actionType === 'stopCharging') {
+          this.charging = false;
+          this.actions.push({ ...a, status: 'FINISHED' });
+        } else if (a.actionType === 'trigger' && this.rejectTriggers > 0) {
+          this.rejectTriggers -= 1;
+          this.errors = [...this.errors, { errorType: 'triggerRejected', errorLevel: 'WARNING', errorReferences: [{ referenceKey: 'actionId', referenceValue: a.actionId }] }];
         } else if (a.actionType === 'trigger') {
           const target = a.actionParameters?.find((p) => p.key === 'actionId')?.value;
           const run = this.actions.find((r) => r.actionId === target && r.status === 'RUNNING');

@@ -26,7 +26,7 @@ describe('OPC UA fleet view', () => {
   });
 
   it('names robot states: offline, error, charging, driving, working, idle', () => {
-    const base = { ...emptyRobot({ manufacturer: 'acme', serialNumber: 'R1' }, 0), connection: 'ONLINE' as const, operatingMode: 'AUTOMATIC' as const, lastNodeId: 'P1', batteryCharge: 80 };
+    const base = { ...emptyRobot({ manufacturer: 'acme', serialNumber: 'R1' }, 0), connection: 'ONLINE' as const, operatingMode: 'AUTOMATIC' as const, lastNodeId: 'P1', batteryCharge: 80, freshState: true };
     expect(opcuaRobotState({ ...base, connection: 'CONNECTIONBROKEN' }, true)).toBe('offline');
     expect(opcuaRobotState({ ...base, eStop: 'MANUAL' }, false)).toBe('error');
     expect(opcuaRobotState({ ...base, charging: true }, false)).toBe('charging');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { vda5050Header, type Vda5050Connection, type Vda5050State } from '@checkpoint/protocol';
-import { applyRobotMessage, unavailableReason, type RobotRecord } from '../src/fleet/index.js';
+import { applyRobotMessage, unavailableReason, type RegistryMessage, type RobotRecord } from '../src/fleet/index.js';
 
 const robot = { manufacturer: 'acme', serialNumber: 'AMR-1' };
 const at = (s: number) => new Date(Date.parse('2025-03-01T08:00:00Z') + s * 1000);
@@ -65,14 +65,43 @@ describe('robot registry', () => {
       { kind: 'connection', message: connection(6, 99.9, 'CONNECTIONBROKEN') },
       // A retained replay of the old ONLINE after a gateway reconnect is not taken for a new session.
       { kind: 'connection', message: connection(7, 100, 'ONLINE') },
-      // A stale will from a session long ago is ignored.
+      // Reconnected; a QoS 1 redelivery of the will already applied is a duplicate.
       { kind: 'connection', message: connection(8, 101, 'ONLINE') },
-      { kind: 'connection', message: connection(1, 5, 'CONNECTIONBROKEN') },
+      { kind: 'connection', message: connection(6, 99.9, 'CONNECTIONBROKEN') },
     ]);
-    expect(outcomes).toEqual(['applied', 'applied', 'duplicate', 'applied', 'stale']);
+    expect(outcomes).toEqual(['applied', 'applied', 'duplicate', 'applied', 'duplicate']);
     expect(record.connection).toBe('ONLINE');
     const broken = applyRobotMessage(record, { kind: 'connection', message: connection(9, 200, 'CONNECTIONBROKEN') }, 0);
     expect(broken.applied && unavailableReason(broken.record)).toBe('connection CONNECTIONBROKEN');
+  });
+
+  it('judges a last will by its arrival: composed at connect an hour ago, it still marks a crash', () => {
+    const { record, outcomes } = fold([
+      { kind: 'connection', message: connection(1, 100, 'ONLINE') },
+      { kind: 'state', message: state(1, 3700) },
+      { kind: 'connection', message: connection(0, 99.9, 'CONNECTIONBROKEN') },
+    ]);
+    expect(outcomes).toEqual(['applied', 'applied', 'applied']);
+    expect(unavailableReason(record)).toBe('connection CONNECTIONBROKEN');
+  });
+
+  it('waits for the first state after a reconnect, and a paused robot is not available', () => {
+    let { record } = fold([
+      { kind: 'connection', message: connection(1, 100, 'ONLINE') },
+      { kind: 'state', message: state(1, 101) },
+    ]);
+    expect(unavailableReason(record)).toBeNull();
+    for (const [m, want] of [
+      [{ kind: 'connection', message: connection(2, 110, 'CONNECTIONBROKEN') }, 'connection CONNECTIONBROKEN'],
+      [{ kind: 'connection', message: connection(3, 120, 'ONLINE') }, 'waiting for its first state since connecting'],
+      [{ kind: 'state', message: state(2, 121) }, null],
+      [{ kind: 'state', message: state(3, 122, { paused: true }) }, 'paused'],
+    ] as const) {
+      const o = applyRobotMessage(record, m as RegistryMessage, 0);
+      expect(o.applied).toBe(true);
+      record = o.record!;
+      expect(unavailableReason(record)).toBe(want);
+    }
   });
 
   it('says why a robot cannot work: e-stop, fatal error, manual mode', () => {

@@ -290,11 +290,13 @@ export const Vda5050State = Type.Object({
   edgeStates: List(EdgeState),
   agvPosition: Type.Optional(AgvPosition),
   velocity: Type.Optional(Velocity),
-  loads: Type.Optional(List(Load, 100)),
+  loads: Type.Optional(Type.Array(Load)),
   actionStates: List(ActionState),
   batteryState: BatteryState,
-  errors: List(Vda5050Error, 100),
-  information: Type.Optional(List(Information, 100)),
+  // The standard sets no limit on errors or information (a robot may report 101 and more); the
+  // payload size check of parseVda5050 is what bounds them.
+  errors: Type.Array(Vda5050Error),
+  information: Type.Optional(Type.Array(Information)),
   safetyState: SafetyState,
 });
 export type Vda5050State = Static<typeof Vda5050State>;
@@ -500,12 +502,24 @@ export function parseVda5050<K extends Vda5050Kind>(
   return validateVda5050(kind, value, topicRobot);
 }
 
-/** A header for a message we send; `headerId` is per topic and counted by the caller. */
-export function vda5050Header(robot: RobotAddress, headerId: number, now: Date = new Date()): Vda5050Header {
+/**
+ * The version to speak to a robot that reported `reported` (in its state, connection or
+ * factsheet): its own, when it is a 2.0.x or 2.1.x; ours otherwise (nothing heard yet). Robots
+ * may insist on an exact match (vda-5050-lib refuses a 2.1.0 order as a 2.0.0 client).
+ */
+export function vda5050VersionFor(reported: string | null | undefined): string {
+  return reported && new RegExp(VDA5050_VERSION_PATTERN).test(reported) ? reported : VDA5050_VERSION;
+}
+
+/**
+ * A header for a message we send; `headerId` is per topic and counted by the caller. `version`
+ * is the robot's (see vda5050VersionFor).
+ */
+export function vda5050Header(robot: RobotAddress, headerId: number, now: Date = new Date(), version: string = VDA5050_VERSION): Vda5050Header {
   return {
     headerId,
     timestamp: now.toISOString(),
-    version: VDA5050_VERSION,
+    version,
     manufacturer: robot.manufacturer,
     serialNumber: robot.serialNumber,
   };

@@ -70,6 +70,15 @@ describe('VDA 5050 payloads', () => {
     expect(validateVda5050('state', s).ok).toBe(true);
   });
 
+  it('accepts a state with more than 100 errors (the standard sets no limit; the payload size bounds them)', () => {
+    const errors = Array.from({ length: 101 }, (_, i) => ({ errorType: `sensor${i}`, errorLevel: 'WARNING' as const }));
+    expect(parseVda5050('state', JSON.stringify({ ...state(), errors, information: errors.map((e) => ({ infoType: e.errorType, infoLevel: 'INFO' })) })).ok).toBe(true);
+    const flood = Array.from({ length: 20_000 }, (_, i) => ({ errorType: `sensor${i}`, errorLevel: 'WARNING' as const }));
+    const big = parseVda5050('state', JSON.stringify({ ...state(), errors: flood }));
+    expect(big.ok).toBe(false);
+    if (!big.ok) expect(big.message).toMatch(/exceeds/);
+  });
+
   it('accepts connection, instantActions, visualization and factsheet', () => {
     expect(validateVda5050('connection', { ...header(), connectionState: 'CONNECTIONBROKEN' }).ok).toBe(true);
     expect(

@@ -240,8 +240,9 @@ export class VdaAdapter {
         localizationTypes: ['NATURAL'],
         navigationTypes: ['AUTONOMOUS'],
       },
-      physicalParameters: { speedMin: 0, speedMax: hello.speedMmS / 1000, accelerationMax: 0.5, decelerationMax: 0.5, heightMax: 1.5, width: 0.6, length: 0.8 },
-      protocolLimits: {},
+      physicalParameters: { speedMin: 0, speedMax: hello.speedMmS / 1000, accelerationMax: 0.5, decelerationMax: 0.5, heightMin: 0.3, heightMax: 1.5, width: 0.6, length: 0.8 },
+      // heightMin and these three are required by the official 2.0.0 factsheet schema.
+      protocolLimits: { maxStringLens: {}, maxArrayLens: {}, timing: { minOrderInterval: 0.1, minStateInterval: 0.1 } },
       protocolFeatures: {
         optionalParameters: [],
         agvActions: [

@@ -149,6 +149,10 @@ async function mqttFront(o: SimulatedRobotOptions, model: RobotModel, capabiliti
     const msg: Vda5050State = { ...header('state'), ...stateBody(s) };
     client.publish(vda5050Topic(robot, 'state'), JSON.stringify(msg), { qos: 1 });
   };
+  const publishFactsheet = (c: MqttClient) => {
+    const factsheet: Vda5050Factsheet = { ...header('factsheet'), ...factsheetBody(capabilities, model.speed) };
+    return c.publishAsync(vda5050Topic(robot, 'factsheet'), JSON.stringify(factsheet), { qos: 1, retain: true });
+  };
   const wire = (c: MqttClient) => {
     c.on('message', (topic, payload) => {
       if (topic.endsWith('/order')) {
@@ -162,6 +166,8 @@ async function mqttFront(o: SimulatedRobotOptions, model: RobotModel, capabiliti
           if (seenInstant.has(a.actionId)) continue;
           seenInstant.add(a.actionId);
           model.instantAction(a);
+          // VDA 5050: a factsheetRequest is answered with the factsheet.
+          if (a.actionType === 'factsheetRequest') void publishFactsheet(c);
         }
       }
       publishState();
@@ -175,8 +181,7 @@ async function mqttFront(o: SimulatedRobotOptions, model: RobotModel, capabiliti
     wire(c);
     await c.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 1 });
     await c.publishAsync(vda5050Topic(robot, 'connection'), connection('ONLINE'), { qos: 1, retain: true });
-    const factsheet: Vda5050Factsheet = { ...header('factsheet'), ...factsheetBody(capabilities, model.speed) };
-    await c.publishAsync(vda5050Topic(robot, 'factsheet'), JSON.stringify(factsheet), { qos: 1, retain: true });
+    await publishFactsheet(c);
     publishState();
   };
   await start(client);
@@ -232,13 +237,14 @@ export function stateBody(s: ModelSnapshot): Omit<Vda5050State, 'headerId' | 'ti
 function factsheetBody(capabilities: string[], speed: number): Omit<Vda5050Factsheet, 'headerId' | 'timestamp' | 'version' | 'manufacturer' | 'serialNumber'> {
   return {
     typeSpecification: { seriesName: 'checkpoint-sim', agvKinematic: 'DIFF', agvClass: 'CARRIER', maxLoadMass: 20, localizationTypes: ['NATURAL'], navigationTypes: ['AUTONOMOUS'] },
-    physicalParameters: { speedMin: 0, speedMax: speed, accelerationMax: 0.5, decelerationMax: 0.5, heightMax: 1.5, width: 0.6, length: 0.8 },
-    protocolLimits: {},
+    physicalParameters: { speedMin: 0, speedMax: speed, accelerationMax: 0.5, decelerationMax: 0.5, heightMin: 0.3, heightMax: 1.5, width: 0.6, length: 0.8 },
+    // heightMin and these three are required by the official 2.0.0 factsheet schema.
+    protocolLimits: { maxStringLens: {}, maxArrayLens: {}, timing: { minOrderInterval: 0.1, minStateInterval: 0.1 } },
     protocolFeatures: {
       optionalParameters: [],
       agvActions: [
         ...capabilities.map((actionType) => ({ actionType, actionScopes: ['NODE' as const] })),
-        ...['cancelOrder', 'startPause', 'stopPause', 'stateRequest', 'trigger'].map((actionType) => ({ actionType, actionScopes: ['INSTANT' as const] })),
+        ...['cancelOrder', 'startPause', 'stopPause', 'stateRequest', 'factsheetRequest', 'stopCharging', 'trigger'].map((actionType) => ({ actionType, actionScopes: ['INSTANT' as const] })),
       ],
     },
     agvGeometry: {},

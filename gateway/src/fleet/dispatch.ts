@@ -64,6 +64,8 @@ export interface RobotCandidate {
   /** Null when it can take work; otherwise why not (offline, e-stop, fatal error...). */
   unavailable: string | null;
   capabilities: readonly string[];
+  /** False while the robot has not published a factsheet (its capabilities are unknown, not empty). */
+  hasFactsheet?: boolean;
   /** Its current task, if any (parking is not a task). */
   current: { endNode: string; remainingS: number; remainingM: number; type: string } | null;
   /** It already has a next task lined up. */
@@ -150,6 +152,7 @@ export function assignTasks(input: DispatchInput): DispatchPlan {
   // 2. Evaluate every (robot, task) pair.
   const evaluate = (r: RobotCandidate, t: TaskCandidate): Eval => {
     if (t.pinnedRobot && t.pinnedRobot !== r.key) return { infeasible: 'pinned to another robot' };
+    if (r.hasFactsheet === false && t.requires.length > 0) return { infeasible: 'no factsheet yet (requested)' };
     const missing = t.requires.filter((a) => !r.capabilities.includes(a));
     if (missing.length > 0) return { infeasible: `cannot ${missing.join(', ')}` };
     const from = r.current ? r.current.endNode : r.node;
@@ -212,7 +215,9 @@ export function assignTasks(input: DispatchInput): DispatchPlan {
   }
 
   // 4. The rest: optimal assignment on the cost matrix (rows robots, columns tasks).
-  const rest = tasks.filter((t) => !assigned.has(t.id));
+  // Greedy tasks left over already tried every free robot (and noted why not): not again.
+  const greedyIds = new Set(greedy.map((t) => t.id));
+  const rest = tasks.filter((t) => !assigned.has(t.id) && !greedyIds.has(t.id));
   const robots = [...freeRobots].map((k) => byKey.get(k)!);
   if (rest.length > 0 && robots.length > 0) {
     const evals = robots.map((r) => rest.map((t) => evaluate(r, t)));

@@ -17,13 +17,18 @@
  * State is in memory; tasks are restored from the store with `createFleet({ tasks })`.
  */
 import { ulid } from 'ulid';
-import { parseVda5050, parseVda5050Topic, vda5050Topic, type RobotAddress } from '@checkpoint/protocol';
+import { parseVda5050, parseVda5050Topic, vda5050Topic, vda5050VersionFor, type RobotAddress } from '@checkpoint/protocol';
 import { assignTasks, DEFAULT_POLICY, type DispatchPolicy, type RobotCandidate, type TaskCandidate } from './dispatch.js';
 import type { SiteMap } from './map.js';
 import {
+  buildContinuation,
   buildMoveOrder,
   buildOrder,
+  confirmsOnRobot,
+  holdId,
+  startDeviation,
   cancelOrderMessage,
+  instantActionMessage,
   nextPatrolUpdate,
   orderMessage,
   orderProgress,
@@ -103,7 +108,20 @@ export interface FleetOptions {
 }
 
 type Work =
-  | { kind: 'task'; taskId: string; plan: OrderPlan | null; waitingSince: number | null; triggered: Set<string> }
+  | {
+      kind: 'task';
+      taskId: string;
+      plan: OrderPlan | null;
+      waitingSince: number | null;
+      /** Waiting action ids (or holdId) already confirmed. */
+      triggered: Set<string>;
+      /** `trigger` instant actions sent and not yet seen through: trigger action id → waiting action id. */
+      triggersSent?: Map<string, string>;
+      /** After a refusal: do not send the order again before this time (ms). */
+      retryAt?: number;
+      /** stopCharging sent before this task's order (the robot was charging). */
+      stopChargingSent?: boolean;
+    }
   | { kind: 'move'; plan: OrderPlan; target: string };
 
 interface RobotRuntime {
@@ -113,7 +131,26 @@ interface RobotRuntime {
   /** Orders we no longer want this robot to run; cancelled when it shows them. */
   abandoned: Set<string>;
   cancelsSent: Set<string>;
+  /** factsheetRequest back-off while the robot has not published a factsheet (null: none sent yet). */
+  factsheetAsk: { nextAt: number; delayMs: number } | null;
+  /** Failed charge tasks in a row, and no new charge task before `chargeRetryAt`. */
+  chargeFailures: number;
+  chargeRetryAt: number;
+  /** A refused parking order: no new one before this time. */
+  parkRetryAt: number;
 }
+
+/** Back-off after a refused order: base × 2^(attempt − 1), capped. */
+const REFUSAL_RETRY_MS = 5_000;
+const REFUSAL_RETRY_MAX_MS = 120_000;
+const CHARGE_RETRY_MS = 30_000;
+const CHARGE_RETRY_MAX_MS = 600_000;
+const PARK_RETRY_MS = 30_000;
+const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
+
+/** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
+const FACTSHEET_RETRY_MS = 10_000;
+const FACTSHEET_RETRY_MAX_MS = 300_000;
 
 export interface Fleet {
   readonly map: SiteMap;
@@ -172,7 +209,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const rt = (key: RobotKey): RobotRuntime => {
     let r = runtime.get(key);
     if (!r) {
-      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set() };
+      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set(), factsheetAsk: null, chargeFailures: 0, chargeRetryAt: 0, parkRetryAt: 0 };
       runtime.set(key, r);
     }
     return r;
@@ -184,6 +221,8 @@ export function createFleet(options: FleetOptions): Fleet {
     return { manufacturer, serialNumber };
   };
   const speedOf = (r: RobotRecord | undefined) => r?.speedMax ?? policy.defaultSpeed;
+  /** Speak the robot's own 2.x version (from its last state, connection or factsheet). */
+  const versionOf = (key: RobotKey) => vda5050VersionFor(robots.get(key)?.version);
 
   // Restore: tasks that were in progress lost their order with the old process.
   const restoredAt = new Date();
@@ -199,6 +238,15 @@ export function createFleet(options: FleetOptions): Fleet {
   const publish = (fx: FleetEffects, topic: string, message: unknown) =>
     fx.publish.push({ topic, payload: JSON.stringify(message), qos: 1, retain: false });
   const save = (fx: FleetEffects, task: Task): Task => {
+    const before = tasks.get(task.id);
+    if (task.type === 'charge' && task.robot && before?.status !== task.status) {
+      // One charge task per robot at a time; after a failed one, wait longer each time before the next.
+      const r = rt(task.robot);
+      if (task.status === 'failed') {
+        r.chargeFailures += 1;
+        r.chargeRetryAt = Date.parse(task.updatedAt) + backoff(CHARGE_RETRY_MS, r.chargeFailures, CHARGE_RETRY_MAX_MS);
+      } else if (task.status === 'completed') r.chargeFailures = 0;
+    }
     tasks.set(task.id, task);
     const i = fx.tasks.findIndex((t) => t.id === task.id);
     if (i >= 0) fx.tasks[i] = task;
@@ -212,12 +260,46 @@ export function createFleet(options: FleetOptions): Fleet {
 
   const sendOrder = (fx: FleetEffects, key: RobotKey, plan: OrderPlan, now: number) => {
     const r = rt(key);
-    publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now)));
+    publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now), versionOf(key)));
   };
   const sendCancel = (fx: FleetEffects, key: RobotKey, now: number) => {
     const r = rt(key);
-    const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now));
+    const msg = cancelOrderMessage(addressOf(key), r.headerIds.instantActions++, `cancel-${now}-${actionSeq++}`, new Date(now), versionOf(key));
     publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
+  };
+
+  const sendInstant = (fx: FleetEffects, key: RobotKey, actionType: string, now: number) => {
+    const r = rt(key);
+    const msg = instantActionMessage(addressOf(key), r.headerIds.instantActions++, actionType, `${actionType}-${now}-${actionSeq++}`, new Date(now), versionOf(key));
+    publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
+  };
+
+  /**
+   * Robots may publish their factsheet only when asked (vda-5050-lib does): ask an ONLINE robot
+   * that has none once when we first hear from it, then again with a doubling back-off.
+   */
+  const askFactsheet = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const robot = robots.get(key);
+    if (!robot || robot.cursors.factsheet || robot.connection !== 'ONLINE') return;
+    const r = rt(key);
+    if (r.factsheetAsk && now < r.factsheetAsk.nextAt) return;
+    const delayMs = r.factsheetAsk ? Math.min(r.factsheetAsk.delayMs * 2, FACTSHEET_RETRY_MAX_MS) : FACTSHEET_RETRY_MS;
+    r.factsheetAsk = { nextAt: now + delayMs, delayMs };
+    sendInstant(fx, key, 'factsheetRequest', now);
+  };
+
+  /**
+   * Gives up an order: cancels it now if the robot is running it, otherwise only remembers it
+   * (cancelled when the robot shows it). No cancelOrder goes to an idle robot.
+   */
+  const abandon = (fx: FleetEffects, key: RobotKey, orderId: string, now: number) => {
+    const r = rt(key);
+    remember(r.abandoned, orderId);
+    const robot = robots.get(key);
+    if (robot && robot.orderId === orderId && !isIdle(robot) && !r.cancelsSent.has(orderId)) {
+      remember(r.cancelsSent, orderId);
+      sendCancel(fx, key, now);
+    }
   };
 
   // ---- starting, finishing and losing work ---------------------------------------------------------
@@ -227,13 +309,25 @@ export function createFleet(options: FleetOptions): Fleet {
     const work = rt(key).current;
     const robot = robots.get(key);
     if (!work || work.kind !== 'task' || work.plan || !robot || !isIdle(robot) || robot.lastNodeId === null) return;
+    if (work.retryAt !== undefined && now < work.retryAt) return;
     let task = tasks.get(work.taskId)!;
+    if (robot.charging && task.type !== 'charge') {
+      // A charging robot refuses orders (vda-5050-lib does): stop charging first, start on the state that shows it stopped.
+      if (!work.stopChargingSent) {
+        work.stopChargingSent = true;
+        sendInstant(fx, key, 'stopCharging', now);
+        save(fx, note(task, `robot ${key} is charging: stopCharging sent`, new Date(now)));
+      }
+      return;
+    }
     const attempt = task.attempts + 1;
     try {
       work.plan = buildOrder(task, map, robot.lastNodeId, {
         orderId: `${task.id}-${attempt}`,
         speed: speedOf(robot),
         disinfectDurationS: policy.disinfectDurationS,
+        confirmOnRobot: confirmsOnRobot(robot.capabilities),
+        startDeviationXY: startDeviation(map, robot.lastNodeId, robot.position),
       });
     } catch (err) {
       if (!(err instanceof RouteError)) throw err;
@@ -295,6 +389,11 @@ export function createFleet(options: FleetOptions): Fleet {
     const work = r.current;
     if (!work) return;
     if (work.kind === 'move') {
+      if (robot.orderId !== work.plan.orderId && refusalOf(robot, work.plan.orderId)) {
+        // A refused parking order: drop it (the robot is free) and do not park it again for a while.
+        r.parkRetryAt = now + PARK_RETRY_MS;
+        return finishCurrent(fx, key, now);
+      }
       const v = orderProgress(work.plan, robot);
       if (v.status === 'finished' || v.status === 'failed') finishCurrent(fx, key, now);
       return;
@@ -309,12 +408,32 @@ export function createFleet(options: FleetOptions): Fleet {
         save(fx, transition(task, 'failed', `robot ${key} refused order ${work.plan.orderId} (${refusal}); gave up after ${task.attempts} orders`, at));
         return finishCurrent(fx, key, now);
       }
-      save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again when the robot is idle`, at));
+      const waitMs = backoff(REFUSAL_RETRY_MS, task.attempts, REFUSAL_RETRY_MAX_MS);
+      save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again in ${waitMs / 1000} s`, at));
       work.plan = null;
-      return startIfReady(fx, key, now);
+      work.retryAt = now + waitMs;
+      return;
+    }
+    // A `trigger` the robot rejected (error naming it, or FAILED): the confirmation did not reach it; let the human confirm again.
+    for (const [triggerId, waitingId] of work.triggersSent ?? []) {
+      const failed = robot.actionStates.find((a) => a.actionId === triggerId && a.actionStatus === 'FAILED');
+      const error = robot.errors.find((e) => e.errorReferences?.some((ref) => ref.referenceKey === 'actionId' && ref.referenceValue === triggerId));
+      const done = robot.actionStates.some((a) => a.actionId === triggerId && a.actionStatus === 'FINISHED');
+      if (!failed && !error) {
+        if (done) work.triggersSent!.delete(triggerId);
+        continue;
+      }
+      work.triggersSent!.delete(triggerId);
+      work.triggered.delete(waitingId);
+      work.waitingSince = now;
+      const why = error ? `${error.errorType}${error.errorDescription ? `: ${error.errorDescription}` : ''}` : (failed!.resultDescription ?? 'FAILED');
+      task = note(task, `robot ${key} rejected the confirmation trigger (${why}); confirm again`, at, { awaiting: work.plan.triggers[waitingId] ?? null });
     }
     const v = orderProgress(work.plan, robot);
-    if (v.status === 'not-started') return;
+    if (v.status === 'not-started') {
+      if (task !== tasks.get(task.id)) save(fx, task);
+      return;
+    }
     if (task.status === 'assigned') task = transition(task, 'underway', `robot ${key} took order ${work.plan.orderId}`, at);
     if (v.status === 'failed') {
       save(fx, transition(task, 'failed', v.reason, at, { progress: v.progress }));
@@ -370,12 +489,16 @@ export function createFleet(options: FleetOptions): Fleet {
     fx.robots.push(robot);
     const wasAvailable = before ? unavailableReason(before) : 'new';
     const nowAvailable = unavailableReason(robot);
-    if (wasAvailable !== nowAvailable || (before && isIdle(before) !== isIdle(robot)) || before?.charging !== robot.charging) dirty = true;
+    // A factsheet (new capabilities) can make queued tasks assignable.
+    if (kind === 'factsheet' || wasAvailable !== nowAvailable || (before && isIdle(before) !== isIdle(robot)) || before?.charging !== robot.charging) dirty = true;
     if (before?.batteryCharge != null && robot.batteryCharge != null) {
       for (const level of [policy.minBatteryPct, policy.resumeBatteryPct]) {
         if (before.batteryCharge >= level !== robot.batteryCharge >= level) dirty = true;
       }
     }
+
+    if (kind === 'connection' && outcome.connectionChanged && robot.connection === 'ONLINE') rt(key).factsheetAsk = null;
+    askFactsheet(fx, key, now);
 
     const lost =
       robot.connection === 'OFFLINE' || robot.connection === 'CONNECTIONBROKEN'
@@ -444,6 +567,7 @@ export function createFleet(options: FleetOptions): Fleet {
         charging: robot.charging,
         unavailable,
         capabilities: robot.capabilities,
+        hasFactsheet: robot.cursors.factsheet !== undefined,
         current: r.current && r.current.kind === 'task' ? remainingOf(robot.key, r.current) : null,
         hasNext: r.next !== null,
         movingTo: r.current?.kind === 'move' ? r.current.target : null,
@@ -480,7 +604,13 @@ export function createFleet(options: FleetOptions): Fleet {
       r.current = { kind: 'task', taskId, plan: null, waitingSince: null, triggered: new Set() };
       if (current?.kind === 'move') {
         // Parking can be dropped: cancel it and start once the robot reports standing still
-        // (its last state may predate the parking order, so do not trust it now).
+        // (its last state may predate the parking order, so do not trust it now). A parking
+        // move the robot shows as done needs no cancelOrder.
+        const robot = robots.get(key);
+        if (robot && robot.orderId === current.plan.orderId && isIdle(robot)) {
+          remember(r.abandoned, current.plan.orderId);
+          return startIfReady(fx, key, now);
+        }
         remember(r.abandoned, current.plan.orderId);
         remember(r.cancelsSent, current.plan.orderId);
         sendCancel(fx, key, now);
@@ -494,6 +624,9 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     for (const c of plan.toCharge) {
       const robot = robots.get(c.robot)!;
+      // Never a second charge task for a robot, and none while backing off after a failed one.
+      const open = [...tasks.values()].some((t) => t.type === 'charge' && (t.robot === c.robot || t.pinnedRobot === c.robot) && !TERMINAL.has(t.status));
+      if (open || now < rt(c.robot).chargeRetryAt) continue;
       const spec = parseTaskRequest({ type: 'charge', charger: c.charger, robot: c.robot, priority: 100 }, map);
       const task = newTask(spec, { id: newTaskId(), now: at, requestedBy: 'dispatcher' });
       save(fx, note(task, `battery ${robot.batteryCharge?.toFixed(0)} % below ${policy.minBatteryPct} %`, at));
@@ -505,9 +638,10 @@ export function createFleet(options: FleetOptions): Fleet {
       // ("still executing order …") and keeps that error until its next one. Park it on a later
       // round, once it reports standing still.
       if (!isIdle(robot)) continue;
+      if (now < rt(p.robot).parkRetryAt) continue;
       const orderId = `park-${robot.serialNumber}-${now}-${parkSeq++}`;
       try {
-        const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot));
+        const move = buildMoveOrder(map, robot.lastNodeId!, p.node, orderId, speedOf(robot), startDeviation(map, robot.lastNodeId!, robot.position));
         rt(p.robot).current = { kind: 'move', plan: move, target: p.node };
         sendOrder(fx, p.robot, move, now);
       } catch (err) {
@@ -550,11 +684,7 @@ export function createFleet(options: FleetOptions): Fleet {
         const r = rt(task.robot);
         if (r.next === id) r.next = null;
         if (r.current?.kind === 'task' && r.current.taskId === id) {
-          if (r.current.plan) {
-            remember(r.abandoned, r.current.plan.orderId);
-            remember(r.cancelsSent, r.current.plan.orderId);
-            sendCancel(fx, task.robot, now);
-          }
+          if (r.current.plan) abandon(fx, task.robot, r.current.plan.orderId, now);
           finishCurrent(fx, task.robot, now);
         }
       }
@@ -563,16 +693,33 @@ export function createFleet(options: FleetOptions): Fleet {
     },
     confirmTask(id, kind, by, now = Date.now()) {
       const fx = effects();
-      const task = save(fx, confirm(getTask(id), kind, by, new Date(now)));
+      let task = save(fx, confirm(getTask(id), kind, by, new Date(now)));
       const r = rt(task.robot!);
       const work = r.current;
-      if (work?.kind === 'task' && work.taskId === id && work.plan) {
+      if (work?.kind === 'task' && work.taskId === id && work.plan?.hold?.kind === kind) {
+        // Master-side confirmation: send what was held back, as the next order from where the robot waits.
+        const plan = work.plan;
+        work.triggered.add(holdId(plan));
+        work.waitingSince = null;
+        try {
+          work.plan = buildContinuation(plan, map, `${plan.orderId}.${kind}`, speedOf(robots.get(task.robot!)));
+        } catch (err) {
+          if (!(err instanceof RouteError)) throw err;
+          task = save(fx, transition(task, 'failed', `cannot continue after ${kind}: ${err.message}`, new Date(now)));
+          finishCurrent(fx, task.robot!, now);
+          return { task, effects: fx };
+        }
+        task = save(fx, note(task, `order ${work.plan.orderId} sent after ${kind} confirmation`, new Date(now), { orderId: work.plan.orderId }));
+        sendOrder(fx, task.robot!, work.plan, now);
+      } else if (work?.kind === 'task' && work.taskId === id && work.plan) {
         const waiting = Object.entries(work.plan.triggers).find(([actionId, k]) => k === kind && !work.triggered.has(actionId));
         if (waiting) {
           work.triggered.add(waiting[0]);
           work.waitingSince = null;
           const addr = addressOf(task.robot!);
-          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, `trigger-${now}-${actionSeq++}`, waiting[0], new Date(now)));
+          const triggerId = `trigger-${now}-${actionSeq++}`;
+          (work.triggersSent ??= new Map()).set(triggerId, waiting[0]);
+          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, triggerId, waiting[0], new Date(now), versionOf(task.robot!)));
         }
       }
       return { task, effects: fx };
@@ -590,19 +737,18 @@ export function createFleet(options: FleetOptions): Fleet {
     },
     tick(now = Date.now()) {
       const fx = effects();
+      for (const key of robots.keys()) askFactsheet(fx, key, now);
       for (const [key, r] of runtime) {
         const work = r.current;
         if (work?.kind !== 'task' || work.waitingSince === null || now - work.waitingSince < confirmTimeoutMs) continue;
         const task = tasks.get(work.taskId)!;
         const kind = task.awaiting;
         save(fx, transition(task, 'failed', `nobody confirmed ${kind} within ${confirmTimeoutMs / 1000} s`, new Date(now)));
-        if (work.plan) {
-          remember(r.abandoned, work.plan.orderId);
-          remember(r.cancelsSent, work.plan.orderId);
-          sendCancel(fx, key, now);
-        }
+        if (work.plan) abandon(fx, key, work.plan.orderId, now);
         finishCurrent(fx, key, now);
       }
+      // Orders waiting out a refusal back-off.
+      for (const [key, r] of runtime) if (r.current?.kind === 'task' && !r.current.plan) startIfReady(fx, key, now);
       dispatch(fx, now);
       return fx;
     },

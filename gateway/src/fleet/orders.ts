@@ -3,11 +3,16 @@
  * with actions at the stops (pick, drop, waitForTrigger, disinfect, startCharging), and the
  * progress of an order read back from the robot's state.
  *
- * Human confirmations are `waitForTrigger` actions (HARD: the robot stands still and runs nothing
- * else). The standard says the trigger happens on the vehicle; our operators confirm in the
- * dashboard instead, so the master control sends the instant action `trigger` (a custom action,
- * parameter `actionId` = the waiting action) and the robot finishes the wait. See
- * firmware-bridge/PROTOCOL.md, "Actions".
+ * Human confirmations (recipient, area clear) work with any conforming robot: the master control
+ * holds the work behind the confirmation back. The order ends at the waiting point; once a human
+ * confirms, the rest (drop, disinfect, the way on) is sent as the next order from that node. Only
+ * a robot whose factsheet declares both `waitForTrigger` and our custom instant action `trigger`
+ * gets a `waitForTrigger` action (HARD) that the master completes with `trigger` (parameter
+ * `actionId` = the waiting action); see firmware-bridge/PROTOCOL.md, "Actions".
+ *
+ * Pick and drop carry the parameters of VDA 5050 2.0 §6.8.1: `stationType` and `loadType`
+ * (required for pick), `stationName` (the node), and `loadId`; what is carried goes into
+ * `actionDescription`, which the standard leaves free.
  *
  * Patrols are sent one round at a time; the next round is an order update (same orderId,
  * orderUpdateId + 1) stitched at the last base node, sent when the robot is on its last edge.
@@ -31,7 +36,7 @@ export const DISINFECT_ACTION = 'disinfect';
 /** Actions a robot must list in its factsheet to be given a task of each type. */
 export const REQUIRED_ACTIONS: Record<Task['type'], string[]> = {
   delivery: ['pick', 'drop'],
-  disinfection: [DISINFECT_ACTION, 'waitForTrigger'],
+  disinfection: [DISINFECT_ACTION],
   patrol: [],
   charge: ['startCharging'],
 };
@@ -39,8 +44,20 @@ export const REQUIRED_ACTIONS: Record<Task['type'], string[]> = {
 /** A stop on the route and what to do there. */
 export interface Stop {
   node: string;
-  actions: Array<{ type: string; params?: Record<string, string | number | boolean>; trigger?: ConfirmationKind }>;
+  actions: Array<{ type: string; params?: Record<string, string | number | boolean>; trigger?: ConfirmationKind; description?: string }>;
 }
+
+/** The robot can wait for a confirmation itself: it declares waitForTrigger and our `trigger` instant action. */
+export function confirmsOnRobot(capabilities: readonly string[]): boolean {
+  return capabilities.includes('waitForTrigger') && capabilities.includes(TRIGGER_ACTION);
+}
+
+/** Standard pick/drop parameters (§6.8.1) used when a task does not say. */
+export interface LoadPolicy {
+  stationType: string;
+  loadType: string;
+}
+export const DEFAULT_LOAD: LoadPolicy = { stationType: 'floor', loadType: 'tote' };
 
 /** What the master control keeps about an order it sent. */
 export interface OrderPlan {
@@ -62,6 +79,8 @@ export interface OrderPlan {
   roundsLeft: number;
   /** Patrol loop to repeat. */
   loop: string[];
+  /** Held back until a human confirms (master-side confirmation): the stops to send after it, from `node`. */
+  hold: { kind: ConfirmationKind; node: string; rest: Stop[] } | null;
 }
 
 export class RouteError extends Error {
@@ -72,18 +91,20 @@ export class RouteError extends Error {
 }
 
 /** The stops of a task, in order, starting from where the robot is. */
-export function stopsOf(task: Task, map: SiteMap, startNode: string, speed: number, policy: { disinfectDurationS: number }): Stop[] {
+export function stopsOf(task: Task, map: SiteMap, startNode: string, speed: number, policy: { disinfectDurationS: number; load?: LoadPolicy }): Stop[] {
   const spec = task.spec;
+  const load = policy.load ?? DEFAULT_LOAD;
   switch (spec.type) {
     case 'delivery': {
       const confirmRecipient = spec.confirmRecipient ?? true;
+      const loadParams = { stationType: load.stationType, loadType: load.loadType, loadId: task.id };
       return [
-        { node: spec.from, actions: [{ type: 'pick', params: { what: spec.what } }] },
+        { node: spec.from, actions: [{ type: 'pick', params: { ...loadParams, stationName: spec.from }, description: `pick up ${spec.what}` }] },
         {
           node: spec.to,
           actions: [
             ...(confirmRecipient ? [{ type: 'waitForTrigger', params: { triggerType: 'recipient' }, trigger: 'recipient' as const }] : []),
-            { type: 'drop', params: { what: spec.what, ...(spec.recipient ? { recipient: spec.recipient } : {}) } },
+            { type: 'drop', params: { ...loadParams, stationName: spec.to }, description: `hand over ${spec.what}${spec.recipient ? ` to ${spec.recipient}` : ''}` },
           ],
         },
       ];
@@ -138,6 +159,7 @@ function route(
   firstSeq: number,
   actionCounter: { n: number },
   startActions: Vda5050Action[] = [],
+  startDeviationXY?: number,
 ): { nodes: Vda5050Node[]; edges: Vda5050Edge[]; triggers: Record<string, ConfirmationKind> } {
   const nodes: Vda5050Node[] = [];
   const edges: Vda5050Edge[] = [];
@@ -161,12 +183,15 @@ function route(
       return {
         actionType: a.type,
         actionId,
+        ...(a.description ? { actionDescription: a.description.slice(0, 256) } : {}),
         blockingType: 'HARD',
         ...(a.params ? { actionParameters: Object.entries(a.params).map(([key, value]) => ({ key, value })) } : {}),
       };
     });
 
   pushNode(startNode, startActions);
+  // §6.6.3.1: a robot stopped between nodes (after a cancel mid-edge) counts the first node as traversed.
+  if (startDeviationXY !== undefined) nodes[0]!.nodePosition!.allowedDeviationXY = startDeviationXY;
   let at = startNode;
   for (const stop of stops) {
     const path = map.shortestPath(at, stop.node, speed);
@@ -191,19 +216,63 @@ export interface BuildOrderOptions {
   orderId: string;
   speed: number;
   disinfectDurationS: number;
+  load?: LoadPolicy;
+  /** The robot completes waitForTrigger on our `trigger` (see confirmsOnRobot); otherwise the master holds the rest back. Default true. */
+  confirmOnRobot?: boolean;
+  /** Set when the robot stands away from its last node (see startDeviation). */
+  startDeviationXY?: number;
+}
+
+/**
+ * The allowedDeviationXY for an order's first node when the robot is not on its last node (e.g.
+ * stopped mid-edge by a cancelOrder): its distance plus a margin, so that it accepts the order
+ * (VDA 5050 §6.6.3.1, second option). Undefined when it is on the node or its position is unknown.
+ */
+export function startDeviation(map: SiteMap, lastNodeId: string, position: { x: number; y: number } | null, marginM = 0.5): number | undefined {
+  if (!position) return undefined;
+  const n = map.node(lastNodeId);
+  const d = Math.hypot(position.x - n.x, position.y - n.y);
+  return d > 0.05 ? Math.round((d + marginM) * 1000) / 1000 : undefined;
+}
+
+/** Splits stops at the first confirmation: what to send now, and what to hold until it. */
+function splitAtConfirmation(stops: Stop[]): { now: Stop[]; hold: OrderPlan['hold'] } {
+  for (let i = 0; i < stops.length; i++) {
+    const stop = stops[i]!;
+    const j = stop.actions.findIndex((a) => a.trigger);
+    if (j < 0) continue;
+    return {
+      now: [...stops.slice(0, i), { node: stop.node, actions: stop.actions.slice(0, j) }],
+      hold: { kind: stop.actions[j]!.trigger!, node: stop.node, rest: [{ node: stop.node, actions: stop.actions.slice(j + 1) }, ...stops.slice(i + 1)] },
+    };
+  }
+  return { now: stops, hold: null };
 }
 
 /** The first message of a task's order, from the robot's current node. Throws RouteError. */
 export function buildOrder(task: Task, map: SiteMap, startNode: string, o: BuildOrderOptions): OrderPlan {
-  const stops = stopsOf(task, map, startNode, o.speed, o);
+  const all = stopsOf(task, map, startNode, o.speed, o);
+  const { now: stops, hold } = o.confirmOnRobot === false ? splitAtConfirmation(all) : { now: all, hold: null };
   const counter = { n: 0 };
-  const r = route(map, o.orderId, startNode, stops, o.speed, 0, counter);
-  return planOf(o.orderId, 0, r, task.spec.type === 'patrol' ? (task.spec.repeat ?? 1) - 1 : 0, task.spec.type === 'patrol' ? task.spec.nodes : []);
+  const r = route(map, o.orderId, startNode, stops, o.speed, 0, counter, [], o.startDeviationXY);
+  const plan = planOf(o.orderId, 0, r, task.spec.type === 'patrol' ? (task.spec.repeat ?? 1) - 1 : 0, task.spec.type === 'patrol' ? task.spec.nodes : []);
+  return { ...plan, hold };
+}
+
+/**
+ * After a master-side confirmation: the held-back stops as a new order (`orderId`) from the node
+ * the robot waits at. Further confirmations in them are held again.
+ */
+export function buildContinuation(plan: OrderPlan, map: SiteMap, orderId: string, speed: number): OrderPlan {
+  if (!plan.hold) throw new RouteError(`order ${plan.orderId} holds nothing back`);
+  const { now: stops, hold } = splitAtConfirmation(plan.hold.rest);
+  const r = route(map, orderId, plan.hold.node, stops, speed, 0, { n: 0 });
+  return { ...planOf(orderId, 0, r, 0, []), hold };
 }
 
 /** A plain move (parking) with no actions. */
-export function buildMoveOrder(map: SiteMap, startNode: string, target: string, orderId: string, speed: number): OrderPlan {
-  const r = route(map, orderId, startNode, [{ node: target, actions: [] }], speed, 0, { n: 0 });
+export function buildMoveOrder(map: SiteMap, startNode: string, target: string, orderId: string, speed: number, startDeviationXY?: number): OrderPlan {
+  const r = route(map, orderId, startNode, [{ node: target, actions: [] }], speed, 0, { n: 0 }, [], startDeviationXY);
   return planOf(orderId, 0, r, 0, []);
 }
 
@@ -229,6 +298,7 @@ function planOf(
     nodesTotal: (previous ? previous.nodesTotal - 1 : 0) + r.nodes.length,
     roundsLeft,
     loop,
+    hold: previous?.hold ?? null,
   };
 }
 
@@ -246,19 +316,24 @@ export function nextPatrolUpdate(plan: OrderPlan, map: SiteMap, speed: number): 
 }
 
 /** The message to publish on `uagv/v2/{m}/{s}/order`. */
-export function orderMessage(plan: OrderPlan, robot: RobotAddress, headerId: number, now: Date): Vda5050Order {
-  return { ...vda5050Header(robot, headerId, now), orderId: plan.orderId, orderUpdateId: plan.orderUpdateId, nodes: plan.nodes, edges: plan.edges };
+export function orderMessage(plan: OrderPlan, robot: RobotAddress, headerId: number, now: Date, version?: string): Vda5050Order {
+  return { ...vda5050Header(robot, headerId, now, version), orderId: plan.orderId, orderUpdateId: plan.orderUpdateId, nodes: plan.nodes, edges: plan.edges };
 }
 
-export function cancelOrderMessage(robot: RobotAddress, headerId: number, actionId: string, now: Date): Vda5050InstantActions {
-  return { ...vda5050Header(robot, headerId, now), actions: [{ actionType: 'cancelOrder', actionId, blockingType: 'HARD' }] };
+export function cancelOrderMessage(robot: RobotAddress, headerId: number, actionId: string, now: Date, version?: string): Vda5050InstantActions {
+  return { ...vda5050Header(robot, headerId, now, version), actions: [{ actionType: 'cancelOrder', actionId, blockingType: 'HARD' }] };
 }
 
-export function triggerMessage(robot: RobotAddress, headerId: number, actionId: string, waitingActionId: string, now: Date): Vda5050InstantActions {
+export function triggerMessage(robot: RobotAddress, headerId: number, actionId: string, waitingActionId: string, now: Date, version?: string): Vda5050InstantActions {
   return {
-    ...vda5050Header(robot, headerId, now),
+    ...vda5050Header(robot, headerId, now, version),
     actions: [{ actionType: TRIGGER_ACTION, actionId, blockingType: 'NONE', actionParameters: [{ key: 'actionId', value: waitingActionId }] }],
   };
+}
+
+/** An instant action without parameters (factsheetRequest, stopCharging, startPause, ...). */
+export function instantActionMessage(robot: RobotAddress, headerId: number, actionType: string, actionId: string, now: Date, version?: string): Vda5050InstantActions {
+  return { ...vda5050Header(robot, headerId, now, version), actions: [{ actionType, actionId, blockingType: 'NONE' }] };
 }
 
 export type OrderVerdict =
@@ -266,6 +341,9 @@ export type OrderVerdict =
   | { status: 'running'; progress: TaskProgress; awaiting: ConfirmationKind | null; waitingActionId: string | null; needsUpdate: boolean }
   | { status: 'finished'; progress: TaskProgress }
   | { status: 'failed'; progress: TaskProgress; reason: string };
+
+/** The id under which a master-side hold is tracked like a waiting action. */
+export const holdId = (plan: OrderPlan) => `${plan.orderId}/hold`;
 
 /** Reads the robot's state against the order we sent it. */
 export function orderProgress(plan: OrderPlan, robot: RobotRecord): OrderVerdict {
@@ -287,7 +365,11 @@ export function orderProgress(plan: OrderPlan, robot: RobotRecord): OrderVerdict
   }
   const allDone = plan.actions.every((a) => actions[a.actionId] === 'FINISHED');
   const atEnd = robot.orderUpdateId === plan.orderUpdateId && remaining === 0 && robot.edgeStates.length === 0;
-  if (atEnd && allDone && plan.roundsLeft === 0) return { status: 'finished', progress };
+  if (atEnd && allDone && plan.roundsLeft === 0) {
+    // Master-side confirmation: the robot is done with this part and waits where it stands.
+    if (plan.hold) return { status: 'running', progress, awaiting: plan.hold.kind, waitingActionId: holdId(plan), needsUpdate: false };
+    return { status: 'finished', progress };
+  }
   const waiting = Object.keys(plan.triggers).find((id) => {
     const s = actions[id];
     return s === 'RUNNING' || s === 'INITIALIZING';

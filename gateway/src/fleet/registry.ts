@@ -9,9 +9,13 @@
  * headerId, so it is accepted.
  *
  * The last will is the exception: a CONNECTIONBROKEN will is composed when the robot connects,
- * just before it publishes ONLINE, so it is "older" than the ONLINE it overrides. A
- * CONNECTIONBROKEN is therefore accepted while the robot is ONLINE if it is no more than
- * `WILL_WINDOW_MS` older than that ONLINE (and is not a repeat).
+ * just before it publishes ONLINE, so it is "older" than the ONLINE it overrides, by however long
+ * the robot stayed connected. The broker publishes it when the connection breaks, so it is judged
+ * by its arrival (VDA 5050 §6.14): a CONNECTIONBROKEN that arrives while the robot is ONLINE is
+ * applied whatever its timestamp, unless it repeats the will applied last (QoS 1 redelivery).
+ *
+ * Reconnect. After a connection turns ONLINE again the last stored state predates the outage;
+ * the robot is not available (`freshState` false) until its first state arrives after it.
  */
 import type {
   ActionState,
@@ -30,7 +34,6 @@ import type {
 export type RobotKey = string;
 export const robotKey = (r: RobotAddress): RobotKey => `${r.manufacturer}/${r.serialNumber}`;
 
-export const WILL_WINDOW_MS = 60_000;
 
 export interface Cursor {
   headerId: number;
@@ -70,6 +73,10 @@ export interface RobotRecord {
   seriesName: string | null;
   /** m/s from the factsheet (physicalParameters.speedMax), null until one arrives. */
   speedMax: number | null;
+  /** False from a connection turning ONLINE until the next state arrives (the stored one predates it). */
+  freshState: boolean;
+  /** The last will applied, so that its redelivery is a duplicate. */
+  lastWill: Cursor | null;
   cursors: Partial<Record<'connection' | 'state' | 'visualization' | 'factsheet', Cursor>>;
 }
 
@@ -111,6 +118,8 @@ export function emptyRobot(address: RobotAddress, now: number): RobotRecord {
     capabilities: [],
     seriesName: null,
     speedMax: null,
+    freshState: false,
+    lastWill: null,
     cursors: {},
   };
 }
@@ -135,16 +144,15 @@ export function applyRobotMessage(record: RobotRecord | undefined, input: Regist
 
   if (input.kind === 'connection') {
     const message = input.message;
-    const isWill =
-      verdict === 'stale' &&
-      message.connectionState === 'CONNECTIONBROKEN' &&
-      prev.connection === 'ONLINE' &&
-      cursor.timestampMs >= (prev.cursors.connection?.timestampMs ?? 0) - WILL_WINDOW_MS;
-    if (verdict !== 'newer' && !isWill) return { applied: false, record, reason: verdict === 'duplicate' ? 'duplicate' : 'stale' };
+    const repeatsWill = prev.lastWill !== null && prev.lastWill.headerId === cursor.headerId && prev.lastWill.timestampMs === cursor.timestampMs;
+    const isWill = verdict === 'stale' && message.connectionState === 'CONNECTIONBROKEN' && prev.connection === 'ONLINE' && !repeatsWill;
+    if (verdict !== 'newer' && !isWill) return { applied: false, record, reason: verdict === 'duplicate' || repeatsWill ? 'duplicate' : 'stale' };
     const changed = prev.connection !== message.connectionState;
     const next: RobotRecord = {
       ...prev,
       connection: message.connectionState,
+      freshState: changed && message.connectionState === 'ONLINE' ? false : prev.freshState,
+      lastWill: message.connectionState === 'CONNECTIONBROKEN' ? cursor : prev.lastWill,
       connectionSince: changed ? now : prev.connectionSince,
       lastSeen: now,
       version: message.version,
@@ -170,6 +178,7 @@ export function applyRobotMessage(record: RobotRecord | undefined, input: Regist
           position: s.agvPosition ?? prev.position,
           driving: s.driving,
           paused: s.paused ?? false,
+          freshState: true,
           batteryCharge: s.batteryState.batteryCharge,
           charging: s.batteryState.charging,
           operatingMode: s.operatingMode,
@@ -208,6 +217,8 @@ export function unavailableReason(r: RobotRecord): string | null {
   if (r.eStop !== 'NONE') return `emergency stop (${r.eStop})`;
   const fatal = r.errors.find((e) => e.errorLevel === 'FATAL');
   if (fatal) return `fatal error ${fatal.errorType}`;
+  if (!r.freshState) return 'waiting for its first state since connecting';
+  if (r.paused) return 'paused';
   if (r.operatingMode !== 'AUTOMATIC') return `operating mode ${r.operatingMode ?? 'unknown'}`;
   if (r.lastNodeId === null) return 'position unknown (no lastNodeId)';
   if (r.batteryCharge === null) return 'battery unknown';
