@@ -16,6 +16,8 @@ import {
   SecurityPolicy,
   StatusCodes,
   UserNameIdentityToken,
+  UserTokenType,
+  makeAccessLevelFlag,
   Variant,
   standardUnits,
   type AddressSpace,
@@ -178,6 +180,16 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     disableDiscovery: false,
   });
   await server.initialize();
+  // User tokens: user name and password only (Anonymous too when `allowAnonymous` says so).
+  // node-opcua offers Anonymous, UserName and X.509 on every endpoint (its userTokenTypes option
+  // is not passed through); an X.509 user token opened a session with no gateway user behind it.
+  // A token whose type the endpoint does not offer is refused at ActivateSession
+  // (BadIdentityTokenInvalid, findUserTokenByPolicy). The descriptions exist after initialize().
+  for (const endpoint of server.endpoints) {
+    for (const description of endpoint.endpointDescriptions()) {
+      description.userIdentityTokens = (description.userIdentityTokens ?? []).filter((t) => t.tokenType === UserTokenType.UserName || t.tokenType === UserTokenType.Anonymous);
+    }
+  }
   const addressSpace: AddressSpace = server.engine.addressSpace!;
   // Binds the A&C methods of the standard types (Acknowledge, ConditionRefresh, ...), which clients call by the type's method id.
   addressSpace.installAlarmsAndConditionsService();
@@ -215,6 +227,10 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       dataType: kind,
       // 0 = "exception based": subscriptions get each change as it is set (from live events).
       minimumSamplingInterval: 0,
+      // Values are what devices and the gateway report: nobody writes them through OPC UA
+      // (node-opcua's default is read and write; a write now answers BadNotWritable).
+      accessLevel: 'CurrentRead' as const,
+      userAccessLevel: 'CurrentRead' as const,
       ...(extra.description ? { description: extra.description } : {}),
     };
     const variable = extra.unit
@@ -224,6 +240,12 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
           engineeringUnitsRange: { low: extra.range![0], high: extra.range![1] },
         })
       : ns.addVariable(common);
+    // node-opcua makes an AnalogItem's EURange writable; the range is ours, not the client's.
+    const euRange = variable.getPropertyByName('EURange');
+    if (euRange) {
+      euRange.accessLevel = makeAccessLevelFlag('CurrentRead');
+      euRange.userAccessLevel = makeAccessLevelFlag('CurrentRead');
+    }
     variable.setValueFromSource(new Variant({ dataType: DataType.Null }), StatusCodes.BadWaitingForInitialData);
     return variable;
   };
