@@ -111,6 +111,34 @@ async function secondaryCheck() {
 const FIELDS = ['EventId', 'EventType', 'ConditionName', 'SourceName', 'Message', 'ActiveState.Id', 'AckedState.Id', 'Retain', 'ConditionId', 'Comment', 'ClientUserId'] as const;
 type EventRecord = Record<'EventId' | 'EventType' | 'ConditionName' | 'SourceName' | 'Message' | 'ActiveState' | 'AckedState' | 'Retain' | 'ConditionId' | 'Comment' | 'ClientUserId', any>;
 
+/**
+ * Events on the Server object as asyncua subscribes by default: queue size 0 (the server picks
+ * the size), so a server that revises it to 1 keeps only the last event of a burst.
+ */
+async function serverEvents(session: ClientSession, queueSize = 0) {
+  const subscription = ClientSubscription.create(session, { requestedPublishingInterval: 50, requestedMaxKeepAliveCount: 20, publishingEnabled: true });
+  const events: EventRecord[] = [];
+  const item = ClientMonitoredItem.create(
+    subscription,
+    { nodeId: 'i=2253', attributeId: AttributeIds.EventNotifier },
+    { queueSize, discardOldest: true, filter: constructEventFilter([...FIELDS]) },
+    TimestampsToReturn.Both,
+  );
+  item.on('changed', (fields: Variant[]) => {
+    const e = {} as EventRecord;
+    FIELDS.forEach((name, i) => (e[name.replace('.Id', '') as keyof EventRecord] = fields[i]!.value));
+    events.push(e);
+  });
+  await new Promise<void>((resolve) => item.once('initialized', () => resolve()));
+  await waitFor(() => subscription.subscriptionId !== undefined && subscription.subscriptionId !== 0, { what: 'subscription created' });
+  return { events, subscription, item, terminate: () => subscription.terminate() };
+}
+
+const ofAlert = (events: EventRecord[], alertId: string) => events.filter((e) => typeof e.Message?.text === 'string' && e.Message.text.includes(alertId));
+
+const acknowledge = (session: ClientSession, conditionId: unknown, eventId: Buffer, comment: string) =>
+  session.call({ objectId: conditionId as string, methodId: 'i=9111', inputArguments: [{ dataType: DataType.ByteString, value: eventId }, { dataType: DataType.LocalizedText, value: { text: comment } }] });
+
 beforeAll(async () => {
   cm = new OPCUACertificateManager({ rootFolder: clientPki, automaticallyAcceptUnknownCertificate: false });
   await cm.initialize();
@@ -207,5 +235,108 @@ describe('security', () => {
     }
     await expect(forging.createSession(x509)).rejects.toThrow(/BadIdentityTokenInvalid/);
     await userCm.dispose();
+  });
+});
+
+describe('alarms and conditions', () => {
+  const REFRESH_START = 'ns=0;i=2787';
+  const REFRESH_END = 'ns=0;i=2788';
+
+  it('one condition instance per alert: its EventId stays valid, and acknowledging sends an event with AckedState true', async () => {
+    const guard = await login('guard');
+    const alarms = await serverEvents(guard, 100);
+    const a1 = await secondaryCheck();
+    await waitFor(() => ofAlert(alarms.events, a1).length > 0, { what: `condition event of ${a1}` });
+    const first = ofAlert(alarms.events, a1)[0]!;
+    expect(first).toMatchObject({ ConditionName: 'SecondaryCheckRequired', ActiveState: true, AckedState: false, Retain: true });
+    // A second alert a few seconds later: a condition of its own, the first one's EventId untouched.
+    const a2 = await secondaryCheck();
+    await waitFor(() => ofAlert(alarms.events, a2).length > 0, { what: `condition event of ${a2}` });
+    const second = ofAlert(alarms.events, a2)[0]!;
+    expect(second.ConditionId.toString()).not.toBe(first.ConditionId.toString());
+    expect(second.Comment?.text ?? null).toBeNull();
+    expect(second.ClientUserId ?? '').toBe('');
+
+    const result = await acknowledge(guard, first.ConditionId, first.EventId, 'referred: sent to triage');
+    expect(result.statusCode).toBe(StatusCodes.Good);
+    await waitFor(() => ofAlert(alarms.events, a1).some((e) => e.AckedState === true), { what: `AckedState true for ${a1}` });
+    const acked = ofAlert(alarms.events, a1).find((e) => e.AckedState === true)!;
+    expect(acked.ClientUserId).toBe('guard');
+    expect(acked.Comment.text).toBe('referred: sent to triage');
+    expect((await guardApi.get(`/api/alerts/${a1}`)).body.acknowledgement).toMatchObject({ by: 'guard', outcome: 'referred' });
+    // Closed: a last event with Retain false, then the instance is gone.
+    await waitFor(() => ofAlert(alarms.events, a1).some((e) => e.Retain === false), { what: `${a1} no longer retained` });
+    await waitFor(async () => (await guard.read({ nodeId: first.ConditionId, attributeId: AttributeIds.BrowseName })).statusCode === StatusCodes.BadNodeIdUnknown, { what: `condition of ${a1} removed` });
+
+    // The API acknowledges a2: an event with AckedState true and the API user, no comment of a1's.
+    expect((await guardApi.post(`/api/alerts/${a2}/ack`, { outcome: 'cleared' })).status).toBe(200);
+    await waitFor(() => ofAlert(alarms.events, a2).some((e) => e.AckedState === true), { what: `AckedState true for ${a2}` });
+    const ackedA2 = ofAlert(alarms.events, a2).find((e) => e.AckedState === true)!;
+    expect(ackedA2.ClientUserId).toBe('guard');
+    expect(ackedA2.Comment.text).toBe('cleared');
+    // The next alert's event carries nothing of the previous acknowledgements.
+    const a3 = await secondaryCheck();
+    await waitFor(() => ofAlert(alarms.events, a3).length > 0, { what: `condition event of ${a3}` });
+    const third = ofAlert(alarms.events, a3)[0]!;
+    expect(third.Comment?.text ?? null).toBeNull();
+    expect(third.ClientUserId ?? '').toBe('');
+    expect((await guardApi.post(`/api/alerts/${a3}/ack`, { outcome: 'cleared' })).status).toBe(200);
+    await alarms.terminate();
+  });
+
+  it('acknowledging with an older EventId of the same alert works', async () => {
+    const guard = await login('guard');
+    const alarms = await serverEvents(guard, 100);
+    await publishState({ status: 'offline' });
+    let alertId = '';
+    await waitFor(
+      () => {
+        const e = alarms.events.find((x) => x.ConditionName === 'CannotScreen' && x.ActiveState === true);
+        alertId = /alert (\w+)/.exec(e?.Message.text ?? '')?.[1] ?? '';
+        return alertId !== '';
+      },
+      { what: 'CannotScreen active' },
+    );
+    const older = ofAlert(alarms.events, alertId)[0]!;
+    // Back online: the same alert's condition goes inactive with a new EventId.
+    await publishState({ status: 'online' });
+    await waitFor(() => ofAlert(alarms.events, alertId).some((e) => e.ActiveState === false), { what: 'CannotScreen inactive' });
+    const newer = ofAlert(alarms.events, alertId).find((e) => e.ActiveState === false)!;
+    expect(Buffer.compare(newer.EventId, older.EventId)).not.toBe(0);
+    const result = await acknowledge(guard, older.ConditionId, older.EventId, 'technician called');
+    expect(result.statusCode).toBe(StatusCodes.Good);
+    await waitFor(() => ofAlert(alarms.events, alertId).some((e) => e.AckedState === true), { what: 'AckedState true' });
+    expect((await guardApi.get(`/api/alerts/${alertId}`)).body).toMatchObject({ acknowledgement: { by: 'guard', outcome: 'cleared', note: 'technician called' } });
+    // An EventId this condition never sent is still refused.
+    const unknown = await acknowledge(guard, older.ConditionId, Buffer.alloc(16, 7), 'cleared');
+    expect([StatusCodes.BadEventIdUnknown, StatusCodes.BadNodeIdUnknown, StatusCodes.BadMethodInvalid]).toContain(unknown.statusCode);
+    await alarms.terminate();
+  });
+
+  it('ConditionRefresh delivers RefreshStart, every retained condition, then RefreshEnd (queue size 0, as asyncua asks)', async () => {
+    const guard = await login('guard');
+    const a1 = await secondaryCheck();
+    const a2 = await secondaryCheck();
+    const alarms = await serverEvents(guard, 0);
+    // Both conditions exist before the refresh (their own events may or may not have reached this subscription).
+    const before = alarms.events.length;
+    const refresh = await guard.call({ objectId: 'i=2782', methodId: 'i=3875', inputArguments: [{ dataType: DataType.UInt32, value: alarms.subscription.subscriptionId }] });
+    expect(refresh.statusCode).toBe(StatusCodes.Good);
+    await waitFor(() => alarms.events.slice(before).some((e) => e.EventType?.toString() === REFRESH_END), { what: 'RefreshEnd' });
+    const burst = alarms.events.slice(before);
+    const types = burst.map((e) => e.EventType?.toString());
+    const start = types.indexOf(REFRESH_START);
+    const end = types.indexOf(REFRESH_END);
+    expect(start).toBeGreaterThanOrEqual(0);
+    expect(end).toBeGreaterThan(start);
+    const inside = burst.slice(start + 1, end);
+    for (const id of [a1, a2]) {
+      const e = ofAlert(inside, id);
+      expect(e, `refresh carries ${id}`).toHaveLength(1);
+      expect(e[0]).toMatchObject({ Retain: true, ActiveState: true, AckedState: false, ConditionName: 'SecondaryCheckRequired' });
+    }
+    expect(inside.every((e) => e.Retain === true)).toBe(true);
+    for (const id of [a1, a2]) expect((await guardApi.post(`/api/alerts/${id}/ack`, { outcome: 'cleared' })).status).toBe(200);
+    await alarms.terminate();
   });
 });

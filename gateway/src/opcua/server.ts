@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
+  AttributeIds,
   DataType,
   MessageSecurityMode,
   NodeId,
@@ -31,17 +32,19 @@ import {
   type UAObject,
   type UAVariable,
   type VariantLike,
+  type MonitoredItemCreateRequest,
+  type Subscription,
 } from 'node-opcua';
 import type { LoginGuard } from '@checkpoint/broker';
 import type { Logger } from 'pino';
 import { OUTCOMES, type AlertChange, type Outcome } from '../alerts.js';
+import type { AlertView } from '../store/operational.js';
 import type { GatewayConfig } from '../config.js';
 import type { OperationalStore } from '../store/operational.js';
 import { roleAtLeast, type Role, type UserStore } from '../store/users.js';
 import { FleetCommandError, type FleetView, type RobotView } from './fleet-view.js';
 import {
   CHECKPOINT_VARIABLES,
-  CONDITIONS,
   ROBOT_VARIABLES,
   SiteModel,
   applyScreening,
@@ -55,7 +58,6 @@ import {
   type CheckpointModel,
   type CheckpointVariable,
   type ConditionName,
-  type ConditionState,
   type RobotVariable,
   type VariableValue,
 } from './model.js';
@@ -135,6 +137,22 @@ const str = (v: VariantLike | Variant | undefined): string => {
   return typeof value === 'string' ? value : '';
 };
 
+/** Queue size of event monitored items that leave it to the server (queue size 0). */
+const EVENT_QUEUE_SIZE = 1000;
+
+type MonitoredItemStep2 = (timestamps: unknown, request: MonitoredItemCreateRequest, node: unknown) => unknown;
+
+function reviseSubscription(subscription: Subscription): void {
+  // node-opcua has no option for the default event queue size; its per-item creation step is wrapped on this subscription only.
+  const internals = subscription as unknown as { _createMonitoredItemStep2: MonitoredItemStep2 };
+  const create = internals._createMonitoredItemStep2.bind(subscription);
+  internals._createMonitoredItemStep2 = (timestamps, request, node) => {
+    const parameters = request.requestedParameters;
+    if (request.itemToMonitor.attributeId === AttributeIds.EventNotifier && parameters.queueSize === 0) parameters.queueSize = EVENT_QUEUE_SIZE;
+    return create(timestamps, request, node);
+  };
+}
+
 export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
   const { config, store, users, loginGuard, fleet, log, now } = o;
   const pkiDir = config.pkiDir ?? join(o.dataDir, 'pki');
@@ -178,6 +196,11 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     serverCapabilities: { maxSessions: config.maxSessions },
     maxConnectionsPerEndpoint: config.maxSessions,
     disableDiscovery: false,
+  });
+  // Event monitored items that ask for queue size 0 (asyncua's default: "the server chooses") get
+  // room for a ConditionRefresh burst; node-opcua revises 0 to 1, which keeps only RefreshEnd.
+  server.on('create_session', (session: ServerSession) => {
+    session.on('new_subscription', (subscription: Subscription) => reviseSubscription(subscription));
   });
   await server.initialize();
   // User tokens: user name and password only (Anonymous too when `allowAnonymous` says so).
@@ -262,14 +285,30 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
 
   // Checkpoints: folder per site, object per checkpoint, created when first seen.
   interface CheckpointNodes {
+    object: UAObject;
+    path: string;
     vars: Record<CheckpointVariable, UAVariable>;
-    alarms: Record<ConditionName, UAAlarmConditionEx>;
-    /** The alert each condition currently stands for. */
-    alertOf: Record<ConditionName, string | null>;
+  }
+  /**
+   * One condition instance per gateway alert (SCADA alarm lists expect one row per alarm): its
+   * EventIds stay valid for Acknowledge as long as the alert is not closed; the instance is
+   * removed after the event that closes it.
+   */
+  interface AlertCondition {
+    alarm: UAAlarmConditionEx;
+    alertId: string;
+    name: ConditionName;
+    /** Every EventId this instance has sent (hex): any of them acknowledges the alert. */
+    eventIds: Set<string>;
+    /** The state last raised (JSON), so that unchanged states raise nothing. */
+    raised: string | null;
+    /** Acknowledged by an OPC UA Acknowledge call (which sets Comment and ClientUserId itself). */
+    ackedInOpcua: boolean;
   }
   const siteFolders = new Map<string, UAObject>();
   const checkpointNodes = new Map<string, CheckpointNodes>();
-  const conditionOwner = new Map<UAAlarmConditionEx, { key: string; name: ConditionName }>();
+  const alertConditions = new Map<string, AlertCondition>();
+  const conditionOfNode = new Map<UAAlarmConditionEx, AlertCondition>();
   const alarmType = addressSpace.findEventType('AlarmConditionType')!;
 
   function checkpointNodesOf(cp: CheckpointModel): CheckpointNodes {
@@ -289,53 +328,69 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       const description = DESCRIPTIONS[name];
       vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) });
     }
-    const alarms = {} as Record<ConditionName, UAAlarmConditionEx>;
-    for (const name of CONDITIONS) {
-      const alarm = ns.instantiateAlarmCondition(alarmType, {
-        browseName: name,
-        nodeId: id(`${path}/${name}`),
-        componentOf: obj,
-        conditionSource: obj,
-        conditionOf: obj,
-        conditionName: name,
-        inputNode: name === 'SecondaryCheckRequired' ? vars.OpenAlerts : vars.Online,
-      });
-      // SourceName "hq/gate-1" rather than the browse name with its namespace index.
-      alarm.setSourceName(`${cp.site}/${cp.checkpoint}`);
-      alarm.setEnabledState(true);
-      alarm.currentBranch().setAckedState(true);
-      alarm.currentBranch().setRetain(false);
-      alarms[name] = alarm;
-      conditionOwner.set(alarm, { key, name });
-    }
-    const nodes: CheckpointNodes = { vars, alarms, alertOf: { SecondaryCheckRequired: null, CannotScreen: null } };
+    const nodes: CheckpointNodes = { object: obj, path, vars };
     checkpointNodes.set(key, nodes);
     return nodes;
   }
 
-  /** Brings an alarm to the state the model says, raising one condition event if anything changed. */
-  function applyCondition(nodes: CheckpointNodes, name: ConditionName, want: ConditionState): void {
-    const alarm = nodes.alarms[name];
-    const branch = alarm.currentBranch();
-    const same =
-      nodes.alertOf[name] === want.alertId &&
-      branch.getActiveState() === want.active &&
-      branch.getAckedState() === want.acked &&
-      branch.getRetain() === want.retain &&
-      branch.getMessage().text === want.message;
-    if (same) return;
-    nodes.alertOf[name] = want.alertId;
+  /**
+   * Brings the condition instance of an alert to the state the model says, raising one condition
+   * event if anything changed; creates it for a new alert and removes it after its closing event.
+   * Instances are referenced from their checkpoint by HasCondition only (not a browse child):
+   * ConditionRefresh finds them through it, and the checkpoint's event source chain carries their
+   * events up to the Server object.
+   */
+  function applyAlertCondition(nodes: CheckpointNodes, alert: AlertView): void {
+    const want = conditionState(alert);
+    let c = alertConditions.get(want.alertId);
+    if (!c) {
+      if (!want.retain) return; // closed before it was ever shown
+      const alarm = ns.instantiateAlarmCondition(alarmType, {
+        browseName: want.name,
+        nodeId: id(`${nodes.path}/Alerts/${want.alertId}`),
+        conditionSource: nodes.object,
+        conditionOf: nodes.object,
+        conditionName: want.name,
+        inputNode: want.name === 'SecondaryCheckRequired' ? nodes.vars.OpenAlerts : nodes.vars.Online,
+      });
+      // SourceName "hq/gate-1" rather than the browse name with its namespace index.
+      alarm.setSourceName(`${alert.site}/${alert.checkpoint}`);
+      alarm.setEnabledState(true);
+      c = { alarm, alertId: want.alertId, name: want.name, eventIds: new Set(), raised: null, ackedInOpcua: false };
+      alertConditions.set(want.alertId, c);
+      conditionOfNode.set(alarm, c);
+    }
+    const state = JSON.stringify(want);
+    if (c.raised === state) return;
+    c.raised = state;
+    const branch = c.alarm.currentBranch();
     branch.setActiveState(want.active);
     branch.setAckedState(want.acked);
-    const time = want.time !== null ? new Date(want.time) : new Date(now());
-    alarm.raiseNewCondition({ message: want.message, severity: want.severity, retain: want.retain, quality: StatusCodes.Good, time });
+    if (want.ack) {
+      // Acknowledged in the API: its user and outcome; through OPC UA the Acknowledge call
+      // already put the operator's comment and user on the branch.
+      if (!c.ackedInOpcua) {
+        branch.setClientUserId(want.ack.by);
+        branch.setComment({ text: want.ack.outcome });
+      }
+    }
+    const time = new Date(want.time);
+    c.alarm.raiseNewCondition({ message: want.message, severity: want.severity, retain: want.retain, quality: StatusCodes.Good, time });
+    c.eventIds.add(branch.getEventId().toString('hex'));
+    if (!want.retain) {
+      // Closed: the event above told the clients (Retain false); the instance is no longer needed.
+      alertConditions.delete(c.alertId);
+      conditionOfNode.delete(c.alarm);
+      addressSpace.deleteNode(c.alarm);
+    }
   }
 
   function refreshCheckpoint(cp: CheckpointModel): void {
     const nodes = checkpointNodesOf(cp);
     const values = checkpointValues(cp);
     for (const name of CHECKPOINT_VARIABLES) setValue(nodes.vars[name], CHECKPOINT_TYPES[name], values[name]);
-    for (const name of CONDITIONS) applyCondition(nodes, name, conditionState(cp, name));
+    for (const alert of cp.alerts.values()) applyAlertCondition(nodes, alert);
+    for (const alert of cp.closed.splice(0)) applyAlertCondition(nodes, alert);
   }
 
   // Robots: Site/Robots/{manufacturer}/{serialNumber}; a robot that disappears keeps its nodes (Bad quality).
@@ -490,22 +545,31 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     }
   };
   const interceptConditionMethod: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
-    const owner = object ? conditionOwner.get(object as UAAlarmConditionEx) : undefined;
+    const owner = object ? conditionOfNode.get(object as UAAlarmConditionEx) : undefined;
     if (!owner) return StatusCodes.Good;
     const name = method.browseName.name;
     if (name === 'AddComment' || name === 'ConditionRefresh' || name === 'ConditionRefresh2') return StatusCodes.Good;
     if (name !== 'Acknowledge') return StatusCodes.BadNotSupported;
     const who = caller(context, 'guard');
     if ('status' in who) return who.status;
-    const alarm = object as UAAlarmConditionEx;
+    const branch = owner.alarm.currentBranch();
     const eventId = args[0]?.value as Buffer | null;
-    if (!eventId || !alarm.currentBranch().getEventId().equals(eventId)) return StatusCodes.BadEventIdUnknown;
-    const alertId = checkpointNodes.get(owner.key)?.alertOf[owner.name] ?? null;
-    if (!alertId || alarm.currentBranch().getAckedState()) return StatusCodes.BadConditionBranchAlreadyAcked;
+    // Any EventId of this alert's condition acknowledges it: an alarm list a few events old is
+    // still right about which alert it means.
+    if (!Buffer.isBuffer(eventId) || !owner.eventIds.has(eventId.toString('hex'))) return StatusCodes.BadEventIdUnknown;
+    if (branch.getAckedState()) return StatusCodes.BadConditionBranchAlreadyAcked;
     const comment = (args[1]?.value as { text?: string | null } | null)?.text ?? '';
     const ack = parseAckComment(comment, owner.name);
     if (!ack) return StatusCodes.BadInvalidArgument;
-    return acknowledgeAlert(alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+    const status = acknowledgeAlert(owner.alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+    // node-opcua's Acknowledge then acknowledges the branch (AckedState, Comment and an event with
+    // AckedState true); it knows only the current EventId and sets no ClientUserId.
+    if (status === StatusCodes.Good) {
+      owner.ackedInOpcua = true;
+      branch.setClientUserId(who.user);
+      args[0]!.value = branch.getEventId();
+    }
+    return status;
   };
   addressSpace.addMethodCallInterceptor(intercept);
 
