@@ -340,3 +340,72 @@ describe('alarms and conditions', () => {
     await alarms.terminate();
   });
 });
+
+describe('address space, endpoints, certificate, keep-alive', () => {
+  const hierarchical = async (session: ClientSession, path: string) =>
+    (await session.browse({ nodeId: nodeId(path), referenceTypeId: 'HierarchicalReferences', includeSubtypes: true, browseDirection: BrowseDirection.Forward, resultMask: 63 })).references!;
+
+  it('checkpoints are CheckpointType objects and appear once in a hierarchical browse', async () => {
+    const session = await login('guard');
+    expect((await hierarchical(session, 'Site/Checkpoints/hq')).map((r) => r.browseName.name)).toEqual(['gate-1']);
+    const site = (await hierarchical(session, 'Site')).map((r) => r.browseName.name).sort();
+    expect(site).toEqual(['Checkpoints', 'Robots', 'Tasks']);
+    const gate = (await hierarchical(session, 'Site/Checkpoints/hq'))[0]!;
+    expect(gate.typeDefinition.toString()).toBe(nodeId('Types/CheckpointType'));
+    const type = await session.read({ nodeId: gate.typeDefinition, attributeId: AttributeIds.BrowseName });
+    expect(type.value.value.name).toBe('CheckpointType');
+    // The type declares what each checkpoint has.
+    const declared = (await session.browse({ nodeId: gate.typeDefinition, referenceTypeId: 'HasComponent', browseDirection: BrowseDirection.Forward, resultMask: 63 })).references!.map((r) => r.browseName.name);
+    expect(declared.sort()).toEqual(['BlackbodyOk', 'LastTemperature', 'ModelSha256', 'OpenAlerts', 'Online', 'PassedToday', 'ScreeningMode', 'SecondaryChecksToday', 'Threshold'].sort());
+    // ...and its children are each listed once too.
+    const children = (await hierarchical(session, CP)).map((r) => r.browseName.name);
+    expect(children.length).toBe(new Set(children).size);
+  });
+
+  it("CreateTask's target argument says what a delivery needs", async () => {
+    const session = await login('dispatcher');
+    const input = (await session.browse(nodeId('Site/Tasks/CreateTask'))).references!.find((r) => r.browseName.name === 'InputArguments')!;
+    const args = (await session.read({ nodeId: input.nodeId, attributeId: AttributeIds.Value })).value.value as any[];
+    const target = args.find((a) => a.name === 'target');
+    expect(target.description.text).toContain('delivery: "FROM,TO"');
+  });
+
+  it('endpoints are advertised for localhost and 127.0.0.1; the certificate has a proper subject and those names', async () => {
+    const { client } = await connectClient();
+    const port = gateway.opcua!.port;
+    // GetEndpoints answers with the endpoints of the host name the client asked for, if the server has them.
+    for (const host of ['localhost', '127.0.0.1']) {
+      const urls = (await client.getEndpoints({ endpointUrl: `opc.tcp://${host}:${port}/UA/Checkpoint` })).map((e) => e.endpointUrl);
+      expect(urls.length, host).toBeGreaterThan(0);
+      expect(urls.every((u) => u === `opc.tcp://${host}:${port}/UA/Checkpoint`), `${host}: ${urls.join(' ')}`).toBe(true);
+    }
+    const certificate = new X509Certificate(readFileSync(join(dataDir, 'pki/own/certs/certificate.pem')));
+    expect(certificate.subject).toMatch(/^CN=Checkpoint gateway@/m);
+    expect(certificate.subject).toMatch(/^O=Checkpoint$/m);
+    expect(certificate.subject).not.toMatch(/Sterfive|Orleans/);
+    const san = certificate.subjectAltName!.split(', ');
+    expect(san).toContain('DNS:localhost');
+    expect(san).toContain('IP Address:127.0.0.1');
+    expect(san.some((n) => n.startsWith('URI:urn:') && n.endsWith(':checkpoint-gateway'))).toBe(true);
+  });
+
+  it('revises a huge keep-alive count to at most 30 s of silence', async () => {
+    const session = await login('guard');
+    // node-opcua-client refuses to ask for a keep-alive longer than its session timeout; asyncua asks anyway.
+    (ClientSubscription as any).ignoreNextWarning = true;
+    const subscription = ClientSubscription.create(session, { requestedPublishingInterval: 1000, requestedMaxKeepAliveCount: 20_000, requestedLifetimeCount: 60_000, publishingEnabled: true });
+    await new Promise<void>((resolve, reject) => {
+      subscription.once('started', () => resolve());
+      subscription.once('internal_error', reject);
+    });
+    expect(subscription.publishingInterval).toBe(1000);
+    expect(subscription.maxKeepAliveCount).toBe(30);
+    expect(subscription.lifetimeCount).toBeGreaterThanOrEqual(3 * subscription.maxKeepAliveCount);
+    // A client that asks for less keeps what it asked for.
+    const modest = ClientSubscription.create(session, { requestedPublishingInterval: 500, requestedMaxKeepAliveCount: 10, requestedLifetimeCount: 100, publishingEnabled: true });
+    await new Promise<void>((resolve) => modest.once('started', () => resolve()));
+    expect(modest.maxKeepAliveCount).toBe(10);
+    await subscription.terminate();
+    await modest.terminate();
+  });
+});

@@ -5,7 +5,9 @@
  * through the same store and role rules as the API. What a value or alarm state should be is
  * decided in model.ts; this file copies it into nodes and turns calls into store operations.
  */
-import { hostname } from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
   AttributeIds,
@@ -30,6 +32,7 @@ import {
   type UAMethod,
   type ServerSession,
   type UAObject,
+  type UAObjectType,
   type UAVariable,
   type VariantLike,
   type MonitoredItemCreateRequest,
@@ -142,7 +145,27 @@ const EVENT_QUEUE_SIZE = 1000;
 
 type MonitoredItemStep2 = (timestamps: unknown, request: MonitoredItemCreateRequest, node: unknown) => unknown;
 
+/**
+ * Longest time a subscription may stay silent before it sends a keep-alive. node-opcua grants up
+ * to 12000 publishing intervals (100 min at 500 ms), so a client notices a dead server or a lost
+ * subscription only after that long; 30 s is the order SCADA clients use themselves (UaExpert:
+ * 500 ms x 10 = 5 s) and keeps the idle traffic to one small message per 30 s per subscription.
+ */
+export const MAX_KEEPALIVE_MS = 30_000;
+
+function keepAliveCap(publishingInterval: number): number {
+  return Math.max(1, Math.floor(MAX_KEEPALIVE_MS / Math.max(publishingInterval, 1)));
+}
+
 function reviseSubscription(subscription: Subscription): void {
+  // Revised before the CreateSubscription response is built (new_subscription is emitted inside
+  // session.createSubscription); the lifetime stays at least three keep-alives as node-opcua set it.
+  subscription.maxKeepAliveCount = Math.min(subscription.maxKeepAliveCount, keepAliveCap(subscription.publishingInterval));
+  const modify = subscription.modify.bind(subscription);
+  subscription.modify = (param) => {
+    modify(param);
+    subscription.maxKeepAliveCount = Math.min(subscription.maxKeepAliveCount, keepAliveCap(subscription.publishingInterval));
+  };
   // node-opcua has no option for the default event queue size; its per-item creation step is wrapped on this subscription only.
   const internals = subscription as unknown as { _createMonitoredItemStep2: MonitoredItemStep2 };
   const create = internals._createMonitoredItemStep2.bind(subscription);
@@ -153,15 +176,51 @@ function reviseSubscription(subscription: Subscription): void {
   };
 }
 
+const LOCAL_NAMES = { dns: ['localhost'], ip: ['127.0.0.1'] };
+
+/**
+ * The server's own certificate, made here rather than by node-opcua (whose subject is
+ * "/CN=<name>@<host>/DC=/O=Sterfive/L=Orleans/C=FR" and whose names lack localhost/127.0.0.1):
+ * subject CN=Checkpoint gateway@<host>, O=Checkpoint; subjectAltName the application URI, the
+ * host name, localhost, 127.0.0.1 and the machine's addresses. An existing certificate is kept
+ * (clients trust it); when it lacks the local names, a warning says how to renew it.
+ */
+async function ensureServerCertificate(cm: OPCUACertificateManager, certificateFile: string, applicationUri: string, log: Logger): Promise<void> {
+  if (existsSync(certificateFile)) {
+    const san = new X509Certificate(readFileSync(certificateFile)).subjectAltName ?? '';
+    const missing = [...LOCAL_NAMES.dns.map((d) => `DNS:${d}`), ...LOCAL_NAMES.ip.map((i) => `IP Address:${i}`)].filter((n) => !san.split(', ').includes(n));
+    if (missing.length) {
+      log.warn({ certificateFile, missing }, 'OPC UA server certificate lacks local names; to renew it delete own/certs/certificate.pem and restart (same key), then have clients trust the new one');
+    }
+    return;
+  }
+  await cm.initialize();
+  const addresses = Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a !== undefined && !a.internal)
+    .map((a) => a!.address);
+  await cm.createSelfSignedCertificate({
+    applicationUri,
+    subject: `/CN=Checkpoint gateway@${hostname().slice(0, 44)}/O=Checkpoint`,
+    dns: [...new Set([hostname(), ...LOCAL_NAMES.dns])],
+    ip: [...new Set([...LOCAL_NAMES.ip, ...addresses])],
+    startDate: new Date(),
+    validity: 365 * 10,
+    outputFile: certificateFile,
+  });
+}
+
 export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
   const { config, store, users, loginGuard, fleet, log, now } = o;
   const pkiDir = config.pkiDir ?? join(o.dataDir, 'pki');
+  const applicationUri = `urn:${hostname()}:checkpoint-gateway`;
 
   // --- security ---------------------------------------------------------------------------------
   const serverCertificateManager = new OPCUACertificateManager({
     rootFolder: pkiDir,
     automaticallyAcceptUnknownCertificate: config.automaticallyAcceptUnknownCertificates,
   });
+  await ensureServerCertificate(serverCertificateManager, join(pkiDir, 'own/certs/certificate.pem'), applicationUri, log);
   const securityModes = config.securityModes.map((m) => MessageSecurityMode[m]);
   const securityPolicies: SecurityPolicy[] = config.securityPolicies.map((p) => SecurityPolicy[p]);
   if (config.securityModes.includes('None')) securityPolicies.unshift(SecurityPolicy.None);
@@ -191,7 +250,9 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       },
     },
     // The application URI is per machine (it is in the certificate); the model's namespace is NAMESPACE_URI.
-    serverInfo: { applicationUri: `urn:${hostname()}:checkpoint-gateway`, applicationName: { text: 'Checkpoint gateway', locale: 'en' }, productUri: 'urn:checkpoint:gateway' },
+    // Local clients dial localhost or 127.0.0.1: the endpoints name them too (when listening on all interfaces).
+    ...(config.host ? {} : { alternateHostname: [...LOCAL_NAMES.dns, ...LOCAL_NAMES.ip] }),
+    serverInfo: { applicationUri, applicationName: { text: 'Checkpoint gateway', locale: 'en' }, productUri: 'urn:checkpoint:gateway' },
     buildInfo: { productName: 'Checkpoint gateway', manufacturerName: 'Checkpoint', softwareVersion: '0.1.0', buildNumber: '1', buildDate: new Date(0) },
     serverCapabilities: { maxSessions: config.maxSessions },
     maxConnectionsPerEndpoint: config.maxSessions,
@@ -224,27 +285,30 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
   /**
    * An object in the notifier hierarchy (HasNotifier from its parent; HasEventSource for objects
    * that are the source of conditions), so alarms reach clients subscribed on the Server object.
+   * Both are hierarchical references: that one reference is also how a browser finds the object
+   * (an Organizes as well would list it twice in a hierarchical browse).
    */
-  const addNotifier = (parent: UAObject, path: string, browseName: string, folder: boolean, description?: string, eventSource = false): UAObject =>
+  const addNotifier = (parent: UAObject, path: string, browseName: string, type: 'folder' | 'object' | UAObjectType, description?: string, eventSource = false): UAObject =>
     ns.addObject({
       browseName,
       nodeId: id(path),
-      organizedBy: parent,
       ...(eventSource ? { eventSourceOf: parent } : { notifierOf: parent }),
       eventNotifier: 1,
-      ...(folder ? { typeDefinition: 'FolderType' } : {}),
+      ...(type === 'folder' ? { typeDefinition: 'FolderType' } : type === 'object' ? {} : { typeDefinition: type }),
       ...(description ? { description } : {}),
     });
 
-  const site = addNotifier(addressSpace.rootFolder.objects, 'Site', 'Site', false, 'The checkpoints and robots of this site');
+  const site = addNotifier(addressSpace.rootFolder.objects, 'Site', 'Site', 'object', 'The checkpoints and robots of this site');
   site.addReference({ referenceType: 'HasNotifier', nodeId: serverObject, isForward: false });
-  const checkpointsFolder = addNotifier(site, 'Site/Checkpoints', 'Checkpoints', true, 'Site/Checkpoints/{site}/{checkpoint}');
-  const robotsFolder = addNotifier(site, 'Site/Robots', 'Robots', true, 'Site/Robots/{manufacturer}/{serialNumber}');
-  const tasks = addNotifier(site, 'Site/Tasks', 'Tasks', false, 'The robot task queue');
+  const checkpointsFolder = addNotifier(site, 'Site/Checkpoints', 'Checkpoints', 'folder', 'Site/Checkpoints/{site}/{checkpoint}');
+  const robotsFolder = addNotifier(site, 'Site/Robots', 'Robots', 'folder', 'Site/Robots/{manufacturer}/{serialNumber}');
+  const tasks = addNotifier(site, 'Site/Tasks', 'Tasks', 'object', 'The robot task queue');
 
-  const addValue = (parent: UAObject, path: string, name: string, kind: ValueKind, extra: { unit?: 'celsius' | 'percent'; range?: [number, number]; description?: string } = {}): UAVariable => {
+  type ValueExtra = { unit?: 'celsius' | 'percent'; range?: [number, number]; description?: string; mandatory?: boolean };
+  const addValue = (parent: UAObject | UAObjectType, path: string, name: string, kind: ValueKind, extra: ValueExtra = {}): UAVariable => {
     const common = {
       componentOf: parent,
+      ...(extra.mandatory ? { modellingRule: 'Mandatory' as const } : {}),
       browseName: name,
       nodeId: id(`${path}/${name}`),
       dataType: kind,
@@ -283,6 +347,19 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     node.setValueFromSource(variant, StatusCodes[v.quality] as StatusCode, v.sourceTime !== null ? new Date(v.sourceTime) : new Date(now()));
   };
 
+  /** What each checkpoint object has, so SCADA can map checkpoints by type. */
+  const checkpointValueExtra = (name: CheckpointVariable): ValueExtra => {
+    const range: [number, number] | null = name === 'Threshold' ? [30, 45] : name === 'LastTemperature' ? [20, 45] : null;
+    const description = DESCRIPTIONS[name];
+    return { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) };
+  };
+  const checkpointType: UAObjectType = ns.addObjectType({
+    browseName: 'CheckpointType',
+    nodeId: id('Types/CheckpointType'),
+    description: 'An entrance checkpoint (thermal screening); conditions SecondaryCheckRequired and CannotScreen, one instance per alert, have it as source',
+  });
+  for (const name of CHECKPOINT_VARIABLES) addValue(checkpointType, 'Types/CheckpointType', name, CHECKPOINT_TYPES[name], { ...checkpointValueExtra(name), mandatory: true });
+
   // Checkpoints: folder per site, object per checkpoint, created when first seen.
   interface CheckpointNodes {
     object: UAObject;
@@ -317,17 +394,13 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     if (existing) return existing;
     let siteFolder = siteFolders.get(cp.site);
     if (!siteFolder) {
-      siteFolder = addNotifier(checkpointsFolder, `Site/Checkpoints/${cp.site}`, cp.site, true);
+      siteFolder = addNotifier(checkpointsFolder, `Site/Checkpoints/${cp.site}`, cp.site, 'folder');
       siteFolders.set(cp.site, siteFolder);
     }
     const path = `Site/Checkpoints/${cp.site}/${cp.checkpoint}`;
-    const obj = addNotifier(siteFolder, path, cp.checkpoint, false, `Checkpoint ${cp.site}/${cp.checkpoint}`, true);
+    const obj = addNotifier(siteFolder, path, cp.checkpoint, checkpointType, `Checkpoint ${cp.site}/${cp.checkpoint}`, true);
     const vars = {} as Record<CheckpointVariable, UAVariable>;
-    for (const name of CHECKPOINT_VARIABLES) {
-      const range: [number, number] | null = name === 'Threshold' ? [30, 45] : name === 'LastTemperature' ? [20, 45] : null;
-      const description = DESCRIPTIONS[name];
-      vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) });
-    }
+    for (const name of CHECKPOINT_VARIABLES) vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], checkpointValueExtra(name));
     const nodes: CheckpointNodes = { object: obj, path, vars };
     checkpointNodes.set(key, nodes);
     return nodes;
@@ -405,13 +478,13 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       const p = `Site/Robots/${parts.slice(0, i + 1).join('/')}`;
       let folder = robotFolders.get(p);
       if (!folder) {
-        folder = addNotifier(parent, p, parts[i]!, true);
+        folder = addNotifier(parent, p, parts[i]!, 'folder');
         robotFolders.set(p, folder);
       }
       parent = folder;
     }
     const path = `Site/Robots/${r.id}`;
-    const obj = addNotifier(parent, path, parts[parts.length - 1]!, false, `Robot ${r.id}`);
+    const obj = addNotifier(parent, path, parts[parts.length - 1]!, 'object', `Robot ${r.id}`);
     const vars = {} as Record<RobotVariable, UAVariable>;
     for (const name of ROBOT_VARIABLES) {
       vars[name] = addValue(obj, path, name, ROBOT_TYPES[name], name === 'Battery' ? { unit: 'percent', range: [0, 100] } : {});
@@ -494,7 +567,11 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     description: 'Create a robot task (role dispatcher or above)',
     inputArguments: [
       { name: 'type', dataType: DataType.String, description: 'delivery | disinfection | patrol | charge' },
-      { name: 'target', dataType: DataType.String, description: 'the map node, zone or charger' },
+      {
+        name: 'target',
+        dataType: DataType.String,
+        description: 'delivery: "FROM,TO" (two map nodes); disinfection: a zone or map node; patrol: "A,B,C" (map nodes); charge: a charger, or empty (the fleet chooses)',
+      },
       { name: 'priority', dataType: DataType.UInt32, description: '0..100, higher is more urgent' },
     ],
     outputArguments: [{ name: 'taskId', dataType: DataType.String }],
