@@ -422,6 +422,9 @@ describe('alarms and methods', () => {
     const result = await acknowledge(guard, raised.ConditionId.toString(), raised.EventId, 'technician called');
     expect(result.statusCode).toBe(StatusCodes.Good);
     await waitFor(() => alarms.events.some((e) => e.ConditionName === 'CannotScreen' && e.ActiveState === true && e.AckedState === true), { what: 'CannotScreen acknowledged, still active' });
+    // Still active: it stays in alarm lists (Retain true) although acknowledged.
+    const ackedWhileActive = alarms.events.filter((e) => e.ConditionName === 'CannotScreen' && e.ActiveState === true && e.AckedState === true);
+    expect(ackedWhileActive.map((e) => e.Retain)).toEqual(ackedWhileActive.map(() => true));
     const offline = (await guardApi.get('/api/alerts?checkpoint=gate-1')).body.alerts.find((a: any) => a.kind === 'checkpoint_offline');
     expect(offline).toMatchObject({ status: 'acknowledged', acknowledgement: { by: 'guard', outcome: 'cleared', note: 'technician called' } });
     await publishState('gate-1', { status: 'online' });

@@ -33,6 +33,8 @@ import {
   type ServerSession,
   type UAObject,
   type UAObjectType,
+  type ConditionSnapshot,
+  type LocalizedText,
   type UAVariable,
   type VariantLike,
   type MonitoredItemCreateRequest,
@@ -208,6 +210,32 @@ async function ensureServerCertificate(cm: OPCUACertificateManager, certificateF
     validity: 365 * 10,
     outputFile: certificateFile,
   });
+}
+
+interface AcknowledgeInternals {
+  _acknowledge_branch(eventId: Buffer | null, comment: LocalizedText, branch: ConditionSnapshot, message: string): StatusCode;
+  _raiseAuditConditionAcknowledgeEvent(branch: ConditionSnapshot): void;
+}
+interface BranchInternals {
+  _setAckedState(acked: boolean, eventId: Buffer | null, comment: LocalizedText): StatusCode;
+}
+
+/**
+ * node-opcua's Acknowledge ends Retain (the alarm leaves alarm lists) even while the alarm is
+ * still active; a CannotScreen alert acknowledged while the checkpoint is still offline must stay.
+ * The same steps as node-opcua's `_acknowledge_branch`, with Retain kept while active.
+ */
+function keepRetainOnAcknowledge(alarm: UAAlarmConditionEx): void {
+  const internals = alarm as unknown as AcknowledgeInternals;
+  internals._acknowledge_branch = (eventId, comment, branch) => {
+    const status = (branch as unknown as BranchInternals)._setAckedState(true, eventId, comment);
+    if (status.isNotGood()) return status;
+    branch.setRetain(branch.getActiveState());
+    branch.setComment(comment);
+    alarm.raiseNewBranchState(branch);
+    internals._raiseAuditConditionAcknowledgeEvent(branch);
+    return StatusCodes.Good;
+  };
 }
 
 export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
@@ -429,6 +457,7 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       // SourceName "hq/gate-1" rather than the browse name with its namespace index.
       alarm.setSourceName(`${alert.site}/${alert.checkpoint}`);
       alarm.setEnabledState(true);
+      keepRetainOnAcknowledge(alarm);
       c = { alarm, alertId: want.alertId, name: want.name, eventIds: new Set(), raised: null, ackedInOpcua: false };
       alertConditions.set(want.alertId, c);
       conditionOfNode.set(alarm, c);
