@@ -405,6 +405,10 @@ describe('address space, endpoints, certificate, keep-alive', () => {
     const modest = ClientSubscription.create(session, { requestedPublishingInterval: 500, requestedMaxKeepAliveCount: 10, requestedLifetimeCount: 100, publishingEnabled: true });
     await new Promise<void>((resolve) => modest.once('started', () => resolve()));
     expect(modest.maxKeepAliveCount).toBe(10);
+    // ModifySubscription is revised the same way.
+    (ClientSubscription as any).ignoreNextWarning = true;
+    const modified = await modest.modify({ requestedPublishingInterval: 500, requestedMaxKeepAliveCount: 20_000, requestedLifetimeCount: 60_000, maxNotificationsPerPublish: 0, priority: 0 });
+    expect(modified.revisedMaxKeepAliveCount).toBe(60);
     await subscription.terminate();
     await modest.terminate();
   });
