@@ -94,37 +94,35 @@ describe('checkpoint values', () => {
 });
 
 describe('conditions', () => {
-  it('SecondaryCheckRequired stands for the oldest open screening alert, then the next, then goes inactive', () => {
+  it('one condition state per alert: a secondary check is active until acknowledged, then closed and no longer retained', () => {
     const site = new SiteModel(localDay(T0));
-    const cp = site.apply({ type: 'alert', data: { alert: alert('A2', { openedAt: iso(T0 + 5) }) } })!;
-    site.apply({ type: 'alert', data: { alert: alert('A1') } });
-    let c = conditionState(cp, 'SecondaryCheckRequired');
-    expect(c).toMatchObject({ alertId: 'A1', active: true, acked: false, retain: true, severity: 700, waiting: 2 });
-    expect(c.message).toBe('Secondary check required at hq/gate-1 (alert A1; 2 waiting)');
+    const cp = site.apply({ type: 'alert', data: { alert: alert('A1') } })!;
+    site.apply({ type: 'alert', data: { alert: alert('A2', { openedAt: iso(T0 + 5) }) } });
+    const c = conditionState(cp.alerts.get('A1')!);
+    expect(c).toMatchObject({ alertId: 'A1', name: 'SecondaryCheckRequired', active: true, acked: false, retain: true, severity: 700, ack: null });
+    // The message depends on its own alert only (another alert does not change it, nor its EventId).
+    expect(c.message).toBe('Secondary check required at hq/gate-1 (alert A1)');
     expect(c.message).not.toContain('elevated'); // no health data
-    site.apply({ type: 'alert', data: { alert: alert('A1', { status: 'closed' }) } });
-    expect(conditionState(cp, 'SecondaryCheckRequired')).toMatchObject({ alertId: 'A2', waiting: 1 });
-    site.apply({ type: 'alert', data: { alert: alert('A2', { status: 'closed' }) } });
-    c = conditionState(cp, 'SecondaryCheckRequired');
-    expect(c).toMatchObject({ alertId: null, active: false, acked: true, retain: false });
-    expect(conditionState(cp, 'CannotScreen').alertId).toBeNull();
+    const acked = alert('A1', { status: 'closed', acknowledgement: { by: 'guard', at: iso(T0 + 9), outcome: 'cleared', note: 'fine' } });
+    site.apply({ type: 'alert', data: { alert: acked } });
+    expect([...cp.alerts.keys()]).toEqual(['A2']);
+    expect(cp.closed.map((a) => a.id)).toEqual(['A1']);
+    expect(conditionState(cp.closed[0]!)).toMatchObject({ active: false, acked: true, retain: false, ack: { by: 'guard', outcome: 'cleared' } });
+    // A closed alert the model never showed has no condition to close.
+    site.apply({ type: 'alert', data: { alert: alert('A9', { status: 'closed' }) } });
+    expect(cp.closed.map((a) => a.id)).toEqual(['A1']);
   });
 
-  it('CannotScreen prefers an active alert, stays active when acknowledged, and waits for an ack once over', () => {
-    const site = new SiteModel(localDay(T0));
-    const over = alert('O1', { kind: 'checkpoint_offline', severity: 'critical', resolvedAt: iso(T0 + 10), decision: null, reasons: [] });
-    const cp = site.apply({ type: 'alert', data: { alert: over } })!;
-    expect(conditionState(cp, 'CannotScreen')).toMatchObject({ alertId: 'O1', active: false, acked: false, retain: true });
-    const fault = alert('F1', { kind: 'checkpoint_fault', severity: 'critical', resolvedAt: null, openedAt: iso(T0 + 20), decision: null, reasons: ['blackbody not seen'] });
-    site.apply({ type: 'alert', data: { alert: fault } });
-    let c = conditionState(cp, 'CannotScreen');
-    expect(c).toMatchObject({ alertId: 'F1', active: true, acked: false, severity: 900 });
+  it('CannotScreen stays active while the problem lasts, acknowledged or not, and waits for an ack once over', () => {
+    const fault = alert('F1', { kind: 'checkpoint_fault', severity: 'critical', resolvedAt: null, decision: null, reasons: ['blackbody not seen'] });
+    let c = conditionState(fault);
+    expect(c).toMatchObject({ name: 'CannotScreen', active: true, acked: false, retain: true, severity: 900 });
     expect(c.message).toBe('Cannot screen at hq/gate-1: checkpoint fault: blackbody not seen (alert F1)');
-    site.apply({ type: 'alert', data: { alert: { ...fault, status: 'acknowledged' } } });
-    c = conditionState(cp, 'CannotScreen');
-    expect(c).toMatchObject({ alertId: 'F1', active: true, acked: true });
-    site.apply({ type: 'alert', data: { alert: { ...fault, status: 'closed' } } });
-    expect(conditionState(cp, 'CannotScreen')).toMatchObject({ alertId: 'O1', active: false, acked: false });
+    c = conditionState({ ...fault, status: 'acknowledged' });
+    expect(c).toMatchObject({ active: true, acked: true, retain: true });
+    c = conditionState({ ...fault, resolvedAt: iso(T0 + 10) });
+    expect(c).toMatchObject({ active: false, acked: false, retain: true });
+    expect(conditionState({ ...fault, status: 'closed', resolvedAt: iso(T0 + 10) })).toMatchObject({ active: false, acked: true, retain: false });
   });
 });
 

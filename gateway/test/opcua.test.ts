@@ -254,7 +254,7 @@ describe('address space', () => {
     expect(await names('Site/Checkpoints')).toEqual(['AcknowledgeAlert', 'hq']);
     expect(await names('Site/Checkpoints/hq')).toEqual(['gate-1']);
     expect(await names('Site/Checkpoints/hq/gate-1')).toEqual(
-      ['BlackbodyOk', 'CannotScreen', 'LastTemperature', 'ModelSha256', 'OpenAlerts', 'Online', 'PassedToday', 'ScreeningMode', 'SecondaryCheckRequired', 'SecondaryChecksToday', 'Threshold'].sort(),
+      ['BlackbodyOk', 'LastTemperature', 'ModelSha256', 'OpenAlerts', 'Online', 'PassedToday', 'ScreeningMode', 'SecondaryChecksToday', 'Threshold'].sort(),
     );
     expect(await names('Site/Tasks')).toEqual(['CancelTask', 'CreateTask', 'QueuedCount', 'UnderwayCount']);
     const site = (await session.browse('i=85')).references!.find((r) => r.browseName.name === 'Site')!;
@@ -327,7 +327,8 @@ describe('alarms and methods', () => {
     guard = await connect({ userName: 'guard', password: API_PASSWORD });
   });
 
-  const conditionOf = (name: string) => nodeId(`Site/Checkpoints/hq/gate-1/${name}`);
+  // One condition instance per alert, below its checkpoint's path.
+  const conditionOf = (alertId: string) => nodeId(`Site/Checkpoints/hq/gate-1/Alerts/${alertId}`);
   const acknowledge = (session: ClientSession, condition: string, eventId: Buffer, comment: string) =>
     session.call({ objectId: condition, methodId: 'i=9111', inputArguments: [{ dataType: DataType.ByteString, value: eventId }, { dataType: DataType.LocalizedText, value: { text: comment } }] });
 
@@ -339,8 +340,8 @@ describe('alarms and methods', () => {
     expect(raised.AckedState).toBe(false);
     expect(raised.Severity).toBe(700);
     expect(raised.SourceName).toBe('hq/gate-1');
-    expect(raised.ConditionId.toString()).toBe(conditionOf('SecondaryCheckRequired'));
     const alert = (await guardApi.get('/api/alerts?status=open&checkpoint=gate-1')).body.alerts.find((a: any) => a.screeningId === s.id);
+    expect(raised.ConditionId.toString()).toBe(conditionOf(alert.id));
     expect(raised.Message.text).toContain(alert.id);
     // No health data in alarm messages. The message carries a random ULID, which may contain "38":
     // look for the reading and for any decimal or unit in the rest, never for bare digits.
@@ -349,11 +350,11 @@ describe('alarms and methods', () => {
     expect((await readValue(guard, 'Site/Checkpoints/hq/gate-1/OpenAlerts')).value.value).toBe(1);
 
     // A secondary check needs its outcome: a bare comment is refused and nothing changes.
-    const bare = await acknowledge(guard, conditionOf('SecondaryCheckRequired'), raised.EventId, 'seen');
+    const bare = await acknowledge(guard, conditionOf(alert.id), raised.EventId, 'seen');
     expect(bare.statusCode).toBe(StatusCodes.BadInvalidArgument);
     expect((await guardApi.get(`/api/alerts/${alert.id}`)).body.status).toBe('open');
 
-    const result = await acknowledge(guard, conditionOf('SecondaryCheckRequired'), raised.EventId, 'referred: sent to triage');
+    const result = await acknowledge(guard, conditionOf(alert.id), raised.EventId, 'referred: sent to triage');
     expect(result.statusCode).toBe(StatusCodes.Good);
     const acked = (await guardApi.get(`/api/alerts/${alert.id}`)).body;
     expect(acked.status).toBe('closed');
@@ -374,12 +375,14 @@ describe('alarms and methods', () => {
       (await guardApi.get('/api/alerts?checkpoint=gate-1')).body.alerts.find((a: any) => a.screeningId === screeningId) as { id: string } | undefined;
     await waitFor(async () => (await alertOf(second.id)) !== undefined, { what: 'two alerts' });
     const [a1, a2] = [(await alertOf(first.id))!, (await alertOf(second.id))!];
-    await waitFor(() => alarms.events.some((e) => e.Message.text.includes(a1.id) && e.Message.text.includes('2 waiting')), { what: 'condition stands for the first alert' });
+    // A condition instance each.
+    await waitFor(() => [a1, a2].every((a) => alarms.events.some((e) => e.Message.text.includes(a.id) && e.ActiveState === true && e.AckedState === false)), { what: 'a condition for each alert' });
 
     const viaApi = await guardApi.post(`/api/alerts/${a1.id}/ack`, { outcome: 'cleared' });
     expect(viaApi.status).toBe(200);
-    // The condition moves on to the next alert (still active, unacknowledged).
-    await waitFor(() => alarms.events.some((e) => e.Message.text.includes(a2.id) && e.ActiveState === true && e.AckedState === false), { what: 'condition stands for the second alert' });
+    await waitFor(() => alarms.events.some((e) => e.Message.text.includes(a1.id) && e.AckedState === true && e.Retain === false), { what: 'first alert acknowledged and over' });
+    // The second alert's condition did not move: no new event for it.
+    expect(alarms.events.filter((e) => e.Message.text.includes(a2.id))).toHaveLength(1);
 
     const dispatcher = await connect({ userName: 'dispatcher', password: API_PASSWORD });
     const call = await dispatcher.call({
@@ -393,7 +396,7 @@ describe('alarms and methods', () => {
     });
     expect(call.statusCode).toBe(StatusCodes.Good);
     expect((await guardApi.get(`/api/alerts/${a2.id}`)).body.acknowledgement).toMatchObject({ by: 'dispatcher', outcome: 'false_alarm' });
-    await waitFor(() => alarms.events.at(-1)?.ConditionName === 'SecondaryCheckRequired' && alarms.events.at(-1)?.ActiveState === false, { what: 'condition inactive' });
+    await waitFor(() => alarms.events.some((e) => e.Message.text.includes(a2.id) && e.ActiveState === false), { what: 'condition inactive' });
     // Twice: the alert is no longer open.
     const again = await dispatcher.call({
       objectId: nodeId('Site/Checkpoints'),
@@ -416,9 +419,12 @@ describe('alarms and methods', () => {
     expect(raised.Severity).toBe(900);
     expect(raised.Message.text).toContain('offline');
     // Device alerts need no outcome: a plain comment acknowledges them as cleared.
-    const result = await acknowledge(guard, conditionOf('CannotScreen'), raised.EventId, 'technician called');
+    const result = await acknowledge(guard, raised.ConditionId.toString(), raised.EventId, 'technician called');
     expect(result.statusCode).toBe(StatusCodes.Good);
     await waitFor(() => alarms.events.some((e) => e.ConditionName === 'CannotScreen' && e.ActiveState === true && e.AckedState === true), { what: 'CannotScreen acknowledged, still active' });
+    // Still active: it stays in alarm lists (Retain true) although acknowledged.
+    const ackedWhileActive = alarms.events.filter((e) => e.ConditionName === 'CannotScreen' && e.ActiveState === true && e.AckedState === true);
+    expect(ackedWhileActive.map((e) => e.Retain)).toEqual(ackedWhileActive.map(() => true));
     const offline = (await guardApi.get('/api/alerts?checkpoint=gate-1')).body.alerts.find((a: any) => a.kind === 'checkpoint_offline');
     expect(offline).toMatchObject({ status: 'acknowledged', acknowledgement: { by: 'guard', outcome: 'cleared', note: 'technician called' } });
     await publishState('gate-1', { status: 'online' });

@@ -31,6 +31,8 @@ export interface CheckpointModel {
   secondaryChecksToday: number;
   /** Alerts of this checkpoint that are not closed, by id. */
   alerts: Map<string, AlertView>;
+  /** Alerts closed since the adapter last took them (their conditions send a last event, then go). */
+  closed: AlertView[];
 }
 
 export const CHECKPOINT_VARIABLES = [
@@ -64,7 +66,7 @@ export function startOfLocalDay(ms: number): number {
 }
 
 export function emptyCheckpoint(site: string, checkpoint: string, day: string): CheckpointModel {
-  return { site, checkpoint, device: null, lastScreening: null, lastTemperature: null, day, passedToday: 0, secondaryChecksToday: 0, alerts: new Map() };
+  return { site, checkpoint, device: null, lastScreening: null, lastTemperature: null, day, passedToday: 0, secondaryChecksToday: 0, alerts: new Map(), closed: [] };
 }
 
 /** A new day starts the counters again. */
@@ -92,8 +94,10 @@ export function applyScreening(cp: CheckpointModel, s: ScreeningSummary, count =
 }
 
 export function applyAlert(cp: CheckpointModel, alert: AlertView): void {
-  if (alert.status === 'closed') cp.alerts.delete(alert.id);
-  else cp.alerts.set(alert.id, alert);
+  if (alert.status === 'closed') {
+    // Only an alert the address space showed has a condition to close.
+    if (cp.alerts.delete(alert.id)) cp.closed.push(alert);
+  } else cp.alerts.set(alert.id, alert);
 }
 
 /** The site as the address space shows it, kept up to date from live events. */
@@ -210,21 +214,24 @@ export const CONDITION_ALERT_KINDS: Record<ConditionName, readonly AlertKind[]> 
 export const SEVERITY: Record<AlertView['severity'], number> = { critical: 900, major: 700, minor: 400 };
 
 export interface ConditionState {
-  /** The gateway alert the condition currently stands for (acknowledging acknowledges it). */
-  alertId: string | null;
+  /** The gateway alert this condition instance stands for (one instance per alert). */
+  alertId: string;
+  name: ConditionName;
   active: boolean;
   acked: boolean;
+  /** False once the alert is closed: the instance sends its last event and is removed. */
   retain: boolean;
   severity: number;
   message: string;
-  /** Alerts of this condition waiting for an acknowledgement (including the current one). */
-  waiting: number;
-  /** When the current alert opened (ms), null when none. */
-  time: number | null;
+  /** When the alert opened (ms). */
+  time: number;
+  /** Who acknowledged it and with which outcome (ClientUserId and Comment of the acknowledged event). */
+  ack: { by: string; outcome: Outcome } | null;
 }
 
 /** The condition is over for a screening alert once acknowledged; for device alerts when resolved. */
 function isActive(a: AlertView): boolean {
+  if (a.status === 'closed') return false;
   return a.kind === 'screening' ? a.status === 'open' : a.resolvedAt === null;
 }
 
@@ -234,39 +241,36 @@ const CAUSE: Partial<Record<AlertKind, string>> = {
   invalid_storm: 'repeated invalid screenings',
 };
 
+export function conditionNameOf(kind: AlertKind): ConditionName {
+  return CONDITIONS.find((name) => CONDITION_ALERT_KINDS[name].includes(kind)) ?? 'CannotScreen';
+}
+
 /**
- * One condition per checkpoint and name stands for one alert at a time: the oldest active
- * unacknowledged one, else the oldest active acknowledged one (the problem goes on), else the
- * oldest one over but still waiting for its acknowledgement; when that one is done, the next.
- * Messages carry no health data (no temperatures, no screening reasons).
+ * The state of the condition instance of one alert. The message depends on the alert only (not
+ * on how many others wait), so an instance raises a new event (a new EventId) only when its own
+ * state changes. Messages carry no health data (no temperatures, no screening reasons).
  */
-export function conditionState(cp: CheckpointModel, name: ConditionName): ConditionState {
-  const kinds = CONDITION_ALERT_KINDS[name];
-  const relevant = [...cp.alerts.values()]
-    .filter((a) => kinds.includes(a.kind))
-    .sort((a, b) => a.openedAt.localeCompare(b.openedAt) || a.id.localeCompare(b.id));
-  const waiting = relevant.filter((a) => a.status === 'open');
-  const current = waiting.find(isActive) ?? relevant.find(isActive) ?? waiting[0] ?? null;
-  const where = `${cp.site}/${cp.checkpoint}`;
-  if (!current) {
-    return { alertId: null, active: false, acked: true, retain: false, severity: 100, message: `${name === 'CannotScreen' ? 'Screening possible' : 'No secondary check waiting'} at ${where}`, waiting: 0, time: null };
-  }
+export function conditionState(alert: AlertView): ConditionState {
+  const name = conditionNameOf(alert.kind);
+  const where = `${alert.site}/${alert.checkpoint}`;
   let message: string;
   if (name === 'SecondaryCheckRequired') {
-    message = `Secondary check required at ${where} (alert ${current.id}; ${waiting.length} waiting)`;
+    message = `Secondary check required at ${where} (alert ${alert.id})`;
   } else {
-    const detail = current.kind === 'checkpoint_fault' && current.reasons.length ? `: ${current.reasons.join(', ')}` : '';
-    message = `Cannot screen at ${where}: ${CAUSE[current.kind] ?? current.kind}${detail} (alert ${current.id})`;
+    const detail = alert.kind === 'checkpoint_fault' && alert.reasons.length ? `: ${alert.reasons.join(', ')}` : '';
+    message = `Cannot screen at ${where}: ${CAUSE[alert.kind] ?? alert.kind}${detail} (alert ${alert.id})`;
   }
+  const ack = alert.acknowledgement;
   return {
-    alertId: current.id,
-    active: isActive(current),
-    acked: current.status !== 'open',
-    retain: true,
-    severity: SEVERITY[current.severity],
+    alertId: alert.id,
+    name,
+    active: isActive(alert),
+    acked: alert.status !== 'open',
+    retain: alert.status !== 'closed',
+    severity: SEVERITY[alert.severity],
     message,
-    waiting: waiting.length,
-    time: Date.parse(current.openedAt),
+    time: Date.parse(alert.openedAt),
+    ack: ack ? { by: ack.by, outcome: ack.outcome as Outcome } : null,
   };
 }
 

@@ -5,9 +5,12 @@
  * through the same store and role rules as the API. What a value or alarm state should be is
  * decided in model.ts; this file copies it into nodes and turns calls into store operations.
  */
-import { hostname } from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import {
+  AttributeIds,
   DataType,
   MessageSecurityMode,
   NodeId,
@@ -16,6 +19,8 @@ import {
   SecurityPolicy,
   StatusCodes,
   UserNameIdentityToken,
+  UserTokenType,
+  makeAccessLevelFlag,
   Variant,
   standardUnits,
   type AddressSpace,
@@ -27,19 +32,24 @@ import {
   type UAMethod,
   type ServerSession,
   type UAObject,
+  type UAObjectType,
+  type ConditionSnapshot,
+  type LocalizedText,
   type UAVariable,
   type VariantLike,
+  type MonitoredItemCreateRequest,
+  type Subscription,
 } from 'node-opcua';
 import type { LoginGuard } from '@checkpoint/broker';
 import type { Logger } from 'pino';
 import { OUTCOMES, type AlertChange, type Outcome } from '../alerts.js';
+import type { AlertView } from '../store/operational.js';
 import type { GatewayConfig } from '../config.js';
 import type { OperationalStore } from '../store/operational.js';
 import { roleAtLeast, type Role, type UserStore } from '../store/users.js';
 import { FleetCommandError, type FleetView, type RobotView } from './fleet-view.js';
 import {
   CHECKPOINT_VARIABLES,
-  CONDITIONS,
   ROBOT_VARIABLES,
   SiteModel,
   applyScreening,
@@ -53,7 +63,6 @@ import {
   type CheckpointModel,
   type CheckpointVariable,
   type ConditionName,
-  type ConditionState,
   type RobotVariable,
   type VariableValue,
 } from './model.js';
@@ -133,15 +142,113 @@ const str = (v: VariantLike | Variant | undefined): string => {
   return typeof value === 'string' ? value : '';
 };
 
+/** Queue size of event monitored items that leave it to the server (queue size 0). */
+const EVENT_QUEUE_SIZE = 1000;
+
+type MonitoredItemStep2 = (timestamps: unknown, request: MonitoredItemCreateRequest, node: unknown) => unknown;
+
+/**
+ * Longest time a subscription may stay silent before it sends a keep-alive. node-opcua grants up
+ * to 12000 publishing intervals (100 min at 500 ms), so a client notices a dead server or a lost
+ * subscription only after that long; 30 s is the order SCADA clients use themselves (UaExpert:
+ * 500 ms x 10 = 5 s) and keeps the idle traffic to one small message per 30 s per subscription.
+ */
+export const MAX_KEEPALIVE_MS = 30_000;
+
+function keepAliveCap(publishingInterval: number): number {
+  return Math.max(1, Math.floor(MAX_KEEPALIVE_MS / Math.max(publishingInterval, 1)));
+}
+
+function reviseSubscription(subscription: Subscription): void {
+  // Revised before the CreateSubscription response is built (new_subscription is emitted inside
+  // session.createSubscription); the lifetime stays at least three keep-alives as node-opcua set it.
+  subscription.maxKeepAliveCount = Math.min(subscription.maxKeepAliveCount, keepAliveCap(subscription.publishingInterval));
+  const modify = subscription.modify.bind(subscription);
+  subscription.modify = (param) => {
+    modify(param);
+    subscription.maxKeepAliveCount = Math.min(subscription.maxKeepAliveCount, keepAliveCap(subscription.publishingInterval));
+  };
+  // node-opcua has no option for the default event queue size; its per-item creation step is wrapped on this subscription only.
+  const internals = subscription as unknown as { _createMonitoredItemStep2: MonitoredItemStep2 };
+  const create = internals._createMonitoredItemStep2.bind(subscription);
+  internals._createMonitoredItemStep2 = (timestamps, request, node) => {
+    const parameters = request.requestedParameters;
+    if (request.itemToMonitor.attributeId === AttributeIds.EventNotifier && parameters.queueSize === 0) parameters.queueSize = EVENT_QUEUE_SIZE;
+    return create(timestamps, request, node);
+  };
+}
+
+const LOCAL_NAMES = { dns: ['localhost'], ip: ['127.0.0.1'] };
+
+/**
+ * The server's own certificate, made here rather than by node-opcua (whose subject is
+ * "/CN=<name>@<host>/DC=/O=Sterfive/L=Orleans/C=FR" and whose names lack localhost/127.0.0.1):
+ * subject CN=Checkpoint gateway@<host>, O=Checkpoint; subjectAltName the application URI, the
+ * host name, localhost, 127.0.0.1 and the machine's addresses. An existing certificate is kept
+ * (clients trust it); when it lacks the local names, a warning says how to renew it.
+ */
+async function ensureServerCertificate(cm: OPCUACertificateManager, certificateFile: string, applicationUri: string, log: Logger): Promise<void> {
+  if (existsSync(certificateFile)) {
+    const san = new X509Certificate(readFileSync(certificateFile)).subjectAltName ?? '';
+    const missing = [...LOCAL_NAMES.dns.map((d) => `DNS:${d}`), ...LOCAL_NAMES.ip.map((i) => `IP Address:${i}`)].filter((n) => !san.split(', ').includes(n));
+    if (missing.length) {
+      log.warn({ certificateFile, missing }, 'OPC UA server certificate lacks local names; to renew it delete own/certs/certificate.pem and restart (same key), then have clients trust the new one');
+    }
+    return;
+  }
+  await cm.initialize();
+  const addresses = Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a !== undefined && !a.internal)
+    .map((a) => a!.address);
+  await cm.createSelfSignedCertificate({
+    applicationUri,
+    subject: `/CN=Checkpoint gateway@${hostname().slice(0, 44)}/O=Checkpoint`,
+    dns: [...new Set([hostname(), ...LOCAL_NAMES.dns])],
+    ip: [...new Set([...LOCAL_NAMES.ip, ...addresses])],
+    startDate: new Date(),
+    validity: 365 * 10,
+    outputFile: certificateFile,
+  });
+}
+
+interface AcknowledgeInternals {
+  _acknowledge_branch(eventId: Buffer | null, comment: LocalizedText, branch: ConditionSnapshot, message: string): StatusCode;
+  _raiseAuditConditionAcknowledgeEvent(branch: ConditionSnapshot): void;
+}
+interface BranchInternals {
+  _setAckedState(acked: boolean, eventId: Buffer | null, comment: LocalizedText): StatusCode;
+}
+
+/**
+ * node-opcua's Acknowledge ends Retain (the alarm leaves alarm lists) even while the alarm is
+ * still active; a CannotScreen alert acknowledged while the checkpoint is still offline must stay.
+ * The same steps as node-opcua's `_acknowledge_branch`, with Retain kept while active.
+ */
+function keepRetainOnAcknowledge(alarm: UAAlarmConditionEx): void {
+  const internals = alarm as unknown as AcknowledgeInternals;
+  internals._acknowledge_branch = (eventId, comment, branch) => {
+    const status = (branch as unknown as BranchInternals)._setAckedState(true, eventId, comment);
+    if (status.isNotGood()) return status;
+    branch.setRetain(branch.getActiveState());
+    branch.setComment(comment);
+    alarm.raiseNewBranchState(branch);
+    internals._raiseAuditConditionAcknowledgeEvent(branch);
+    return StatusCodes.Good;
+  };
+}
+
 export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOpcuaServer> {
   const { config, store, users, loginGuard, fleet, log, now } = o;
   const pkiDir = config.pkiDir ?? join(o.dataDir, 'pki');
+  const applicationUri = `urn:${hostname()}:checkpoint-gateway`;
 
   // --- security ---------------------------------------------------------------------------------
   const serverCertificateManager = new OPCUACertificateManager({
     rootFolder: pkiDir,
     automaticallyAcceptUnknownCertificate: config.automaticallyAcceptUnknownCertificates,
   });
+  await ensureServerCertificate(serverCertificateManager, join(pkiDir, 'own/certs/certificate.pem'), applicationUri, log);
   const securityModes = config.securityModes.map((m) => MessageSecurityMode[m]);
   const securityPolicies: SecurityPolicy[] = config.securityPolicies.map((p) => SecurityPolicy[p]);
   if (config.securityModes.includes('None')) securityPolicies.unshift(SecurityPolicy.None);
@@ -171,13 +278,30 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       },
     },
     // The application URI is per machine (it is in the certificate); the model's namespace is NAMESPACE_URI.
-    serverInfo: { applicationUri: `urn:${hostname()}:checkpoint-gateway`, applicationName: { text: 'Checkpoint gateway', locale: 'en' }, productUri: 'urn:checkpoint:gateway' },
+    // Local clients dial localhost or 127.0.0.1: the endpoints name them too (when listening on all interfaces).
+    ...(config.host ? {} : { alternateHostname: [...LOCAL_NAMES.dns, ...LOCAL_NAMES.ip] }),
+    serverInfo: { applicationUri, applicationName: { text: 'Checkpoint gateway', locale: 'en' }, productUri: 'urn:checkpoint:gateway' },
     buildInfo: { productName: 'Checkpoint gateway', manufacturerName: 'Checkpoint', softwareVersion: '0.1.0', buildNumber: '1', buildDate: new Date(0) },
     serverCapabilities: { maxSessions: config.maxSessions },
     maxConnectionsPerEndpoint: config.maxSessions,
     disableDiscovery: false,
   });
+  // Event monitored items that ask for queue size 0 (asyncua's default: "the server chooses") get
+  // room for a ConditionRefresh burst; node-opcua revises 0 to 1, which keeps only RefreshEnd.
+  server.on('create_session', (session: ServerSession) => {
+    session.on('new_subscription', (subscription: Subscription) => reviseSubscription(subscription));
+  });
   await server.initialize();
+  // User tokens: user name and password only (Anonymous too when `allowAnonymous` says so).
+  // node-opcua offers Anonymous, UserName and X.509 on every endpoint (its userTokenTypes option
+  // is not passed through); an X.509 user token opened a session with no gateway user behind it.
+  // A token whose type the endpoint does not offer is refused at ActivateSession
+  // (BadIdentityTokenInvalid, findUserTokenByPolicy). The descriptions exist after initialize().
+  for (const endpoint of server.endpoints) {
+    for (const description of endpoint.endpointDescriptions()) {
+      description.userIdentityTokens = (description.userIdentityTokens ?? []).filter((t) => t.tokenType === UserTokenType.UserName || t.tokenType === UserTokenType.Anonymous);
+    }
+  }
   const addressSpace: AddressSpace = server.engine.addressSpace!;
   // Binds the A&C methods of the standard types (Acknowledge, ConditionRefresh, ...), which clients call by the type's method id.
   addressSpace.installAlarmsAndConditionsService();
@@ -189,32 +313,39 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
   /**
    * An object in the notifier hierarchy (HasNotifier from its parent; HasEventSource for objects
    * that are the source of conditions), so alarms reach clients subscribed on the Server object.
+   * Both are hierarchical references: that one reference is also how a browser finds the object
+   * (an Organizes as well would list it twice in a hierarchical browse).
    */
-  const addNotifier = (parent: UAObject, path: string, browseName: string, folder: boolean, description?: string, eventSource = false): UAObject =>
+  const addNotifier = (parent: UAObject, path: string, browseName: string, type: 'folder' | 'object' | UAObjectType, description?: string, eventSource = false): UAObject =>
     ns.addObject({
       browseName,
       nodeId: id(path),
-      organizedBy: parent,
       ...(eventSource ? { eventSourceOf: parent } : { notifierOf: parent }),
       eventNotifier: 1,
-      ...(folder ? { typeDefinition: 'FolderType' } : {}),
+      ...(type === 'folder' ? { typeDefinition: 'FolderType' } : type === 'object' ? {} : { typeDefinition: type }),
       ...(description ? { description } : {}),
     });
 
-  const site = addNotifier(addressSpace.rootFolder.objects, 'Site', 'Site', false, 'The checkpoints and robots of this site');
+  const site = addNotifier(addressSpace.rootFolder.objects, 'Site', 'Site', 'object', 'The checkpoints and robots of this site');
   site.addReference({ referenceType: 'HasNotifier', nodeId: serverObject, isForward: false });
-  const checkpointsFolder = addNotifier(site, 'Site/Checkpoints', 'Checkpoints', true, 'Site/Checkpoints/{site}/{checkpoint}');
-  const robotsFolder = addNotifier(site, 'Site/Robots', 'Robots', true, 'Site/Robots/{manufacturer}/{serialNumber}');
-  const tasks = addNotifier(site, 'Site/Tasks', 'Tasks', false, 'The robot task queue');
+  const checkpointsFolder = addNotifier(site, 'Site/Checkpoints', 'Checkpoints', 'folder', 'Site/Checkpoints/{site}/{checkpoint}');
+  const robotsFolder = addNotifier(site, 'Site/Robots', 'Robots', 'folder', 'Site/Robots/{manufacturer}/{serialNumber}');
+  const tasks = addNotifier(site, 'Site/Tasks', 'Tasks', 'object', 'The robot task queue');
 
-  const addValue = (parent: UAObject, path: string, name: string, kind: ValueKind, extra: { unit?: 'celsius' | 'percent'; range?: [number, number]; description?: string } = {}): UAVariable => {
+  type ValueExtra = { unit?: 'celsius' | 'percent'; range?: [number, number]; description?: string; mandatory?: boolean };
+  const addValue = (parent: UAObject | UAObjectType, path: string, name: string, kind: ValueKind, extra: ValueExtra = {}): UAVariable => {
     const common = {
       componentOf: parent,
+      ...(extra.mandatory ? { modellingRule: 'Mandatory' as const } : {}),
       browseName: name,
       nodeId: id(`${path}/${name}`),
       dataType: kind,
       // 0 = "exception based": subscriptions get each change as it is set (from live events).
       minimumSamplingInterval: 0,
+      // Values are what devices and the gateway report: nobody writes them through OPC UA
+      // (node-opcua's default is read and write; a write now answers BadNotWritable).
+      accessLevel: 'CurrentRead' as const,
+      userAccessLevel: 'CurrentRead' as const,
       ...(extra.description ? { description: extra.description } : {}),
     };
     const variable = extra.unit
@@ -224,6 +355,12 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
           engineeringUnitsRange: { low: extra.range![0], high: extra.range![1] },
         })
       : ns.addVariable(common);
+    // node-opcua makes an AnalogItem's EURange writable; the range is ours, not the client's.
+    const euRange = variable.getPropertyByName('EURange');
+    if (euRange) {
+      euRange.accessLevel = makeAccessLevelFlag('CurrentRead');
+      euRange.userAccessLevel = makeAccessLevelFlag('CurrentRead');
+    }
     variable.setValueFromSource(new Variant({ dataType: DataType.Null }), StatusCodes.BadWaitingForInitialData);
     return variable;
   };
@@ -238,16 +375,45 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     node.setValueFromSource(variant, StatusCodes[v.quality] as StatusCode, v.sourceTime !== null ? new Date(v.sourceTime) : new Date(now()));
   };
 
+  /** What each checkpoint object has, so SCADA can map checkpoints by type. */
+  const checkpointValueExtra = (name: CheckpointVariable): ValueExtra => {
+    const range: [number, number] | null = name === 'Threshold' ? [30, 45] : name === 'LastTemperature' ? [20, 45] : null;
+    const description = DESCRIPTIONS[name];
+    return { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) };
+  };
+  const checkpointType: UAObjectType = ns.addObjectType({
+    browseName: 'CheckpointType',
+    nodeId: id('Types/CheckpointType'),
+    description: 'An entrance checkpoint (thermal screening); conditions SecondaryCheckRequired and CannotScreen, one instance per alert, have it as source',
+  });
+  for (const name of CHECKPOINT_VARIABLES) addValue(checkpointType, 'Types/CheckpointType', name, CHECKPOINT_TYPES[name], { ...checkpointValueExtra(name), mandatory: true });
+
   // Checkpoints: folder per site, object per checkpoint, created when first seen.
   interface CheckpointNodes {
+    object: UAObject;
+    path: string;
     vars: Record<CheckpointVariable, UAVariable>;
-    alarms: Record<ConditionName, UAAlarmConditionEx>;
-    /** The alert each condition currently stands for. */
-    alertOf: Record<ConditionName, string | null>;
+  }
+  /**
+   * One condition instance per gateway alert (SCADA alarm lists expect one row per alarm): its
+   * EventIds stay valid for Acknowledge as long as the alert is not closed; the instance is
+   * removed after the event that closes it.
+   */
+  interface AlertCondition {
+    alarm: UAAlarmConditionEx;
+    alertId: string;
+    name: ConditionName;
+    /** Every EventId this instance has sent (hex): any of them acknowledges the alert. */
+    eventIds: Set<string>;
+    /** The state last raised (JSON), so that unchanged states raise nothing. */
+    raised: string | null;
+    /** Acknowledged by an OPC UA Acknowledge call (which sets Comment and ClientUserId itself). */
+    ackedInOpcua: boolean;
   }
   const siteFolders = new Map<string, UAObject>();
   const checkpointNodes = new Map<string, CheckpointNodes>();
-  const conditionOwner = new Map<UAAlarmConditionEx, { key: string; name: ConditionName }>();
+  const alertConditions = new Map<string, AlertCondition>();
+  const conditionOfNode = new Map<UAAlarmConditionEx, AlertCondition>();
   const alarmType = addressSpace.findEventType('AlarmConditionType')!;
 
   function checkpointNodesOf(cp: CheckpointModel): CheckpointNodes {
@@ -256,64 +422,77 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     if (existing) return existing;
     let siteFolder = siteFolders.get(cp.site);
     if (!siteFolder) {
-      siteFolder = addNotifier(checkpointsFolder, `Site/Checkpoints/${cp.site}`, cp.site, true);
+      siteFolder = addNotifier(checkpointsFolder, `Site/Checkpoints/${cp.site}`, cp.site, 'folder');
       siteFolders.set(cp.site, siteFolder);
     }
     const path = `Site/Checkpoints/${cp.site}/${cp.checkpoint}`;
-    const obj = addNotifier(siteFolder, path, cp.checkpoint, false, `Checkpoint ${cp.site}/${cp.checkpoint}`, true);
+    const obj = addNotifier(siteFolder, path, cp.checkpoint, checkpointType, `Checkpoint ${cp.site}/${cp.checkpoint}`, true);
     const vars = {} as Record<CheckpointVariable, UAVariable>;
-    for (const name of CHECKPOINT_VARIABLES) {
-      const range: [number, number] | null = name === 'Threshold' ? [30, 45] : name === 'LastTemperature' ? [20, 45] : null;
-      const description = DESCRIPTIONS[name];
-      vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], { ...(range ? { unit: 'celsius', range } : {}), ...(description ? { description } : {}) });
-    }
-    const alarms = {} as Record<ConditionName, UAAlarmConditionEx>;
-    for (const name of CONDITIONS) {
-      const alarm = ns.instantiateAlarmCondition(alarmType, {
-        browseName: name,
-        nodeId: id(`${path}/${name}`),
-        componentOf: obj,
-        conditionSource: obj,
-        conditionOf: obj,
-        conditionName: name,
-        inputNode: name === 'SecondaryCheckRequired' ? vars.OpenAlerts : vars.Online,
-      });
-      // SourceName "hq/gate-1" rather than the browse name with its namespace index.
-      alarm.setSourceName(`${cp.site}/${cp.checkpoint}`);
-      alarm.setEnabledState(true);
-      alarm.currentBranch().setAckedState(true);
-      alarm.currentBranch().setRetain(false);
-      alarms[name] = alarm;
-      conditionOwner.set(alarm, { key, name });
-    }
-    const nodes: CheckpointNodes = { vars, alarms, alertOf: { SecondaryCheckRequired: null, CannotScreen: null } };
+    for (const name of CHECKPOINT_VARIABLES) vars[name] = addValue(obj, path, name, CHECKPOINT_TYPES[name], checkpointValueExtra(name));
+    const nodes: CheckpointNodes = { object: obj, path, vars };
     checkpointNodes.set(key, nodes);
     return nodes;
   }
 
-  /** Brings an alarm to the state the model says, raising one condition event if anything changed. */
-  function applyCondition(nodes: CheckpointNodes, name: ConditionName, want: ConditionState): void {
-    const alarm = nodes.alarms[name];
-    const branch = alarm.currentBranch();
-    const same =
-      nodes.alertOf[name] === want.alertId &&
-      branch.getActiveState() === want.active &&
-      branch.getAckedState() === want.acked &&
-      branch.getRetain() === want.retain &&
-      branch.getMessage().text === want.message;
-    if (same) return;
-    nodes.alertOf[name] = want.alertId;
+  /**
+   * Brings the condition instance of an alert to the state the model says, raising one condition
+   * event if anything changed; creates it for a new alert and removes it after its closing event.
+   * Instances are referenced from their checkpoint by HasCondition only (not a browse child):
+   * ConditionRefresh finds them through it, and the checkpoint's event source chain carries their
+   * events up to the Server object.
+   */
+  function applyAlertCondition(nodes: CheckpointNodes, alert: AlertView): void {
+    const want = conditionState(alert);
+    let c = alertConditions.get(want.alertId);
+    if (!c) {
+      if (!want.retain) return; // closed before it was ever shown
+      const alarm = ns.instantiateAlarmCondition(alarmType, {
+        browseName: want.name,
+        nodeId: id(`${nodes.path}/Alerts/${want.alertId}`),
+        conditionSource: nodes.object,
+        conditionOf: nodes.object,
+        conditionName: want.name,
+        inputNode: want.name === 'SecondaryCheckRequired' ? nodes.vars.OpenAlerts : nodes.vars.Online,
+      });
+      // SourceName "hq/gate-1" rather than the browse name with its namespace index.
+      alarm.setSourceName(`${alert.site}/${alert.checkpoint}`);
+      alarm.setEnabledState(true);
+      keepRetainOnAcknowledge(alarm);
+      c = { alarm, alertId: want.alertId, name: want.name, eventIds: new Set(), raised: null, ackedInOpcua: false };
+      alertConditions.set(want.alertId, c);
+      conditionOfNode.set(alarm, c);
+    }
+    const state = JSON.stringify(want);
+    if (c.raised === state) return;
+    c.raised = state;
+    const branch = c.alarm.currentBranch();
     branch.setActiveState(want.active);
     branch.setAckedState(want.acked);
-    const time = want.time !== null ? new Date(want.time) : new Date(now());
-    alarm.raiseNewCondition({ message: want.message, severity: want.severity, retain: want.retain, quality: StatusCodes.Good, time });
+    if (want.ack) {
+      // Acknowledged in the API: its user and outcome; through OPC UA the Acknowledge call
+      // already put the operator's comment and user on the branch.
+      if (!c.ackedInOpcua) {
+        branch.setClientUserId(want.ack.by);
+        branch.setComment({ text: want.ack.outcome });
+      }
+    }
+    const time = new Date(want.time);
+    c.alarm.raiseNewCondition({ message: want.message, severity: want.severity, retain: want.retain, quality: StatusCodes.Good, time });
+    c.eventIds.add(branch.getEventId().toString('hex'));
+    if (!want.retain) {
+      // Closed: the event above told the clients (Retain false); the instance is no longer needed.
+      alertConditions.delete(c.alertId);
+      conditionOfNode.delete(c.alarm);
+      addressSpace.deleteNode(c.alarm);
+    }
   }
 
   function refreshCheckpoint(cp: CheckpointModel): void {
     const nodes = checkpointNodesOf(cp);
     const values = checkpointValues(cp);
     for (const name of CHECKPOINT_VARIABLES) setValue(nodes.vars[name], CHECKPOINT_TYPES[name], values[name]);
-    for (const name of CONDITIONS) applyCondition(nodes, name, conditionState(cp, name));
+    for (const alert of cp.alerts.values()) applyAlertCondition(nodes, alert);
+    for (const alert of cp.closed.splice(0)) applyAlertCondition(nodes, alert);
   }
 
   // Robots: Site/Robots/{manufacturer}/{serialNumber}; a robot that disappears keeps its nodes (Bad quality).
@@ -328,13 +507,13 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       const p = `Site/Robots/${parts.slice(0, i + 1).join('/')}`;
       let folder = robotFolders.get(p);
       if (!folder) {
-        folder = addNotifier(parent, p, parts[i]!, true);
+        folder = addNotifier(parent, p, parts[i]!, 'folder');
         robotFolders.set(p, folder);
       }
       parent = folder;
     }
     const path = `Site/Robots/${r.id}`;
-    const obj = addNotifier(parent, path, parts[parts.length - 1]!, false, `Robot ${r.id}`);
+    const obj = addNotifier(parent, path, parts[parts.length - 1]!, 'object', `Robot ${r.id}`);
     const vars = {} as Record<RobotVariable, UAVariable>;
     for (const name of ROBOT_VARIABLES) {
       vars[name] = addValue(obj, path, name, ROBOT_TYPES[name], name === 'Battery' ? { unit: 'percent', range: [0, 100] } : {});
@@ -417,7 +596,11 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     description: 'Create a robot task (role dispatcher or above)',
     inputArguments: [
       { name: 'type', dataType: DataType.String, description: 'delivery | disinfection | patrol | charge' },
-      { name: 'target', dataType: DataType.String, description: 'the map node, zone or charger' },
+      {
+        name: 'target',
+        dataType: DataType.String,
+        description: 'delivery: "FROM,TO" (two map nodes); disinfection: a zone or map node; patrol: "A,B,C" (map nodes); charge: a charger, or empty (the fleet chooses)',
+      },
       { name: 'priority', dataType: DataType.UInt32, description: '0..100, higher is more urgent' },
     ],
     outputArguments: [{ name: 'taskId', dataType: DataType.String }],
@@ -468,22 +651,31 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     }
   };
   const interceptConditionMethod: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
-    const owner = object ? conditionOwner.get(object as UAAlarmConditionEx) : undefined;
+    const owner = object ? conditionOfNode.get(object as UAAlarmConditionEx) : undefined;
     if (!owner) return StatusCodes.Good;
     const name = method.browseName.name;
     if (name === 'AddComment' || name === 'ConditionRefresh' || name === 'ConditionRefresh2') return StatusCodes.Good;
     if (name !== 'Acknowledge') return StatusCodes.BadNotSupported;
     const who = caller(context, 'guard');
     if ('status' in who) return who.status;
-    const alarm = object as UAAlarmConditionEx;
+    const branch = owner.alarm.currentBranch();
     const eventId = args[0]?.value as Buffer | null;
-    if (!eventId || !alarm.currentBranch().getEventId().equals(eventId)) return StatusCodes.BadEventIdUnknown;
-    const alertId = checkpointNodes.get(owner.key)?.alertOf[owner.name] ?? null;
-    if (!alertId || alarm.currentBranch().getAckedState()) return StatusCodes.BadConditionBranchAlreadyAcked;
+    // Any EventId of this alert's condition acknowledges it: an alarm list a few events old is
+    // still right about which alert it means.
+    if (!Buffer.isBuffer(eventId) || !owner.eventIds.has(eventId.toString('hex'))) return StatusCodes.BadEventIdUnknown;
+    if (branch.getAckedState()) return StatusCodes.BadConditionBranchAlreadyAcked;
     const comment = (args[1]?.value as { text?: string | null } | null)?.text ?? '';
     const ack = parseAckComment(comment, owner.name);
     if (!ack) return StatusCodes.BadInvalidArgument;
-    return acknowledgeAlert(alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+    const status = acknowledgeAlert(owner.alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+    // node-opcua's Acknowledge then acknowledges the branch (AckedState, Comment and an event with
+    // AckedState true); it knows only the current EventId and sets no ClientUserId.
+    if (status === StatusCodes.Good) {
+      owner.ackedInOpcua = true;
+      branch.setClientUserId(who.user);
+      args[0]!.value = branch.getEventId();
+    }
+    return status;
   };
   addressSpace.addMethodCallInterceptor(intercept);
 
