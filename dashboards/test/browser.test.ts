@@ -396,8 +396,8 @@ describe('guard wall mode and the states a shift runs into', () => {
     release();
     await p.locator('.state-banner[data-state="load_error"]').getByText('database is locked').waitFor();
     expect(await p.locator('.state-banner').getAttribute('data-tone')).toBe('alarm');
-    // Retried without anyone touching the screen.
-    await p.locator('.state-banner[data-state="waiting"]').waitFor({ timeout: 15_000 });
+    // Retried without anyone touching the screen (every 5 s after an error; generous for a loaded CI box).
+    await p.locator('.state-banner[data-state="waiting"]').waitFor({ timeout: 45_000 });
     const states = await p.evaluate(() => (window as unknown as { states: string[] }).states);
     expect(states).not.toContain('ok');
     expect(states.indexOf('loading')).toBeLessThan(states.indexOf('load_error'));
