@@ -151,7 +151,7 @@ describe('firmware-bridge with a serial and a native simulated robot', () => {
     publishOrder(NATIVE, 'order-n1', 'drop-n1');
     publishOrder(SERIAL, 'order-s1', 'drop-s1');
     // The same order again (a QoS 1 redelivery or a master retry) is ignored, not restarted.
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => states(SERIAL).some((s) => s.orderId === 'order-s1'), { what: 'the serial robot to take order-s1' });
     publishOrder(SERIAL, 'order-s1', 'drop-s1');
     serialRobot.inject({ kind: 'garbage', bytes: 200 });
     await waitFor(() => done(NATIVE, 'order-n1', 'drop-n1') && done(SERIAL, 'order-s1', 'drop-s1'), { what: 'both orders finished', timeoutMs: 20_000 });

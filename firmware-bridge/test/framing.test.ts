@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '@checkpoint/test-support';
 import { cobsDecode, cobsEncode, crc16, encodeFrame, FrameDecoder } from '../src/serial/framing.js';
 import { decodeMessage, encodeMessage, MSG, type Message } from '../src/serial/messages.js';
 import { SerialLink } from '../src/serial/link.js';
@@ -151,7 +152,7 @@ describe('SerialLink', () => {
     const got: Message[] = [];
     b.on('message', (m) => got.push(m));
     await a.send({ type: 'cancel' });
-    await new Promise((r) => setTimeout(r, 30));
+    await waitFor(() => b.stats.duplicates === 1, { what: 'the duplicated frame to arrive' });
     expect(got).toEqual([{ type: 'cancel' }]);
     expect(b.stats.duplicates).toBe(1);
 
