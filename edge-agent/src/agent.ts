@@ -131,8 +131,25 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     log.warn({ err: err.message }, 'publish failed; message stays in the outbox'),
   );
   let lastError = '';
-  const publishState = () =>
-    client.publish(checkpointTopics.state(config), JSON.stringify(assertPayload('state', stateOf('online'))), { qos: 1, retain: true });
+  // What the retained state says about the camera and the reference; when either changes (the
+  // camera starts delivering, the blackbody becomes usable or is lost), the state is republished
+  // so that the gateway and the screens do not show the state from the moment of connecting.
+  // At most one such republish per STATE_CHANGE_MIN_INTERVAL_MS: a reference that people walk in
+  // front of may flap between ok and unstable, and a retained state per frame would be noise.
+  const STATE_CHANGE_MIN_INTERVAL_MS = 5_000;
+  const liveStatusKey = () => `${sourceStatus}|${pipeline.referenceState.status}`;
+  let publishedStatusKey = '';
+  let publishedAtMs = 0;
+  const publishState = () => {
+    const state = assertPayload('state', stateOf('online'));
+    publishedStatusKey = liveStatusKey();
+    publishedAtMs = Date.now();
+    client.publish(checkpointTopics.state(config), JSON.stringify(state), { qos: 1, retain: true });
+  };
+  const republishStateIfChanged = () => {
+    if (!client.connected || liveStatusKey() === publishedStatusKey) return;
+    if (Date.now() - publishedAtMs >= STATE_CHANGE_MIN_INTERVAL_MS || sourceStatus !== 'ok') publishState();
+  };
 
   client.on('connect', () => {
     metrics.connected.set(1);
@@ -322,6 +339,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
         referenceCheck.onFrame(pair.thermal, Date.now());
         for (const r of await pipeline.process(pair)) handle(r);
         metrics.frames.inc();
+        republishStateIfChanged();
         framesInWindow++;
         const t = pipeline.lastTimings;
         stageWindow.push({ ...t });
@@ -330,6 +348,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
       for (const r of await pipeline.finish()) handle(r);
       referenceCheck.abort('the camera stopped during the reference check');
       sourceStatus = 'stopped';
+      republishStateIfChanged();
     } catch (err) {
       if (abort.signal.aborted) return;
       sourceStatus = 'error';

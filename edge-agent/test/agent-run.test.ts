@@ -65,6 +65,18 @@ describe.skipIf(!haveShared)('the running agent', () => {
 
   const http = (p: string) => fetch(`http://127.0.0.1:${agent.httpPort}${p}`);
 
+  it('republishes its retained state when the camera starts and the blackbody becomes usable', async () => {
+    // The state at connect time says what was true then (camera starting, reference not yet seen);
+    // the screens must not keep showing that once frames flow and the reference has settled.
+    await waitFor(() => states.some((s) => s.status === 'online' && s.sources?.thermal.status === 'ok' && s.calibration?.reference === 'ok'), {
+      what: () => `a state with the camera ok and the reference ok (seen: ${states.map((s) => `${s.sources?.thermal.status}/${s.calibration?.reference}`).join(', ')})`,
+      timeoutMs: 30_000,
+    });
+    const first = states.find((s) => s.status === 'online')!;
+    expect(`${first.sources?.thermal.status}/${first.calibration?.reference}`).not.toBe('ok/ok');
+    expect(states.filter((s) => s.status === 'online').length).toBeLessThan(6); // changes only, not per frame
+  });
+
   it('publishes a retained online state with versions, model and calibration', async () => {
     await waitFor(() => states.some((s) => s.status === 'online'), { what: 'online state', timeoutMs: 20_000 });
     const online = states.find((s) => s.status === 'online')!;

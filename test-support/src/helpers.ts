@@ -51,8 +51,11 @@ export interface WaitForOptions {
   timeoutMs?: number;
   /** Pause between attempts (default 50 ms). */
   intervalMs?: number;
-  /** What we are waiting for, for the timeout message, e.g. "influxd /ping on port 4321". */
-  what: string;
+  /**
+   * What we are waiting for, for the timeout message, e.g. "influxd /ping on port 4321"; a
+   * function is called at the timeout, so the message can say what was seen instead.
+   */
+  what: string | (() => string);
   /** Stop waiting early (the returned promise rejects with the signal's reason). */
   signal?: AbortSignal;
 }
@@ -78,7 +81,8 @@ export async function waitFor<T>(
     }
     if (Date.now() >= deadline) {
       const cause = lastError === undefined ? '' : ` (last error: ${describeError(lastError)})`;
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${cause}`);
+      const described = typeof what === 'function' ? what() : what;
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${described}${cause}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
