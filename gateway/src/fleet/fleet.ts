@@ -29,6 +29,7 @@ import {
   startDeviation,
   cancelOrderMessage,
   instantActionMessage,
+  loadPolicyFor,
   nextPatrolUpdate,
   orderMessage,
   orderProgress,
@@ -349,6 +350,7 @@ export function createFleet(options: FleetOptions): Fleet {
         speed: speedOf(robot),
         disinfectDurationS: policy.disinfectDurationS,
         confirmOnRobot: confirmsOnRobot(robot.capabilities),
+        load: loadPolicyFor(robot.loadTypes),
         startDeviationXY: startDeviation(map, robot.lastNodeId, robot.position),
       });
     } catch (err) {
