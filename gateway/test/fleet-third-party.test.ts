@@ -345,9 +345,15 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
     expect(tp1.adapter.position).toEqual(at);
     expect((await task(id)).status).toBe('underway');
     expect((await dispatcher.post(`/api/robots/${MAKER}/NOPE/pause`)).body).toMatchObject({ statusCode: 404, message: `no robot ${MAKER}/NOPE` });
+    // New work for the paused robot waits (not even queued behind its current task) while its states keep coming.
+    const later = await submit({ type: 'delivery', from: 'PH', to: 'W1', what: 'gauze', confirmRecipient: false, robot: TP1_ID });
+    const statesNow = sent(TP1, 'state').length;
+    await until('two more states from the paused TP-1', async () => sent(TP1, 'state').length >= statesNow + 2);
+    expect(await task(later)).toMatchObject({ status: 'queued' });
 
     expect((await dispatcher.post(`/api/robots/${MAKER}/TP-1/resume`)).status).toBe(202);
     await status(id, 'completed');
+    await status(later, 'completed');
     expect((await robot(TP1_ID)).paused).toBe(false);
     expect((await task(id)).attempts).toBe(1);
     expect(instantTypes(TP1).filter((t: string) => t === 'startPause' || t === 'stopPause')).toEqual(['startPause', 'stopPause']);
