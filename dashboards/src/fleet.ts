@@ -55,6 +55,8 @@ export interface Robot {
   y?: number | null;
   floor?: number | null;
   unavailableReason?: string | null;
+  /** The robot reports it is paused (startPause); absent from gateways before pause/resume. */
+  paused?: boolean;
 }
 
 export const TASK_TYPES = ['delivery', 'disinfection', 'patrol', 'charge'] as const;
@@ -113,6 +115,8 @@ export const fleetApi = (api: Api) => ({
   tasks: async (status?: TaskStatus) => (await orUnavailable(api.get<{ tasks: Task[] }>(`/api/tasks${status ? `?status=${status}` : ''}`))).tasks,
   create: async (request: TaskRequest) => unwrapTask(await api.post('/api/tasks', request)),
   cancel: async (id: string) => unwrapTask(await api.post(`/api/tasks/${encodeURIComponent(id)}/cancel`, {})),
+  setPaused: async (robot: Pick<Robot, 'manufacturer' | 'serialNumber'>, paused: boolean) =>
+    unwrapRobot(await api.post(`/api/robots/${encodeURIComponent(robot.manufacturer)}/${encodeURIComponent(robot.serialNumber)}/${paused ? 'pause' : 'resume'}`, {})),
   confirm: async (id: string, kind: Confirmation) => unwrapTask(await api.post(`/api/tasks/${encodeURIComponent(id)}/confirm`, { kind })),
 });
 

@@ -7,9 +7,12 @@ import { FleetRequestError } from './fleet-service.js';
 import { unavailableReason, type RobotRecord } from './fleet/index.js';
 import { FleetCommandError, type CreateTaskRequest, type FleetView } from './opcua/fleet-view.js';
 
-/** offline | error (e-stop, fatal error, manual mode...) | charging | driving | working | idle */
+/** offline | error (e-stop, fatal error, manual mode...) | paused | charging | driving | working | idle */
 export function opcuaRobotState(r: RobotRecord, hasTask: boolean): string {
   if (r.connection !== 'ONLINE') return 'offline';
+  // Paused is an operator's choice, not a fault; an e-stop or fatal error while paused still shows as error.
+  const faulted = r.eStop !== 'NONE' || r.errors.some((e) => e.errorLevel === 'FATAL');
+  if (r.paused && !faulted) return 'paused';
   if (unavailableReason(r) !== null) return 'error';
   if (r.charging) return 'charging';
   if (r.driving) return 'driving';

@@ -21,6 +21,8 @@ import {
   createFleet,
   loadRules,
   loadSiteMap,
+  RobotNotFoundError,
+  RobotStateError,
   TaskNotFoundError,
   TaskRequestError,
   TaskStateError,
@@ -87,6 +89,7 @@ export function robotView(r: RobotRecord, taskId: string | null, map: SiteMap) {
     charging: r.charging,
     lastNodeId: r.lastNodeId,
     driving: r.driving,
+    paused: r.paused,
     errors: r.errors.map((e) => ({ errorType: e.errorType, errorLevel: e.errorLevel, ...(e.errorDescription ? { errorDescription: e.errorDescription } : {}) })),
     ...(taskId ? { taskId } : {}),
     // Beyond the contract.
@@ -194,6 +197,8 @@ export interface FleetService {
   submitTask(body: unknown, by: string): Task;
   cancelTask(id: string, by: string, reason?: string): Task;
   confirmTask(id: string, kind: ApiConfirmation, by: string): Task;
+  /** startPause / stopPause to a robot (`manufacturer/serialNumber`); 404 unknown, 409 not ONLINE or not declared. */
+  setPaused(robotId: string, paused: boolean, by: string): RobotApiView;
   robots(): RobotApiView[];
   tasks(filter: { status?: TaskStatus; limit: number }): TaskView[];
   task(id: string): TaskView | null;
@@ -337,6 +342,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     if (err instanceof TaskRequestError) throw new FleetRequestError(400, `body: ${err.issues.join('; ')}`);
     if (err instanceof TaskNotFoundError) throw new FleetRequestError(404, err.message);
     if (err instanceof TaskStateError) throw new FleetRequestError(409, err.message);
+    if (err instanceof RobotNotFoundError) throw new FleetRequestError(404, err.message);
+    if (err instanceof RobotStateError) throw new FleetRequestError(409, err.message);
     throw err;
   };
 
@@ -374,6 +381,18 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     }
     apply(result.effects, at, [{ actor: by, action: 'task.confirm', target: id, detail: { kind } }]);
     return fleet.task(id) ?? store.task(id)!;
+  };
+
+  const setPaused = (robotId: string, paused: boolean, by: string): RobotApiView => {
+    const at = now();
+    let result: ReturnType<Fleet['setPaused']>;
+    try {
+      result = fleet.setPaused(robotId, paused, by, at);
+    } catch (err) {
+      return asRequestError(err);
+    }
+    apply(result.effects, at, [{ actor: by, action: paused ? 'robot.pause' : 'robot.resume', target: robotId }]);
+    return robotView(result.robot, currentTaskOf(robotId), map);
   };
 
   // Rules: runs inside the acknowledgement's transaction, so the task commits with the acknowledgement.
@@ -420,6 +439,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     submitTask,
     cancelTask,
     confirmTask,
+    setPaused,
     robots() {
       const live = fleet.robots().map((r) => robotView(r, currentTaskOf(r.key), map));
       // Robots known before a restart that have not spoken since: their last stored record.

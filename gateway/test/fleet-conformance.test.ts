@@ -209,6 +209,36 @@ describe('dispatch rules', () => {
 });
 
 describe('wire check', () => {
+  it('pauses and resumes a robot mid-task: startPause/stopPause, no new work while paused, the order continues after', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const bot = new StepRobot('PAU-1', 'P1', 90, ['pick', 'drop', 'startPause', 'stopPause']);
+    const other = new StepRobot('PAU-2', 'P2', 90, ['pick', 'drop']);
+    bringOnline(fleet, [bot], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', confirmRecipient: false }, 'disp', now());
+    deliver(effects, [bot]);
+    run(fleet, [bot], now, () => bot.lastNodeId === 'PH');
+    const paused = deliver(fleet.setPaused(bot.key, true, 'disp', now()).effects, [bot]);
+    expect(paused.map((m) => [m.topic.split('/').pop(), JSON.parse(m.payload).actions[0].actionType])).toEqual([['instantActions', 'startPause']]);
+    run(fleet, [bot], now, () => false, 5);
+    expect(fleet.robot(bot.key)).toMatchObject({ paused: true, driving: false, lastNodeId: 'PH' });
+    expect(fleet.task(task.id)!.history.some((h) => /startPause sent to acme\/PAU-1 by disp/.test(h.reason))).toBe(true);
+    // No new work for a paused robot: a second task waits, and says why.
+    const second = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'gauze', confirmRecipient: false }, 'disp', now()).task;
+    expect(fleet.task(second.id)!.status).toBe('queued');
+    // Clear errors: unknown robot, a robot not ONLINE, a robot whose factsheet lacks the action.
+    expect(() => fleet.setPaused('acme/NOPE', true, 'disp', now())).toThrow(/no robot acme\/NOPE/);
+    bringOnline(fleet, [other], now);
+    expect(() => fleet.setPaused(other.key, true, 'disp', now())).toThrow(/does not declare startPause in its factsheet/);
+    fleet.handleMessage(...other.connection('OFFLINE', now()), now());
+    expect(() => fleet.setPaused(other.key, false, 'disp', now())).toThrow(/is OFFLINE: cannot send stopPause/);
+    // Resume: the same order runs to the end.
+    deliver(fleet.setPaused(bot.key, false, 'disp', now()).effects, [bot]);
+    run(fleet, [bot], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)).toMatchObject({ status: 'completed', attempts: 1 });
+    expect(bot.paused).toBe(false);
+  });
+
   it('checked every message of the tests above against the official schemas', () => {
     for (const kind of ['order', 'instantActions', 'state', 'connection', 'factsheet']) expect(checkedCount[kind] ?? 0).toBeGreaterThan(0);
   });

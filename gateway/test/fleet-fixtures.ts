@@ -54,6 +54,8 @@ export class StepRobot {
   errors: Vda5050State['errors'] = [];
   battery: number;
   charging = false;
+  /** startPause / stopPause (§6.9): a paused robot neither drives nor starts actions. */
+  paused = false;
   received: Array<Vda5050Order | Vda5050InstantActions> = [];
   /** Reject the next this many `trigger` instant actions with an error naming them (§6.9: instant action rejected). */
   rejectTriggers = 0;
@@ -105,12 +107,13 @@ export class StepRobot {
       orderUpdateId: this.orderUpdateId,
       lastNodeId: this.lastNodeId,
       lastNodeSequenceId: this.lastNodeSequenceId,
-      driving: this.nodes.length > 0 && !this.blocked(),
+      driving: this.nodes.length > 0 && !this.blocked() && !this.paused,
       operatingMode: 'AUTOMATIC',
       nodeStates: this.nodes.map(({ nodeId, sequenceId, released }) => ({ nodeId, sequenceId, released })),
       edgeStates: this.edges.map(({ edgeId, sequenceId, released }) => ({ edgeId, sequenceId, released })),
       actionStates: this.actions.map((a) => ({ actionId: a.actionId, actionType: a.actionType, actionStatus: a.status, ...(a.result ? { resultDescription: a.result } : {}) })),
       batteryState: { batteryCharge: this.battery, charging: this.charging },
+      paused: this.paused,
       errors: this.errors,
       ...(this.position ? { agvPosition: { ...this.position, theta: 0, mapId: 'floor-1', positionInitialized: true } } : {}),
       safetyState: { eStop: 'NONE', fieldViolation: false },
@@ -152,6 +155,9 @@ export class StepRobot {
           this.nodes = [];
           this.edges = [];
           this.actions.push({ ...a, status: 'FINISHED' });
+        } else if (a.actionType === 'startPause' || a.actionType === 'stopPause') {
+          this.paused = a.actionType === 'startPause';
+          this.actions.push({ ...a, status: 'FINISHED' });
         } else if (a.actionType === 'stopCharging') {
           this.charging = false;
           this.actions.push({ ...a, status: 'FINISHED' });
@@ -173,6 +179,7 @@ export class StepRobot {
 
   /** One step: finish/start one action, or drive one edge. Returns false when nothing happened. */
   step(): boolean {
+    if (this.paused) return false;
     const running = this.actions.find((a) => a.status === 'RUNNING');
     if (running) {
       if (running.actionType === 'waitForTrigger') return false;

@@ -25,10 +25,12 @@ describe('OPC UA fleet view', () => {
     expect(() => requestFromOpcua({ type: 'teleport', target: 'PH', priority: 1 }, map.zones)).toThrow(/unknown task type "teleport"/);
   });
 
-  it('names robot states: offline, error, charging, driving, working, idle', () => {
+  it('names robot states: offline, error, paused, charging, driving, working, idle', () => {
     const base = { ...emptyRobot({ manufacturer: 'acme', serialNumber: 'R1' }, 0), connection: 'ONLINE' as const, operatingMode: 'AUTOMATIC' as const, lastNodeId: 'P1', batteryCharge: 80, freshState: true };
     expect(opcuaRobotState({ ...base, connection: 'CONNECTIONBROKEN' }, true)).toBe('offline');
     expect(opcuaRobotState({ ...base, eStop: 'MANUAL' }, false)).toBe('error');
+    expect(opcuaRobotState({ ...base, paused: true }, true)).toBe('paused');
+    expect(opcuaRobotState({ ...base, paused: true, eStop: 'MANUAL' }, true)).toBe('error');
     expect(opcuaRobotState({ ...base, charging: true }, false)).toBe('charging');
     expect(opcuaRobotState({ ...base, driving: true }, true)).toBe('driving');
     expect(opcuaRobotState(base, true)).toBe('working');

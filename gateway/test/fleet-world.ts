@@ -102,7 +102,13 @@ export function fleetGatewayConfig(dataDir: string, mqttUrl: string, fleet: Reco
   };
 }
 
-export async function startFleetWorld(specs: RobotSpec[], options: { fleet?: Record<string, unknown>; extraRobotUsers?: string[] } = {}): Promise<FleetWorld> {
+/** The broker user of a robot another maker built (fleet-third-party.test.ts): robot-<manufacturer>-<serial>, lower case. */
+export const robotUserName = (r: RobotAddress) => `robot-${r.manufacturer}-${r.serialNumber}`.toLowerCase();
+
+export async function startFleetWorld(
+  specs: RobotSpec[],
+  options: { fleet?: Record<string, unknown>; extraRobotUsers?: string[]; otherMakersRobots?: RobotAddress[] } = {},
+): Promise<FleetWorld> {
   const dir = makeTempDir('fleet-e2e');
   const users = openUserStore(join(dir, 'users.sqlite'), { mosquittoHashIterations: 0 });
   await users.add({ name: 'gw', role: 'gateway' }, BROKER_PASSWORD);
@@ -112,6 +118,7 @@ export async function startFleetWorld(specs: RobotSpec[], options: { fleet?: Rec
   for (const s of [...native.map((r) => r.serialNumber), ...(options.extraRobotUsers ?? [])]) {
     await users.add({ name: `robot-${s.toLowerCase()}`, role: 'robot', robot: { manufacturer: MANUFACTURER, serialNumber: s } }, BROKER_PASSWORD);
   }
+  for (const r of options.otherMakersRobots ?? []) await users.add({ name: robotUserName(r), role: 'robot', robot: r }, BROKER_PASSWORD);
   if (serial.length) await users.add({ name: 'bridge', role: 'bridge', robots: serial.map((s) => ({ manufacturer: MANUFACTURER, serialNumber: s.serialNumber })) }, BROKER_PASSWORD);
   const broker = await createBroker({
     config: { dataDir: dir, host: '127.0.0.1', mqtt: { port: 0 }, metrics: { port: null }, logLevel: 'silent', sysIntervalS: 0, persistence: 'memory' },

@@ -30,12 +30,13 @@ type Load = { state: 'loading' } | { state: 'unavailable' } | { state: 'error'; 
 /** A task waiting this long for a confirmation is highlighted (and announced). */
 const LONG_WAIT_MS = 3 * 60_000;
 
-export type RobotState = 'offline' | 'error' | 'waiting' | 'driving' | 'charging' | 'idle';
+export type RobotState = 'offline' | 'error' | 'paused' | 'waiting' | 'driving' | 'charging' | 'idle';
 
 /** What a robot is doing, for its colour and its words (pure). */
 export function robotState(r: Robot, task: Task | undefined): RobotState {
   if (r.connection !== 'ONLINE') return 'offline';
   if (r.errors.length > 0) return 'error';
+  if (r.paused) return 'paused';
   if (task?.waitingFor) return 'waiting';
   if (r.driving) return 'driving';
   if (r.charging) return 'charging';
@@ -94,6 +95,16 @@ export function DispatchPage() {
     } catch (err) {
       setActionError((err as Error).message);
       return false;
+    }
+  };
+
+  const actOnRobot = async (p: Promise<Robot>): Promise<void> => {
+    setActionError(null);
+    try {
+      const robot = await p;
+      setRobots((rs) => upsertById(rs, robot));
+    } catch (err) {
+      setActionError((err as Error).message);
     }
   };
 
@@ -157,6 +168,7 @@ export function DispatchPage() {
                     <tr key={r.id} data-robot={r.id} data-state={st}>
                       <th scope="row">
                         <span class={`robot-dot robot-${st}`} aria-hidden="true" /> {r.serialNumber}
+                        {r.connection === 'ONLINE' && <PauseButton robot={r} onToggle={(paused) => actOnRobot(fleet.setPaused(r, paused))} />}
                       </th>
                       <td>{t(`connection.${r.connection}`)}</td>
                       <td>
@@ -414,7 +426,7 @@ function MapView({ map, robots, tasks }: { map: SiteMap; robots: Robot[]; tasks:
       </svg>
       <figcaption>
         <ul class="legend robot-legend">
-          {(['idle', 'driving', 'waiting', 'charging', 'error', 'offline'] as const).map((st) => (
+          {(['idle', 'driving', 'waiting', 'charging', 'paused', 'error', 'offline'] as const).map((st) => (
             <li key={st}>
               <span class={`robot-dot robot-${st}`} aria-hidden="true" /> {t(`robotState.${st}`)}
             </li>
@@ -422,6 +434,29 @@ function MapView({ map, robots, tasks }: { map: SiteMap; robots: Robot[]; tasks:
         </ul>
       </figcaption>
     </figure>
+  );
+}
+
+/** Pause (startPause) or resume (stopPause) a robot; the label follows the robot's reported `paused`. */
+function PauseButton({ robot, onToggle }: { robot: Robot; onToggle: (paused: boolean) => Promise<void> }) {
+  const { t } = useI18n();
+  const [busy, setBusy] = useState(false);
+  const paused = robot.paused === true;
+  return (
+    <button
+      type="button"
+      class="robot-pause"
+      data-robot-pause={robot.id}
+      disabled={busy}
+      aria-label={t(paused ? 'dispatch.resumeRobot' : 'dispatch.pauseRobot', { robot: robot.serialNumber })}
+      onClick={async () => {
+        setBusy(true);
+        await onToggle(!paused);
+        setBusy(false);
+      }}
+    >
+      {t(paused ? 'dispatch.resume' : 'dispatch.pause')}
+    </button>
   );
 }
 

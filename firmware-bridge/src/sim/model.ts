@@ -319,7 +319,7 @@ export class RobotModel {
       orderUpdateId: this.orderUpdateId,
       lastNodeId: this.lastNodeId,
       lastNodeSequenceId: this.lastSeq,
-      driving: this.onEdge > 0 || (this.nodes.length > 0 && !this.actions.some((a) => a.actionStatus === 'RUNNING' && a.nodeSeq !== null) && !this.actions.some((a) => a.actionStatus === 'WAITING' && a.nodeSeq === this.lastSeq) && this.eStop === 'NONE' && !this.paused),
+      driving: (this.onEdge > 0 && !this.paused) || (this.nodes.length > 0 && !this.actions.some((a) => a.actionStatus === 'RUNNING' && a.nodeSeq !== null) && !this.actions.some((a) => a.actionStatus === 'WAITING' && a.nodeSeq === this.lastSeq) && this.eStop === 'NONE' && !this.paused),
       paused: this.paused,
       nodeStates: this.nodes.map((n) => ({ nodeId: n.nodeId, sequenceId: n.sequenceId, released: n.released, ...(n.nodePosition ? { nodePosition: n.nodePosition } : {}) })),
       edgeStates: this.edges.map((e) => ({ edgeId: e.edgeId, sequenceId: e.sequenceId, released: e.released })),

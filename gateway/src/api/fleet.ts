@@ -114,6 +114,30 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
     },
   );
 
+  // --- pause and resume (VDA 5050 instant actions startPause / stopPause) -----------------------
+  const RobotParams = Type.Object({ manufacturer: Type.String({ minLength: 1, maxLength: 200 }), serialNumber: Type.String({ minLength: 1, maxLength: 200 }) });
+  for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
+    app.post(
+      `/api/robots/:manufacturer/:serialNumber/${verb}`,
+      {
+        config: role,
+        schema: {
+          tags,
+          description: `Send ${paused ? 'startPause' : 'stopPause'} to the robot. Its \`paused\` follows from its next state (on /api/robots and the live feed). 404 unknown robot, 409 robot not ONLINE or not declaring the action.`,
+          params: RobotParams,
+        },
+      },
+      async (request, reply) => {
+        try {
+          const robot = fleet.setPaused(`${request.params.manufacturer}/${request.params.serialNumber}`, paused, request.session!.user);
+          return reply.code(202).send({ robot });
+        } catch (err) {
+          return refused(reply, err);
+        }
+      },
+    );
+  }
+
   // --- the guard's view: robots waiting at a checkpoint for "area is clear" -------------------
   // The guard stands at that gate, so the guard confirms; they see only these tasks, not the fleet.
   const gateTasks = () =>

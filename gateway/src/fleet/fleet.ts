@@ -29,6 +29,7 @@ import {
   startDeviation,
   cancelOrderMessage,
   instantActionMessage,
+  loadPolicyFor,
   nextPatrolUpdate,
   orderMessage,
   orderProgress,
@@ -89,6 +90,21 @@ export class TaskNotFoundError extends Error {
   constructor(id: string) {
     super(`no task ${id}`);
     this.name = 'TaskNotFoundError';
+  }
+}
+
+export class RobotNotFoundError extends Error {
+  constructor(key: string) {
+    super(`no robot ${key}`);
+    this.name = 'RobotNotFoundError';
+  }
+}
+
+/** A robot command that the robot's state does not allow (offline, not declaring the action). */
+export class RobotStateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RobotStateError';
   }
 }
 
@@ -159,6 +175,13 @@ export interface Fleet {
   cancelTask(id: string, by: string, now?: number, reason?: string): { task: Task; effects: FleetEffects };
   confirmTask(id: string, kind: ConfirmationKind, by: string, now?: number): { task: Task; effects: FleetEffects };
   alertAcknowledged(event: AlertAcknowledged, now?: number): { tasks: Task[]; skipped: Array<{ ruleId: string; reason: string }>; effects: FleetEffects };
+  /**
+   * startPause (pause) or stopPause (resume) to a robot (VDA 5050 §6.9). The robot's `paused`
+   * comes from its next state; a paused robot gets no new work, and its order continues after
+   * stopPause. RobotNotFoundError for an unknown robot, RobotStateError when it is not ONLINE or
+   * its factsheet does not declare the action.
+   */
+  setPaused(key: RobotKey, paused: boolean, by: string, now?: number): { robot: RobotRecord; effects: FleetEffects };
   /** Timeouts and a dispatch round; call about once a second. */
   tick(now?: number): FleetEffects;
   robots(): RobotRecord[];
@@ -327,6 +350,7 @@ export function createFleet(options: FleetOptions): Fleet {
         speed: speedOf(robot),
         disinfectDurationS: policy.disinfectDurationS,
         confirmOnRobot: confirmsOnRobot(robot.capabilities),
+        load: loadPolicyFor(robot.loadTypes),
         startDeviationXY: startDeviation(map, robot.lastNodeId, robot.position),
       });
     } catch (err) {
@@ -734,6 +758,23 @@ export function createFleet(options: FleetOptions): Fleet {
       }
       if (created.length > 0) dispatch(fx, now);
       return { tasks: created.map((t) => tasks.get(t.id)!), skipped, effects: fx };
+    },
+    setPaused(key, paused, by, now = Date.now()) {
+      const robot = robots.get(key);
+      if (!robot) throw new RobotNotFoundError(key);
+      const actionType = paused ? 'startPause' : 'stopPause';
+      if (robot.connection !== 'ONLINE') throw new RobotStateError(`robot ${key} is ${robot.connection}: cannot send ${actionType}`);
+      if (robot.cursors.factsheet && !robot.capabilities.includes(actionType)) {
+        throw new RobotStateError(`robot ${key} does not declare ${actionType} in its factsheet`);
+      }
+      const fx = effects();
+      sendInstant(fx, key, actionType, now);
+      const work = rt(key).current;
+      if (work?.kind === 'task') {
+        const task = tasks.get(work.taskId);
+        if (task && !TERMINAL.has(task.status)) save(fx, note(task, `${actionType} sent to ${key} by ${by}`, new Date(now)));
+      }
+      return { robot, effects: fx };
     },
     tick(now = Date.now()) {
       const fx = effects();

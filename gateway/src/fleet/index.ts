@@ -1,5 +1,5 @@
 /** The fleet core (VDA 5050 master control, tasks, dispatch, rules): pure, no I/O. See fleet.ts. */
-export { createFleet, TaskNotFoundError, type Fleet, type FleetEffects, type FleetOptions, type OutboundMessage, type RobotSample } from './fleet.js';
+export { createFleet, TaskNotFoundError, RobotNotFoundError, RobotStateError, type Fleet, type FleetEffects, type FleetOptions, type OutboundMessage, type RobotSample } from './fleet.js';
 export { loadSiteMap, SiteMapError, SiteMapSchema, NODE_KINDS, type SiteMap, type SiteMapConfig, type MapNode, type MapEdge, type Zone, type Path, type NodeKind } from './map.js';
 export { applyRobotMessage, emptyRobot, isIdle, robotKey, unavailableReason, type RobotKey, type RobotRecord, type RegistryMessage, type ApplyOutcome } from './registry.js';
 export {

@@ -59,6 +59,16 @@ export interface LoadPolicy {
 }
 export const DEFAULT_LOAD: LoadPolicy = { stationType: 'floor', loadType: 'tote' };
 
+/**
+ * The pick/drop parameters for a robot: our default load type, unless its factsheet declares load
+ * sets without it; then the first type it declares (§6.8.1 leaves load types to the maker).
+ */
+export function loadPolicyFor(declaredLoadTypes: readonly string[] | undefined): LoadPolicy {
+  const declared = declaredLoadTypes ?? [];
+  if (declared.length === 0 || declared.includes(DEFAULT_LOAD.loadType)) return DEFAULT_LOAD;
+  return { ...DEFAULT_LOAD, loadType: declared[0]! };
+}
+
 /** What the master control keeps about an order it sent. */
 export interface OrderPlan {
   orderId: string;

@@ -71,6 +71,8 @@ export interface RobotRecord {
   /** Action types from the factsheet (e.g. pick, drop, disinfect, waitForTrigger). */
   capabilities: string[];
   seriesName: string | null;
+  /** Load types the factsheet declares (loadSpecification.loadSets[].loadType); absent in records stored before. */
+  loadTypes?: string[];
   /** m/s from the factsheet (physicalParameters.speedMax), null until one arrives. */
   speedMax: number | null;
   /** False from a connection turning ONLINE until the next state arrives (the stored one predates it). */
@@ -204,11 +206,19 @@ export function applyRobotMessage(record: RobotRecord | undefined, input: Regist
           ...base,
           capabilities: [...new Set(f.protocolFeatures.agvActions.map((a) => a.actionType))],
           seriesName: f.typeSpecification.seriesName,
+          loadTypes: declaredLoadTypes(f.loadSpecification),
           speedMax: f.physicalParameters.speedMax > 0 ? f.physicalParameters.speedMax : prev.speedMax,
         },
       };
     }
   }
+}
+
+/** loadSpecification.loadSets[].loadType of a factsheet (an open section: anything not a string is ignored). */
+function declaredLoadTypes(spec: unknown): string[] {
+  const sets = (spec as { loadSets?: unknown } | undefined)?.loadSets;
+  if (!Array.isArray(sets)) return [];
+  return [...new Set(sets.map((s) => (s as { loadType?: unknown } | null)?.loadType).filter((t): t is string => typeof t === 'string' && t.length > 0))];
 }
 
 /** Why a robot cannot take work now, or null when it can. */
