@@ -27,7 +27,8 @@ export interface MapNode {
 }
 export interface SiteMap {
   nodes: MapNode[];
-  edges: Array<{ from: string; to: string; length: number }>;
+  /** Both ways unless `oneWay`; an edge's own speed limit (m/s) and extra time (s) when the map sets them. */
+  edges: Array<{ from: string; to: string; length: number; oneWay?: boolean; maxSpeed?: number; extraTimeS?: number }>;
   zones: Array<{ id: string; name?: string; names?: Record<string, string>; nodes: string[]; checkpoint?: string }>;
 }
 
@@ -55,6 +56,8 @@ export interface Robot {
   y?: number | null;
   floor?: number | null;
   unavailableReason?: string | null;
+  /** m/s from the robot's factsheet (physicalParameters.speedMax), null until it sent one. */
+  maxSpeed?: number | null;
 }
 
 export const TASK_TYPES = ['delivery', 'disinfection', 'patrol', 'charge'] as const;
