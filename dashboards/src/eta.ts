@@ -138,7 +138,8 @@ export function taskEta(map: Pick<SiteMap, 'nodes' | 'edges'>, robot: Pick<Robot
   if (task.status !== 'assigned' && task.status !== 'underway') return null;
   const speedFrom = robot.maxSpeed && robot.maxSpeed > 0 ? 'factsheet' : 'default';
   const speed = speedFrom === 'factsheet' ? robot.maxSpeed! : DEFAULT_SPEED_MPS;
-  const from = robot.lastNodeId;
+  // Under way, the node the progress was counted at (robot events and task events arrive apart).
+  const from = (task.status === 'underway' ? task.progress?.lastNodeId : null) ?? robot.lastNodeId;
   const stops = stopsOf(task, g, from, speed);
   if (stops.length === 0) return null;
 

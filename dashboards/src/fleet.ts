@@ -89,6 +89,8 @@ export interface Task {
   updatedAt?: string;
   progress?: { nodesDone: number; nodesTotal: number; lastNodeId: string | null } | null;
   targetNodes?: string[];
+  requestedBy?: string | null;
+  confirmations?: Array<{ kind: Confirmation; by: string; at: string }>;
 }
 
 export class FleetUnavailableError extends Error {

@@ -9,6 +9,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api.js';
 import { useApp } from '../app.js';
 import { Lines } from '../components/charts.js';
+import { RobotErrors } from '../components/robot-errors.js';
 import { fleetApi, type Robot } from '../fleet.js';
 import { useI18n } from '../i18n/index.js';
 import { checkpointKey, upsertDevice, type Device } from '../model.js';
@@ -92,7 +93,7 @@ export function DevicesPage() {
                 {r.errors.length > 0 && (
                   <span class="robot-state-error">
                     {' · '}
-                    {t('robotState.error')}: {r.errors.map((e) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '))).join('; ')}
+                    {t('robotState.error')}: <RobotErrors errors={r.errors} />
                   </span>
                 )}
               </li>
