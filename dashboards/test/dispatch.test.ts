@@ -306,7 +306,18 @@ describe('dispatch board', () => {
   });
 
   it('shows a robot waiting at a gate for "area is clear" to the dispatcher (highlighted) and to the guard, who confirms it', async () => {
-    const created = (await dispatcher.post('/api/tasks', { type: 'disinfection', zone: 'gate-2-area', priority: 90 })).body.task;
+    // Created through the form: a disinfection of a zone, urgent.
+    const form = page.locator('form.new-task');
+    await form.getByLabel('Type').selectOption('disinfection');
+    await form.getByLabel('Zone or place').selectOption({ label: 'Zone: Emergency entrance area' });
+    await form.getByLabel('Priority').fill('90');
+    await form.getByRole('button', { name: 'Create task' }).click();
+    await form.getByText('Task created.').waitFor();
+    const created = await waitFor(
+      async () => ((await dispatcher.get('/api/tasks')).body.tasks as any[]).find((x) => x.type === 'disinfection' && x.request.zone === 'gate-2-area'),
+      { what: 'the disinfection task created from the form' },
+    );
+    expect(created.priority).toBe(90);
     // The dispatcher's board: the task is marked as waiting, the robot's colour and words say so.
     const item = page.locator(`li[data-task="${created.id}"]`);
     await item.locator('.task-wait').waitFor({ timeout: 30_000 });
