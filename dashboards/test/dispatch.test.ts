@@ -351,4 +351,34 @@ describe('dispatch board', () => {
     expect((await guardApi.get('/api/tasks')).status).toBe(403);
     await guardContext.close();
   });
+
+  it('creates a patrol and a charge from the form as asked, and cancels both from the board', async () => {
+    const form = page.locator('form.new-task');
+    const created = async (type: string, before: Set<string>) =>
+      waitFor(async () => ((await dispatcher.get('/api/tasks')).body.tasks as any[]).find((x) => x.type === type && !before.has(x.id)), { what: `the ${type} task created from the form` });
+    const known = new Set(((await dispatcher.get('/api/tasks')).body.tasks as any[]).map((x) => x.id as string));
+
+    await form.getByLabel('Type').selectOption('patrol');
+    await form.getByLabel('Ward 1 (internal medicine)').check();
+    await form.getByLabel('Ward 3 (isolation)').check();
+    await form.getByRole('button', { name: 'Create task' }).click();
+    const patrol = await created('patrol', known);
+    expect(patrol.request).toMatchObject({ type: 'patrol', nodes: ['ward-1', 'ward-3'], priority: 50 });
+    // Cleared: nothing stays ticked for a second patrol.
+    await expect.poll(() => form.getByLabel('Ward 1 (internal medicine)').isChecked()).toBe(false);
+
+    await form.getByLabel('Type').selectOption('charge');
+    await form.getByLabel('Charger').selectOption({ label: 'Charger 2' });
+    await form.getByRole('button', { name: 'Create task' }).click();
+    const charge = await created('charge', known);
+    expect(charge.request).toMatchObject({ type: 'charge', charger: 'charger-2' });
+
+    for (const task of [patrol, charge]) {
+      const item = page.locator(`li[data-task="${task.id}"]`);
+      await item.getByRole('button', { name: 'Cancel task' }).click();
+      await item.getByRole('button', { name: 'Yes, cancel it' }).click();
+      await page.getByRole('region', { name: 'History' }).locator(`li[data-task="${task.id}"][data-status="cancelled"]`).waitFor({ timeout: 15_000 });
+      expect((await dispatcher.get(`/api/tasks/${task.id}`)).body.task.status).toBe('cancelled');
+    }
+  });
 });
