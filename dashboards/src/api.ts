@@ -103,10 +103,12 @@ export class Api {
 
   private async send(method: string, path: string, body?: unknown): Promise<Response> {
     const token = this.token();
+    // Bytes go as they are (a model file); anything else as JSON.
+    const bytes = body instanceof Uint8Array;
     const res = await fetch(path, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': bytes ? 'application/octet-stream' : 'application/json' } : {}) },
+      ...(body !== undefined ? { body: bytes ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) } : {}),
     });
     if (res.status === 401) this.onUnauthorized(token);
     if (!res.ok) throw await errorOf(res);

@@ -27,7 +27,8 @@ export interface MapNode {
 }
 export interface SiteMap {
   nodes: MapNode[];
-  edges: Array<{ from: string; to: string; length: number }>;
+  /** Both ways unless `oneWay`; an edge's own speed limit (m/s) and extra time (s) when the map sets them. */
+  edges: Array<{ from: string; to: string; length: number; oneWay?: boolean; maxSpeed?: number; extraTimeS?: number }>;
   zones: Array<{ id: string; name?: string; names?: Record<string, string>; nodes: string[]; checkpoint?: string }>;
 }
 
@@ -57,6 +58,8 @@ export interface Robot {
   unavailableReason?: string | null;
   /** The robot reports it is paused (startPause); absent from gateways before pause/resume. */
   paused?: boolean;
+  /** m/s from the robot's factsheet (physicalParameters.speedMax), null until it sent one. */
+  maxSpeed?: number | null;
 }
 
 export const TASK_TYPES = ['delivery', 'disinfection', 'patrol', 'charge'] as const;
@@ -88,6 +91,8 @@ export interface Task {
   updatedAt?: string;
   progress?: { nodesDone: number; nodesTotal: number; lastNodeId: string | null } | null;
   targetNodes?: string[];
+  requestedBy?: string | null;
+  confirmations?: Array<{ kind: Confirmation; by: string; at: string }>;
 }
 
 export class FleetUnavailableError extends Error {

@@ -1,6 +1,6 @@
 /**
  * Where map labels go (pure): each label tries places around its point — above, below, right,
- * left, then the corners — and takes the first that overlaps no label placed before it and no
+ * left, then the corners, then the same further out — and takes the first that overlaps no label placed before it and no
  * marker; when every place collides it takes the one with the least overlap. Sizes are in the
  * map's own units, estimated from the text (CJK characters are about one em wide, Latin ones
  * about 0.62 em), so the estimate errs on the wide side.
@@ -55,17 +55,21 @@ export function placeLabels(labels: readonly LabelRequest[], obstacles: readonly
     const g = l.gap;
     // Baseline sits ~0.85 of the line height below the box top.
     const base = h * 0.82;
+    // Rings of places, nearest first: a point crowded by robot markers pushes its label outwards.
+    const ring = (k: number) => [
+      { box: { x: l.x - w / 2, y: l.y - g * k - h, w, h }, anchor: 'middle' }, // above
+      { box: { x: l.x - w / 2, y: l.y + g * k, w, h }, anchor: 'middle' }, // below
+      { box: { x: l.x + g * k, y: l.y - h / 2, w, h }, anchor: 'start' }, // right
+      { box: { x: l.x - g * k - w, y: l.y - h / 2, w, h }, anchor: 'end' }, // left
+      { box: { x: l.x + g * k * 0.5, y: l.y - g * k - h, w, h }, anchor: 'start' }, // above right
+      { box: { x: l.x - g * k * 0.5 - w, y: l.y - g * k - h, w, h }, anchor: 'end' }, // above left
+      { box: { x: l.x + g * k * 0.5, y: l.y + g * k, w, h }, anchor: 'start' }, // below right
+      { box: { x: l.x - g * k * 0.5 - w, y: l.y + g * k, w, h }, anchor: 'end' }, // below left
+    ];
     const candidates: PlacedLabel[] = [
-      { box: { x: l.x - w / 2, y: l.y - g - h, w, h }, anchor: 'middle' }, // above
-      { box: { x: l.x - w / 2, y: l.y + g, w, h }, anchor: 'middle' }, // below
-      { box: { x: l.x + g, y: l.y - h / 2, w, h }, anchor: 'start' }, // right
-      { box: { x: l.x - g - w, y: l.y - h / 2, w, h }, anchor: 'end' }, // left
-      { box: { x: l.x + g * 0.5, y: l.y - g - h, w, h }, anchor: 'start' }, // above right
-      { box: { x: l.x - g * 0.5 - w, y: l.y - g - h, w, h }, anchor: 'end' }, // above left
-      { box: { x: l.x + g * 0.5, y: l.y + g, w, h }, anchor: 'start' }, // below right
-      { box: { x: l.x - g * 0.5 - w, y: l.y + g, w, h }, anchor: 'end' }, // below left
-      { box: { x: l.x - w / 2, y: l.y - g * 2.2 - h, w, h }, anchor: 'middle' }, // further above
-      { box: { x: l.x - w / 2, y: l.y + g * 2.2, w, h }, anchor: 'middle' }, // further below
+      ...ring(1),
+      ...ring(2.2),
+      ...ring(3.4),
     ].map((c) => ({
       id: l.id,
       box: c.box,

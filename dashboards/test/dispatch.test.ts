@@ -19,6 +19,7 @@ import { createSimulatedRobot, type SimulatedRobot } from '@checkpoint/firmware-
 import { createGateway, demoFleet, type Gateway } from '@checkpoint/gateway';
 import { makeTempDir, waitFor } from '@checkpoint/test-support';
 import { API_PASSWORD, ApiClient, BROKER_PASSWORD, gatewayConfig } from '../../gateway/test/helpers/world.js';
+import { graphOf, routeThrough } from '../src/eta.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = process.env.CHECKPOINT_SCREENSHOTS ?? '/tmp/checkpoint-dashboards';
@@ -143,6 +144,18 @@ describe('dispatch board', () => {
           if (id && rect.tagName === 'rect') w.track.push({ id, x: rect.getAttribute('x')!, y: rect.getAttribute('y')! });
         }
       }).observe(document.querySelector('svg')!, { subtree: true, attributes: true, attributeFilter: ['x', 'y'] });
+      // And every ETA the board shows (metres and seconds left, and its words).
+      const e = window as unknown as { etas: Array<{ task: string; m: number; s: number; text: string }> };
+      e.etas = [];
+      const seen = () => {
+        for (const el of document.querySelectorAll('.task-eta')) {
+          const task = el.closest('[data-task]')!.getAttribute('data-task')!;
+          const rec = { task, m: Number(el.getAttribute('data-eta-m')), s: Number(el.getAttribute('data-eta-s')), text: el.textContent ?? '' };
+          const last = e.etas.filter((x) => x.task === task).at(-1);
+          if (!last || last.m !== rec.m || last.text !== rec.text) e.etas.push(rec);
+        }
+      };
+      new MutationObserver(seen).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
     });
 
     const form = page.locator('form.new-task');
@@ -186,6 +199,30 @@ describe('dispatch board', () => {
     const xs = new Set(track.map((p) => p.x));
     console.log(`robot ${robot}: ${track.length} marker moves seen on the map, ${xs.size} distinct x positions`);
     expect(xs.size).toBeGreaterThanOrEqual(4);
+
+    // The ETA: the route still ahead on the map at the robot's factsheet speed (1 m/s), counting down.
+    const etas = (await page.evaluate(() => (window as unknown as { etas: Array<{ task: string; m: number; s: number; text: string }> }).etas)).filter((e) => e.task === taskId);
+    console.log(`ETAs seen: ${etas.map((e) => `${e.m} m/${e.s} s`).join(', ')}`);
+    const start = demoFleet.robots.find((r) => robotId(r.serialNumber) === robot)!.startNode;
+    const map = (await dispatcher.get('/api/map')).body;
+    const whole = routeThrough(graphOf(map), start, ['pharmacy', 'ward-2'], 1)!.lengthM;
+    expect(etas.length).toBeGreaterThanOrEqual(1);
+    for (const e of etas) {
+      expect(e.text).toMatch(/^arrives at Ward 2 \(surgery\) about \d\d:\d\d:\d\d \(in (\d+ s|\d+ min)/);
+      expect(e.m).toBeGreaterThan(0);
+      expect(e.m).toBeLessThanOrEqual(Math.round(whole));
+      expect(Math.abs(e.s - e.m)).toBeLessThanOrEqual(1); // 1 m/s from the factsheet
+    }
+    // Seen while the robot drove: never going up, and below the whole route by the end.
+    for (let i = 1; i < etas.length; i++) expect(etas[i]!.m).toBeLessThanOrEqual(etas[i - 1]!.m + 1);
+
+    // What happened, in words and with times: created, given to the robot, started, received, completed.
+    const done = history.locator(`li[data-task="${taskId}"]`);
+    await done.locator('summary').click();
+    expect(await done.locator('[data-history]').evaluateAll((els) => els.map((e) => e.getAttribute('data-history')))).toEqual(['created_by', 'assigned', 'underway', 'confirmed_received', 'completed']);
+    const serial = robot.split('/')[1]!;
+    expect(await done.locator('[data-history="assigned"]').textContent()).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d Given to robot ${serial}$`));
+    expect(await done.locator('[data-history="confirmed_received"]').textContent()).toMatch(/dispatcher confirmed receipt$/);
     await page.screenshot({ path: join(SHOTS, 'dispatch-completed.png'), fullPage: true });
   });
 
@@ -240,6 +277,27 @@ describe('dispatch board', () => {
     const zh = await overlaps();
     expect(zh.out).toEqual([]);
     await page.locator('figure.map svg').screenshot({ path: join(SHOTS, 'dispatch-map-zh-CN.png') });
+    // The task history in Chinese too (told from its events, not translated from the gateway's text).
+    const finished = page.locator('li[data-task][data-status="completed"]').first();
+    const details = finished.locator('details.task-history');
+    if ((await details.getAttribute('open')) === null) await details.locator('summary').click();
+    const lines = await finished.locator('[data-history]').allTextContents();
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d 由 dispatcher 创建$/);
+    expect(lines.at(-1)).toMatch(/^\d\d:\d\d:\d\d 已完成$/);
+    expect(lines.join(' ').replace(/DEL-\d|UV-\d|dispatcher/g, '')).not.toMatch(/[A-Za-z]{3,}/);
+    // A robot's error: its kind and level in Chinese, its own description kept as sent and marked.
+    const uv = robots.find((r) => r.address.serialNumber === 'UV-1')!;
+    uv.inject({ kind: 'error', errorType: 'batteryLow', level: 'WARNING', description: 'battery below 20 %' });
+    const row = page.locator(`tr[data-robot="${robotId('UV-1')}"]`);
+    await row.locator('[data-error-type="batteryLow"]').waitFor({ timeout: 30_000 });
+    const error = row.locator('[data-error-type="batteryLow"]');
+    expect(await error.locator('strong').textContent()).toBe('电量低');
+    expect(await error.textContent()).toContain('(警告)');
+    expect(await error.locator('.original').textContent()).toContain('机器人原文（未翻译）');
+    expect(await error.locator('q').textContent()).toBe('battery below 20 %');
+    await page.screenshot({ path: join(SHOTS, 'dispatch-zh-CN-error.png'), fullPage: true });
+    uv.inject({ kind: 'clear-errors' });
+    await row.locator('[data-error-type]').waitFor({ state: 'detached', timeout: 30_000 });
     await page.getByLabel('语言').selectOption('en');
     // And at a laptop's width.
     await page.setViewportSize({ width: 1366, height: 768 });
@@ -248,7 +306,18 @@ describe('dispatch board', () => {
   });
 
   it('shows a robot waiting at a gate for "area is clear" to the dispatcher (highlighted) and to the guard, who confirms it', async () => {
-    const created = (await dispatcher.post('/api/tasks', { type: 'disinfection', zone: 'gate-2-area', priority: 90 })).body.task;
+    // Created through the form: a disinfection of a zone, urgent.
+    const form = page.locator('form.new-task');
+    await form.getByLabel('Type').selectOption('disinfection');
+    await form.getByLabel('Zone or place').selectOption({ label: 'Zone: Emergency entrance area' });
+    await form.getByLabel('Priority').fill('90');
+    await form.getByRole('button', { name: 'Create task' }).click();
+    await form.getByText('Task created.').waitFor();
+    const created = await waitFor(
+      async () => ((await dispatcher.get('/api/tasks')).body.tasks as any[]).find((x) => x.type === 'disinfection' && x.request.zone === 'gate-2-area'),
+      { what: 'the disinfection task created from the form' },
+    );
+    expect(created.priority).toBe(90);
     // The dispatcher's board: the task is marked as waiting, the robot's colour and words say so.
     const item = page.locator(`li[data-task="${created.id}"]`);
     await item.locator('.task-wait').waitFor({ timeout: 30_000 });
@@ -281,5 +350,35 @@ describe('dispatch board', () => {
     expect((await guardApi.post(`/api/gate-tasks/${other.id}/area-clear`)).status).toBe(404);
     expect((await guardApi.get('/api/tasks')).status).toBe(403);
     await guardContext.close();
+  });
+
+  it('creates a patrol and a charge from the form as asked, and cancels both from the board', async () => {
+    const form = page.locator('form.new-task');
+    const created = async (type: string, before: Set<string>) =>
+      waitFor(async () => ((await dispatcher.get('/api/tasks')).body.tasks as any[]).find((x) => x.type === type && !before.has(x.id)), { what: `the ${type} task created from the form` });
+    const known = new Set(((await dispatcher.get('/api/tasks')).body.tasks as any[]).map((x) => x.id as string));
+
+    await form.getByLabel('Type').selectOption('patrol');
+    await form.getByLabel('Ward 1 (internal medicine)').check();
+    await form.getByLabel('Ward 3 (isolation)').check();
+    await form.getByRole('button', { name: 'Create task' }).click();
+    const patrol = await created('patrol', known);
+    expect(patrol.request).toMatchObject({ type: 'patrol', nodes: ['ward-1', 'ward-3'], priority: 50 });
+    // Cleared: nothing stays ticked for a second patrol.
+    await expect.poll(() => form.getByLabel('Ward 1 (internal medicine)').isChecked()).toBe(false);
+
+    await form.getByLabel('Type').selectOption('charge');
+    await form.getByLabel('Charger').selectOption({ label: 'Charger 2' });
+    await form.getByRole('button', { name: 'Create task' }).click();
+    const charge = await created('charge', known);
+    expect(charge.request).toMatchObject({ type: 'charge', charger: 'charger-2' });
+
+    for (const task of [patrol, charge]) {
+      const item = page.locator(`li[data-task="${task.id}"]`);
+      await item.getByRole('button', { name: 'Cancel task' }).click();
+      await item.getByRole('button', { name: 'Yes, cancel it' }).click();
+      await page.getByRole('region', { name: 'History' }).locator(`li[data-task="${task.id}"][data-status="cancelled"]`).waitFor({ timeout: 15_000 });
+      expect((await dispatcher.get(`/api/tasks/${task.id}`)).body.task.status).toBe('cancelled');
+    }
   });
 });

@@ -4,6 +4,7 @@ import { createSseParser } from '../src/sse.js';
 import { backoffMs } from '../src/live.js';
 import { banners, fillBuckets, guardCards, histogram, mergeAlerts, newerAlert, screenState, soundDue, totals, type Alert, type Device } from '../src/model.js';
 import { upsertById } from '../src/fleet.js';
+import { overlap, placeLabels, type Box } from '../src/map-layout.js';
 
 describe('SSE parser', () => {
   it('parses the gateway frames with ids, event types and JSON data, across arbitrary chunk splits', () => {
@@ -184,5 +185,20 @@ describe('statistics buckets', () => {
     expect(filled.map((b) => b.start)).toEqual(['2025-01-01T10:00:00.000Z', '2025-01-01T11:00:00.000Z', '2025-01-01T12:00:00.000Z', '2025-01-01T13:00:00.000Z']);
     expect(filled[1]).toBe(data[0]);
     expect(filled[0]!.counts).toEqual({ pass: 0, secondary_check: 0, invalid: 0 });
+  });
+});
+
+describe('map label placement', () => {
+  it('moves a label further out when robot markers cover every place next to its point', () => {
+    // Two robots on one node: their markers cover the node and every place at the usual gap.
+    const markers: Box[] = [
+      { x: -22, y: -22, w: 44, h: 44 },
+      { x: -8, y: -30, w: 44, h: 44 },
+    ];
+    const [label] = placeLabels([{ id: 'node:hall', x: 0, y: 0, text: 'Emergency hall', fontSize: 13, gap: 9 }], markers);
+    expect(markers.map((m) => overlap(label!.box, m))).toEqual([0, 0]);
+    // With nothing in the way it stays next to its point (above).
+    const [free] = placeLabels([{ id: 'node:hall', x: 0, y: 0, text: 'Emergency hall', fontSize: 13, gap: 9 }], []);
+    expect(free!.box.y + free!.box.h).toBeCloseTo(-9, 6);
   });
 });

@@ -102,6 +102,8 @@ export function robotView(r: RobotRecord, taskId: string | null, map: SiteMap) {
     operatingMode: r.operatingMode,
     capabilities: r.capabilities,
     lastSeen: new Date(r.lastSeen).toISOString(),
+    /** m/s from the factsheet (physicalParameters.speedMax); the dashboards' ETA divides by it. */
+    maxSpeed: r.speedMax,
   };
 }
 export type RobotApiView = ReturnType<typeof robotView>;
@@ -110,12 +112,20 @@ export type RobotApiView = ReturnType<typeof robotView>;
 export function mapView(map: SiteMap) {
   const json = map.toJSON();
   const seen = new Set<string>();
-  const edges: Array<{ from: string; to: string; length: number; oneWay?: true }> = [];
+  const edges: Array<{ from: string; to: string; length: number; oneWay?: true; maxSpeed?: number; extraTimeS?: number }> = [];
   for (const e of json.edges) {
     if (seen.has(`${e.to}--${e.from}`)) continue;
     seen.add(e.id);
     const back = json.edges.some((b) => b.from === e.to && b.to === e.from);
-    edges.push({ from: e.from, to: e.to, length: e.length, ...(back ? {} : { oneWay: true as const }) });
+    edges.push({
+      from: e.from,
+      to: e.to,
+      length: e.length,
+      ...(back ? {} : { oneWay: true as const }),
+      // What the route planner uses beyond the length (the dashboards' ETA plans the same way).
+      ...(e.maxSpeed ? { maxSpeed: e.maxSpeed } : {}),
+      ...(e.extraTimeS ? { extraTimeS: e.extraTimeS } : {}),
+    });
   }
   return {
     nodes: json.nodes.map((n) => ({ id: n.id, ...(n.name ? { name: n.name } : {}), ...(n.names ? { names: n.names } : {}), x: n.x, y: n.y, floor: n.floor, kind: n.kind })),

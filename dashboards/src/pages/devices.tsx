@@ -9,6 +9,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api.js';
 import { useApp } from '../app.js';
 import { Lines } from '../components/charts.js';
+import { RobotErrors } from '../components/robot-errors.js';
 import { fleetApi, type Robot } from '../fleet.js';
 import { useI18n } from '../i18n/index.js';
 import { checkpointKey, upsertDevice, type Device } from '../model.js';
@@ -92,7 +93,7 @@ export function DevicesPage() {
                 {r.errors.length > 0 && (
                   <span class="robot-state-error">
                     {' · '}
-                    {t('robotState.error')}: {r.errors.map((e) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '))).join('; ')}
+                    {t('robotState.error')}: <RobotErrors errors={r.errors} />
                   </span>
                 )}
               </li>
@@ -443,24 +444,104 @@ interface ModelVersionRow {
   version: string;
   sha256: string;
 }
+type RolloutStatus = 'running' | 'completed' | 'halted' | 'cancelled';
+type DeviceUpdateStatus = 'pending' | 'sent' | 'updating' | 'succeeded' | 'failed' | 'skipped';
 interface RolloutRow {
   id: string;
-  model: { name: string; version: string };
-  status: string;
+  model: { name: string; version: string; sha256: string };
+  status: RolloutStatus;
   createdAt: string;
+  finishedAt: string | null;
   reason: string | null;
-  devices: Array<{ site: string; checkpoint: string; status: string; progress: number | null; error: string | null }>;
+  devices: Array<{ site: string; checkpoint: string; status: DeviceUpdateStatus; progress: number | null; error: string | null; onRolloutModel: boolean | null }>;
 }
 
-/** Model roll-outs: start one to chosen checkpoints (the gateway stages it), and each device's progress. */
+/** The model families the gateway knows are those the agents run (the gateway names the others when it refuses). */
+const MODEL_VERSION = '[A-Za-z0-9][A-Za-z0-9._\\-]{0,31}';
+
+/** Publish a model version: the file is hashed here and the gateway checks the hash before storing it. */
+function PublishModel({ families, onPublished }: { families: string[]; onPublished: () => void }) {
+  const { api } = useApp();
+  const { t } = useI18n();
+  const [file, setFile] = useState<File | null>(null);
+  const [name, setName] = useState(families[0] ?? '');
+  const [version, setVersion] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [done, setDone] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+
+  const publish = async (e: Event) => {
+    e.preventDefault();
+    if (!file) return;
+    setBusy(true);
+    setDone(null);
+    setError(null);
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const { sha256 } = await import('@noble/hashes/sha2');
+      const { bytesToHex } = await import('@noble/hashes/utils');
+      const hash = bytesToHex(sha256(bytes));
+      const query = new URLSearchParams({ name: name.trim(), version: version.trim(), sha256: hash });
+      await api.post(`/api/models?${query}`, bytes);
+      setDone(t('rollout.published', { name: name.trim(), version: version.trim(), sha: hash.slice(0, 12) }));
+      setVersion('');
+      setFile(null);
+      if (fileInput.current) fileInput.current.value = '';
+      onPublished();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form class="new-task publish-model" onSubmit={(e) => void publish(e)} aria-labelledby="publish-h">
+      <h3 id="publish-h">{t('rollout.publishTitle')}</h3>
+      <label>
+        <span>{t('rollout.file')}</span>
+        <input ref={fileInput} type="file" accept=".onnx,application/octet-stream" required onChange={(e) => setFile(e.currentTarget.files?.[0] ?? null)} />
+      </label>
+      <label>
+        <span>{t('rollout.family')}</span>
+        <input required list="model-families" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <datalist id="model-families">
+          {families.map((f) => (
+            <option key={f} value={f} />
+          ))}
+        </datalist>
+      </label>
+      <label>
+        <span>{t('rollout.version')}</span>
+        <input required pattern={MODEL_VERSION} value={version} onInput={(e) => setVersion(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy || !file}>
+        {busy ? t('rollout.publishing') : t('rollout.publish')}
+      </button>
+      <span role="status" class="form-status">
+        {done ?? ''}
+      </span>
+      {error && (
+        <p class="error" role="alert">
+          {t('dispatch.refused', { message: error })}
+        </p>
+      )}
+    </form>
+  );
+}
+
+/** Model roll-outs: publish a version, start one to chosen checkpoints (the gateway stages it), each device's progress, stop one. */
 function Rollouts({ devices }: { devices: Device[] }) {
   const { api } = useApp();
-  const { t, dateTime } = useI18n();
+  const { t, dateTime, number } = useI18n();
   const [models, setModels] = useState<ModelVersionRow[]>([]);
   const [rollouts, setRollouts] = useState<RolloutRow[]>([]);
   const [choice, setChoice] = useState('');
   const [targets, setTargets] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
+  const [started, setStarted] = useState(false);
+  const [confirmStop, setConfirmStop] = useState<string | null>(null);
 
   const reload = async () => {
     try {
@@ -473,7 +554,8 @@ function Rollouts({ devices }: { devices: Device[] }) {
   };
   useEffect(() => {
     void reload();
-    const timer = setInterval(() => void reload(), 2000);
+    // Progress comes from the agents' acks; a running roll-out is watched closely.
+    const timer = setInterval(() => void reload(), 1000);
     return () => clearInterval(timer);
   }, [api]);
 
@@ -481,22 +563,38 @@ function Rollouts({ devices }: { devices: Device[] }) {
     e.preventDefault();
     const [name, version] = choice.split('@') as [string, string];
     setError(null);
+    setStarted(false);
     try {
       await api.post('/api/rollouts', { model: name, version, targets: targets.map((k) => ({ site: k.split('/')[0], checkpoint: k.split('/')[1] })) });
       setTargets([]);
+      setChoice('');
+      setStarted(true);
       void reload();
     } catch (err) {
       setError((err as Error).message);
     }
   };
+  const stop = async (id: string) => {
+    setConfirmStop(null);
+    setError(null);
+    try {
+      await api.post(`/api/rollouts/${encodeURIComponent(id)}/cancel`);
+      void reload();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  const families = [...new Set(devices.map((d) => d.model?.name).filter((n): n is string => Boolean(n)))].sort();
 
   return (
     <section aria-labelledby="rollout-h" class="rollouts">
       <h2 id="rollout-h">{t('rollout.title')}</h2>
+      <PublishModel families={families} onPublished={() => void reload()} />
       {models.length === 0 ? (
         <p>{t('rollout.noModels')}</p>
       ) : (
-        <form class="new-task" onSubmit={(e) => void start(e)}>
+        <form class="new-task" onSubmit={(e) => void start(e)} aria-labelledby="start-rollout-h">
+          <h3 id="start-rollout-h">{t('rollout.startTitle')}</h3>
           <label>
             <span>{t('rollout.model')}</span>
             <select required value={choice} onChange={(e) => setChoice(e.currentTarget.value)}>
@@ -521,9 +619,12 @@ function Rollouts({ devices }: { devices: Device[] }) {
               </label>
             ))}
           </fieldset>
-          <button type="submit" disabled={targets.length === 0}>
+          <button type="submit" disabled={targets.length === 0 || !choice}>
             {t('rollout.start')}
           </button>
+          <span role="status" class="form-status">
+            {started ? t('rollout.started') : ''}
+          </span>
         </form>
       )}
       {error && (
@@ -537,17 +638,49 @@ function Rollouts({ devices }: { devices: Device[] }) {
             <strong>
               {r.model.name} {r.model.version}
             </strong>{' '}
-            · {r.status} · {dateTime(r.createdAt)}
-            {r.reason && <span class="error"> · {r.reason}</span>}
+            · <span class={`rollout-${r.status}`}>{t(`rollout.status.${r.status}`)}</span> · {dateTime(r.createdAt)}
+            {r.finishedAt && <> – {dateTime(r.finishedAt)}</>}
+            {r.reason && (
+              <span class="original">
+                {' '}
+                · {t('history.original')} <q lang="en">{r.reason}</q>
+              </span>
+            )}
             <ul class="rollout-devices">
               {r.devices.map((d) => (
-                <li key={`${d.site}/${d.checkpoint}`}>
-                  {d.site}/{d.checkpoint}: {d.status}{' '}
-                  {d.progress !== null && <progress max={1} value={d.progress} aria-label={t('rollout.progress', { checkpoint: d.checkpoint })} />}
-                  {d.error && <span class="error"> {d.error}</span>}
+                <li key={`${d.site}/${d.checkpoint}`} data-rollout-device={`${d.site}/${d.checkpoint}`} data-status={d.status}>
+                  {d.site}/{d.checkpoint}: {t(`rollout.device.${d.status}`)}{' '}
+                  {d.progress !== null && (
+                    <>
+                      <progress max={1} value={d.progress} aria-label={t('rollout.progress', { checkpoint: d.checkpoint })} /> {number(Math.round(d.progress * 100))} %
+                    </>
+                  )}
+                  {d.onRolloutModel === true && <> · {t('rollout.runsIt')}</>}
+                  {d.error && (
+                    <span class="original">
+                      {' '}
+                      {t('rollout.agentSays')} <q lang="en">{d.error}</q>
+                    </span>
+                  )}
                 </li>
               ))}
             </ul>
+            {r.status === 'running' &&
+              (confirmStop === r.id ? (
+                <span class="confirm-cancel" role="group" aria-label={t('rollout.cancelQuestion')}>
+                  <span>{t('rollout.cancelQuestion')}</span>
+                  <button type="button" class="danger" onClick={() => void stop(r.id)}>
+                    {t('rollout.cancelYes')}
+                  </button>
+                  <button type="button" class="secondary" onClick={() => setConfirmStop(null)}>
+                    {t('dispatch.cancelNo')}
+                  </button>
+                </span>
+              ) : (
+                <button type="button" class="secondary" onClick={() => setConfirmStop(r.id)}>
+                  {t('rollout.cancel')}
+                </button>
+              ))}
           </li>
         ))}
       </ul>

@@ -7,6 +7,9 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/ho
 import { useApp } from '../app.js';
 import { useI18n } from '../i18n/index.js';
 import { placeLabels, type Box, type LabelRequest } from '../map-layout.js';
+import { RobotErrors } from '../components/robot-errors.js';
+import { graphOf, taskEta } from '../eta.js';
+import { robotSerial, taskHistory } from '../task-history.js';
 import { formatElapsed, waitingSince } from './guard.js';
 import {
   ACTIVE_STATUSES,
@@ -43,11 +46,9 @@ export function robotState(r: Robot, task: Task | undefined): RobotState {
   return 'idle';
 }
 
-const errorText = (e: Robot['errors'][number]) => (typeof e === 'string' ? e : [e.errorType, e.errorDescription].filter(Boolean).join(': '));
-
 export function DispatchPage() {
   const { api, live } = useApp();
-  const { t, locale } = useI18n();
+  const { t, locale, number } = useI18n();
   const fleet = useMemo(() => fleetApi(api), [api]);
   const [load, setLoad] = useState<Load>({ state: 'loading' });
   const [map, setMap] = useState<SiteMap | null>(null);
@@ -56,6 +57,7 @@ export function DispatchPage() {
   const [actionError, setActionError] = useState<string | null>(null);
   const [confirmCancel, setConfirmCancel] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
+  const graph = useMemo(() => (map ? graphOf(map) : null), [map]);
 
   const reload = async () => {
     try {
@@ -132,7 +134,7 @@ export function DispatchPage() {
     .sort((a, b) => Date.parse(b.history.at(-1)?.at ?? '0') - Date.parse(a.history.at(-1)?.at ?? '0'))
     .slice(0, 50);
   const taskOf = (r: Robot) => active.find((x) => x.robotId === r.id);
-  const robotName = (id: string | null | undefined) => (id ? (robots.find((r) => r.id === id)?.serialNumber ?? id.split('/').pop() ?? id) : '');
+  const robotName = (id: string | null | undefined) => (id ? (robots.find((r) => r.id === id)?.serialNumber ?? robotSerial(id)) : '');
   const place = (id: unknown) => (typeof id === 'string' ? placeName(map?.nodes.find((n) => n.id === id) ?? map?.zones.find((z) => z.id === id), locale, id) : '');
 
   return (
@@ -178,7 +180,7 @@ export function DispatchPage() {
                       <td class={`robot-state-${st}`}>
                         {st === 'error' ? (
                           <>
-                            {t('robotState.error')}: {r.errors.map(errorText).join('; ')}
+                            {t('robotState.error')}: <RobotErrors errors={r.errors} />
                           </>
                         ) : st === 'waiting' && task?.waitingFor ? (
                           t(`robotState.waiting_${task.waitingFor}`)
@@ -237,6 +239,9 @@ export function DispatchPage() {
           const waitedMs = task.waitingFor ? now - waitingSince(task) : 0;
           const long = waitedMs >= LONG_WAIT_MS;
           const last = task.history.at(-1);
+          const robot = task.robotId ? robots.find((r) => r.id === task.robotId) : undefined;
+          const eta = isActive && map && graph ? taskEta(map, robot, task, graph) : null;
+          const events = taskHistory(task);
           return (
             <li
               key={task.id}
@@ -264,11 +269,45 @@ export function DispatchPage() {
                   last && (
                     <>
                       {t(`status.${last.status}`)} {time(last.at)} · {t('dispatch.took', { elapsed: formatElapsed(t, Date.parse(last.at) - started) })}
-                      {last.reason && (last.status === 'failed' || last.status === 'cancelled') ? ` · ${last.reason}` : ''}
                     </>
                   )
                 )}
               </div>
+              {eta && (
+                <div
+                  class="task-eta"
+                  data-eta-s={Math.round(eta.remainingS)}
+                  data-eta-m={Math.round(eta.remainingM)}
+                  title={eta.speedFrom === 'default' ? t('dispatch.etaDefaultSpeed') : undefined}
+                >
+                  {t('dispatch.eta', {
+                    place: place(eta.lastStop),
+                    time: time(new Date(now + eta.remainingS * 1000).toISOString()),
+                    left: formatElapsed(t, eta.remainingS * 1000),
+                    metres: number(eta.remainingM),
+                    speed: number(eta.speed, 1),
+                  })}
+                  {eta.speedFrom === 'default' && ` · ${t('dispatch.etaDefaultSpeed')}`}
+                </div>
+              )}
+              {events.length > 0 && (
+                <details class="task-history">
+                  <summary>{t('dispatch.timeline', { n: events.length })}</summary>
+                  <ol>
+                    {events.map((e, i) => (
+                      <li key={i} data-history={e.kind}>
+                        <time dateTime={e.at}>{time(e.at)}</time> {t(`history.${e.kind}`, e.params)}
+                        {e.original && (
+                          <span class="original">
+                            {' '}
+                            {t('history.original')} <q lang="en">{e.original}</q>
+                          </span>
+                        )}
+                      </li>
+                    ))}
+                  </ol>
+                </details>
+              )}
               <div class="task-actions">
                 {task.waitingFor === 'area_clear' && (
                   <button type="button" onClick={() => void act(fleet.confirm(task.id, 'area_clear'))}>
