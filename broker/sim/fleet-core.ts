@@ -16,6 +16,8 @@ export interface FleetOptions {
   drainS: number;
   /** bcrypt cost of the generated users (nats-server checks it on every CONNECT). */
   bcryptCost: number;
+  /** `kill -9` the `$MQTT_msgs` leader this many seconds into the load (undefined: no fault). */
+  killNodeAtS?: number;
 }
 
 export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6 };
@@ -33,6 +35,7 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
   if (!(o.ratePerCheckpoint > 0 && o.ratePerCheckpoint <= 100)) bad(`--rate must be in (0, 100] screenings/s per checkpoint, got ${o.ratePerCheckpoint}`);
   if (!(o.durationS > 0)) bad(`--duration must be positive seconds, got ${o.durationS}`);
   if (!(o.drainS >= 0)) bad(`--drain must be zero or positive seconds, got ${o.drainS}`);
+  if (o.killNodeAtS !== undefined && !(o.killNodeAtS >= 0 && o.killNodeAtS < o.durationS)) bad(`--kill-node-at must be within the run (0 to --duration), got ${o.killNodeAtS}`);
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
   return o;
 }
@@ -82,6 +85,8 @@ export interface FleetReport {
   /** Publish → read back, ms. */
   latencyMs: { p50: number; p99: number };
   acceptedPerS: number;
+  /** Longest time between two consecutive first reads: how long ingest stalled at worst. */
+  maxReadGapMs: number;
 }
 
 /**
@@ -105,6 +110,8 @@ export function fleetReport(input: {
   }
   latencies.sort((a, b) => a - b);
   const duplicated = [...input.reads.values()].reduce((sum, r) => sum + r.copies - 1, 0);
+  const readTimes = [...input.reads.values()].map((r) => r.firstAt).sort((a, b) => a - b);
+  const maxReadGapMs = readTimes.slice(1).reduce((max, t, i) => Math.max(max, t - readTimes[i]!), 0);
   return {
     sessions: input.sessions,
     connected: input.connected,
@@ -115,5 +122,6 @@ export function fleetReport(input: {
     duplicated,
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
     acceptedPerS: Math.round(input.accepted.size / Math.max(input.loadSeconds, 1e-9)),
+    maxReadGapMs,
   };
 }

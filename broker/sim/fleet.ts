@@ -1,15 +1,16 @@
 /**
  * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
  *
- *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--json]
+ *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
  * a gateway replica would use, forks worker processes that open one persistent MQTT session per
  * checkpoint and publish QoS 1 screenings at Poisson times, and reads everything back from the
  * stream. Prints accepted (PUBACKed) / stored (read back) / lost / duplicated, publish→read p50 and
- * p99, and the nodes' CPU and memory. Not yet: telemetry, gateway replicas writing PostgreSQL,
- * node and replica kills during the run, an external cluster. Over 500 sessions needs --force.
+ * p99, the longest ingest gap, and the nodes' CPU and memory; `--kill-node-at S` kills the leader of
+ * `$MQTT_msgs` with SIGKILL mid-run. Not yet: telemetry, gateway replicas writing PostgreSQL (and killing one), an
+ * external cluster, resending failed publishes (agents have an outbox; simulated ones do not). Over 500 sessions needs --force.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -30,6 +31,10 @@ const SCREENINGS = '$MQTT.msgs.checkpoint.v1.*.*.screening';
 
 export interface FleetRun extends FleetReport {
   nodes: Array<{ name: string; cpuPercent: number; memMiB: number }>;
+  /** From the first CONNECT to the last session connected. */
+  connectSeconds: number;
+  /** The node killed (the $MQTT_msgs leader) and when, seconds into the load, if one was. */
+  killed?: { node: string; atS: number };
 }
 
 async function nodeUsage(cluster: NatsCluster): Promise<FleetRun['nodes']> {
@@ -90,11 +95,13 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     const accepted = new Map<string, number>();
     const groups = assignDevices(options.sessions, options.processes);
     for (let i = 0; i < groups.length; i++) workers.push(new Worker((ids) => ids.forEach(([id, sentAt]) => accepted.set(id, sentAt))));
+    const connectStart = Date.now();
     const opened = await Promise.all(
       workers.map((w, i) => w.request({ type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8 }, 'opened')),
     );
     const connected = opened.reduce((sum, o) => sum + o.connected, 0);
-    log(`${connected}/${options.sessions} sessions connected`);
+    const connectSeconds = (Date.now() - connectStart) / 1000;
+    log(`${connected}/${options.sessions} sessions connected in ${connectSeconds} s`);
 
     // The consumer exists before the first screening: the stream keeps messages only for
     // consumers that exist when they arrive (interest retention).
@@ -118,6 +125,21 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
 
     log(`publishing for ${options.durationS} s at ${options.ratePerCheckpoint}/s per checkpoint`);
     const started = Date.now();
+    const fault =
+      options.killNodeAtS === undefined
+        ? undefined
+        : new Promise<{ at: number; node: string }>((resolve) =>
+            setTimeout(() => {
+              // The worst node to lose: the leader of the stream every screening is written to.
+              void jsm.streams.info(STREAM).then(async (info) => {
+                const victim = cluster!.nodes.find((n) => n.name === info.cluster?.leader) ?? cluster!.nodes[1]!;
+                const at = Date.now();
+                log(`kill -9 of node ${victim.name} (${STREAM} leader: ${info.cluster?.leader ?? 'unknown'})`);
+                await cluster!.kill(victim, 'SIGKILL');
+                resolve({ at, node: victim.name });
+              });
+            }, options.killNodeAtS! * 1000),
+          );
     const ran = await Promise.all(workers.map((w) => w.request({ type: 'run', ratePerCheckpoint: options.ratePerCheckpoint, durationS: options.durationS }, 'ran')));
     const loadSeconds = (Date.now() - started) / 1000;
     const drainUntil = Date.now() + options.drainS * 1000;
@@ -129,7 +151,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     await Promise.all(workers.map((w) => w.request({ type: 'close' }, 'closed')));
 
     const report = fleetReport({ sessions: options.sessions, connected, published: ran.reduce((s, r) => s + r.published, 0), accepted, reads, loadSeconds });
-    return { ...report, nodes };
+    const killed = await fault;
+    return { ...report, nodes, connectSeconds, ...(killed ? { killed: { node: killed.node, atS: (killed.at - started) / 1000 } } : {}) };
   } finally {
     workers.forEach((w) => w.kill());
     await cluster?.stop();
@@ -139,8 +162,9 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
 
 function formatReport(r: FleetRun): string {
   return [
-    `sessions ${r.connected}/${r.sessions} connected; published ${r.published}, accepted ${r.accepted} (${r.acceptedPerS}/s)`,
-    `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms`,
+    `sessions ${r.connected}/${r.sessions} connected in ${r.connectSeconds} s; published ${r.published}, accepted ${r.accepted} (${r.acceptedPerS}/s)`,
+    `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms; longest ingest gap ${r.maxReadGapMs} ms`,
+    ...(r.killed ? [`node ${r.killed.node} ($MQTT_msgs leader) killed (SIGKILL) ${r.killed.atS} s into the load; publishes that failed were not accepted and are not counted as lost`] : []),
     `nodes: ${r.nodes.map((n) => `${n.name} cpu ${n.cpuPercent}% mem ${n.memMiB} MiB`).join('; ')}`,
   ].join('\n');
 }
@@ -154,6 +178,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       duration: { type: 'string' },
       drain: { type: 'string' },
       'bcrypt-cost': { type: 'string' },
+      'kill-node-at': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -168,6 +193,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
         durationS: num(values.duration, DEFAULT_FLEET.durationS),
         drainS: num(values.drain, DEFAULT_FLEET.drainS),
         bcryptCost: num(values['bcrypt-cost'], DEFAULT_FLEET.bcryptCost),
+        ...(values['kill-node-at'] !== undefined ? { killNodeAtS: Number(values['kill-node-at']) } : {}),
       },
       values.force,
     );

@@ -10,6 +10,7 @@ describe('sim:fleet core', () => {
     expect(checkFleetOptions({ ...DEFAULT_FLEET, sessions: 10_000 }, true).sessions).toBe(10_000);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, processes: 0 })).toThrow(/--processes/);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, ratePerCheckpoint: 0 })).toThrow(/--rate/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, durationS: 10, killNodeAtS: 10 })).toThrow(/--kill-node-at/);
   });
 
   it('draws Poisson waits with the configured mean', () => {
@@ -26,7 +27,7 @@ describe('sim:fleet core', () => {
       reads: new Map([['a', { firstAt: 110, copies: 1 }], ['b', { firstAt: 130, copies: 3 }]]),
       loadSeconds: 1,
     });
-    expect(report).toMatchObject({ accepted: 3, stored: 2, lost: 1, duplicated: 2, latencyMs: { p50: 30, p99: 30 }, acceptedPerS: 3 });
+    expect(report).toMatchObject({ accepted: 3, stored: 2, lost: 1, duplicated: 2, latencyMs: { p50: 30, p99: 30 }, acceptedPerS: 3, maxReadGapMs: 20 });
   });
 });
 
