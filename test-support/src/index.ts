@@ -1,4 +1,4 @@
-// Real servers for tests: influxd and mosquitto on free loopback ports with temporary data dirs.
+// Real servers for tests: influxd, mosquitto and a NATS cluster on free loopback ports with temporary data dirs.
 // See README.md for usage with vitest.
 export { freePort, makeTempDir, removeTempDir, waitFor, findExecutable, onProcessExit } from './helpers.js';
 export type { WaitForOptions } from './helpers.js';
