@@ -11,6 +11,7 @@ import { ROLES, type Principal, type Role } from './acl.js';
 import { createBroker } from './broker.js';
 import { loadBrokerConfig, type BrokerConfig } from './config.js';
 import { exportMosquitto } from './mosquitto.js';
+import { exportNats } from './nats-export.js';
 import { generatePassword } from './passwords.js';
 import { openUserStore, type UserRecord } from './user-store.js';
 
@@ -67,7 +68,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
   const withStore = async <T>(file: string | undefined, work: (store: ReturnType<typeof openUserStore>, c: BrokerConfig) => Promise<T> | T) => {
     const c = await config(file);
     mkdirSync(c.dataDir, { recursive: true });
-    const store = openUserStore(join(c.dataDir, 'users.sqlite'), { mosquittoHashIterations: c.auth.mosquittoHashIterations });
+    const store = openUserStore(join(c.dataDir, 'users.sqlite'), { mosquittoHashIterations: c.auth.mosquittoHashIterations, natsBcryptCost: c.auth.natsBcryptCost });
     try {
       return await work(store, c);
     } finally {
@@ -174,6 +175,22 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         out(`wrote ${result.passwordFile}, ${result.aclFile}, ${result.configFile} (${result.exported.length} users)`);
         if (result.withoutHash.length > 0) {
           io.stderr.write(`checkpoint-broker: not exported (no Mosquitto hash; run "user passwd" for them): ${result.withoutHash.join(', ')}\n`);
+          exitCode = 1;
+        }
+      });
+    });
+
+  program
+    .command('nats-export')
+    .description('write a nats-server authorization block (users, bcrypt hashes, permissions) from the user store')
+    .requiredOption('--out <file>', 'file to write, e.g. /etc/nats/checkpoint-auth.conf (include it from every node\'s config)')
+    .addOption(configOption())
+    .action(async (o: { out: string; config?: string }) => {
+      await withStore(o.config, (store) => {
+        const result = exportNats(store, o.out);
+        out(`wrote ${result.file} (${result.exported.length} users)`);
+        if (result.skipped.length > 0) {
+          io.stderr.write(`checkpoint-broker: not exported: ${result.skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}\n`);
           exitCode = 1;
         }
       });

@@ -58,6 +58,12 @@ export const BrokerConfigSchema = Type.Object(
           default: 20_000,
           description: 'PBKDF2 iterations of the Mosquitto-format hash kept for mosquitto-export; 0 = keep none',
         }),
+        natsBcryptCost: Type.Integer({
+          minimum: 0,
+          maximum: 31,
+          default: 0,
+          description: 'bcrypt cost of the NATS-format hash kept for nats-export (cluster mode; 10-12 advised); 0 = keep none',
+        }),
       },
       'authentication',
     ),

@@ -1,8 +1,10 @@
 /**
  * Password hashing. Our broker verifies scrypt hashes (memory-hard, node:crypto). Mosquitto only
  * reads PBKDF2-SHA512 (`$7$` lines of its password file), so the store can also keep that form
- * of each password for `mosquitto-export`; see README "Mosquitto" for the trade-off.
+ * of each password for `mosquitto-export`, and NATS reads bcrypt, kept (when configured) for
+ * `nats-export`; see README "Mosquitto" and "NATS cluster" for the trade-off.
  */
+import bcrypt from 'bcryptjs';
 import { pbkdf2, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 export interface ScryptParams {
@@ -63,6 +65,20 @@ export async function mosquittoPasswordHash(password: string, iterations: number
     pbkdf2(password, salt, iterations, 64, 'sha512', (error, k) => (error ? reject(error) : resolve(k))),
   );
   return `$7$${iterations}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/** bcrypt reads at most 72 bytes of a password; longer ones would be silently cut. */
+export const BCRYPT_MAX_PASSWORD_BYTES = 72;
+
+/**
+ * bcrypt (`$2b$<cost>$...`, which nats-server accepts as a password in its config), or null for a
+ * password longer than bcrypt reads: such a user is left out of nats-export rather than being let
+ * in by a prefix of its password.
+ */
+export async function natsPasswordHash(password: string, cost: number): Promise<string | null> {
+  if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new Error(`bcrypt cost must be an integer from 4 to 31, got ${cost}`);
+  if (Buffer.byteLength(password, 'utf8') > BCRYPT_MAX_PASSWORD_BYTES) return null;
+  return bcrypt.hash(password, cost);
 }
 
 /** A password for `user add` without one: 24 random bytes, URL-safe base64 (32 characters). */

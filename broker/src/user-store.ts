@@ -4,7 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { assertBinding, ROLES, type Principal, type Role } from './acl.js';
-import { dummyPasswordHash, hashPassword, mosquittoPasswordHash, verifyPassword, type ScryptParams } from './passwords.js';
+import { dummyPasswordHash, hashPassword, mosquittoPasswordHash, natsPasswordHash, verifyPassword, type ScryptParams } from './passwords.js';
 
 export type UserRecord = Principal & { createdAt: string; updatedAt: string };
 
@@ -27,12 +27,16 @@ export interface UserStore {
   claimClientId(user: string, clientId: string): { ok: true } | { ok: false; owner: string };
   /** `name` and `$7$` hash of every user that has one, for Mosquitto's password file. */
   mosquittoCredentials(): Array<{ name: string; hash: string }>;
+  /** `name` and bcrypt hash of every user that has one, for nats-export. */
+  natsCredentials(): Array<{ name: string; hash: string }>;
   close(): void;
 }
 
 export interface UserStoreOptions {
   /** PBKDF2 iterations of the Mosquitto-format hash kept next to scrypt; 0 keeps none (default 20000). */
   mosquittoHashIterations?: number;
+  /** bcrypt cost of the NATS-format hash kept for nats-export; 0 keeps none (default 0). */
+  natsBcryptCost?: number;
   /** scrypt cost (tests lower it). */
   scrypt?: ScryptParams;
 }
@@ -43,6 +47,7 @@ interface Row {
   binding: string;
   password_hash: string;
   mosquitto_hash: string | null;
+  nats_hash: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -83,6 +88,7 @@ function toRecord(row: Row, file: string): UserRecord {
 
 export function openUserStore(file: string, options: UserStoreOptions = {}): UserStore {
   const iterations = options.mosquittoHashIterations ?? 20_000;
+  const bcryptCost = options.natsBcryptCost ?? 0;
   let db: Database.Database;
   try {
     db = new Database(file);
@@ -100,6 +106,10 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
   ) STRICT`);
+  // Stores made before nats-export have no column for the bcrypt copy.
+  if (!db.prepare<[], { name: string }>('SELECT name FROM pragma_table_info(\'users\')').all().some((c) => c.name === 'nats_hash')) {
+    db.exec('ALTER TABLE users ADD COLUMN nats_hash TEXT');
+  }
   // Which user a client id (and so its persistent session) belongs to; see claimClientId.
   db.exec(`CREATE TABLE IF NOT EXISTS client_ids (
     client_id TEXT PRIMARY KEY,
@@ -111,10 +121,10 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
     get: db.prepare<[string], Row>('SELECT * FROM users WHERE name = ?'),
     list: db.prepare<[], Row>('SELECT * FROM users ORDER BY name'),
     insert: db.prepare(
-      'INSERT INTO users (name, role, binding, password_hash, mosquitto_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO users (name, role, binding, password_hash, mosquitto_hash, nats_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     remove: db.prepare('DELETE FROM users WHERE name = ?'),
-    setPassword: db.prepare('UPDATE users SET password_hash = ?, mosquitto_hash = ?, updated_at = ? WHERE name = ?'),
+    setPassword: db.prepare('UPDATE users SET password_hash = ?, mosquitto_hash = ?, nats_hash = ?, updated_at = ? WHERE name = ?'),
     clientIdOwner: db.prepare<[string], { user: string }>('SELECT user FROM client_ids WHERE client_id = ?'),
     claimClientId: db.prepare('INSERT INTO client_ids (client_id, user, last_used_ms) VALUES (?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET last_used_ms = excluded.last_used_ms'),
     releaseOldClientIds: db.prepare(
@@ -133,6 +143,7 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
   const hashes = async (password: string) => ({
     scrypt: await hashPassword(password, options.scrypt),
     mosquitto: iterations > 0 ? await mosquittoPasswordHash(password, iterations) : null,
+    nats: bcryptCost > 0 ? await natsPasswordHash(password, bcryptCost) : null,
   });
 
   return {
@@ -143,7 +154,7 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
       const h = await hashes(password);
       const now = new Date().toISOString();
       try {
-        stmt.insert.run(user.name, user.role, JSON.stringify(bindingOf(user)), h.scrypt, h.mosquitto, now, now);
+        stmt.insert.run(user.name, user.role, JSON.stringify(bindingOf(user)), h.scrypt, h.mosquitto, h.nats, now, now);
       } catch (error) {
         if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new Error(`user ${JSON.stringify(user.name)} already exists`);
         throw error;
@@ -167,7 +178,7 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
       checkPassword(name, password);
       if (!stmt.get.get(name)) throw new Error(`no user ${JSON.stringify(name)}`);
       const h = await hashes(password);
-      stmt.setPassword.run(h.scrypt, h.mosquitto, new Date().toISOString(), name);
+      stmt.setPassword.run(h.scrypt, h.mosquitto, h.nats, new Date().toISOString(), name);
     },
     async verify(name, password) {
       const row = stmt.get.get(name);
@@ -184,6 +195,12 @@ export function openUserStore(file: string, options: UserStoreOptions = {}): Use
         .all()
         .filter((row): row is Row & { mosquitto_hash: string } => row.mosquitto_hash !== null)
         .map((row) => ({ name: row.name, hash: row.mosquitto_hash }));
+    },
+    natsCredentials() {
+      return stmt.list
+        .all()
+        .filter((row): row is Row & { nats_hash: string } => row.nats_hash !== null)
+        .map((row) => ({ name: row.name, hash: row.nats_hash }));
     },
     close() {
       db.close();

@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
 import {
@@ -30,6 +30,7 @@ import { prepareModelUpdate, saveActiveModel } from './model-update.js';
 import type { FaceDetector } from './vision/detector.js';
 import type { FrameSource } from './frames.js';
 import { OutboxSender } from './outbox/sender.js';
+import { brokerUrls, connectBroker, connectedBroker } from './outbox/connection.js';
 import { CHECK_DEFAULT_S, checkDetail, ReferenceCheck } from './calibration/reference-check.js';
 import { OutboxStore } from './outbox/store.js';
 import { pipelineOptionsFromConfig } from './pipeline/from-config.js';
@@ -66,7 +67,6 @@ function mqttOptions(config: AgentConfig, will: Buffer, files: { ca?: Buffer; ce
     // A persistent session: commands sent while the agent was away are delivered on return.
     clean: false,
     keepalive: m.keepaliveS,
-    reconnectPeriod: m.reconnectMs,
     connectTimeout: 10_000,
     ...(m.username !== undefined ? { username: m.username } : {}),
     ...(m.password !== undefined ? { password: m.password } : {}),
@@ -126,7 +126,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
     ...(config.mqtt.keyFile ? { key: await readFile(config.mqtt.keyFile) } : {}),
   };
   const will = Buffer.from(JSON.stringify(assertPayload('state', stateOf('offline'))));
-  const client = mqtt.connect(config.mqtt.url, mqttOptions(config, will, files));
+  const client = connectBroker(config.mqtt, mqttOptions(config, will, files));
   const sender = new OutboxSender(store, client, { maxInFlight: config.mqtt.maxInFlight }, (err) =>
     log.warn({ err: err.message }, 'publish failed; message stays in the outbox'),
   );
@@ -153,7 +153,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
 
   client.on('connect', () => {
     metrics.connected.set(1);
-    log.info({ url: redactUrl(config.mqtt.url) }, 'connected to broker');
+    log.info(config.mqtt.urls ? { cluster: brokerUrls(config.mqtt).map(redactUrl), node: connectedBroker(client) } : { url: redactUrl(config.mqtt.url) }, 'connected to broker');
     lastError = '';
     publishState();
     client.subscribe(checkpointTopics.cmd(config), { qos: 1 }, (err, granted) => {

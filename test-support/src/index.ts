@@ -1,4 +1,4 @@
-// Real servers for tests: influxd and mosquitto on free loopback ports with temporary data dirs.
+// Real servers for tests: influxd, mosquitto and a NATS cluster on free loopback ports with temporary data dirs.
 // See README.md for usage with vitest.
 export { freePort, makeTempDir, removeTempDir, waitFor, findExecutable, onProcessExit } from './helpers.js';
 export type { WaitForOptions } from './helpers.js';
@@ -10,3 +10,5 @@ export { startMosquitto, mosquittoConfig, answersMqttConnect } from './mosquitto
 export type { MosquittoOptions, MosquittoServer } from './mosquitto.js';
 export { openPtyPair } from './pty.js';
 export type { PtyPair } from './pty.js';
+export { startNatsCluster, natsNodeConfig } from './nats.js';
+export type { NatsClusterOptions, NatsCluster, NatsNode, NatsNodeConfigSettings } from './nats.js';

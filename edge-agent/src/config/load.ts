@@ -13,6 +13,7 @@ export function envOverrides(env: Env): Record<string, unknown> {
   const model: Record<string, unknown> = {};
   if (env.CHECKPOINT_DATA_DIR) o.dataDir = env.CHECKPOINT_DATA_DIR;
   if (env.CHECKPOINT_MQTT_URL) mqtt.url = env.CHECKPOINT_MQTT_URL;
+  if (env.CHECKPOINT_MQTT_URLS) mqtt.urls = env.CHECKPOINT_MQTT_URLS.split(',').map((u) => u.trim()).filter(Boolean);
   if (env.CHECKPOINT_MQTT_USERNAME) mqtt.username = env.CHECKPOINT_MQTT_USERNAME;
   if (env.CHECKPOINT_MQTT_PASSWORD) mqtt.password = env.CHECKPOINT_MQTT_PASSWORD;
   if (env.CHECKPOINT_MODELS_DIR) model.dir = env.CHECKPOINT_MODELS_DIR;

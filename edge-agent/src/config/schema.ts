@@ -94,6 +94,13 @@ export const AgentConfigSchema = Type.Object(
     mqtt: Section(
       {
         url: Type.String({ pattern: '^(mqtts?|wss?)://', default: 'mqtt://127.0.0.1:1883', description: 'env CHECKPOINT_MQTT_URL' }),
+        urls: Type.Optional(
+          Type.Array(Type.String({ pattern: '^(mqtts?|wss?)://[^/?#,\\s]+/?$' }), {
+            minItems: 1,
+            maxItems: 32,
+            description: 'cluster mode: every node of the broker cluster (replaces url; tried in turn from a random one); env CHECKPOINT_MQTT_URLS, comma-separated. Unset: the single broker at url',
+          }),
+        ),
         username: Type.Optional(Type.String({ description: 'env CHECKPOINT_MQTT_USERNAME' })),
         password: Type.Optional(Type.String({ description: 'env CHECKPOINT_MQTT_PASSWORD; never logged' })),
         clientId: Type.Optional(Type.String({ maxLength: 128 })),
@@ -101,7 +108,7 @@ export const AgentConfigSchema = Type.Object(
         certFile: Type.Optional(Type.String()),
         keyFile: Type.Optional(Type.String()),
         keepaliveS: Type.Integer({ minimum: 5, maximum: 600, default: 30 }),
-        reconnectMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000 }),
+        reconnectMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000, description: 'mean wait between reconnect attempts; each outage draws its own from [0.5, 1.5) times this' }),
         maxInFlight: Type.Integer({ minimum: 1, maximum: 1000, default: 16 }),
       },
       'broker connection',

@@ -33,6 +33,7 @@ export class OutboxStore {
   private readonly remove: Database.Statement;
   private readonly countStmt: Database.Statement;
   private readonly after: Database.Statement;
+  private readonly bySeq: Database.Statement;
   private readonly oldest: Database.Statement;
   private readonly oldestSnapshots: Database.Statement;
   private readonly removeSized: Database.Statement;
@@ -63,6 +64,7 @@ export class OutboxStore {
     this.after = this.db.prepare(
       'SELECT seq, topic, payload, qos, created_ms AS createdMs FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?',
     );
+    this.bySeq = this.db.prepare('SELECT seq, topic, payload, qos, created_ms AS createdMs FROM outbox WHERE seq = ?');
     this.oldest = this.db.prepare('SELECT seq, topic, length(payload) AS size FROM outbox ORDER BY seq LIMIT ?');
     // Snapshot topics end in /snapshot/<id>; scanning from the oldest stops at the first few.
     this.oldestSnapshots = this.db.prepare(`SELECT seq, topic, length(payload) AS size FROM outbox WHERE topic GLOB '*/snapshot/*' ORDER BY seq LIMIT ?`);
@@ -105,6 +107,11 @@ export class OutboxStore {
   /** Up to `limit` messages with seq greater than `afterSeq`, oldest first. */
   peek(afterSeq: number, limit: number): OutboxMessage[] {
     return this.after.all(afterSeq, limit) as OutboxMessage[];
+  }
+
+  /** The message `seq`, unless it was acknowledged or dropped by the caps. */
+  get(seq: number): OutboxMessage | undefined {
+    return this.bySeq.get(seq) as OutboxMessage | undefined;
   }
 
   acknowledge(seq: number): void {

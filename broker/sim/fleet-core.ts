@@ -1,0 +1,127 @@
+/**
+ * The pure parts of the fleet simulation (`npm run sim:fleet`): options, how devices are spread
+ * over worker processes, when each device publishes, and the report from what was acknowledged
+ * and what was read back from the cluster.
+ */
+export interface FleetOptions {
+  /** Simulated checkpoints, one persistent MQTT session and one broker user each. */
+  sessions: number;
+  /** Worker processes the sessions are spread over. */
+  processes: number;
+  /** Mean screenings per second per checkpoint (a realistic day: 0.1; peaks: 1). */
+  ratePerCheckpoint: number;
+  /** How long the load runs, after every session is connected. */
+  durationS: number;
+  /** How long to wait for acknowledged screenings to be read back before counting them lost. */
+  drainS: number;
+  /** bcrypt cost of the generated users (nats-server checks it on every CONNECT). */
+  bcryptCost: number;
+  /** `kill -9` the `$MQTT_msgs` leader this many seconds into the load (undefined: no fault). */
+  killNodeAtS?: number;
+}
+
+export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6 };
+
+/** This machine is shared: refuse sizes that would swamp it unless explicitly allowed. */
+export const MAX_SESSIONS_WITHOUT_FORCE = 500;
+
+export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions {
+  const bad = (what: string) => {
+    throw new Error(`sim:fleet: ${what}`);
+  };
+  if (!Number.isInteger(o.sessions) || o.sessions < 1) bad(`--sessions must be a positive integer, got ${o.sessions}`);
+  if (o.sessions > MAX_SESSIONS_WITHOUT_FORCE && !force) bad(`--sessions ${o.sessions} is over ${MAX_SESSIONS_WITHOUT_FORCE}; add --force on a machine sized for it`);
+  if (!Number.isInteger(o.processes) || o.processes < 1 || o.processes > o.sessions) bad(`--processes must be an integer from 1 to --sessions, got ${o.processes}`);
+  if (!(o.ratePerCheckpoint > 0 && o.ratePerCheckpoint <= 100)) bad(`--rate must be in (0, 100] screenings/s per checkpoint, got ${o.ratePerCheckpoint}`);
+  if (!(o.durationS > 0)) bad(`--duration must be positive seconds, got ${o.durationS}`);
+  if (!(o.drainS >= 0)) bad(`--drain must be zero or positive seconds, got ${o.drainS}`);
+  if (o.killNodeAtS !== undefined && !(o.killNodeAtS >= 0 && o.killNodeAtS < o.durationS)) bad(`--kill-node-at must be within the run (0 to --duration), got ${o.killNodeAtS}`);
+  if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
+  return o;
+}
+
+export interface SimDevice {
+  name: string;
+  password: string;
+  site: string;
+  checkpoint: string;
+}
+
+/** Device i: user `sim-cp-<i>` at site `sim`, checkpoint `cp-<i>`. */
+export function simDevice(i: number, password: string): SimDevice {
+  return { name: `sim-cp-${i}`, password, site: 'sim', checkpoint: `cp-${i}` };
+}
+
+/** Splits device indexes 0..sessions-1 round-robin over `processes` workers. */
+export function assignDevices(sessions: number, processes: number): number[][] {
+  const groups: number[][] = Array.from({ length: processes }, () => []);
+  for (let i = 0; i < sessions; i++) groups[i % processes]!.push(i);
+  return groups;
+}
+
+/** Poisson arrivals: the wait before a device's next screening, for a uniform `u` in (0, 1]. */
+export function nextArrivalMs(ratePerS: number, u: number): number {
+  return (Math.log(1 / Math.max(u, Number.MIN_VALUE)) / ratePerS) * 1000;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export interface FleetReport {
+  sessions: number;
+  connected: number;
+  /** Screenings published (QoS 1). */
+  published: number;
+  /** Acknowledged by the cluster (PUBACK). */
+  accepted: number;
+  /** Distinct accepted screenings read back from the cluster's stream. */
+  stored: number;
+  /** Accepted but never read back. */
+  lost: number;
+  /** Extra copies read back (same id more than once). */
+  duplicated: number;
+  /** Publish → read back, ms. */
+  latencyMs: { p50: number; p99: number };
+  acceptedPerS: number;
+  /** Longest time between two consecutive first reads: how long ingest stalled at worst. */
+  maxReadGapMs: number;
+}
+
+/**
+ * The report from what workers saw acknowledged (`accepted`: id → send time) and what the
+ * reader got (`reads`: id → first read time and copies).
+ */
+export function fleetReport(input: {
+  sessions: number;
+  connected: number;
+  published: number;
+  accepted: ReadonlyMap<string, number>;
+  reads: ReadonlyMap<string, { firstAt: number; copies: number }>;
+  loadSeconds: number;
+}): FleetReport {
+  const latencies: number[] = [];
+  let lost = 0;
+  for (const [id, sentAt] of input.accepted) {
+    const read = input.reads.get(id);
+    if (read) latencies.push(read.firstAt - sentAt);
+    else lost++;
+  }
+  latencies.sort((a, b) => a - b);
+  const duplicated = [...input.reads.values()].reduce((sum, r) => sum + r.copies - 1, 0);
+  const readTimes = [...input.reads.values()].map((r) => r.firstAt).sort((a, b) => a - b);
+  const maxReadGapMs = readTimes.slice(1).reduce((max, t, i) => Math.max(max, t - readTimes[i]!), 0);
+  return {
+    sessions: input.sessions,
+    connected: input.connected,
+    published: input.published,
+    accepted: input.accepted.size,
+    stored: latencies.length,
+    lost,
+    duplicated,
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+    acceptedPerS: Math.round(input.accepted.size / Math.max(input.loadSeconds, 1e-9)),
+    maxReadGapMs,
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
+ *
+ *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S] [--json]
+ *
+ * Creates one broker user per checkpoint in a throwaway user store, exports them with
+ * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
+ * a gateway replica would use, forks worker processes that open one persistent MQTT session per
+ * checkpoint and publish QoS 1 screenings at Poisson times, and reads everything back from the
+ * stream. Prints accepted (PUBACKed) / stored (read back) / lost / duplicated, publish→read p50 and
+ * p99, the longest ingest gap, and the nodes' CPU and memory; `--kill-node-at S` kills the leader of
+ * `$MQTT_msgs` with SIGKILL mid-run. Not yet: telemetry, gateway replicas writing PostgreSQL (and killing one), an
+ * external cluster, resending failed publishes (agents have an outbox; simulated ones do not). Over 500 sessions needs --force.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AckPolicy, DeliverPolicy, connect as natsConnect } from 'nats';
+import { makeTempDir, removeTempDir, startNatsCluster, type NatsCluster } from '@checkpoint/test-support';
+import { openUserStore } from '../src/user-store.js';
+import { exportNats } from '../src/nats-export.js';
+import { natsPasswordHash } from '../src/passwords.js';
+import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, simDevice, type FleetOptions, type FleetReport } from './fleet-core.js';
+import type { WorkerCommand, WorkerReport } from './fleet-worker.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const STREAM = '$MQTT_msgs';
+const SCREENINGS = '$MQTT.msgs.checkpoint.v1.*.*.screening';
+
+export interface FleetRun extends FleetReport {
+  nodes: Array<{ name: string; cpuPercent: number; memMiB: number }>;
+  /** From the first CONNECT to the last session connected. */
+  connectSeconds: number;
+  /** The node killed (the $MQTT_msgs leader) and when, seconds into the load, if one was. */
+  killed?: { node: string; atS: number };
+}
+
+async function nodeUsage(cluster: NatsCluster): Promise<FleetRun['nodes']> {
+  return Promise.all(
+    cluster.nodes
+      .filter((n) => n.running)
+      .map(async (n) => {
+        const varz = (await (await fetch(`${n.monitorUrl}/varz`)).json()) as { cpu: number; mem: number };
+        return { name: n.name, cpuPercent: varz.cpu, memMiB: Math.round(varz.mem / 2 ** 20) };
+      }),
+  );
+}
+
+class Worker {
+  private readonly child: ChildProcess;
+  private readonly waiters = new Map<WorkerReport['type'], (r: WorkerReport) => void>();
+  constructor(onAccepted: (ids: Array<[string, number]>) => void) {
+    this.child = fork(join(here, '../../scripts/run-ts.mjs'), [join(here, 'fleet-worker.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (report: WorkerReport) => {
+      if (report.type === 'accepted') onAccepted(report.ids);
+      else this.waiters.get(report.type)?.(report);
+    });
+  }
+  request<T extends WorkerReport['type']>(command: WorkerCommand, answer: T): Promise<Extract<WorkerReport, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      this.waiters.set(answer, resolve as (r: WorkerReport) => void);
+      this.child.once('exit', (code) => reject(new Error(`sim:fleet worker exited with ${code} while waiting for "${answer}"`)));
+      this.child.send(command);
+    });
+  }
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+export async function runFleet(options: FleetOptions, log: (line: string) => void = () => {}): Promise<FleetRun> {
+  const dir = makeTempDir('checkpoint-sim-fleet');
+  const workers: Worker[] = [];
+  let cluster: NatsCluster | undefined;
+  try {
+    const password = 'sim-fleet-password-1';
+    const store = openUserStore(join(dir, 'users.sqlite'), { mosquittoHashIterations: 0, natsBcryptCost: options.bcryptCost, scrypt: { N: 1024, r: 8, p: 1 } });
+    const devices = Array.from({ length: options.sessions }, (_, i) => simDevice(i, password));
+    for (const d of devices) await store.add({ name: d.name, role: 'edge', site: d.site, checkpoint: d.checkpoint }, password);
+    const exported = exportNats(store, join(dir, 'auth.conf'));
+    store.close();
+    // The reader plays the gateway replicas: it needs the JetStream API, which nats-export does
+    // not grant any role yet.
+    const reader = { user: 'sim-reader', pass: 'sim-reader-password-1' };
+    const authorization = readFileSync(exported.file, 'utf8').replace(
+      '  users = [\n',
+      `  users = [\n    { user: ${JSON.stringify(reader.user)}, password: ${JSON.stringify(await natsPasswordHash(reader.pass, 4))}, permissions: { publish: ">", subscribe: ">" } }\n`,
+    );
+    log(`starting a 3-node NATS cluster with ${exported.exported.length} device users`);
+    cluster = await startNatsCluster({ authorization });
+
+    const reads = new Map<string, { firstAt: number; copies: number }>();
+    const accepted = new Map<string, number>();
+    const groups = assignDevices(options.sessions, options.processes);
+    for (let i = 0; i < groups.length; i++) workers.push(new Worker((ids) => ids.forEach(([id, sentAt]) => accepted.set(id, sentAt))));
+    const connectStart = Date.now();
+    const opened = await Promise.all(
+      workers.map((w, i) => w.request({ type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8 }, 'opened')),
+    );
+    const connected = opened.reduce((sum, o) => sum + o.connected, 0);
+    const connectSeconds = (Date.now() - connectStart) / 1000;
+    log(`${connected}/${options.sessions} sessions connected in ${connectSeconds} s`);
+
+    // The consumer exists before the first screening: the stream keeps messages only for
+    // consumers that exist when they arrive (interest retention).
+    const nc = await natsConnect({ servers: cluster.natsUrls, ...reader });
+    const jsm = await nc.jetstreamManager();
+    await jsm.consumers.add(STREAM, { durable_name: 'sim-gateway', filter_subject: SCREENINGS, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New });
+    let reading = true;
+    const readLoop = (async () => {
+      while (reading) {
+        // Looked up again each round: a long-lived iterator stalled after its consumer leader moved.
+        const consumer = await nc.jetstream().consumers.get(STREAM, 'sim-gateway');
+        for await (const m of await consumer.fetch({ max_messages: 500, expires: 1_000 })) {
+          const id = (JSON.parse(m.string()) as { id: string }).id;
+          const r = reads.get(id);
+          if (r) r.copies++;
+          else reads.set(id, { firstAt: Date.now(), copies: 1 });
+          m.ack();
+        }
+      }
+    })();
+
+    log(`publishing for ${options.durationS} s at ${options.ratePerCheckpoint}/s per checkpoint`);
+    const started = Date.now();
+    const fault =
+      options.killNodeAtS === undefined
+        ? undefined
+        : new Promise<{ at: number; node: string }>((resolve) =>
+            setTimeout(() => {
+              // The worst node to lose: the leader of the stream every screening is written to.
+              void jsm.streams.info(STREAM).then(async (info) => {
+                const victim = cluster!.nodes.find((n) => n.name === info.cluster?.leader) ?? cluster!.nodes[1]!;
+                const at = Date.now();
+                log(`kill -9 of node ${victim.name} (${STREAM} leader: ${info.cluster?.leader ?? 'unknown'})`);
+                await cluster!.kill(victim, 'SIGKILL');
+                resolve({ at, node: victim.name });
+              });
+            }, options.killNodeAtS! * 1000),
+          );
+    const ran = await Promise.all(workers.map((w) => w.request({ type: 'run', ratePerCheckpoint: options.ratePerCheckpoint, durationS: options.durationS }, 'ran')));
+    const loadSeconds = (Date.now() - started) / 1000;
+    const drainUntil = Date.now() + options.drainS * 1000;
+    while (Date.now() < drainUntil && [...accepted.keys()].some((id) => !reads.has(id))) await new Promise((r) => setTimeout(r, 200));
+    const nodes = await nodeUsage(cluster);
+    reading = false;
+    await readLoop;
+    await nc.close();
+    await Promise.all(workers.map((w) => w.request({ type: 'close' }, 'closed')));
+
+    const report = fleetReport({ sessions: options.sessions, connected, published: ran.reduce((s, r) => s + r.published, 0), accepted, reads, loadSeconds });
+    const killed = await fault;
+    return { ...report, nodes, connectSeconds, ...(killed ? { killed: { node: killed.node, atS: (killed.at - started) / 1000 } } : {}) };
+  } finally {
+    workers.forEach((w) => w.kill());
+    await cluster?.stop();
+    removeTempDir(dir);
+  }
+}
+
+function formatReport(r: FleetRun): string {
+  return [
+    `sessions ${r.connected}/${r.sessions} connected in ${r.connectSeconds} s; published ${r.published}, accepted ${r.accepted} (${r.acceptedPerS}/s)`,
+    `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms; longest ingest gap ${r.maxReadGapMs} ms`,
+    ...(r.killed ? [`node ${r.killed.node} ($MQTT_msgs leader) killed (SIGKILL) ${r.killed.atS} s into the load; publishes that failed were not accepted and are not counted as lost`] : []),
+    `nodes: ${r.nodes.map((n) => `${n.name} cpu ${n.cpuPercent}% mem ${n.memMiB} MiB`).join('; ')}`,
+  ].join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({
+    options: {
+      sessions: { type: 'string' },
+      processes: { type: 'string' },
+      rate: { type: 'string' },
+      duration: { type: 'string' },
+      drain: { type: 'string' },
+      'bcrypt-cost': { type: 'string' },
+      'kill-node-at': { type: 'string' },
+      force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  try {
+    const options = checkFleetOptions(
+      {
+        sessions: num(values.sessions, DEFAULT_FLEET.sessions),
+        processes: num(values.processes, DEFAULT_FLEET.processes),
+        ratePerCheckpoint: num(values.rate, DEFAULT_FLEET.ratePerCheckpoint),
+        durationS: num(values.duration, DEFAULT_FLEET.durationS),
+        drainS: num(values.drain, DEFAULT_FLEET.drainS),
+        bcryptCost: num(values['bcrypt-cost'], DEFAULT_FLEET.bcryptCost),
+        ...(values['kill-node-at'] !== undefined ? { killNodeAtS: Number(values['kill-node-at']) } : {}),
+      },
+      values.force,
+    );
+    const run = await runFleet(options, (line) => process.stderr.write(`sim:fleet: ${line}\n`));
+    process.stdout.write(values.json ? `${JSON.stringify(run, null, 2)}\n` : `${formatReport(run)}\n`);
+    process.exitCode = run.lost > 0 ? 1 : 0;
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exitCode = 2;
+  }
+}

@@ -1,0 +1,45 @@
+/** The fleet simulation's pure parts, and a small run of the real thing against a 3-node cluster. */
+import { describe, expect, it } from 'vitest';
+import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs } from '../sim/fleet-core.js';
+import { runFleet } from '../sim/fleet.js';
+
+describe('sim:fleet core', () => {
+  it('spreads devices over processes and refuses sizes this shared machine cannot take', () => {
+    expect(assignDevices(5, 2)).toEqual([[0, 2, 4], [1, 3]]);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, sessions: 10_000 })).toThrow(/--sessions 10000 is over 500; add --force/);
+    expect(checkFleetOptions({ ...DEFAULT_FLEET, sessions: 10_000 }, true).sessions).toBe(10_000);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, processes: 0 })).toThrow(/--processes/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, ratePerCheckpoint: 0 })).toThrow(/--rate/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, durationS: 10, killNodeAtS: 10 })).toThrow(/--kill-node-at/);
+  });
+
+  it('draws Poisson waits with the configured mean', () => {
+    expect(nextArrivalMs(0.1, Math.exp(-1))).toBeCloseTo(10_000);
+    expect(nextArrivalMs(1, 1)).toBe(0);
+  });
+
+  it('counts lost and duplicated screenings and publish→stored latency', () => {
+    const report = fleetReport({
+      sessions: 2,
+      connected: 2,
+      published: 4,
+      accepted: new Map([['a', 100], ['b', 100], ['c', 100]]),
+      reads: new Map([['a', { firstAt: 110, copies: 1 }], ['b', { firstAt: 130, copies: 3 }]]),
+      loadSeconds: 1,
+    });
+    expect(report).toMatchObject({ accepted: 3, stored: 2, lost: 1, duplicated: 2, latencyMs: { p50: 30, p99: 30 }, acceptedPerS: 3, maxReadGapMs: 20 });
+  });
+});
+
+describe('sim:fleet against a local 3-node NATS cluster', () => {
+  it('connects every session with its own user and reads back every accepted screening', async () => {
+    const run = await runFleet({ sessions: 20, processes: 2, ratePerCheckpoint: 2, durationS: 4, drainS: 30, bcryptCost: 4 });
+    expect(run.connected).toBe(20);
+    expect(run.accepted).toBeGreaterThan(0);
+    expect(run.accepted).toBe(run.published);
+    expect(run.lost).toBe(0);
+    expect(run.stored).toBe(run.accepted);
+    expect(run.latencyMs.p50).toBeGreaterThanOrEqual(0);
+    expect(run.nodes.map((n) => n.name)).toEqual(['n1', 'n2', 'n3']);
+  }, 180_000);
+});
