@@ -237,7 +237,7 @@ export async function runAgent(config: AgentConfig, deps: AgentDeps = {}): Promi
           ? { headers: { authorization: `Basic ${Buffer.from(`${config.mqtt.username}:${config.mqtt.password}`).toString('base64')}` } }
           : {}),
         ...(config.model.threads ? { threads: config.model.threads } : {}),
-        reference: pipeline.lastConfidentFace,
+        references: [...pipeline.recentConfidentFaces],
         confirmScore: config.model.confirmScore,
         onProgress: (f) => {
           if (f - lastReported >= 0.2) {

@@ -7,7 +7,7 @@ import { writeFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { getManifest, installModel, type ModelManifest } from '@checkpoint/models';
 import type { ModelRef } from '@checkpoint/protocol';
-import { iou, type Box } from './geometry.js';
+import { judgeSelfTest, type ReferenceFace, type SelfTestObservation } from './pipeline/reference-faces.js';
 import { FaceDetector } from './vision/detector.js';
 
 export interface ModelUpdateRequest {
@@ -45,8 +45,8 @@ export interface PrepareOptions {
   headers?: Record<string, string>;
   threads?: number;
   onProgress?: (fraction: number) => void;
-  /** A frame with a face the current model found confidently (see ScreeningPipeline). */
-  reference: { encoded: Buffer; box: Box } | null;
+  /** Recent frames with a face the current model found confidently (see ScreeningPipeline). */
+  references: readonly ReferenceFace[];
   confirmScore: number;
 }
 
@@ -61,7 +61,7 @@ export async function prepareModelUpdate(req: ModelUpdateRequest, options: Prepa
   });
   const detector = await FaceDetector.create({ modelPath: installed.path, manifest, ...(options.threads ? { threads: options.threads } : {}) });
   try {
-    const selfTest = await selfTestDetector(detector, options.reference, options.confirmScore);
+    const selfTest = await selfTestDetector(detector, options.references, options.confirmScore);
     return { detector, model: { name: manifest.name, sha256: manifest.sha256 }, manifest, path: installed.path, selfTest };
   } catch (err) {
     await detector.close();
@@ -69,21 +69,22 @@ export async function prepareModelUpdate(req: ModelUpdateRequest, options: Prepa
   }
 }
 
-/** The new model must find the face the running model found, where it found it. */
-async function selfTestDetector(detector: FaceDetector, reference: PrepareOptions['reference'], confirmScore: number): Promise<string> {
-  if (!reference) {
+/** The new model must find the faces the running model found, where it found them. */
+async function selfTestDetector(detector: FaceDetector, references: PrepareOptions['references'], confirmScore: number): Promise<string> {
+  if (references.length === 0) {
     // Nobody has passed yet: at least the model must run and decode cleanly on a real frame size.
     const inferenceMs = await detector.inferOnly();
     if (!Number.isFinite(inferenceMs)) throw new Error('self-test failed: inference did not run');
     return 'inference only (no reference face seen yet)';
   }
-  const { faces } = await detector.detect(reference.encoded, { scoreThreshold: 0.3 });
-  const match = faces.find((f) => iou(f.box, reference.box) >= 0.5 && f.score >= confirmScore);
-  if (!match) {
-    const best = faces.reduce((m, f) => Math.max(m, iou(f.box, reference.box)), 0);
-    throw new Error(`self-test failed: the new model did not find the reference face (best overlap ${best.toFixed(2)}, ${faces.length} faces)`);
+  const observations: SelfTestObservation[] = [];
+  for (const r of references) {
+    const { faces } = await detector.detect(r.encoded, { scoreThreshold: 0.3 });
+    observations.push({ reference: r.box, faces });
   }
-  return `reference face found (score ${match.score.toFixed(2)})`;
+  const verdict = judgeSelfTest(observations, confirmScore);
+  if (!verdict.ok) throw new Error(`self-test failed: the new model did not find the reference faces (${verdict.detail})`);
+  return `reference faces found (${verdict.detail})`;
 }
 
 /** The model the agent switched to, so that a restart keeps it. */

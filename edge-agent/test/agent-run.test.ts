@@ -154,7 +154,7 @@ describe.skipIf(!haveShared)('the running agent', () => {
       expect(missing.ok).toBe(false);
 
       const ok = await update('upd-good', '/good.onnx', good);
-      expect(ok).toMatchObject({ ok: true, detail: { model: 'masked-face-640', version: 'upd-good', selfTest: expect.stringMatching(/reference face found/) } });
+      expect(ok).toMatchObject({ ok: true, detail: { model: 'masked-face-640', version: 'upd-good', selfTest: expect.stringMatching(/reference faces found \(found [1-5] of [1-5]/) } });
       expect(acks.filter((a) => a.id === 'upd-good' && a.progress !== undefined).map((a) => a.progress)).toContain(0);
       expect((await stat(path.join(work, 'models', 'RFB-640-masked_face-v2.upd-good.onnx'))).size).toBe(good.length);
       const frames = ((await (await http('/healthz')).json()) as { frames: number }).frames;

@@ -38,6 +38,7 @@ import {
 } from '../screening/tracker.js';
 import { DEFAULT_WARM_HEAD_OPTIONS, detectThermalFaces, findWarmHeads, type WarmHeadOptions } from './thermal-faces.js';
 import { renderSnapshot } from './snapshot.js';
+import { keepReferenceFace, type ReferenceFace } from './reference-faces.js';
 
 /** What the pipeline needs from a face detector (vision/FaceDetector satisfies it). */
 export interface FaceFinder {
@@ -175,10 +176,10 @@ export class ScreeningPipeline {
   }
 
   /**
-   * The most recent visible frame in which the detector found a confident face, kept in memory
-   * only (never written): a new model's self-test must find that face too.
+   * Recent visible frames in which the detector found a confident face, kept in memory only
+   * (never written): a new model's self-test must find those faces too.
    */
-  lastConfidentFace: { encoded: Buffer; box: Box } | null = null;
+  recentConfidentFaces: ReferenceFace[] = [];
 
   /**
    * Switches to another detector between two frames (a model update): tracks, baseline and
@@ -341,7 +342,7 @@ export class ScreeningPipeline {
     this.framesProcessed++;
     // A new model's self-test looks for this face in the whole frame: only the detector's own boxes.
     const best = visible ? faces.find((f) => f.fromFullFrame && f.score >= this.options.tracker.confirmScore) : undefined;
-    if (visible && best) this.lastConfidentFace = { encoded: visible.encoded, box: best.box };
+    if (visible && best) keepReferenceFace(this.recentConfidentFaces, { encoded: visible.encoded, box: best.box, atMs: thermal.timestampMs });
 
     // 2. Thermometry: reference first (its offset applies to this frame), then each face.
     const s2 = performance.now();
