@@ -4,7 +4,7 @@
  * by `exportMosquitto`), in one run.
  *
  *   npm run bench -w broker
- *   node ../scripts/run-ts.mjs bench/throughput.ts [--publishers 4] [--messages 5000] [--window 64] [--rounds 3] [--clean] [--json]
+ *   node ../scripts/run-ts.mjs bench/throughput.ts [--publishers 4] [--messages 5000] [--window 64] [--rounds 3] [--clean] [--cpu-prof DIR] [--json]
  *
  * Each publisher is an edge user sending screening-sized JSON to its own checkpoint's
  * `screening` topic with at most `window` unacknowledged messages; one gateway subscriber
@@ -32,6 +32,8 @@ const { values: opts } = parseArgs({
     window: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
     clean: { type: 'boolean', default: false },
+    /** Write a V8 CPU profile of our broker's process into this directory (node --cpu-prof). */
+    'cpu-prof': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -155,7 +157,8 @@ async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result
 }
 
 async function startOurBroker(dataDir: string): Promise<BrokerUnderTest> {
-  const child = spawn(process.execPath, [join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const profile = opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', opts['cpu-prof']] : [];
+  const child = spawn(process.execPath, [...profile, join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {

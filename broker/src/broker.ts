@@ -166,7 +166,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         const cause = (error as Error).cause as NodeJS.ErrnoException | undefined;
         throw new Error(`cannot open persistence ${dir} (is another broker using this data dir?): ${cause?.message ?? (error as Error).message}`, { cause: error });
       }
-      persistence = new OrderedLevelPersistence(db);
+      persistence = new OrderedLevelPersistence(db, (error) => log.error({ err: error }, 'cannot write queued messages to persistence (they stay in memory only)'));
       cleanups.push(() => persistence!.destroy());
     }
 
