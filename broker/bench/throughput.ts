@@ -56,12 +56,15 @@ interface Result {
   seconds: number;
   perSecond: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
+  /** CPU time (user + system) the broker's process used per message, in microseconds. */
+  cpuUsPerMessage: number;
   loadAverage: number;
 }
 
 interface BrokerUnderTest {
   name: string;
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -81,6 +84,11 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const load1 = () => round2(loadavg()[0]!);
+/** CPU seconds (user + system) a process has used so far: on a loaded box, a steadier cost figure than wall time. */
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+};
 
 async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result> {
   const subscriber = await connect(broker.url, 'gateway', { clean: opts.clean, clientId: SUBSCRIBER_ID });
@@ -140,7 +148,9 @@ async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result
   };
 
   await run(WARMUP_PER_PUBLISHER, `warmup-${roundNo}`);
+  const cpuBefore = cpuSeconds(broker.pid);
   const { seconds, latencies, duplicates } = await run(MESSAGES, `round-${roundNo}`);
+  const cpuUsed = cpuSeconds(broker.pid) - cpuBefore;
   await Promise.all([subscriber, ...publishers].map((c) => c.endAsync()));
   latencies.sort((a, b) => a - b);
   if (latencies[0]! < 0) throw new Error(`${broker.name}: negative latency ${latencies[0]} ms: the measurement is wrong`);
@@ -152,6 +162,7 @@ async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result
     seconds: round2(seconds),
     perSecond: Math.round(latencies.length / seconds),
     latencyMs: { p50: round2(percentile(latencies, 50)), p90: round2(percentile(latencies, 90)), p99: round2(percentile(latencies, 99)), max: round2(latencies.at(-1)!) },
+    cpuUsPerMessage: Math.round((cpuUsed * 1e6) / latencies.length),
     loadAverage: load1(),
   };
 }
@@ -171,6 +182,7 @@ async function startOurBroker(dataDir: string): Promise<BrokerUnderTest> {
   return {
     name: 'aedes (checkpoint-broker)',
     url: `mqtt://127.0.0.1:${port}`,
+    pid: child.pid!,
     stop: () => new Promise((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))),
   };
 }
@@ -199,7 +211,7 @@ try {
       'max_inflight_messages 0',
     ].join('\n'),
   });
-  brokers.push({ name: 'mosquitto', url: mosquitto.url, stop: () => mosquitto.stop() });
+  brokers.push({ name: 'mosquitto', url: mosquitto.url, pid: mosquitto.pid, stop: () => mosquitto.stop() });
 
   // Auth really is on for both: a client without credentials is refused.
   for (const broker of brokers) {
@@ -218,26 +230,34 @@ try {
 
   const summary = brokers.map((b) => {
     const mine = results.filter((r) => r.broker === b.name);
-    return { broker: b.name, perSecond: median(mine.map((r) => r.perSecond)), p99: median(mine.map((r) => r.latencyMs.p99)), p50: median(mine.map((r) => r.latencyMs.p50)) };
+    return {
+      broker: b.name,
+      perSecond: median(mine.map((r) => r.perSecond)),
+      p99: median(mine.map((r) => r.latencyMs.p99)),
+      p50: median(mine.map((r) => r.latencyMs.p50)),
+      cpuUsPerMessage: median(mine.map((r) => r.cpuUsPerMessage)),
+    };
   });
   const [aedes, mosq] = summary as [(typeof summary)[0], (typeof summary)[0]];
   const throughputRatio = round2(aedes.perSecond / mosq.perSecond);
   const p99Ratio = round2(aedes.p99 / mosq.p99);
+  const cpuRatio = round2(aedes.cpuUsPerMessage / mosq.cpuUsPerMessage);
   const loadAtEnd = load1();
   if (opts.json) {
-    print(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, rounds: ROUNDS, cleanSession: opts.clean, loadAverage: { start: loadAtStart, end: loadAtEnd }, results, medians: summary, throughputRatio, p99Ratio }, null, 2));
+    print(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, rounds: ROUNDS, cleanSession: opts.clean, loadAverage: { start: loadAtStart, end: loadAtEnd }, results, medians: summary, throughputRatio, p99Ratio, cpuRatio }, null, 2));
   } else {
     print(`QoS 1, auth + ACL + persistence, ${PUBLISHERS} publishers x ${MESSAGES} messages (window ${WINDOW}), 1 subscriber (${opts.clean ? 'clean' : 'persistent'} session), loopback, ${ROUNDS} rounds`);
     print(`load average (1 min): ${loadAtStart} at start, ${loadAtEnd} at end, ${availableParallelism()} cores`);
-    print('round  broker                      msg/s   p50 ms  p90 ms  p99 ms  max ms  dup  load');
+    print('round  broker                      msg/s   p50 ms  p90 ms  p99 ms  max ms  CPU us/msg  dup  load');
     for (const r of results) {
       print(
-        `${String(r.round).padStart(5)}  ${r.broker.padEnd(26)} ${String(r.perSecond).padStart(6)}  ${[r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map((x) => x.toFixed(1).padStart(6)).join('  ')}  ${String(r.duplicates).padStart(3)}  ${r.loadAverage.toFixed(2)}`,
+        `${String(r.round).padStart(5)}  ${r.broker.padEnd(26)} ${String(r.perSecond).padStart(6)}  ${[r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map((x) => x.toFixed(1).padStart(6)).join('  ')}  ${String(r.cpuUsPerMessage).padStart(10)}  ${String(r.duplicates).padStart(3)}  ${r.loadAverage.toFixed(2)}`,
       );
     }
-    for (const s of summary) print(`median ${s.broker.padEnd(26)} ${String(s.perSecond).padStart(6)} msg/s, p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms`);
+    for (const s of summary) print(`median ${s.broker.padEnd(26)} ${String(s.perSecond).padStart(6)} msg/s, p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms, ${s.cpuUsPerMessage} us CPU per message`);
     print(`throughput ratio aedes / mosquitto: ${throughputRatio} (target >= 1.0: ${throughputRatio >= 1 ? 'met' : 'NOT met'})`);
     print(`p99 ratio aedes / mosquitto: ${p99Ratio} (target <= 2.0: ${p99Ratio <= 2 ? 'met' : 'NOT met'})`);
+    print(`CPU per message ratio aedes / mosquitto: ${cpuRatio}`);
   }
 } finally {
   for (const broker of brokers) await broker.stop();

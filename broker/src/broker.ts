@@ -376,7 +376,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     };
 
     const ports: Broker['ports'] = { mqtt: 0 };
-    const tcp = createNetServer((socket) => attach(socket));
+    // No Nagle: a PUBACK or a delivery is one small write that must not wait for the previous one's ACK.
+    const tcp = createNetServer({ noDelay: true }, (socket) => attach(socket));
     cleanups.push(stopListening(tcp));
     ports.mqtt = await listen(tcp, config.mqtt.port, config.host, 'MQTT');
 

@@ -62,21 +62,23 @@ const encoded = (entry: Entry) => (entry.encoded ??= msgpack.encode(entry.packet
 
 type Write = { key: string; entry: Entry | null; created?: boolean };
 
-/** Group commit: writes go to disk in batches, at most FLUSH_AFTER_MS after they were queued. */
-const FLUSH_AFTER_MS = 25;
-/** ... or as soon as this many are waiting. */
-const FLUSH_AT_WRITES = 2000;
+/**
+ * Writes reach the disk in one batch per AGE_MS, each write between AGE_MS and 2 x AGE_MS after
+ * it was made: long enough that a message delivered and acknowledged meanwhile (the usual case
+ * for a connected subscriber) is never written, short enough to bound what a hard kill loses.
+ */
+const AGE_MS = 25;
 
 /**
- * Write-behind with group commit. Writes are visible to reads (`lookup`) at once and reach the
- * disk in one batch per FLUSH_AFTER_MS; a key created and deleted before its batch left (a
- * message enqueued, delivered and acknowledged within those milliseconds) costs no write, and
- * no encoding, at all.
+ * Write-behind with group commit. Writes are visible to reads (`lookup`) at once; they wait in
+ * two generations (`#young`, made since the last tick; `#old`, made in the tick before), and each
+ * tick writes `#old` in one batch. A key created and deleted before it was written costs no write
+ * and no encoding at all.
  */
 class BatchWriter {
-  /** Writes of the next batch (null = delete). */
-  #queued = new Map<string, Entry | null>();
-  /** Keys of #queued that did not exist before their put: deleting them needs no disk write. */
+  #young = new Map<string, Entry | null>();
+  #old = new Map<string, Entry | null>();
+  /** Keys waiting in #young or #old that did not exist before their put: deleting them needs no disk write. */
   #created = new Set<string>();
   /** The batch being written. */
   #writing = new Map<string, Entry | null>();
@@ -90,53 +92,76 @@ class BatchWriter {
 
   /** A write not yet on disk for `key`: an entry, null (deleted), or undefined (none). */
   lookup(key: string): Entry | null | undefined {
-    return this.#queued.has(key) ? this.#queued.get(key) : this.#writing.get(key);
+    // One hash lookup per generation (null, a delete, is an answer too).
+    const young = this.#young.get(key);
+    if (young !== undefined) return young;
+    const old = this.#old.get(key);
+    return old !== undefined ? old : this.#writing.get(key);
   }
 
   write(writes: Write[]): void {
     for (const w of writes) {
+      const waiting = this.#young.has(w.key) || this.#old.has(w.key);
+      this.#old.delete(w.key);
       if (w.entry === null && this.#created.has(w.key)) {
-        this.#queued.delete(w.key);
+        this.#young.delete(w.key);
         this.#created.delete(w.key);
         continue;
       }
-      if (w.created && !this.#queued.has(w.key) && !this.#writing.has(w.key)) this.#created.add(w.key);
-      this.#queued.set(w.key, w.entry);
+      if (w.created && !waiting && !this.#writing.has(w.key)) this.#created.add(w.key);
+      this.#young.set(w.key, w.entry);
     }
-    if (this.#queued.size >= FLUSH_AT_WRITES) this.#startFlush();
-    else if (this.#queued.size > 0) this.#timer ??= setTimeout(() => this.#startFlush(), FLUSH_AFTER_MS);
+    this.#timer ??= setTimeout(() => this.#tick(), AGE_MS);
   }
 
-  /** Resolves when every write queued so far is on disk. */
+  /** Resolves when every write made so far is on disk. */
   async flushed(): Promise<void> {
-    while (this.#queued.size > 0 || this.#flushing) {
-      if (this.#flushing) await this.#flushing;
-      else this.#startFlush();
-    }
-  }
-
-  #startFlush(): void {
+    while (this.#flushing) await this.#flushing;
+    if (this.#young.size + this.#old.size === 0) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#flushing || this.#queued.size === 0) return;
-    this.#writing = this.#queued;
-    this.#queued = new Map();
+    const all = new Map([...this.#old, ...this.#young]);
+    this.#young = new Map();
+    this.#old = new Map();
     this.#created.clear();
-    const ops = [...this.#writing].map(([key, entry]) => (entry ? { type: 'put' as const, key, value: encoded(entry) } : { type: 'del' as const, key }));
+    this.#flush(all);
+    await this.flushed();
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    if (!this.#flushing && this.#old.size > 0) {
+      const batch = this.#old;
+      for (const key of batch.keys()) this.#created.delete(key);
+      this.#old = new Map();
+      this.#flush(batch);
+    }
+    // A batch still being written: #old waits for the next tick (and keeps taking cancellations).
+    if (this.#old.size === 0) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    } else {
+      for (const [key, entry] of this.#young) this.#old.set(key, entry);
+      this.#young = new Map();
+    }
+    if (this.#old.size > 0) this.#timer = setTimeout(() => this.#tick(), AGE_MS);
+  }
+
+  #flush(batch: Map<string, Entry | null>): void {
+    this.#writing = batch;
+    const ops = [...batch].map(([key, entry]) => (entry ? { type: 'put' as const, key, value: encoded(entry) } : { type: 'del' as const, key }));
     this.#flushing = this.db.batch(ops, BUFFER).then(
-      () => this.#flushed(),
+      () => this.#done(),
       (error: Error) => {
         this.onError(error);
-        this.#flushed();
+        this.#done();
       },
     );
   }
 
-  #flushed(): void {
+  #done(): void {
     this.#writing = new Map();
     this.#flushing = undefined;
-    if (this.#queued.size >= FLUSH_AT_WRITES) this.#startFlush();
-    else if (this.#queued.size > 0) this.#timer ??= setTimeout(() => this.#startFlush(), FLUSH_AFTER_MS);
   }
 }
 
