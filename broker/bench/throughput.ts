@@ -41,7 +41,7 @@ const PUBLISHERS = Number(opts.publishers);
 const MESSAGES = Number(opts.messages);
 const WINDOW = Number(opts.window);
 const ROUNDS = Number(opts.rounds);
-const WARMUP_PER_PUBLISHER = 250;
+const WARMUP_PER_PUBLISHER = 1000;
 /** A round with no message for this long has lost some: it fails instead of hanging. */
 const STALL_MS = 30_000;
 const PASSWORD = 'bench-password-1';

@@ -28,6 +28,28 @@ import { openUserStore, type UserStore } from './user-store.js';
 /** Stands in for aedes's per-client counter record: nothing is ever taken for a duplicate. */
 const NO_DUPLICATE_CHECK = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true, deleteProperty: () => true });
 
+/** A connected client's identity, its grants (fixed for the connection: a changed user is disconnected), and the ACL answers so far. */
+interface Session {
+  principal: Principal;
+  grants: Grants;
+  /** topic -> may publish / may receive: a device uses a handful of topics, each checked once instead of per message. */
+  mayPublish: Map<string, boolean>;
+  mayRead: Map<string, boolean>;
+}
+
+/** Topics remembered per client and direction; a client cycling through more starts over (the answers are only a cache). */
+const MAX_REMEMBERED_TOPICS = 1024;
+
+function decide(answers: Map<string, boolean>, topic: string, check: () => boolean): boolean {
+  let answer = answers.get(topic);
+  if (answer === undefined) {
+    answer = check();
+    if (answers.size >= MAX_REMEMBERED_TOPICS) answers.clear();
+    answers.set(topic, answer);
+  }
+  return answer;
+}
+
 export interface BrokerOptions {
   /** Config as in the config file (validated, defaults filled in); e.g. `{ dataDir, mqtt: { port: 0 } }`. */
   config?: unknown;
@@ -180,7 +202,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         maxWaiting: config.auth.maxWaitingLogins,
         now: options.now,
       });
-    const sessions = new WeakMap<Client, { principal: Principal; grants: Grants }>();
+    const sessions = new WeakMap<Client, Session>();
     /** Counted and logged once per client (its pending writes all fail with the same error). */
     const cutOff = new WeakSet<Client>();
     const slowSubscriber = (client: Client, reason: string) => {
@@ -271,7 +293,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
               const claim = users.claimClientId(principal.name, client.id);
               if (!claim.ok) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} belongs to another user`);
             }
-            sessions.set(client, { principal, grants });
+            sessions.set(client, { principal, grants, mayPublish: new Map(), mayRead: new Map() });
             revocations.admitted(client, principal);
             done(null, true);
           },
@@ -287,7 +309,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
           return done(packet.topic.startsWith('$') ? new Error('$ topics are reserved') : null);
         }
         const session = sessions.get(client);
-        const allowed = session !== undefined && canPublish(session.principal, packet.topic, session.grants);
+        const allowed = session !== undefined && decide(session.mayPublish, packet.topic, () => canPublish(session.principal, packet.topic, session.grants));
         if (allowed && (!packet.retain || canRetain(session.principal, packet.topic, session.grants))) {
           metrics.messagesReceived.inc();
           return done(null);
@@ -319,7 +341,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         // Subscriptions were checked, but a session taken over or queued before a grant changed
         // could still hold messages: every delivery is checked against the read grants.
         const session = sessions.get(client);
-        if (!session || !session.grants.subscribe.some((f) => topicMatchesFilter(packet.topic, f))) return null;
+        if (!session || !decide(session.mayRead, packet.topic, () => session.grants.subscribe.some((f) => topicMatchesFilter(packet.topic, f)))) return null;
         metrics.messagesSent.inc();
         return packet;
       },
