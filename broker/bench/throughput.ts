@@ -5,6 +5,7 @@
  *
  *   npm run bench -w broker
  *   node ../scripts/run-ts.mjs bench/throughput.ts [--publishers 4] [--messages 5000] [--window 64] [--rounds 3] [--clean] [--cpu-prof DIR] [--json]
+ *   BENCH_BROKER_NODE_FLAGS='--max-semi-space-size=32' npm run bench -w broker   (node flags for our broker's process)
  *
  * Each publisher is an edge user sending screening-sized JSON to its own checkpoint's
  * `screening` topic with at most `window` unacknowledged messages; one gateway subscriber
@@ -169,7 +170,8 @@ async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result
 
 async function startOurBroker(dataDir: string): Promise<BrokerUnderTest> {
   const profile = opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', opts['cpu-prof']] : [];
-  const child = spawn(process.execPath, [...profile, join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeFlags = (process.env.BENCH_BROKER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, ...profile, join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
