@@ -43,14 +43,21 @@ export interface LevelStore {
 }
 
 interface OutgoingPacket {
+  payload?: unknown;
   brokerId: string;
   brokerCounter: number;
   messageId?: number;
 }
 
 const BUFFER = { valueEncoding: 'buffer' } as const;
-/** Outgoing entries kept in memory (about 0.5 KB each): enough for every session's in-flight window. */
+/**
+ * Outgoing entries kept in memory: enough for every session's in-flight window, bounded in bytes
+ * too since a snapshot (a face image) is ~30 KB. Past the bound, entries are read from disk.
+ */
 const MIRROR_LIMIT = 20_000;
+const MIRROR_LIMIT_BYTES = 16 * 1024 * 1024;
+/** What an entry costs in memory, roughly: its payload plus the packet's other fields and the key. */
+const entryBytes = (entry: Entry) => (Buffer.isBuffer(entry.packet.payload) ? entry.packet.payload.length : 0) + 256;
 
 // Keys exactly as aedes-persistence-level 9 writes them.
 const padId = (id: number | undefined) => String(id).padStart(16, '0');
@@ -177,6 +184,7 @@ export class OrderedLevelPersistence extends AsyncLevelPersistence {
   readonly #writer: BatchWriter;
   /** Outgoing entries this process wrote and has not deleted, bounded. */
   readonly #mirror = new Map<string, Entry>();
+  #mirrorBytes = 0;
   /**
    * Message-id keys that may be on disk without being in the mirror (found at start, or written
    * past the mirror's bound). Any other message id has no entry, so a PUBACK (of a clean session
@@ -213,11 +221,16 @@ export class OrderedLevelPersistence extends AsyncLevelPersistence {
 
   #write(writes: Write[]): void {
     for (const w of writes) {
-      if (w.entry === null) {
+      const previous = this.#mirror.get(w.key);
+      if (previous) {
         this.#mirror.delete(w.key);
+        this.#mirrorBytes -= entryBytes(previous);
+      }
+      if (w.entry === null) {
         this.#unmirroredIdKeys.delete(w.key);
-      } else if (this.#mirror.size < MIRROR_LIMIT || this.#mirror.has(w.key)) {
+      } else if (this.#mirror.size < MIRROR_LIMIT && this.#mirrorBytes + entryBytes(w.entry) <= MIRROR_LIMIT_BYTES) {
         this.#mirror.set(w.key, w.entry);
+        this.#mirrorBytes += entryBytes(w.entry);
       } else if (w.key.startsWith(ID_PREFIX)) {
         this.#unmirroredIdKeys.add(w.key);
       }

@@ -100,4 +100,28 @@ describe('outgoing queue write-behind', () => {
     expect(await outgoingKeys(reopened.db)).toEqual([]);
     expect(errors).toEqual([]);
   });
+
+  it('reads from disk what does not fit its memory bound (30 KB snapshots queued for an offline gateway)', async () => {
+    const dir = makeTempDir('checkpoint-broker-persistence');
+    const { persistence, db, errors } = await open(dir);
+    const snapshot = Buffer.alloc(30 * 1024, 7);
+    const count = 700; // ~21 MB, past the 16 MiB kept in memory
+    for (let n = 1; n <= count; n++) await persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], { ...packet(n), payload: snapshot });
+    const deadline = Date.now() + 20_000;
+    while ((await outgoingKeys(db)).length < count) {
+      if (Date.now() > deadline) throw new Error(`only ${(await outgoingKeys(db)).length} of ${count} queued snapshots reached the disk within 20 s`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The gateway comes back: each is delivered (message id assigned) and acknowledged.
+    for (let n = 1; n <= count; n++) {
+      await persistence.outgoingUpdate(gateway, { ...packet(n), payload: snapshot, messageId: n });
+      const acked = (await persistence.outgoingClearMessageId(gateway, { messageId: n })) as { brokerCounter: number; payload: Buffer };
+      expect(acked.brokerCounter).toBe(n);
+      expect(acked.payload.length).toBe(snapshot.length);
+    }
+    await persistence.destroy();
+    const reopened = await open(dir);
+    expect(await outgoingKeys(reopened.db)).toEqual([]);
+    expect(errors).toEqual([]);
+  });
 });
