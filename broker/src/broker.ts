@@ -12,6 +12,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { OrderedLevelPersistence } from './ordered-persistence.js';
 import { trackPublishes } from './publish-drain.js';
+import { acknowledgeWhenStored, type DurableAcks } from './durable-acks.js';
 import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -188,7 +189,11 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         const cause = (error as Error).cause as NodeJS.ErrnoException | undefined;
         throw new Error(`cannot open persistence ${dir} (is another broker using this data dir?): ${cause?.message ?? (error as Error).message}`, { cause: error });
       }
-      persistence = new OrderedLevelPersistence(db, (error) => log.error({ err: error }, 'cannot write queued messages to persistence (they stay in memory only)'));
+      persistence = new OrderedLevelPersistence(
+        db,
+        (error) => log.error({ err: error }, 'cannot write queued messages to persistence (publishers get no PUBACK for them)'),
+        config.persistenceCommit,
+      );
       cleanups.push(() => persistence!.destroy());
     }
 
@@ -236,6 +241,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       log.warn(fields, message);
     };
 
+    /** Set once aedes exists; a QoS 1 publish is stored before its PUBACK (durable-acks.ts). */
+    const acks: { whenStored?: DurableAcks } = {};
     const aedes = await Aedes.createBroker({
       persistence,
       concurrency: limits.concurrency,
@@ -312,6 +319,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         const allowed = session !== undefined && decide(session.mayPublish, packet.topic, () => canPublish(session.principal, packet.topic, session.grants));
         if (allowed && (!packet.retain || canRetain(session.principal, packet.topic, session.grants))) {
           metrics.messagesReceived.inc();
+          if (packet.qos === 1 && acks.whenStored) return acks.whenStored.publishBeforeAck(client, packet, done);
           return done(null);
         }
         if (allowed) {
@@ -358,6 +366,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     const stopListening = (server: NetServer | HttpServer) => () => void listenersClosed.push(closeServer(server));
     cleanups.push(async () => void (await Promise.all(listenersClosed)));
     const publishes = trackPublishes(aedes);
+    const stored = persistence;
+    acks.whenStored = acknowledgeWhenStored(aedes, stored ? () => stored.durable() : () => Promise.resolve());
     cleanups.push(() => publishes.drained(STORE_DRAIN_TIMEOUT_MS));
     cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
     aedes.on('client', () => metrics.clientsConnected.inc());

@@ -76,41 +76,114 @@ const encoded = (entry: Entry) => (entry.encoded ??= msgpack.encode(entry.packet
 
 type Write = { key: string; entry: Entry | null; created?: boolean };
 
+/** When a batch of writes that something waits on (a publisher's PUBACK) goes to disk. */
+export interface CommitOptions {
+  /** A batch closes this long after its first write at the latest (while another batch is being written). */
+  maxDelayMs: number;
+  /** A batch closes at once when it holds this many writes. */
+  maxOps: number;
+}
+export const DEFAULT_COMMIT: CommitOptions = { maxDelayMs: 2, maxOps: 1000 };
+
 /**
- * Writes reach the disk in one batch per AGE_MS, each write between AGE_MS and 2 x AGE_MS after
- * it was made: long enough that a message delivered and acknowledged meanwhile (the usual case
- * for a connected subscriber) is never written, short enough to bound what a hard kill loses.
+ * Writes that only save work (updates and deletes after a delivery: at worst a redelivery after
+ * a crash) reach the disk between AGE_MS and 2 x AGE_MS after they were made: long enough that a
+ * message delivered and acknowledged meanwhile costs one delete only, short enough to bound the
+ * redeliveries a hard kill causes.
  */
 const AGE_MS = 25;
 
+/** Writes going to disk in one LevelDB batch; `committed` settles once it is written. */
+interface Batch {
+  writes: Map<string, Entry | null>;
+  committed: Promise<void>;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (error: Error) => void;
+  const committed = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  committed.catch(() => undefined); // a failed batch is reported by onError; waiting on it is optional
+  return { writes: new Map(), committed, resolve, reject };
+}
+
+const noop = () => undefined;
+
 /**
- * Write-behind with group commit. Writes are visible to reads (`lookup`) at once; they wait in
- * two generations (`#young`, made since the last tick; `#old`, made in the tick before), and each
- * tick writes `#old` in one batch. A key created and deleted before it was written costs no write
- * and no encoding at all.
+ * Group commit plus write-behind, one LevelDB batch written at a time, in the order the writes
+ * were made. Every write is visible to reads (`lookup`) at once.
+ * - Durable writes (`writeDurable`: a new queued message) join the open batch, which closes at
+ *   the end of the current event-loop turn when the disk is idle, else when the batch being
+ *   written is done, after `maxDelayMs`, or at `maxOps` writes; the returned promise resolves
+ *   once that batch is written (as a `put` was before: in LevelDB's log, not fsynced).
+ * - Other writes (`write`) wait in two generations (`#young`, made since the last tick; `#old`,
+ *   made in the tick before) and each tick writes `#old`. A key that a write-behind created and
+ *   deleted before it was written costs no write at all; a durable put is never cancelled.
  */
 class BatchWriter {
   #young = new Map<string, Entry | null>();
   #old = new Map<string, Entry | null>();
   /** Keys waiting in #young or #old that did not exist before their put: deleting them needs no disk write. */
   #created = new Set<string>();
-  /** The batch being written. */
-  #writing = new Map<string, Entry | null>();
-  #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> | undefined;
+  #tickTimer: NodeJS.Timeout | undefined;
+  /** Durable writes gathering for the next batch. */
+  #open: Batch | undefined;
+  #openTimer: NodeJS.Timeout | undefined;
+  #openImmediate: NodeJS.Immediate | undefined;
+  /** Closed batches, oldest first, then the one being written. */
+  #queue: Batch[] = [];
+  #writing: Batch | undefined;
+  /** Settles when the last durable write made so far is on disk. */
+  #lastDurable: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: LevelStore,
     private readonly onError: (error: Error) => void,
+    private readonly commit: CommitOptions,
   ) {}
 
   /** A write not yet on disk for `key`: an entry, null (deleted), or undefined (none). */
   lookup(key: string): Entry | null | undefined {
-    // One hash lookup per generation (null, a delete, is an answer too).
+    // Newest first; one hash lookup per place (null, a delete, is an answer too).
     const young = this.#young.get(key);
     if (young !== undefined) return young;
     const old = this.#old.get(key);
-    return old !== undefined ? old : this.#writing.get(key);
+    if (old !== undefined) return old;
+    const open = this.#open?.writes.get(key);
+    if (open !== undefined) return open;
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const queued = this.#queue[i]!.writes.get(key);
+      if (queued !== undefined) return queued;
+    }
+    return this.#writing?.writes.get(key);
+  }
+
+  /** Writes whose loss in a crash would lose a message: on disk when the promise resolves. */
+  writeDurable(writes: Write[]): Promise<void> {
+    const batch = (this.#open ??= newBatch());
+    for (const w of writes) batch.writes.set(w.key, w.entry);
+    this.#lastDurable = batch.committed;
+    if (batch.writes.size >= this.commit.maxOps) {
+      this.#closeOpen();
+    } else if (!this.#openTimer) {
+      this.#openTimer = setTimeout(() => this.#closeOpen(), this.commit.maxDelayMs);
+      // An idle disk takes the batch at the end of this turn (all publishes of one socket read).
+      this.#openImmediate = setImmediate(() => {
+        this.#openImmediate = undefined;
+        if (!this.#writing) this.#closeOpen();
+      });
+    }
+    return batch.committed;
+  }
+
+  /** Settles when every durable write made so far is on disk (rejects if its batch failed). */
+  durable(): Promise<void> {
+    return this.#lastDurable;
   }
 
   write(writes: Write[]): void {
@@ -122,60 +195,83 @@ class BatchWriter {
         this.#created.delete(w.key);
         continue;
       }
-      if (w.created && !waiting && !this.#writing.has(w.key)) this.#created.add(w.key);
+      if (w.created && !waiting && this.lookup(w.key) === undefined) this.#created.add(w.key);
       this.#young.set(w.key, w.entry);
     }
-    this.#timer ??= setTimeout(() => this.#tick(), AGE_MS);
+    this.#tickTimer ??= setTimeout(() => this.#tick(), AGE_MS);
   }
 
   /** Resolves when every write made so far is on disk. */
   async flushed(): Promise<void> {
-    while (this.#flushing) await this.#flushing;
-    if (this.#young.size + this.#old.size === 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const all = new Map([...this.#old, ...this.#young]);
-    this.#young = new Map();
-    this.#old = new Map();
-    this.#created.clear();
-    this.#flush(all);
-    await this.flushed();
+    clearTimeout(this.#tickTimer);
+    this.#tickTimer = undefined;
+    this.#closeOpen();
+    if (this.#young.size + this.#old.size > 0) {
+      const all = new Map([...this.#old, ...this.#young]);
+      this.#young = new Map();
+      this.#old = new Map();
+      this.#created.clear();
+      this.#enqueue(Object.assign(newBatch(), { writes: all }));
+    }
+    const last = this.#queue.at(-1) ?? this.#writing;
+    if (last) await last.committed.catch(noop);
+  }
+
+  #closeOpen(): void {
+    clearTimeout(this.#openTimer);
+    this.#openTimer = undefined;
+    if (this.#openImmediate) clearImmediate(this.#openImmediate);
+    this.#openImmediate = undefined;
+    const batch = this.#open;
+    if (!batch) return;
+    this.#open = undefined;
+    this.#enqueue(batch);
   }
 
   #tick(): void {
-    this.#timer = undefined;
-    if (!this.#flushing && this.#old.size > 0) {
+    this.#tickTimer = undefined;
+    if (this.#old.size > 0) {
+      // Durable writes made before these go first.
+      this.#closeOpen();
       const batch = this.#old;
       for (const key of batch.keys()) this.#created.delete(key);
-      this.#old = new Map();
-      this.#flush(batch);
+      this.#enqueue(Object.assign(newBatch(), { writes: batch }));
     }
-    // A batch still being written: #old waits for the next tick (and keeps taking cancellations).
-    if (this.#old.size === 0) {
-      this.#old = this.#young;
-      this.#young = new Map();
-    } else {
-      for (const [key, entry] of this.#young) this.#old.set(key, entry);
-      this.#young = new Map();
-    }
-    if (this.#old.size > 0) this.#timer = setTimeout(() => this.#tick(), AGE_MS);
+    this.#old = this.#young;
+    this.#young = new Map();
+    if (this.#old.size > 0) this.#tickTimer = setTimeout(() => this.#tick(), AGE_MS);
   }
 
-  #flush(batch: Map<string, Entry | null>): void {
+  #enqueue(batch: Batch): void {
+    this.#queue.push(batch);
+    this.#next();
+  }
+
+  #next(): void {
+    if (this.#writing) return;
+    const batch = this.#queue.shift();
+    if (!batch) {
+      // The disk is idle: durable writes waiting for it go now.
+      if (this.#open) this.#closeOpen();
+      return;
+    }
     this.#writing = batch;
-    const ops = [...batch].map(([key, entry]) => (entry ? { type: 'put' as const, key, value: encoded(entry) } : { type: 'del' as const, key }));
-    this.#flushing = this.db.batch(ops, BUFFER).then(
-      () => this.#done(),
+    const ops = [...batch.writes].map(([key, entry]) => (entry ? { type: 'put' as const, key, value: encoded(entry) } : { type: 'del' as const, key }));
+    this.db.batch(ops, BUFFER).then(
+      () => this.#done(batch),
       (error: Error) => {
         this.onError(error);
-        this.#done();
+        this.#done(batch, error);
       },
     );
   }
 
-  #done(): void {
-    this.#writing = new Map();
-    this.#flushing = undefined;
+  #done(batch: Batch, error?: Error): void {
+    this.#writing = undefined;
+    if (error) batch.reject(error);
+    else batch.resolve();
+    if (this.#lastDurable === batch.committed) this.#lastDurable = Promise.resolve();
+    this.#next();
   }
 }
 
@@ -193,10 +289,18 @@ export class OrderedLevelPersistence extends AsyncLevelPersistence {
   readonly #unmirroredIdKeys = new Set<string>();
 
   /** `onWriteError`: a batch could not be written (its messages survive only in memory). */
-  constructor(db: LevelStore, onWriteError: (error: Error) => void) {
+  constructor(db: LevelStore, onWriteError: (error: Error) => void, commit: CommitOptions = DEFAULT_COMMIT) {
     super(db);
     this.#db = db;
-    this.#writer = new BatchWriter(db, onWriteError);
+    this.#writer = new BatchWriter(db, onWriteError, commit);
+  }
+
+  /**
+   * Settles once every message queued so far (for a persistent session) is on disk: a publisher's
+   * PUBACK waits for this (see durable-acks.ts). Rejects if the batch holding the last one failed.
+   */
+  durable(): Promise<void> {
+    return this.#writer.durable();
   }
 
   override async setup(broker: unknown): Promise<void> {
@@ -219,7 +323,8 @@ export class OrderedLevelPersistence extends AsyncLevelPersistence {
     return stored && { packet: msgpack.decode(stored) as OutgoingPacket, encoded: stored };
   }
 
-  #write(writes: Write[]): void {
+  /** `durable`: the writes go into the next group commit (new queued messages); else write-behind. */
+  #write(writes: Write[], durable = false): void {
     for (const w of writes) {
       const previous = this.#mirror.get(w.key);
       if (previous) {
@@ -235,19 +340,22 @@ export class OrderedLevelPersistence extends AsyncLevelPersistence {
         this.#unmirroredIdKeys.add(w.key);
       }
     }
-    this.#writer.write(writes);
+    if (durable) void this.#writer.writeDurable(writes);
+    else this.#writer.write(writes);
   }
 
   override async outgoingEnqueue(sub: { clientId: string }, packet: OutgoingPacket): Promise<void> {
     const stored = new Packet(packet) as OutgoingPacket;
-    // brokerId + brokerCounter are unique: this key did not exist.
-    this.#write([{ key: outgoingKey(sub.clientId, stored.brokerId, stored.brokerCounter), entry: { packet: stored }, created: true }]);
+    this.#write([{ key: outgoingKey(sub.clientId, stored.brokerId, stored.brokerCounter), entry: { packet: stored } }], true);
   }
 
   override async outgoingEnqueueCombi(subs: Array<{ clientId: string }> | undefined, packet: OutgoingPacket): Promise<unknown> {
     if (!subs || subs.length === 0) return packet;
     const entry = { packet: new Packet(packet) as OutgoingPacket };
-    this.#write(subs.map((sub) => ({ key: outgoingKey(sub.clientId, entry.packet.brokerId, entry.packet.brokerCounter), entry, created: true })));
+    this.#write(
+      subs.map((sub) => ({ key: outgoingKey(sub.clientId, entry.packet.brokerId, entry.packet.brokerCounter), entry })),
+      true,
+    );
     return undefined;
   }
 
