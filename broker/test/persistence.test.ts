@@ -1,6 +1,6 @@
 /**
- * The outgoing queue's write-behind (src/ordered-persistence.ts) against a real LevelDB: what a
- * stop leaves on disk and what the next process reads back.
+ * The outgoing queue's group commit and write-behind (src/ordered-persistence.ts) against a real
+ * LevelDB: what is on disk when a PUBACK may go, what a stop leaves and what the next process reads back.
  */
 import { join } from 'node:path';
 import { Level } from 'level';
@@ -22,7 +22,7 @@ const packet = (n: number) => ({
   brokerCounter: n,
 });
 
-describe('outgoing queue write-behind', () => {
+describe('outgoing queue group commit and write-behind', () => {
   const opened: OrderedLevelPersistence[] = [];
   afterEach(async () => {
     for (const p of opened.splice(0)) await p.destroy().catch(() => undefined);
@@ -56,7 +56,7 @@ describe('outgoing queue write-behind', () => {
     await first.persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], packet(1));
     await first.persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], packet(2));
     await first.persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], packet(3));
-    // 1 delivered and acknowledged at once (never written), 2 delivered with id 7 and not acknowledged, 3 only queued.
+    // 1 delivered and acknowledged at once, 2 delivered with id 7 and not acknowledged, 3 only queued.
     await first.persistence.outgoingUpdate(gateway, { ...packet(1), messageId: 5 });
     expect(await first.persistence.outgoingClearMessageId(gateway, { messageId: 5 })).toMatchObject({ brokerCounter: 1 });
     await first.persistence.outgoingUpdate(gateway, { ...packet(2), messageId: 7 });
@@ -81,19 +81,23 @@ describe('outgoing queue write-behind', () => {
     expect(third.errors).toEqual([]);
   });
 
-  it('deletes from disk what was written before its acknowledgement, and writes without being asked to', async () => {
+  it('has a queued message on disk when durable() resolves (the PUBACK waits for it), and deletes it after its acknowledgement', async () => {
     const dir = makeTempDir('checkpoint-broker-persistence');
     const { persistence, db, errors } = await open(dir);
     await persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], packet(10));
-    // Written by the write-behind on its own, within its bound (polled, not slept).
-    const deadline = Date.now() + 10_000;
-    while ((await outgoingKeys(db)).length === 0) {
-      if (Date.now() > deadline) throw new Error('the queued message did not reach the disk within 10 s');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    expect(await outgoingKeys(db)).toEqual([`outgoing:${gateway.id}:${BROKER.id}:${'10'.padStart(16, '0')}`]);
+    await persistence.outgoingEnqueueCombi([{ clientId: gateway.id }], packet(11));
+    await persistence.durable();
+    expect(await outgoingKeys(db)).toEqual([10, 11].map((n) => `outgoing:${gateway.id}:${BROKER.id}:${String(n).padStart(16, '0')}`));
+    // Delivered and acknowledged at once: the put was on disk, so the delete is written too (by the write-behind, without being asked to).
     await persistence.outgoingUpdate(gateway, { ...packet(10), messageId: 1 });
     await persistence.outgoingClearMessageId(gateway, { messageId: 1 });
+    const deadline = Date.now() + 10_000;
+    while ((await outgoingKeys(db)).length !== 1) {
+      if (Date.now() > deadline) throw new Error(`the acknowledged message's delete did not reach the disk within 10 s: ${(await outgoingKeys(db)).join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await persistence.outgoingUpdate(gateway, { ...packet(11), messageId: 2 });
+    await persistence.outgoingClearMessageId(gateway, { messageId: 2 });
     await persistence.destroy();
 
     const reopened = await open(dir);
