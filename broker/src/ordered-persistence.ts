@@ -1,34 +1,35 @@
 /**
  * Level persistence whose outgoing queue (QoS 1/2 messages for persistent sessions) lives in
- * memory and is written behind, in batches, instead of a chain of LevelDB reads and writes per
- * message.
+ * memory and is written in batches, instead of a chain of LevelDB reads and writes per message.
  *
  * aedes-persistence-level does, per message for a persistent subscriber: a put on enqueue; on
  * delivery a get, then a put, then another put (outgoingUpdate: three thread-pool round trips in
  * a row before the message may be written to the socket); on PUBACK a get, then a batch; and a
  * get for every PUBACK of a clean session too. In the broker bench's CPU profile classic-level's
  * put/get/batch were the largest cost (4.4 s of 11.4 s), and the wrapper that kept enqueues in
- * order made every publish wait for the previous one's put. Here:
- * - writes are visible at once to this process and reach the disk in one batch per tick, each
- *   25-50 ms after it was made (BatchWriter); a message delivered and acknowledged within that
- *   time (a connected subscriber's usual case) is never written or even encoded;
- * - the reads those steps need (which message id a queued message has, which message an id
- *   stands for) are answered from memory (the writes not yet on disk, and a bounded mirror of
- *   what this process wrote); only a miss (queued before a restart, or past the bound) reads the
- *   disk, and a message id nobody stored (every PUBACK of a clean session) reads nothing.
+ * order made every publish wait for the previous one's put. Here (BatchWriter):
+ * - a newly queued message (the write a publisher's PUBACK depends on) goes into the next group
+ *   commit: one LevelDB batch for all of the same moment; `durable()` resolves once it is written
+ *   (in LevelDB's log, as a put was), and durable-acks.ts holds the PUBACK until then;
+ * - the later writes (message id on delivery, delete after the subscriber's PUBACK) only save a
+ *   redelivery after a crash: written behind, each 25-50 ms after it was made, in one batch per
+ *   tick; a message id assigned and cleared within that time is never written;
+ * - all writes are visible at once to this process, and the reads those steps need (which message
+ *   id a queued message has, which message an id stands for) are answered from memory (the writes
+ *   not yet on disk, and a bounded mirror of what this process wrote); only a miss (queued before
+ *   a restart, or past the bound) reads the disk, and a message id nobody stored (every PUBACK of
+ *   a clean session) reads nothing.
  * Values and keys are exactly aedes-persistence-level's (msgpack), so the rest of it
  * (outgoingStream, data written by earlier versions) is unchanged. close() writes everything.
  *
- * What a hard kill (kill -9, power loss) can lose: QoS 1 messages for offline or slow persistent
- * sessions acknowledged to their publisher in the last 50 ms. aedes already sent PUBACK before
- * storing, so some window existed before (a few ms idle, hundreds of ms under load, when the
- * stores queued behind each other); Mosquitto writes its persistence only every
- * `autosave_interval` (30 min by default) and at shutdown.
+ * What a hard kill (kill -9) can lose: nothing a publisher got a PUBACK for; it can redeliver
+ * what a subscriber acknowledged in the last 50 ms. Power loss: what LevelDB had not fsynced.
  *
  * Order: enqueues take effect in the order aedes makes them (synchronously, in counter order),
  * so a connected persistent subscriber no longer sees one overtake another (before, concurrent
  * stores finished out of order and the overtaken messages were held back until it reconnected;
- * the broker also turns aedes' duplicate check off, see broker.ts).
+ * the broker also turns aedes' duplicate check off, see broker.ts). Batches are written one at a
+ * time, in the order their writes were made.
  */
 import Packet from 'aedes-packet';
 import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';

@@ -6,7 +6,7 @@
  * closed its store under the pending write: the publisher had its PUBACK, the offline subscriber
  * never got the message (seen in the restart test under load: 5 runs in 12 lost one or two of
  * three commands). `drained()` lets close() wait for those writes before the store closes.
- * A hard crash in the same few milliseconds can still lose them; that ordering is aedes's.
+ * (PUBACK now waits for the store, durable-acks.ts; this still lets wills and QoS 2 finish.)
  */
 import type { Aedes } from 'aedes';
 
