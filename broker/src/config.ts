@@ -53,7 +53,7 @@ export const BrokerConfigSchema = Type.Object(
           minimum: 0,
           maximum: 1000,
           default: 2,
-          description: 'a batch of newly queued messages closes this long after its first message at the latest (sooner when the disk is idle)',
+          description: 'a batch of newly queued messages closes this long after its first message at the latest (at once when no more publishes arrive and the disk is idle)',
         }),
         maxOps: Type.Integer({ minimum: 1, default: 1000, description: 'a batch closes at once with this many writes' }),
       },

@@ -79,7 +79,7 @@ type Write = { key: string; entry: Entry | null; created?: boolean };
 
 /** When a batch of writes that something waits on (a publisher's PUBACK) goes to disk. */
 export interface CommitOptions {
-  /** A batch closes this long after its first write at the latest (while another batch is being written). */
+  /** A batch closes this long after its first write at the latest (while publishes keep coming or another batch is being written). */
   maxDelayMs: number;
   /** A batch closes at once when it holds this many writes. */
   maxOps: number;
@@ -119,9 +119,10 @@ const noop = () => undefined;
  * Group commit plus write-behind, one LevelDB batch written at a time, in the order the writes
  * were made. Every write is visible to reads (`lookup`) at once.
  * - Durable writes (`writeDurable`: a new queued message) join the open batch, which closes at
- *   the end of the current event-loop turn when the disk is idle, else when the batch being
- *   written is done, after `maxDelayMs`, or at `maxOps` writes; the returned promise resolves
- *   once that batch is written (as a `put` was before: in LevelDB's log, not fsynced).
+ *   the end of the first event-loop turn that brought it no write (no more publishes arriving)
+ *   when the disk is idle, else when the batch being written is done; at the latest after
+ *   `maxDelayMs`, or at once at `maxOps` writes. The returned promise resolves once that batch is
+ *   written (as a `put` was before: in LevelDB's log, not fsynced).
  * - Other writes (`write`) wait in two generations (`#young`, made since the last tick; `#old`,
  *   made in the tick before) and each tick writes `#old`. A key that a write-behind created and
  *   deleted before it was written costs no write at all; a durable put is never cancelled.
@@ -136,6 +137,8 @@ class BatchWriter {
   #open: Batch | undefined;
   #openTimer: NodeJS.Timeout | undefined;
   #openImmediate: NodeJS.Immediate | undefined;
+  /** Whether the open batch gained a write since the last end-of-turn check. */
+  #grew = false;
   /** Closed batches, oldest first, then the one being written. */
   #queue: Batch[] = [];
   #writing: Batch | undefined;
@@ -169,18 +172,30 @@ class BatchWriter {
     const batch = (this.#open ??= newBatch());
     for (const w of writes) batch.writes.set(w.key, w.entry);
     this.#lastDurable = batch.committed;
+    this.#grew = true;
     if (batch.writes.size >= this.commit.maxOps) {
       this.#closeOpen();
     } else if (!this.#openTimer) {
       this.#openTimer = setTimeout(() => this.#closeOpen(), this.commit.maxDelayMs);
-      // An idle disk takes the batch at the end of this turn (all publishes of one socket read).
-      this.#openImmediate = setImmediate(() => {
-        this.#openImmediate = undefined;
-        if (!this.#writing) this.#closeOpen();
-      });
+      this.#openImmediate = setImmediate(this.#closeWhenQuiet);
     }
     return batch.committed;
   }
+
+  /**
+   * At the end of each event-loop turn: a batch that gained no write in it (no more publishes
+   * arriving) goes to an idle disk at once; one still growing waits a turn more, up to maxDelayMs.
+   */
+  #closeWhenQuiet = () => {
+    this.#openImmediate = undefined;
+    if (!this.#open) return;
+    if (this.#grew) {
+      this.#grew = false;
+      this.#openImmediate = setImmediate(this.#closeWhenQuiet);
+    } else if (!this.#writing) {
+      this.#closeOpen();
+    }
+  };
 
   /** Settles when every durable write made so far is on disk (rejects if its batch failed). */
   durable(): Promise<void> {
