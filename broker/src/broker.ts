@@ -12,6 +12,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { OrderedLevelPersistence } from './ordered-persistence.js';
 import { trackPublishes } from './publish-drain.js';
+import { acknowledgeWhenStored, type DurableAcks } from './durable-acks.js';
 import { Level } from 'level';
 import { pino, type Logger } from 'pino';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -27,6 +28,28 @@ import { openUserStore, type UserStore } from './user-store.js';
 
 /** Stands in for aedes's per-client counter record: nothing is ever taken for a duplicate. */
 const NO_DUPLICATE_CHECK = new Proxy(Object.create(null) as object, { get: () => 0, set: () => true, deleteProperty: () => true });
+
+/** A connected client's identity, its grants (fixed for the connection: a changed user is disconnected), and the ACL answers so far. */
+interface Session {
+  principal: Principal;
+  grants: Grants;
+  /** topic -> may publish / may receive: a device uses a handful of topics, each checked once instead of per message. */
+  mayPublish: Map<string, boolean>;
+  mayRead: Map<string, boolean>;
+}
+
+/** Topics remembered per client and direction; a client cycling through more starts over (the answers are only a cache). */
+const MAX_REMEMBERED_TOPICS = 1024;
+
+function decide(answers: Map<string, boolean>, topic: string, check: () => boolean): boolean {
+  let answer = answers.get(topic);
+  if (answer === undefined) {
+    answer = check();
+    if (answers.size >= MAX_REMEMBERED_TOPICS) answers.clear();
+    answers.set(topic, answer);
+  }
+  return answer;
+}
 
 export interface BrokerOptions {
   /** Config as in the config file (validated, defaults filled in); e.g. `{ dataDir, mqtt: { port: 0 } }`. */
@@ -166,7 +189,11 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         const cause = (error as Error).cause as NodeJS.ErrnoException | undefined;
         throw new Error(`cannot open persistence ${dir} (is another broker using this data dir?): ${cause?.message ?? (error as Error).message}`, { cause: error });
       }
-      persistence = new OrderedLevelPersistence(db);
+      persistence = new OrderedLevelPersistence(
+        db,
+        (error) => log.error({ err: error }, 'cannot write queued messages to persistence (publishers get no PUBACK for them)'),
+        config.persistenceCommit,
+      );
       cleanups.push(() => persistence!.destroy());
     }
 
@@ -180,7 +207,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         maxWaiting: config.auth.maxWaitingLogins,
         now: options.now,
       });
-    const sessions = new WeakMap<Client, { principal: Principal; grants: Grants }>();
+    const sessions = new WeakMap<Client, Session>();
     /** Counted and logged once per client (its pending writes all fail with the same error). */
     const cutOff = new WeakSet<Client>();
     const slowSubscriber = (client: Client, reason: string) => {
@@ -214,6 +241,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
       log.warn(fields, message);
     };
 
+    /** Set once aedes exists; a QoS 1 publish is stored before its PUBACK (durable-acks.ts). */
+    const acks: { whenStored?: DurableAcks } = {};
     const aedes = await Aedes.createBroker({
       persistence,
       concurrency: limits.concurrency,
@@ -271,7 +300,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
               const claim = users.claimClientId(principal.name, client.id);
               if (!claim.ok) return refuse(IDENTIFIER_REJECTED, `client id ${client.id} belongs to another user`);
             }
-            sessions.set(client, { principal, grants });
+            sessions.set(client, { principal, grants, mayPublish: new Map(), mayRead: new Map() });
             revocations.admitted(client, principal);
             done(null, true);
           },
@@ -287,9 +316,10 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
           return done(packet.topic.startsWith('$') ? new Error('$ topics are reserved') : null);
         }
         const session = sessions.get(client);
-        const allowed = session !== undefined && canPublish(session.principal, packet.topic, session.grants);
+        const allowed = session !== undefined && decide(session.mayPublish, packet.topic, () => canPublish(session.principal, packet.topic, session.grants));
         if (allowed && (!packet.retain || canRetain(session.principal, packet.topic, session.grants))) {
           metrics.messagesReceived.inc();
+          if (packet.qos === 1 && acks.whenStored) return acks.whenStored.publishBeforeAck(client, packet, done);
           return done(null);
         }
         if (allowed) {
@@ -319,7 +349,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
         // Subscriptions were checked, but a session taken over or queued before a grant changed
         // could still hold messages: every delivery is checked against the read grants.
         const session = sessions.get(client);
-        if (!session || !session.grants.subscribe.some((f) => topicMatchesFilter(packet.topic, f))) return null;
+        if (!session || !decide(session.mayRead, packet.topic, () => session.grants.subscribe.some((f) => topicMatchesFilter(packet.topic, f)))) return null;
         metrics.messagesSent.inc();
         return packet;
       },
@@ -336,6 +366,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     const stopListening = (server: NetServer | HttpServer) => () => void listenersClosed.push(closeServer(server));
     cleanups.push(async () => void (await Promise.all(listenersClosed)));
     const publishes = trackPublishes(aedes);
+    const stored = persistence;
+    acks.whenStored = acknowledgeWhenStored(aedes, stored ? () => stored.durable() : () => Promise.resolve());
     cleanups.push(() => publishes.drained(STORE_DRAIN_TIMEOUT_MS));
     cleanups.push(() => new Promise<void>((resolve) => aedes.close(() => resolve())));
     aedes.on('client', () => metrics.clientsConnected.inc());
@@ -376,7 +408,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     };
 
     const ports: Broker['ports'] = { mqtt: 0 };
-    const tcp = createNetServer((socket) => attach(socket));
+    // No Nagle: a PUBACK or a delivery is one small write that must not wait for the previous one's ACK.
+    const tcp = createNetServer({ noDelay: true }, (socket) => attach(socket));
     cleanups.push(stopListening(tcp));
     ports.mqtt = await listen(tcp, config.mqtt.port, config.host, 'MQTT');
 

@@ -47,6 +47,18 @@ export const BrokerConfigSchema = Type.Object(
       default: 'level',
       description: 'level = sessions, QoS 1/2 in flight and retained messages survive restarts',
     }),
+    persistenceCommit: Section(
+      {
+        maxDelayMs: Type.Integer({
+          minimum: 0,
+          maximum: 1000,
+          default: 2,
+          description: 'a batch of newly queued messages closes this long after its first message at the latest (at once when no more publishes arrive and the disk is idle)',
+        }),
+        maxOps: Type.Integer({ minimum: 1, default: 1000, description: 'a batch closes at once with this many writes' }),
+      },
+      'group commit: a publisher gets its PUBACK once its message is written to LevelDB, in one batch with the others of the same moment',
+    ),
     auth: Section(
       {
         maxFailures: Type.Integer({ minimum: 1, default: 5, description: 'failed logins per client address per window before refusing' }),

@@ -6,7 +6,7 @@
  * closed its store under the pending write: the publisher had its PUBACK, the offline subscriber
  * never got the message (seen in the restart test under load: 5 runs in 12 lost one or two of
  * three commands). `drained()` lets close() wait for those writes before the store closes.
- * A hard crash in the same few milliseconds can still lose them; that ordering is aedes's.
+ * (PUBACK now waits for the store, durable-acks.ts; this still lets wills and QoS 2 finish.)
  */
 import type { Aedes } from 'aedes';
 
@@ -18,7 +18,9 @@ export interface PublishTracker {
 }
 
 export function trackPublishes(aedes: Aedes): PublishTracker {
-  const pending = new Set<Promise<void>>();
+  // A count, not a promise per publish: this wraps every message on the hot path.
+  let pending = 0;
+  let whenNone: Array<() => void> = [];
   const publish = aedes.publish.bind(aedes) as (...args: unknown[]) => void;
   // aedes's own handlers call broker.publish on this instance, so wrapping it sees every publish.
   (aedes as { publish: PublishFn }).publish = ((packet: unknown, client?: unknown, done?: unknown) => {
@@ -26,25 +28,20 @@ export function trackPublishes(aedes: Aedes): PublishTracker {
       done = client;
       client = null;
     }
-    let finish!: () => void;
-    const finished = new Promise<void>((resolve) => (finish = resolve));
-    pending.add(finished);
+    pending++;
     publish(packet, client, (error?: Error) => {
-      pending.delete(finished);
-      finish();
+      if (--pending === 0) for (const resolve of whenNone.splice(0)) resolve();
       (done as ((error?: Error) => void) | undefined)?.(error);
     });
   }) as PublishFn;
   return {
     async drained(timeoutMs) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
       // Publishes started while waiting (wills of clients being closed) are waited for too.
-      while (pending.size > 0) {
-        const settled = await Promise.race([Promise.all(pending).then(() => true), timeout.then(() => false)]);
-        if (!settled) break;
-      }
+      if (pending === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((resolve) => whenNone.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
       clearTimeout(timer);
+      whenNone = [];
     },
   };
 }

@@ -11,7 +11,8 @@
  * Two changes, one per side:
  * - Fan-out (`fanOutWithoutWaiting`): a subscription's handler reports back to mqemitter at once,
  *   so a publish no longer waits for any subscriber's socket. Nothing is lost by not waiting: a
- *   QoS 1 message for a persistent session is stored before the fan-out (aedes's publish order).
+ *   QoS 1 message for a persistent session is in the persistence's queue before the fan-out
+ *   (aedes's publish order; on disk before the publisher's PUBACK, see durable-acks.ts).
  * - Each client (`limitBufferedBytes`): its own writes still wait for its socket to drain (so a
  *   client's acks and the replay of its stored queue after a reconnect keep their backpressure),
  *   but a client with more than `maxBufferedBytes` waiting to be read is disconnected at once,

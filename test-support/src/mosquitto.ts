@@ -31,6 +31,8 @@ export interface MosquittoServer {
   /** Temp dir with mosquitto.conf, password/ACL files, persistence and `mosquitto.log`. */
   dir: string;
   logFile: string;
+  /** Process id of the running broker (e.g. to read its CPU time). */
+  readonly pid: number;
   /** Whether the broker process is up. */
   readonly running: boolean;
   /**
@@ -161,6 +163,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     port,
     dir,
     logFile,
+    get pid() {
+      return server.pid;
+    },
     get running() {
       return !server.hasExited();
     },
