@@ -315,6 +315,10 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     activeAlerts: db.prepare<[], AlertRow>(`SELECT * FROM alerts WHERE status != 'closed'`),
     device: db.prepare<[string, string], { state: string | null }>('SELECT state FROM devices WHERE site = ? AND checkpoint = ?'),
     screeningPayload: db.prepare<[string], { payload: string; ts_replaced: string | null }>('SELECT payload, ts_replaced FROM screenings WHERE id = ?'),
+    setState: db.prepare('UPDATE devices SET status = ?, state = ?, state_ts_ms = ? WHERE site = ? AND checkpoint = ?'),
+    setTelemetry: db.prepare('UPDATE devices SET telemetry = ? WHERE site = ? AND checkpoint = ?'),
+    insertSnapshot: db.prepare('INSERT OR IGNORE INTO snapshots (screening_id, site, checkpoint, received_ms, jpeg) VALUES (?, ?, ?, ?, ?)'),
+    deviceRow: db.prepare<[string, string], DeviceRow>('SELECT * FROM devices WHERE site = ? AND checkpoint = ?'),
   };
 
   function appendEvent(type: LiveEvent['type'], data: unknown, atMs: number): void {
@@ -389,7 +393,7 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
     // (Arrival order, not ts, decides: the offline last will carries its connect-time ts.)
     const json = JSON.stringify(state);
     if (previous?.state === json) return { stored: false, alertChanges: [] };
-    db.prepare('UPDATE devices SET status = ?, state = ?, state_ts_ms = ? WHERE site = ? AND checkpoint = ?').run(
+    st.setState.run(
       state.status,
       json,
       tsMs,
@@ -407,22 +411,18 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
 
   const ingestTelemetry = db.transaction((t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome => {
     st.seen.run(t.site, t.checkpoint, receivedMs);
-    db.prepare('UPDATE devices SET telemetry = ? WHERE site = ? AND checkpoint = ?').run(JSON.stringify(t), t.site, t.checkpoint);
+    st.setTelemetry.run(JSON.stringify(t), t.site, t.checkpoint);
     queuePoint(flagged(telemetryPoint(t), tsReplaced), receivedMs);
     return { stored: true, alertChanges: [] };
   });
 
   function ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): IngestOutcome {
-    const r = db
-      .prepare('INSERT OR IGNORE INTO snapshots (screening_id, site, checkpoint, received_ms, jpeg) VALUES (?, ?, ?, ?, ?)')
-      .run(screeningId, where.site, where.checkpoint, receivedMs, jpeg);
+    const r = st.insertSnapshot.run(screeningId, where.site, where.checkpoint, receivedMs, jpeg);
     return { stored: r.changes > 0, alertChanges: [] };
   }
 
   function deviceView(site: string, checkpoint: string): DeviceView | null {
-    const row = db
-      .prepare<[string, string], DeviceRow>('SELECT * FROM devices WHERE site = ? AND checkpoint = ?')
-      .get(site, checkpoint);
+    const row = st.deviceRow.get(site, checkpoint);
     return row ? toDeviceView(row) : null;
   }
 
