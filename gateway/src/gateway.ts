@@ -41,6 +41,8 @@ export interface GatewayDeps {
   now?: () => number;
   /** Called when the series store accepted points (benchmarks, tests). */
   onSeriesWritten?: (points: SeriesPoint[], atMs: number) => void;
+  /** Called when MQTT messages were committed to the operational store, before their PUBACKs (benchmarks). */
+  onIngested?: (messages: readonly IngestMessage[], atMs: number) => void;
   /** Robots and tasks for the OPC UA server (until the fleet is wired in here). */
   fleetView?: FleetView;
   /** The broker's user store when the broker runs in this process (else provisioning.brokerUsersFile is opened). */
@@ -324,6 +326,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       const stop = metrics.ingestSeconds.startTimer();
       try {
         storeClassified(first.topic, c, receivedMs)();
+        deps.onIngested?.([first], now());
         return { stored: 1 };
       } catch (err) {
         return { stored: 0, error: err as Error };
@@ -335,6 +338,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     // IMMEDIATE: take the write lock first, so a busy database fails the batch before any work.
     storeGroup.immediate(batch);
     for (const effect of batch.effects) effect();
+    if (deps.onIngested && batch.stored > 0) deps.onIngested(messages.slice(0, batch.stored), now());
     metrics.ingestBatchSize.observe(batch.stored);
     return batch.error ? { stored: batch.stored, error: batch.error } : { stored: batch.stored };
   }
