@@ -412,7 +412,6 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  const setAside = db.prepare('INSERT INTO ingest_failed (topic, payload, error, at_ms) VALUES (?, ?, ?, ?)');
   consumer = startConsumer(
     config.mqtt,
     config.ingest,
@@ -421,7 +420,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS,
     () => metrics.ingestRetries.inc(),
     (topic, payload, err) => {
-      setAside.run(topic.slice(0, 1000), payload, err.message.slice(0, 1000), now());
+      store.setAside(topic, payload, err.message, now());
       metrics.ingestFailed.inc();
     },
   );
