@@ -27,7 +27,12 @@ import {
 function sqlite<S>(create: (db: Db) => S): Factory<S> {
   return () => {
     const db = openDatabase(makeTempDir('gw-store-contract'));
-    return { store: create(db), close: () => db.close() };
+    return {
+      store: create(db),
+      close() {
+        db.close();
+      },
+    };
   };
 }
 
