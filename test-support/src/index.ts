@@ -10,3 +10,5 @@ export { startMosquitto, mosquittoConfig, answersMqttConnect } from './mosquitto
 export type { MosquittoOptions, MosquittoServer } from './mosquitto.js';
 export { openPtyPair } from './pty.js';
 export type { PtyPair } from './pty.js';
+export { startPostgres } from './postgres.js';
+export type { PostgresOptions, PostgresServer } from './postgres.js';
