@@ -128,8 +128,9 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   });
 
   const stop = async (stopOptions?: StopOptions): Promise<void> => {
-    // SIGINT: PostgreSQL's "fast" shutdown (SIGTERM waits for clients to disconnect).
-    await server.stop({ signal: 'SIGINT', ...stopOptions });
+    // SIGTERM: PostgreSQL's "smart" shutdown waits for connections that are closing (a "fast" one
+    // would send them FATAL 57P01, an unhandled error in a pool that just ended); SIGKILL after 10 s.
+    await server.stop(stopOptions);
     removeTempDir(dir);
   };
   const createDatabase = async (name: string): Promise<void> => {
