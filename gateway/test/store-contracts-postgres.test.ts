@@ -1,15 +1,32 @@
 /**
  * The aggregate stores' contract tests (test/helpers/store-contracts.ts) on a real PostgreSQL 15
  * (test-support startPostgres: initdb in a temp dir, free port), for the aggregates that have a
- * PostgreSQL implementation so far: the live feed's events. Each test gets its own schema,
+ * PostgreSQL implementation so far (all but fleet and users). Each test gets its own schema,
  * migrated as a gateway would migrate its database. Also: migrations are recorded and applied once.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type PostgresServer } from '@checkpoint/test-support';
+import { createPostgresAlertStore } from '../src/store/postgres/alerts.js';
+import { createPostgresAuditStore } from '../src/store/postgres/audit.js';
+import { createPostgresDeviceStore } from '../src/store/postgres/devices.js';
 import { createPostgresEventStore } from '../src/store/postgres/events.js';
+import { createPostgresFailedMessageStore } from '../src/store/postgres/failed-messages.js';
+import { createPostgresScreeningStore } from '../src/store/postgres/screenings.js';
+import { createPostgresSnapshotStore } from '../src/store/postgres/snapshots.js';
+import { createPostgresSpoolStore } from '../src/store/postgres/spool.js';
 import { migratePostgres, POSTGRES_MIGRATIONS } from '../src/store/postgres/migrations.js';
-import { eventStoreContract, type Factory } from './helpers/store-contracts.js';
+import {
+  alertStoreContract,
+  auditStoreContract,
+  deviceStoreContract,
+  eventStoreContract,
+  failedMessageStoreContract,
+  screeningStoreContract,
+  snapshotStoreContract,
+  spoolStoreContract,
+  type Factory,
+} from './helpers/store-contracts.js';
 
 let server: PostgresServer;
 beforeAll(async () => {
@@ -41,7 +58,14 @@ function postgres<S>(create: (pool: pg.Pool) => S): Factory<S> {
   };
 }
 
+screeningStoreContract('PostgreSQL', postgres(createPostgresScreeningStore));
+alertStoreContract('PostgreSQL', postgres(createPostgresAlertStore));
+deviceStoreContract('PostgreSQL', postgres(createPostgresDeviceStore));
+snapshotStoreContract('PostgreSQL', postgres(createPostgresSnapshotStore));
+auditStoreContract('PostgreSQL', postgres(createPostgresAuditStore));
 eventStoreContract('PostgreSQL', postgres(createPostgresEventStore));
+spoolStoreContract('PostgreSQL', postgres(createPostgresSpoolStore));
+failedMessageStoreContract('PostgreSQL', postgres(createPostgresFailedMessageStore));
 
 describe('PostgreSQL migrations', () => {
   it('records each migration once, in one transaction, and refuses a newer database', async () => {

@@ -32,7 +32,8 @@ export interface AlertStore<B extends Backend = 'sync'> {
   deleteClosedBefore(ms: number): Result<number, B>;
 }
 
-interface AlertRow {
+/** An alert as a row of `alerts` (both backends). */
+export interface AlertRow {
   id: string;
   kind: AlertKind;
   severity: Alert['severity'];
@@ -55,7 +56,7 @@ interface AlertRow {
   grouped_into: string | null;
 }
 
-function toAlert(r: AlertRow): Alert {
+export function toAlert(r: AlertRow): Alert {
   return {
     id: r.id,
     kind: r.kind,
@@ -77,7 +78,7 @@ function toAlert(r: AlertRow): Alert {
   };
 }
 
-function alertRow(a: Alert): AlertRow {
+export function alertRow(a: Alert): AlertRow {
   return {
     id: a.id,
     kind: a.kind,

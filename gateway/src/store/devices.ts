@@ -33,7 +33,8 @@ export interface DeviceStore<B extends Backend = 'sync'> {
   list(): Result<DeviceView[], B>;
 }
 
-interface DeviceRow {
+/** A device as a row of `devices` (both backends). */
+export interface DeviceRow {
   site: string;
   checkpoint: string;
   status: DeviceView['status'];
@@ -43,7 +44,7 @@ interface DeviceRow {
   last_seen_ms: number;
 }
 
-function toDeviceView(r: DeviceRow): DeviceView {
+export function toDeviceView(r: DeviceRow): DeviceView {
   const state = r.state ? (JSON.parse(r.state) as CheckpointState) : null;
   const t = r.telemetry ? (JSON.parse(r.telemetry) as Telemetry) : null;
   return {

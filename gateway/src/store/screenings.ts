@@ -65,12 +65,13 @@ export interface ScreeningStore<B extends Backend = 'sync'> {
   deleteReceivedBefore(ms: number): Result<number, B>;
 }
 
-interface PayloadRow {
+/** What a screening summary is read from (both backends). */
+export interface PayloadRow {
   payload: string;
   ts_replaced: string | null;
 }
 
-const summarizeRow = (r: PayloadRow) => summarize(JSON.parse(r.payload) as Screening, r.ts_replaced ? (JSON.parse(r.ts_replaced) as ReplacedTimestamp[]) : null);
+export const summarizeRow = (r: PayloadRow) => summarize(JSON.parse(r.payload) as Screening, r.ts_replaced ? (JSON.parse(r.ts_replaced) as ReplacedTimestamp[]) : null);
 
 export function createSqliteScreeningStore(db: Db): ScreeningStore {
   const st = {

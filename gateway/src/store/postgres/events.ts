@@ -6,9 +6,8 @@
  */
 import type { Pool } from 'pg';
 import type { EventStore, LiveEvent } from '../events.js';
+import { num } from './values.js';
 
-/** int8 comes back as a string (it can exceed 2^53); event counts never will. */
-const num = (value: string | number | null | undefined): number => (value === null || value === undefined ? 0 : Number(value));
 
 export function createPostgresEventStore(pool: Pool): EventStore<'async'> {
   return {

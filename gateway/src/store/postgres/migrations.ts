@@ -3,7 +3,7 @@
  * (version, name, applied_at). `migratePostgres` applies the missing ones in order, in one
  * transaction, under an advisory lock, so that gateways starting together on one database apply
  * each migration once. Append-only, as the SQLite ones (../migrations.ts). Aggregates move here
- * one by one; so far: the live feed's events.
+ * one by one (not yet: fleet tasks and robots, users and sessions).
  */
 import type { Pool, PoolClient } from 'pg';
 
@@ -25,6 +25,102 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         at_ms BIGINT NOT NULL
       );
       CREATE INDEX events_by_time ON events (at_ms);
+    `,
+  },
+  {
+    version: 2,
+    name: 'screenings, alerts, devices, snapshots, audit, spool, ingest_failed (as SQLite migration 1)',
+    sql: `
+      CREATE TABLE screenings (
+        id TEXT PRIMARY KEY,
+        ts_ms BIGINT NOT NULL,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        mask TEXT NOT NULL,
+        temperature_c DOUBLE PRECISION,
+        payload TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        ts_replaced TEXT
+      );
+      CREATE INDEX screenings_by_time ON screenings (ts_ms);
+      CREATE INDEX screenings_by_receipt ON screenings (received_ms);
+      CREATE INDEX screenings_by_checkpoint ON screenings (site, checkpoint, ts_ms);
+
+      CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        screening_id TEXT,
+        decision TEXT,
+        reasons TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        opened_ms BIGINT NOT NULL,
+        last_ms BIGINT NOT NULL,
+        resolved_ms BIGINT,
+        escalated_ms BIGINT,
+        ack_by TEXT,
+        ack_ms BIGINT,
+        outcome TEXT,
+        note TEXT,
+        closed_ms BIGINT,
+        grouped_into TEXT
+      );
+      CREATE UNIQUE INDEX alerts_one_per_screening ON alerts (screening_id) WHERE screening_id IS NOT NULL;
+      CREATE INDEX alerts_by_place ON alerts (site, checkpoint, kind, opened_ms);
+      CREATE INDEX alerts_by_time ON alerts (opened_ms);
+
+      CREATE TABLE devices (
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        state TEXT,
+        state_ts_ms BIGINT,
+        telemetry TEXT,
+        last_seen_ms BIGINT NOT NULL,
+        PRIMARY KEY (site, checkpoint)
+      );
+
+      CREATE TABLE snapshots (
+        screening_id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        jpeg BYTEA NOT NULL
+      );
+      CREATE INDEX snapshots_by_time ON snapshots (received_ms);
+
+      CREATE TABLE audit (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+      );
+
+      CREATE TABLE series_spool (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        point TEXT NOT NULL,
+        enqueued_ms BIGINT NOT NULL
+      );
+      CREATE TABLE series_rejected (
+        seq BIGINT PRIMARY KEY,
+        point TEXT NOT NULL,
+        error TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
+
+      CREATE TABLE ingest_failed (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        topic TEXT NOT NULL,
+        payload BYTEA NOT NULL,
+        error TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
     `,
   },
 ];
