@@ -169,6 +169,12 @@ export const GatewayConfigSchema = Type.Object(
           default: 200,
           description: "how long one statement waits for another process's write lock; short, because the wait blocks the event loop: ingest retries asynchronously instead",
         }),
+        walAutocheckpointPages: Type.Integer({
+          minimum: 100,
+          maximum: 1_000_000,
+          default: 10_000,
+          description: 'WAL pages (4 KB) written before SQLite checkpoints them into the file; larger means fewer checkpoints on the ingest path and a larger -wal file (about 40 MB at the default)',
+        }),
       },
       'operational store',
     ),

@@ -93,7 +93,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
 
-  const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous, busyTimeoutMs: config.sqlite.busyTimeoutMs });
+  const db = openDatabase(config.dataDir, {
+    synchronous: config.sqlite.synchronous,
+    busyTimeoutMs: config.sqlite.busyTimeoutMs,
+    walAutocheckpointPages: config.sqlite.walAutocheckpointPages,
+  });
   const users = createUserStore(db, now);
   // The one guard for every password this gateway checks: API login, OPC UA sessions, model downloads.
   const loginGuard = createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000, now });
