@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { checkpointTopics } from '@checkpoint/protocol';
 import { makeTempDir, waitFor } from '@checkpoint/test-support';
 import { createGateway, type Gateway } from '../src/index.js';
 import { connectEdge, gatewayConfig, makeScreening, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
