@@ -17,10 +17,10 @@
  * Two gateway runs: at capacity (edges as fast as the broker takes them: throughput, against the
  * ceiling), then paced at half the capacity just measured (latency when the gateway keeps up).
  *
- * Options: --screenings N (default 20000), --rate R (offered screenings/s of the first run; default: as fast as
- * the broker takes them), --inflight M (Mosquitto max_inflight_messages towards the gateway,
- * default 20 as Mosquitto's own), --batch B (ingest.batchMaxMessages; 1 is one transaction per
- * message, as before group commit).
+ * Options: --screenings N (default 20000); --rate R (offered screenings/s of the first run;
+ * default: as fast as the broker takes them); --inflight M (Mosquitto's max_inflight_messages;
+ * default: its own); --batch B (ingest.batchMaxMessages; 1 is one transaction per message, as
+ * before group commit).
  */
 import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -41,7 +41,7 @@ const arg = (name: string, fallback: number | null) => {
 const N = arg('screenings', 20_000)!;
 const RATE = arg('rate', null);
 
-const INFLIGHT = arg('inflight', 20)!;
+const INFLIGHT = arg('inflight', null);
 const BATCH = arg('batch', null);
 const CHECKPOINTS = ['gate-1', 'gate-2', 'gate-3', 'gate-4'];
 const WINDOW = 64;
@@ -75,7 +75,7 @@ const mosquitto = await startMosquitto({
   users,
   acl: acl.join('\n'),
   persistence: true,
-  extraConfig: `max_queued_messages 1000000\nmax_inflight_messages ${INFLIGHT}`,
+  extraConfig: `max_queued_messages 1000000${INFLIGHT === null ? '' : `\nmax_inflight_messages ${INFLIGHT}`}`,
 });
 interface RunResult {
   rate: number;
@@ -112,7 +112,7 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
     const { config } = gateway;
     out(
       `${label}: ${n} screenings from ${CHECKPOINTS.length} edges (${WINDOW} QoS 1 in flight each, ${ratePerS ? `offered at ${ratePerS.toFixed(0)}/s` : 'as fast as the broker takes them'}) ` +
-        `-> Mosquitto (max_inflight_messages ${INFLIGHT}) -> gateway (group commit <= ${config.ingest.batchMaxMessages} messages / ${config.ingest.batchMaxWaitMs} ms; ` +
+        `-> Mosquitto${INFLIGHT === null ? '' : ` (max_inflight_messages ${INFLIGHT})`} -> gateway (group commit <= ${config.ingest.batchMaxMessages} messages / ${config.ingest.batchMaxWaitMs} ms; ` +
         `series batch ${config.series.batchSize}, flush ${config.series.flushIntervalMs} ms) -> influxd`,
     );
     const report = await publish({ brokerUrl: mosquitto.url, checkpoints: CHECKPOINTS, screenings: n, window: WINDOW, ratePerS });
