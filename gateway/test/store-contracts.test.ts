@@ -8,6 +8,7 @@ import { createSqliteAuditStore } from '../src/store/audit.js';
 import { createSqliteDeviceStore } from '../src/store/devices.js';
 import { createSqliteEventStore } from '../src/store/events.js';
 import { createSqliteFailedMessageStore } from '../src/store/failed-messages.js';
+import { createFleetStore } from '../src/store/fleet.js';
 import { createSqliteScreeningStore } from '../src/store/screenings.js';
 import { createSqliteSnapshotStore } from '../src/store/snapshots.js';
 import { createSqliteSpoolStore } from '../src/store/spool.js';
@@ -18,6 +19,7 @@ import {
   deviceStoreContract,
   eventStoreContract,
   failedMessageStoreContract,
+  fleetStoreContract,
   screeningStoreContract,
   snapshotStoreContract,
   spoolStoreContract,
@@ -44,3 +46,7 @@ auditStoreContract('SQLite', sqlite(createSqliteAuditStore));
 eventStoreContract('SQLite', sqlite(createSqliteEventStore));
 spoolStoreContract('SQLite', sqlite(createSqliteSpoolStore));
 failedMessageStoreContract('SQLite', sqlite(createSqliteFailedMessageStore));
+fleetStoreContract(
+  'SQLite',
+  sqlite((db) => ({ fleet: createFleetStore(db), spool: createSqliteSpoolStore(db), events: createSqliteEventStore(db), audit: createSqliteAuditStore(db) })),
+);

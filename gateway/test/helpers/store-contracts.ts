@@ -13,6 +13,8 @@ import type { Backend } from '../../src/store/backend.js';
 import type { DeviceStore } from '../../src/store/devices.js';
 import type { EventStore } from '../../src/store/events.js';
 import type { FailedMessageStore } from '../../src/store/failed-messages.js';
+import type { FleetStore } from '../../src/store/fleet.js';
+import type { RobotRecord, Task } from '../../src/fleet/index.js';
 import type { ScreeningStore } from '../../src/store/screenings.js';
 import type { SnapshotStore } from '../../src/store/snapshots.js';
 import type { SpoolStore } from '../../src/store/spool.js';
@@ -349,6 +351,80 @@ export function failedMessageStoreContract(backend: string, make: Factory<Failed
       expect(second!.error).toHaveLength(1000);
       expect(await store().deleteBefore(1_500)).toBe(1);
       expect((await store().list(10)).map((m) => m.atMs)).toEqual([2_000]);
+    });
+  });
+}
+
+/** The fleet store with the stores its commits also write to, on the same database. */
+export interface FleetWorld {
+  fleet: FleetStore;
+  spool: SpoolStore<Backend>;
+  events: EventStore<Backend>;
+  audit: AuditStore<Backend>;
+}
+
+export function fleetStoreContract(backend: string, make: Factory<FleetWorld>): void {
+  // Only what the store reads is set: it keeps the rest of a task as given (JSON).
+  const task = (id: string, status: string, createdMin: number, over: Record<string, unknown> = {}) =>
+    ({
+      id,
+      type: 'disinfect',
+      status,
+      robot: null,
+      alertId: null,
+      createdAt: new Date(Date.UTC(2026, 0, 1, 10, createdMin)).toISOString(),
+      updatedAt: new Date(Date.UTC(2026, 0, 1, 10, createdMin)).toISOString(),
+      history: [{ at: 'then', what: `made ${id}` }],
+      ...over,
+    }) as unknown as Task;
+  const robot = (key: string) => ({ key, manufacturer: 'acme', serialNumber: key, connection: 'ONLINE', lastSeen: 1 }) as unknown as RobotRecord;
+  const point: SeriesPoint = { measurement: 'robot_state', tags: { robot: 'acme/r1' }, fields: { battery: 80 }, timeNs: '1767261600000000000' };
+
+  describe(`FleetStore (${backend})`, () => {
+    const world = eachFresh(make);
+
+    it('commits tasks, robots, points, events and audit rows of one fleet step together', async () => {
+      const { fleet, spool, events, audit } = world();
+      fleet.commit(
+        {
+          tasks: [task('t1', 'queued', 0), task('t2', 'completed', 1)],
+          robots: [robot('acme/r2'), robot('acme/r1')],
+          points: [point],
+          events: [{ type: 'task', data: { task: 't1' } }],
+          audit: [{ actor: 'dispatcher', action: 'task.submitted', target: 't1', detail: { priority: 1 } }],
+        },
+        5_000,
+      );
+      expect(fleet.task('t1')).toEqual(task('t1', 'queued', 0));
+      expect(fleet.activeTasks().map((t) => t.id)).toEqual(['t1']);
+      expect(fleet.robots().map((r) => r.key)).toEqual(['acme/r1', 'acme/r2']);
+      expect((await spool.head(10)).map((r) => r.point)).toEqual([point]);
+      expect((await events.after(0, 10)).map((e) => e.data)).toEqual([{ task: 't1' }]);
+      expect((await audit.list(10)).map((e) => [e.actor, e.action, e.target, e.detail])).toEqual([['dispatcher', 'task.submitted', 't1', { priority: 1 }]]);
+    });
+
+    it('keeps nothing of a step that fails part way', async () => {
+      const { fleet, spool, events } = world();
+      const bad = task('t-bad', 'queued', 1, { createdAt: 'not a time' });
+      expect(() =>
+        fleet.commit({ tasks: [task('t-ok', 'queued', 0), bad], robots: [robot('acme/r1')], points: [point], events: [{ type: 'task', data: {} }], audit: [] }, 5_000),
+      ).toThrow();
+      expect(fleet.task('t-ok')).toBeNull();
+      expect(fleet.robots()).toEqual([]);
+      expect(await spool.depth()).toBe(0);
+      expect(await events.after(0, 10)).toEqual([]);
+    });
+
+    it('updates a task in place, lists newest first by status, and deletes finished ones by age', async () => {
+      const { fleet } = world();
+      fleet.commit({ tasks: [task('a', 'queued', 0), task('b', 'underway', 1), task('c', 'failed', 2)], robots: [], points: [], events: [], audit: [] }, 1);
+      fleet.commit({ tasks: [task('a', 'cancelled', 0, { updatedAt: new Date(Date.UTC(2026, 0, 1, 11)).toISOString() })], robots: [], points: [], events: [], audit: [] }, 2);
+      expect(fleet.tasks({ limit: 10 }).map((t) => `${t.id}:${t.status}`)).toEqual(['c:failed', 'b:underway', 'a:cancelled']);
+      expect(fleet.tasks({ status: 'underway', limit: 10 }).map((t) => t.id)).toEqual(['b']);
+      expect(fleet.tasks({ limit: 1 }).map((t) => t.id)).toEqual(['c']);
+      // Finished and last updated before 10:30: c (10:02). a was updated at 11:00; b is not finished.
+      expect(fleet.deleteFinishedBefore(Date.UTC(2026, 0, 1, 10, 30))).toBe(1);
+      expect(fleet.tasks({ limit: 10 }).map((t) => t.id)).toEqual(['b', 'a']);
     });
   });
 }
