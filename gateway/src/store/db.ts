@@ -32,6 +32,11 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Db {
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('foreign_keys = ON');
+  // Group commit gives each message a savepoint inside its batch's transaction; SQLite copies every
+  // page a savepoint first touches to a sub-journal, a temp file by default: in memory that costs
+  // ~20 µs less per screening (35 against 55 µs of CPU in bench/ingest-stages.ts). Crash safety is
+  // the WAL's; the sub-journal only serves a rollback inside a live transaction.
+  db.pragma('temp_store = MEMORY');
   // Ingest writes ~3 KB per screening (row, spool point, live-feed event): checkpointing every
   // 1000 pages (4 MB) copies the same hot pages again and again; fewer, larger checkpoints cost
   // ~25% less store time (measured on 20000 screenings in batches of 500).
