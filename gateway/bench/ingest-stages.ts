@@ -178,7 +178,7 @@ export async function measureStages(n: number, influx: InfluxTarget): Promise<St
 export function formatStages(figures: StageFigure[]): string[] {
   const total = (pick: (f: StageFigure) => number) => figures.filter((f) => !/^(screening row|device|spool row|live-feed)/.test(f.stage)).reduce((sum, f) => sum + pick(f), 0);
   return [
-    `  ${'stage'.padEnd(60)} ${'before'.padStart(8)} ${'now'.padStart(8)}  (CPU µs per screening, least of ${REPEAT} runs)`,
+    `  ${'stage'.padEnd(60)} ${'before'.padStart(8)} ${'now'.padStart(8)}  (CPU µs per screening, least of ${REPEAT} runs; before: temp_store FILE, influx package writes)`,
     ...figures.map((f) => `  ${f.stage.padEnd(60)} ${(f.beforeUs ?? f.usPerMessage).toFixed(1).padStart(8)} ${f.usPerMessage.toFixed(1).padStart(8)}`),
     `  ${'total (the rows inside ingestScreening counted once)'.padEnd(60)} ${total((f) => f.beforeUs ?? f.usPerMessage).toFixed(1).padStart(8)} ${total((f) => f.usPerMessage).toFixed(1).padStart(8)}`,
   ];

@@ -17,6 +17,11 @@
  * Two gateway runs: at capacity (edges as fast as the broker takes them: throughput, against the
  * ceiling), then paced at half the capacity just measured (latency when the gateway keeps up).
  *
+ * First it prints where the CPU goes per screening, stage by stage (bench/ingest-stages.ts, CPU time
+ * of this process, so it holds on a loaded machine), and with each gateway run the gateway
+ * process's CPU per screening: on a shared 2-core machine the throughput is bounded by the CPU
+ * share the gateway gets, and the CPU figure says what it would do with a core to itself.
+ *
  * Options: --screenings N (default 20000); --rate R (offered screenings/s of the first run;
  * default: as fast as the broker takes them); --inflight M (Mosquitto's max_inflight_messages;
  * default: its own); --batch B (ingest.batchMaxMessages; 1 is one transaction per message, as
@@ -32,6 +37,7 @@ import type { SeriesPoint } from '../src/series/points.js';
 import type { Screening } from '@checkpoint/protocol';
 import { BROKER_PASSWORD, gatewayConfig } from '../test/helpers/world.js';
 import type { PublishJob, PublishReport } from './ingest-publisher.js';
+import { formatStages, measureStages } from './ingest-stages.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const arg = (name: string, fallback: number | null) => {
@@ -82,6 +88,8 @@ interface RunResult {
   stored: ReturnType<typeof summary>;
   influx: ReturnType<typeof summary>;
   points: SeriesPoint[];
+  /** The gateway process's CPU per screening during the run. */
+  cpuUs: number;
 }
 
 /** One gateway (fresh data dir) taking `n` screenings from the edges; prints and returns its figures. */
@@ -90,7 +98,9 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
   const writtenAt = new Map<string, number>();
   const writtenPoints: SeriesPoint[] = [];
   const batchSizes: number[] = [];
-  const idOf = (payload: Buffer) => (JSON.parse(payload.toString('utf8')) as Screening).id;
+  // The bench's own bookkeeping runs in the gateway's process: read the id from the head of the
+  // payload (the publisher's JSON starts with it) rather than parse every payload again.
+  const idOf = (payload: Buffer) => /^\{"id":"([^"\\]+)"/.exec(payload.toString('latin1', 0, 80))?.[1] ?? (JSON.parse(payload.toString('utf8')) as Screening).id;
   const gateway = await createGateway(
     { ...gatewayConfig({ dataDir: makeTempDir('gw-bench'), mqttUrl: mosquitto.url, influxUrl: influxd.url }), series: {}, ingest: BATCH === null ? {} : { batchMaxMessages: BATCH } },
     {
@@ -115,21 +125,25 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
         `-> Mosquitto${INFLIGHT === null ? '' : ` (max_inflight_messages ${INFLIGHT})`} -> gateway (group commit <= ${config.ingest.batchMaxMessages} messages / ${config.ingest.batchMaxWaitMs} ms; ` +
         `series batch ${config.series.batchSize}, flush ${config.series.flushIntervalMs} ms) -> influxd`,
     );
+    const cpuBefore = process.cpuUsage();
     const report = await publish({ brokerUrl: mosquitto.url, checkpoints: CHECKPOINTS, screenings: n, window: WINDOW, ratePerS });
     await waitFor(() => writtenAt.size >= report.published.length, { what: `${report.published.length} screenings in InfluxDB`, timeoutMs: 600_000, intervalMs: 20 });
     const lastWrite = Math.max(...writtenAt.values());
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuUs = (cpu.user + cpu.system) / n;
     const seconds = (lastWrite - report.startedAtMs) / 1000;
     const stored = summary(report.published.map(([id, at]) => storedAt.get(id)! - at));
     const influx = summary(report.published.map(([id, at]) => writtenAt.get(id)! - at));
     const batches = summary(batchSizes);
     const rate = report.published.length / seconds;
     out(`  published in ${((report.finishedAtMs - report.startedAtMs) / 1000).toFixed(2)} s; last point in InfluxDB after ${seconds.toFixed(2)} s: ${rate.toFixed(0)} screenings/s`);
+    out(`  gateway process CPU (user + system, bench bookkeeping included): ${cpuUs.toFixed(0)} µs per screening, i.e. ${(1e6 / cpuUs).toFixed(0)} screenings/s if it had one core to itself`);
     out(`  ${batchSizes.length} transactions, messages per transaction p50 ${batches.p50}, p99 ${batches.p99}, max ${batches.max}`);
     out(`  publish -> stored (committed, before PUBACK): p50 ${stored.p50} ms, p99 ${stored.p99} ms, max ${stored.max} ms (min ${stored.min} ms)`);
     out(`  publish -> InfluxDB accepted:                 p50 ${influx.p50} ms, p99 ${influx.p99} ms, max ${influx.max} ms (min ${influx.min} ms)`);
     out(`  load average: ${load()}`);
     if (stored.min < 0 || influx.min < stored.min) throw new Error('impossible latency (negative, or in InfluxDB before stored): the measurement is broken');
-    return { rate, stored, influx, points: writtenPoints };
+    return { rate, stored, influx, points: writtenPoints, cpuUs };
   } finally {
     await gateway.close();
   }
@@ -137,6 +151,8 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
 
 try {
   out(`load average at start: ${load()}`);
+  out(`CPU per screening, stage by stage (bench/ingest-stages.ts; 20000 screenings, SQLite batches of 500; "before": as before this work, measured now):`);
+  for (const line of formatStages(await measureStages(20_000, { protocol: 'http', host: influxd.host, port: influxd.port, database: 'bench' }))) out(line);
   // --- capacity: the edges as fast as the broker takes them (latency here is mostly queueing) --
   const full = await throughGateway(N, RATE, 'gateway ingest, capacity');
   const [count] = (await influxd.influx.query('SELECT count("id") AS n FROM "checkpoint_raw"."screening"')) as unknown as Array<{ n: number }>;
@@ -158,6 +174,7 @@ try {
 
   out('');
   out(`ratio gateway / ceiling: ${full.rate.toFixed(0)} / ${directRate.toFixed(0)} = ${(full.rate / directRate).toFixed(3)} (target >= 0.8)`);
+  out(`gateway process CPU per screening: ${full.cpuUs.toFixed(0)} µs at capacity, ${paced.cpuUs.toFixed(0)} µs paced`);
   out(`at capacity: publish -> stored p99 ${full.stored.p99} ms, publish -> InfluxDB p99 ${full.influx.p99} ms`);
   out(`at half capacity: publish -> stored p99 ${paced.stored.p99} ms (target < 1000), publish -> InfluxDB p99 ${paced.influx.p99} ms (target < 2000)`);
   out(`load average at the end: ${load()}`);
