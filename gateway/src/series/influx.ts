@@ -63,7 +63,8 @@ export function createInfluxSeriesStore(target: InfluxTarget, options: InfluxSto
         throw new Error(cause ? `${err.message}: ${cause}` : err.message, { cause: err });
       });
       if (res.ok) {
-        await res.arrayBuffer();
+        // 204 No Content from InfluxDB; anything else is read to the end so the connection is reused.
+        if (res.status !== 204) await res.arrayBuffer();
         return;
       }
       const text = (await res.text().catch(() => '')).slice(0, 400);
