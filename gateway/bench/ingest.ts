@@ -25,7 +25,7 @@
  * Options: --screenings N (default 20000); --rate R (offered screenings/s of the first run;
  * default: as fast as the broker takes them); --inflight M (Mosquitto's max_inflight_messages;
  * default: its own); --batch B (ingest.batchMaxMessages; 1 is one transaction per message, as
- * before group commit).
+ * before group commit); --no-stages skips the stage split (to profile the gateway runs alone).
  */
 import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -151,8 +151,10 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
 
 try {
   out(`load average at start: ${load()}`);
-  out(`CPU per screening, stage by stage (bench/ingest-stages.ts; 20000 screenings, SQLite batches of 500; "before": as before this work, measured now):`);
-  for (const line of formatStages(await measureStages(20_000, { protocol: 'http', host: influxd.host, port: influxd.port, database: 'bench' }))) out(line);
+  if (!process.argv.includes('--no-stages')) {
+    out(`CPU per screening, stage by stage (bench/ingest-stages.ts; 20000 screenings, SQLite batches of 500; "before": as before this work, measured now):`);
+    for (const line of formatStages(await measureStages(20_000, { protocol: 'http', host: influxd.host, port: influxd.port, database: 'bench' }))) out(line);
+  }
   // --- capacity: the edges as fast as the broker takes them (latency here is mostly queueing) --
   const full = await throughGateway(N, RATE, 'gateway ingest, capacity');
   const [count] = (await influxd.influx.query('SELECT count("id") AS n FROM "checkpoint_raw"."screening"')) as unknown as Array<{ n: number }>;
