@@ -175,6 +175,60 @@ export async function measureStages(n: number, influx: InfluxTarget): Promise<St
   return figures;
 }
 
+/**
+ * SQL statements per screening as the gateway stores it (a savepoint per message inside the
+ * batch's transaction), counted by wrapping the connection's `prepare` (every store statement) and
+ * `transaction` (each nested call runs SAVEPOINT + RELEASE).
+ */
+export function countStatements(decision: 'pass' | 'secondary_check', n = 100): { perScreening: number; byStatement: Record<string, number> } {
+  const db = freshDb();
+  const counts: Record<string, number> = {};
+  const count = (key: string) => (counts[key] = (counts[key] ?? 0) + 1);
+  const prepare = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    const statement = prepare(sql);
+    const key = sql.replace(/\s+/g, ' ').trim().slice(0, 60);
+    for (const method of ['run', 'get', 'all'] as const) {
+      const original = statement[method].bind(statement) as (...args: unknown[]) => unknown;
+      (statement as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        count(key);
+        return original(...args);
+      };
+    }
+    return statement;
+  }) as typeof db.prepare;
+  const transaction = db.transaction.bind(db);
+  db.transaction = ((fn: (...args: unknown[]) => unknown) =>
+    transaction((...args: unknown[]) => {
+      count('SAVEPOINT + RELEASE (a nested transaction call: 2 statements)');
+      return fn(...args);
+    })) as typeof db.transaction;
+  const store = createOperationalStore(db, POLICY, (() => {
+    let id = 0;
+    return () => `alert-${++id}`;
+  })());
+  const savepoint = db.transaction((s: Screening) => store.ingestScreening(s, Date.now()));
+  const screenings = Array.from({ length: n }, (_, i) => makeScreening({ checkpoint: `gate-${(i % 4) + 1}`, decision }));
+  const batch = transaction(() => {
+    for (const s of screenings) savepoint(s);
+  });
+  batch.immediate();
+  dropDb(db);
+  const byStatement = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / n]));
+  const perScreening = Object.entries(byStatement).reduce((sum, [k, v]) => sum + (k.startsWith('SAVEPOINT') ? 2 * v : v), 0);
+  return { perScreening, byStatement };
+}
+
+export function formatStatementCounts(): string[] {
+  return (['pass', 'secondary_check'] as const).flatMap((decision) => {
+    const { perScreening, byStatement } = countStatements(decision);
+    return [
+      `  SQL statements per ${decision} screening: ${perScreening.toFixed(1)} (+ BEGIN/COMMIT once per batch)`,
+      ...Object.entries(byStatement).map(([sql, perMessage]) => `    ${perMessage.toFixed(2).padStart(5)} x ${sql}`),
+    ];
+  });
+}
+
 export function formatStages(figures: StageFigure[]): string[] {
   const total = (pick: (f: StageFigure) => number) => figures.filter((f) => !/^(screening row|device|spool row|live-feed)/.test(f.stage)).reduce((sum, f) => sum + pick(f), 0);
   return [
@@ -189,7 +243,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const influxd = await startInfluxd({ database: 'bench' });
   try {
     const n = Number(process.argv[process.argv.indexOf('--screenings') + 1]) || 20_000;
-    process.stdout.write(`CPU per screening, stage by stage (${n} screenings, SQLite batches of ${BATCH}):\n${formatStages(await measureStages(n, { host: influxd.host, port: influxd.port, protocol: 'http', database: 'bench' })).join('\n')}\n`);
+    process.stdout.write(`${formatStatementCounts().join('\n')}\nCPU per screening, stage by stage (${n} screenings, SQLite batches of ${BATCH}):\n${formatStages(await measureStages(n, { host: influxd.host, port: influxd.port, protocol: 'http', database: 'bench' })).join('\n')}\n`);
   } finally {
     await influxd.stop();
   }

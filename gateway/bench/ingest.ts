@@ -37,7 +37,7 @@ import type { SeriesPoint } from '../src/series/points.js';
 import type { Screening } from '@checkpoint/protocol';
 import { BROKER_PASSWORD, gatewayConfig } from '../test/helpers/world.js';
 import type { PublishJob, PublishReport } from './ingest-publisher.js';
-import { formatStages, measureStages } from './ingest-stages.js';
+import { formatStages, formatStatementCounts, measureStages } from './ingest-stages.js';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const arg = (name: string, fallback: number | null) => {
@@ -154,6 +154,7 @@ try {
   if (!process.argv.includes('--no-stages')) {
     out(`CPU per screening, stage by stage (bench/ingest-stages.ts; 20000 screenings, SQLite batches of 500; "before": as before this work, measured now):`);
     for (const line of formatStages(await measureStages(20_000, { protocol: 'http', host: influxd.host, port: influxd.port, database: 'bench' }))) out(line);
+    for (const line of formatStatementCounts()) out(line);
   }
   // --- capacity: the edges as fast as the broker takes them (latency here is mostly queueing) --
   const full = await throughGateway(N, RATE, 'gateway ingest, capacity');
