@@ -32,6 +32,23 @@ export const GatewayConfigSchema = Type.Object(
       },
       'broker connection (MQTT 3.1.1, clean: false, QoS 1)',
     ),
+    ingest: Section(
+      {
+        batchMaxMessages: Type.Integer({
+          minimum: 1,
+          maximum: 10_000,
+          default: 500,
+          description: 'group commit: messages arriving while a batch gathers or is stored share one transaction, at most this many; each is acknowledged (PUBACK) once its batch committed',
+        }),
+        batchMaxWaitMs: Type.Integer({
+          minimum: 0,
+          maximum: 1000,
+          default: 5,
+          description: 'a batch is stored at the latest this long after its first message arrived (0: on the next event-loop turn)',
+        }),
+      },
+      'MQTT ingest (group commit into the operational store)',
+    ),
     influx: Section(
       {
         url: Type.Union([Type.Null(), Type.String({ pattern: '^https?://' })], {
@@ -151,6 +168,12 @@ export const GatewayConfigSchema = Type.Object(
           maximum: 10_000,
           default: 200,
           description: "how long one statement waits for another process's write lock; short, because the wait blocks the event loop: ingest retries asynchronously instead",
+        }),
+        walAutocheckpointPages: Type.Integer({
+          minimum: 100,
+          maximum: 1_000_000,
+          default: 10_000,
+          description: 'WAL pages (4 KB) written before SQLite checkpoints them into the file; larger means fewer checkpoints on the ingest path and a larger -wal file (about 40 MB at the default)',
         }),
       },
       'operational store',

@@ -1,6 +1,6 @@
 /**
  * `createGateway`: the composition root. It wires config to components —
- *   MQTT consumer -> classify -> operational store (+ spool, alerts, events) -> PUBACK
+ *   MQTT consumer -> group commit -> classify -> operational store (+ spool, alerts, events) -> PUBACK
  *   spool -> SpoolWriter -> series store (InfluxDB or SQLite)
  *   fastify API (auth, alerts, screenings, stats, devices, snapshots, live feed, commands)
  * plus the periodic alert check and the retention job. Embeddable (demo, tests): port 0 works,
@@ -13,7 +13,8 @@ import { LiveFeed } from './api/live.js';
 import { CommandDispatcher } from './commands.js';
 import { parseInfluxUrl, redactUrl, resolveGatewayConfig, type GatewayConfig } from './config.js';
 import { classifyMessage, type Classified } from './ingest/classify.js';
-import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS } from './ingest/consumer.js';
+import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type IngestMessage } from './ingest/consumer.js';
+import type { BatchResult } from './ingest/group-commit.js';
 import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
 import { createFleetStore } from './store/fleet.js';
 import { fleetOpcuaView } from './fleet-opcua-view.js';
@@ -40,6 +41,8 @@ export interface GatewayDeps {
   now?: () => number;
   /** Called when the series store accepted points (benchmarks, tests). */
   onSeriesWritten?: (points: SeriesPoint[], atMs: number) => void;
+  /** Called when MQTT messages were committed to the operational store, before their PUBACKs (benchmarks). */
+  onIngested?: (messages: readonly IngestMessage[], atMs: number) => void;
   /** Robots and tasks for the OPC UA server (until the fleet is wired in here). */
   fleetView?: FleetView;
   /** The broker's user store when the broker runs in this process (else provisioning.brokerUsersFile is opened). */
@@ -90,7 +93,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
 
-  const db = openDatabase(config.dataDir, { synchronous: config.sqlite.synchronous, busyTimeoutMs: config.sqlite.busyTimeoutMs });
+  const db = openDatabase(config.dataDir, {
+    synchronous: config.sqlite.synchronous,
+    busyTimeoutMs: config.sqlite.busyTimeoutMs,
+    walAutocheckpointPages: config.sqlite.walAutocheckpointPages,
+  });
   const users = createUserStore(db, now);
   // The one guard for every password this gateway checks: API login, OPC UA sessions, model downloads.
   const loginGuard = createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000, now });
@@ -219,10 +226,14 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     ...(deps.tamperModelDownload ? { tamperDownload: deps.tamperModelDownload } : {}),
   });
 
-  function record(channel: string, outcome: IngestOutcome): void {
-    metrics.messages.inc({ channel, result: outcome.stored ? 'stored' : 'duplicate' });
-    for (const c of outcome.alertChanges) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
-    if (outcome.stored) live.notify();
+  /** Metrics and notifications of a stored message: run once its transaction committed. */
+  function recorded(channel: string, outcome: IngestOutcome, series: boolean): () => void {
+    return () => {
+      metrics.messages.inc({ channel, result: outcome.stored ? 'stored' : 'duplicate' });
+      for (const c of outcome.alertChanges) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
+      if (outcome.stored) live.notify();
+      if (series) writer.notify(1);
+    };
   }
 
   /** Once per device (topic without snapshot id), channel and cause: what was wrong and where, never values. */
@@ -232,11 +243,20 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     log[level](fields, message);
   }
 
-  /** Synchronous: when it returns, the message is durably stored (or safely dropped) and may be acknowledged. */
-  function handle(topic: string, payload: Buffer): void {
-    const stop = metrics.ingestSeconds.startTimer();
-    const receivedMs = now();
-    const c: Classified = classifyMessage(topic, payload, receivedMs);
+  const nothingMore = () => undefined;
+
+  /**
+   * Robot messages and command acknowledgements act beyond the database (fleet state in memory,
+   * orders published, pending commands resolved), which a rolled-back batch could not undo: they
+   * are stored alone, in their own transaction, as before group commit.
+   */
+  const storedAlone = (c: Classified) => c.kind === 'robot' || c.kind === 'cmd/ack';
+
+  /**
+   * Stores one classified message (inside the caller's transaction, if any); returns what to do
+   * once that committed (metrics, live feed, series writer).
+   */
+  function storeClassified(topic: string, c: Classified, receivedMs: number): () => void {
     if ('replacedTs' in c && c.replacedTs?.length) {
       // Stored at the receive time and flagged (API `tsReplaced`, series field `tsReplaced`): a device clock to fix.
       const channel = c.kind === 'robot' ? `robot/${c.channel}` : c.kind;
@@ -244,43 +264,87 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       logOnce(`ts\u0000${topic}`, 'warn', { topic: topic.slice(0, 200), replaced: c.replacedTs }, 'timestamp names no instant; message stored with the receive time and flagged (logged once per topic)');
     }
     switch (c.kind) {
-      case 'screening': {
-        record('screening', store.ingestScreening(c.screening, receivedMs, c.replacedTs));
-        writer.notify(1);
-        break;
-      }
+      case 'screening':
+        return recorded('screening', store.ingestScreening(c.screening, receivedMs, c.replacedTs), true);
       case 'state':
-        record('state', store.ingestState(c.state, receivedMs, c.replacedTs));
-        writer.notify(1);
-        break;
+        return recorded('state', store.ingestState(c.state, receivedMs, c.replacedTs), true);
       case 'telemetry':
-        record('telemetry', store.ingestTelemetry(c.telemetry, receivedMs, c.replacedTs));
-        writer.notify(1);
-        break;
+        return recorded('telemetry', store.ingestTelemetry(c.telemetry, receivedMs, c.replacedTs), true);
       case 'snapshot':
-        record('snapshot', store.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs));
-        break;
+        return recorded('snapshot', store.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false);
       case 'cmd/ack':
         provisioning.onAck(c.where, c.ack);
         metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
-        break;
+        return nothingMore;
       case 'robot':
         // The fleet stores what changed (tasks, robots, robot_state points) before this returns.
         if (fleet) fleet.handleMessage(topic, c.payload, receivedMs);
         metrics.messages.inc({ channel: `robot/${c.channel}`, result: fleet ? 'stored' : 'ignored' });
-        break;
+        return nothingMore;
       case 'ignored':
-        metrics.messages.inc({ channel: 'other', result: 'ignored' });
-        break;
+        return () => metrics.messages.inc({ channel: 'other', result: 'ignored' });
       case 'invalid': {
         // Counted and dropped (and acknowledged, so that it does not come back forever).
-        metrics.messages.inc({ channel: 'other', result: 'invalid' });
-        metrics.invalid.inc({ topic: c.topicLabel, cause: c.cause });
         logOnce(`${c.logKey}\u0000${c.cause}`, 'warn', { topic: topic.slice(0, 200), cause: c.cause, detail: c.detail.slice(0, 500) }, 'invalid message dropped (logged once per topic and cause)');
-        break;
+        return () => {
+          metrics.messages.inc({ channel: 'other', result: 'invalid' });
+          metrics.invalid.inc({ topic: c.topicLabel, cause: c.cause });
+        };
       }
     }
-    stop();
+  }
+
+  // One message inside a batch: a savepoint, so that a message that throws leaves no trace and the batch commits what came before it.
+  const storeInSavepoint = db.transaction(storeClassified);
+  type Batch = { messages: readonly IngestMessage[]; stored: number; error?: Error; effects: Array<() => void> };
+  const storeGroup = db.transaction((batch: Batch) => {
+    for (const m of batch.messages) {
+      const stop = metrics.ingestSeconds.startTimer();
+      const receivedMs = now();
+      const c = classifyMessage(m.topic, m.payload, receivedMs);
+      // Stored alone, in the next batch (of its own): this one commits without it.
+      if (storedAlone(c)) break;
+      try {
+        batch.effects.push(storeInSavepoint(m.topic, c, receivedMs));
+      } catch (err) {
+        batch.error = err as Error;
+        break;
+      } finally {
+        stop();
+      }
+      batch.stored++;
+    }
+  });
+
+  /**
+   * Group commit (ingest/group-commit.ts): the messages in one transaction, up to the first that
+   * fails (the ones before it commit) or must be stored alone. Throws when the transaction as a
+   * whole fails (BEGIN IMMEDIATE: another process holds the write lock; COMMIT: disk full).
+   */
+  function storeBatch(messages: readonly IngestMessage[]): BatchResult {
+    const first = messages[0];
+    if (!first) return { stored: 0 };
+    const receivedMs = now();
+    const c = classifyMessage(first.topic, first.payload, receivedMs);
+    if (storedAlone(c)) {
+      const stop = metrics.ingestSeconds.startTimer();
+      try {
+        storeClassified(first.topic, c, receivedMs)();
+        deps.onIngested?.([first], now());
+        return { stored: 1 };
+      } catch (err) {
+        return { stored: 0, error: err as Error };
+      } finally {
+        stop();
+      }
+    }
+    const batch: Batch = { messages, stored: 0, effects: [] };
+    // IMMEDIATE: take the write lock first, so a busy database fails the batch before any work.
+    storeGroup.immediate(batch);
+    for (const effect of batch.effects) effect();
+    if (deps.onIngested && batch.stored > 0) deps.onIngested(messages.slice(0, batch.stored), now());
+    metrics.ingestBatchSize.observe(batch.stored);
+    return batch.error ? { stored: batch.stored, error: batch.error } : { stored: batch.stored };
   }
 
   // --- OPC UA ---------------------------------------------------------------------------------
@@ -352,15 +416,15 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  const setAside = db.prepare('INSERT INTO ingest_failed (topic, payload, error, at_ms) VALUES (?, ?, ?, ?)');
   consumer = startConsumer(
     config.mqtt,
-    handle,
+    config.ingest,
+    { storeBatch },
     log,
     fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS,
     () => metrics.ingestRetries.inc(),
     (topic, payload, err) => {
-      setAside.run(topic.slice(0, 1000), payload, err.message.slice(0, 1000), now());
+      store.setAside(topic, payload, err.message, now());
       metrics.ingestFailed.inc();
     },
   );

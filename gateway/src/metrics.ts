@@ -60,6 +60,12 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
       registers,
     }),
+    ingestBatchSize: new Histogram({
+      name: 'checkpoint_gateway_ingest_batch_messages',
+      help: 'messages committed together in one transaction (group commit, ingest.batchMaxMessages)',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+      registers,
+    }),
     seriesPoints: new Counter({ name: 'checkpoint_gateway_series_points_written_total', help: 'points accepted by the series store', labelNames: ['measurement'], registers }),
     seriesErrors: new Counter({ name: 'checkpoint_gateway_series_write_errors_total', help: 'failed series writes (retried from the spool)', labelNames: ['reason'], registers }),
     seriesLag: new Histogram({

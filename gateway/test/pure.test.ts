@@ -62,6 +62,8 @@ describe('series points', () => {
     expect(p.timeNs).toBe(screeningTimeNs(Date.parse(s.ts), s.id));
     expect(p.timeNs.slice(0, -6)).toBe(String(Date.parse(s.ts)));
     expect(screeningPoint(s).timeNs).toBe(p.timeNs);
+    // Pinned: a point re-written after a crash or an upgrade must land on the same timestamp (sha1 of the id).
+    expect(screeningTimeNs(1764680000000, '01JDX8Q3ZK5Y7M2N4P6R8T0V1W')).toBe('1764680000000231457');
     expect(screeningPoint(makeScreening({ ts: s.ts })).timeNs).not.toBe(p.timeNs);
     expect('temperatureC' in screeningPoint(makeScreening({ decision: 'invalid' })).fields).toBe(false);
   });

@@ -12,3 +12,5 @@ export { openPtyPair } from './pty.js';
 export type { PtyPair } from './pty.js';
 export { startNatsCluster, natsNodeConfig } from './nats.js';
 export type { NatsClusterOptions, NatsCluster, NatsNode, NatsNodeConfigSettings } from './nats.js';
+export { startPostgres } from './postgres.js';
+export type { PostgresOptions, PostgresServer } from './postgres.js';

@@ -32,14 +32,21 @@ export interface ServerProcess {
 export function spawnServer(
   command: string,
   args: readonly string[],
-  options: { logFile: string; env?: NodeJS.ProcessEnv; cwd?: string },
+  /** `uid`/`gid`: run as that user (when we are root; e.g. postgres refuses root). */
+  options: { logFile: string; env?: NodeJS.ProcessEnv; cwd?: string; uid?: number; gid?: number },
 ): ServerProcess {
   const { logFile } = options;
   // The child writes straight into the file: nothing to pump, and the log survives us.
   const fd = openSync(logFile, 'a');
   let child;
   try {
-    child = spawn(command, args, { stdio: ['ignore', fd, fd], env: options.env ?? process.env, cwd: options.cwd });
+    child = spawn(command, args, {
+      stdio: ['ignore', fd, fd],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
+    });
   } finally {
     closeSync(fd);
   }
@@ -115,6 +122,9 @@ export interface LaunchOptions {
   args: readonly string[];
   logFile: string;
   env?: NodeJS.ProcessEnv;
+  /** Run as this user and group (see spawnServer). */
+  uid?: number;
+  gid?: number;
   /** Resolves truthy once the server serves; throwing or falsy means "not yet". */
   isReady: () => Promise<boolean>;
   /** What readiness means, for messages, e.g. "GET /ping = 204 on 127.0.0.1:1234". */
@@ -128,7 +138,12 @@ export interface LaunchOptions {
  */
 export async function launchServer(options: LaunchOptions): Promise<ServerProcess> {
   const { name, logFile, readyWhat, timeoutMs } = options;
-  const server = spawnServer(options.command, options.args, { logFile, env: options.env });
+  const server = spawnServer(options.command, options.args, {
+    logFile,
+    env: options.env,
+    ...(options.uid !== undefined ? { uid: options.uid } : {}),
+    ...(options.gid !== undefined ? { gid: options.gid } : {}),
+  });
   const giveUp = new AbortController();
   const exitedEarly = server.exited.then((status) => {
     throw new Error(`${name} ${describeExit(status)} before it was ready`);

@@ -1,20 +1,30 @@
 /**
  * The MQTT side of the gateway: a persistent session (clean: false, fixed client id) subscribed
- * with QoS 1, where a message is acknowledged (PUBACK) only after `handle` returned, i.e. after
- * it was stored durably. mqtt.js sends the PUBACK of a QoS 1 message when its `handleMessage`
- * hook calls back (MQTT 3.1.1; the `customHandleAcks` option only exists for MQTT 5, which
- * aedes does not speak). mqtt.js hands over the next message only after that callback, and
- * ignores an error passed to it (no PUBACK, no disconnect, nothing): so when `handle` throws
- * (database busy, disk full) the message is retried here, with backoff, until it is stored; then
- * it is acknowledged and the next one follows (order kept). If the connection drops meanwhile,
- * the retry stops: the broker redelivers the unacknowledged message on the new connection.
- * A refused CONNACK (bad credentials, id taken) is retried like a lost connection
- * (`reconnectOnConnackError`; mqtt.js gives up on the first refusal otherwise).
+ * with QoS 1, where a message is acknowledged (PUBACK) only after the transaction that stored it
+ * committed, with group commit (ingest/group-commit.ts): messages arriving while a batch gathers
+ * or is stored go into the next batch, one transaction each.
+ *
+ * How mqtt.js acknowledges (read in node_modules/mqtt/build/lib/handlers/publish.js, v5): for a
+ * QoS 1 PUBLISH it calls our `handleMessage(packet, callback)`; `callback()` sends the PUBACK and
+ * only then lets the next parsed packet through; `callback(error)` lets the next packet through
+ * *without* a PUBACK (and nothing else). The `customHandleAcks` option only exists for MQTT 5,
+ * which aedes does not speak. So each message is handed on with `callback(ACK_LATER)` at once
+ * (the next one can join the batch), and its PUBACK is sent by us after its batch committed, on
+ * the same connection only (a PUBACK on a newer connection could acknowledge another message
+ * with the same packet id). If the connection drops first, the broker delivers the message again
+ * and the store recognises it (exactly-once effects, as after a kill -9 between commit and PUBACK).
+ *
+ * When the store throws (database busy, disk full) the message is retried here, with backoff,
+ * until it is stored; later messages wait behind it (order kept), and past one batch of them
+ * mqtt.js is paused, so the backlog stays in the broker. A message failing for a reason retrying
+ * cannot cure is set aside. A refused CONNACK (bad credentials, id taken) is retried like a lost
+ * connection (`reconnectOnConnackError`; mqtt.js gives up on the first refusal otherwise).
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { redactUrl, type GatewayConfig } from '../config.js';
+import { createGroupCommitter, type BatchResult } from './group-commit.js';
 
 export const SUBSCRIPTIONS = ['checkpoint/v1/#'] as const;
 
@@ -39,9 +49,31 @@ export interface Consumer {
   close(): Promise<void>;
 }
 
+/** A message as the store gets it. */
+export interface IngestMessage {
+  topic: string;
+  payload: Buffer;
+}
+
+/** Where messages are stored: a batch in one transaction (see `GroupCommitDeps.storeBatch`). */
+export interface IngestSink {
+  storeBatch(messages: readonly IngestMessage[]): BatchResult;
+}
+
+/** Hands a message on to mqtt.js's next packet without a PUBACK (see the file comment). */
+const ACK_LATER = new Error('acknowledged after its batch commits');
+
+interface Delivered extends IngestMessage {
+  /** The connection it came on: its PUBACK goes there or nowhere. */
+  stream: unknown;
+  /** Undefined for QoS 0 (nothing to acknowledge). */
+  messageId: number | undefined;
+}
+
 export function startConsumer(
   config: GatewayConfig['mqtt'],
-  handle: (topic: string, payload: Buffer) => void,
+  groupCommit: GatewayConfig['ingest'],
+  sink: IngestSink,
   log: Logger,
   subscriptions: readonly string[] = SUBSCRIPTIONS,
   onRetry: () => void = () => undefined,
@@ -69,11 +101,21 @@ export function startConsumer(
   const client = mqtt.connect(config.url, options);
 
   let closing = false;
-  // Messages waiting behind one the store refused (also across a reconnect, so order holds).
-  let backlog = 0;
-  let chain: Promise<void> = Promise.resolve();
   let lastStoreError = '';
   let lastStoreFailure: Error | null = null;
+
+  const storeAlone = (topic: string, payload: Buffer) => {
+    const result = sink.storeBatch([{ topic, payload }]);
+    if (result.error) throw result.error;
+    if (result.stored !== 1) throw new Error('the store did not take a message stored alone');
+  };
+
+  const noteFailure = (err: Error, topic: string, attempt: number) => {
+    onRetry();
+    lastStoreFailure = err;
+    if (err.message !== lastStoreError) log.error({ err: err.message, topic: topic.slice(0, 200), attempt }, 'cannot store message; retrying before acknowledging it');
+    lastStoreError = err.message;
+  };
 
   /** One attempt; false (after logging a new cause) when the store threw. */
   const tryStore = (topic: string, payload: Buffer, attempt: number): boolean => {
@@ -85,49 +127,59 @@ export function startConsumer(
         lastStoreError = '';
         return true;
       }
-      handle(topic, payload);
+      storeAlone(topic, payload);
       lastStoreFailure = null;
       if (attempt > 1) log.info({ topic: topic.slice(0, 200), attempts: attempt }, 'message stored after retries; acknowledging it');
       lastStoreError = '';
       return true;
     } catch (err) {
-      onRetry();
-      lastStoreFailure = err as Error;
-      const message = (err as Error).message;
-      if (message !== lastStoreError) log.error({ err: message, topic: topic.slice(0, 200), attempt }, 'cannot store message; retrying before acknowledging it');
-      lastStoreError = message;
+      noteFailure(err as Error, topic, attempt);
       return false;
     }
   };
 
   /** Retries until stored (true), or until the connection that delivered it is gone or we close (false: the broker keeps it). */
-  const storeWithRetry = async (topic: string, payload: Buffer, stream: unknown, firstAttempt: number): Promise<boolean> => {
+  const storeWithRetry = async (m: Delivered, firstError: Error | null): Promise<boolean> => {
+    let firstAttempt = 1;
+    if (firstError) {
+      // Its try inside the batch was attempt 1.
+      noteFailure(firstError, m.topic, 1);
+      firstAttempt = 2;
+    }
     for (let attempt = firstAttempt; ; attempt++) {
       if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, Math.min(config.storeRetryMaxMs, config.storeRetryMinMs * 2 ** (attempt - 2))));
-      if (closing || client.stream !== stream) return false;
-      if (tryStore(topic, payload, attempt)) return true;
+      if (closing || client.stream !== m.stream) return false;
+      if (tryStore(m.topic, m.payload, attempt)) return true;
     }
   };
 
-  // Called by mqtt.js once per incoming PUBLISH, in order, one at a time; the PUBACK follows the callback.
+  const committer = createGroupCommitter<Delivered>(
+    { maxMessages: groupCommit.batchMaxMessages, maxWaitMs: groupCommit.batchMaxWaitMs },
+    {
+      storeBatch: (messages) => sink.storeBatch(messages),
+      storeOne: storeWithRetry,
+      ack(m) {
+        if (m.messageId === undefined || closing || client.stream !== m.stream || !client.connected) return;
+        // mqtt.js has no public call for this; `_sendPacket` is what its own acknowledgement uses.
+        (client as unknown as { _sendPacket(packet: { cmd: 'puback'; messageId: number }): void })._sendPacket({ cmd: 'puback', messageId: m.messageId });
+      },
+      wanted: (m) => !closing && client.stream === m.stream,
+      setTimer: (fn, ms) => setTimeout(fn, ms),
+      clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+      onBatchFailed(err, size) {
+        log.warn({ err: err.message, size }, 'a batch could not be stored as one transaction; storing its messages one by one');
+      },
+    },
+  );
+
+  // Called by mqtt.js once per incoming PUBLISH, in order; the next one follows `callback`.
   client.handleMessage = (packet, callback) => {
     if (packet.cmd !== 'publish') return callback();
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    // Behind a message being retried (from an earlier connection), it waits its turn.
-    const firstAttempt = backlog === 0 ? 2 : 1;
-    if (backlog === 0 && tryStore(packet.topic, payload, 1)) return callback();
-    // The store refused it: retry asynchronously (a synchronous wait would freeze the API and /healthz).
-    const stream = client.stream;
-    backlog++;
-    chain = chain.then(async () => {
-      try {
-        const stored = await storeWithRetry(packet.topic, payload, stream, firstAttempt);
-        // A PUBACK on a newer connection could acknowledge another message with the same packet id.
-        if (stored && client.stream === stream && !closing) callback();
-      } finally {
-        backlog--;
-      }
-    });
+    committer.push(
+      { topic: packet.topic, payload, stream: client.stream, messageId: packet.qos > 0 ? packet.messageId : undefined },
+      () => callback(ACK_LATER),
+    );
   };
 
   let lastError = '';
@@ -154,12 +206,15 @@ export function startConsumer(
   return {
     client,
     connected: () => client.connected && subscribed,
-    storeFailing: () => backlog > 0 && lastStoreError !== '',
+    storeFailing: () => committer.retrying && lastStoreError !== '',
     async publish(topic, payload) {
       await client.publishAsync(topic, payload, { qos: 1 });
     },
     async close() {
+      // What is gathered now is stored and acknowledged before the goodbye; the rest stays with the broker.
+      committer.flush();
       closing = true;
+      committer.close();
       await client.endAsync();
     },
   };

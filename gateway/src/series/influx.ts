@@ -1,10 +1,11 @@
 /**
- * InfluxDB through its v1 HTTP API (`/write` line protocol, `/query` InfluxQL) with the `influx`
- * package: served natively by 1.x and as compatibility endpoints by 2.x/3.x.
+ * InfluxDB through its v1 HTTP API (`/write` line protocol, `/query` InfluxQL), served natively by
+ * 1.x and as compatibility endpoints by 2.x/3.x: queries and setup with the `influx` package,
+ * writes as line protocol encoded here (with that package's escaping) and POSTed with fetch.
  */
-import { InfluxDB, escape, type IPoint } from 'influx';
+import { InfluxDB, escape } from 'influx';
 import type { InfluxTarget } from '../config.js';
-import type { SeriesPoint } from './points.js';
+import { createLineProtocolEncoder } from './line-protocol.js';
 import { emptyBucket, RejectedPointsError, sortStats, type CheckpointStats, type SeriesStore, type StatsQuery } from './store.js';
 
 export interface InfluxStoreOptions {
@@ -12,8 +13,6 @@ export interface InfluxStoreOptions {
   retentionDuration: string;
   timeoutMs: number;
 }
-
-const toIPoint = (p: SeriesPoint): IPoint => ({ measurement: p.measurement, tags: p.tags, fields: p.fields, timestamp: p.timeNs });
 
 export function createInfluxSeriesStore(target: InfluxTarget, options: InfluxStoreOptions): SeriesStore {
   const influx = new InfluxDB({
@@ -28,6 +27,13 @@ export function createInfluxSeriesStore(target: InfluxTarget, options: InfluxSto
   });
   const rp = options.retentionPolicy;
   let ready = false;
+  // Writes: line protocol built here (series/line-protocol.ts: the client's per-point escaping was
+  // most of its CPU) and POSTed to the same /write endpoint the client uses, no retries (the writer's).
+  const encoder = createLineProtocolEncoder();
+  const writeUrl = new URL(`${target.protocol}://${target.host}:${target.port}/write`);
+  writeUrl.search = new URLSearchParams({ db: target.database, rp, precision: 'n' }).toString();
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
+  if (target.username !== undefined) headers.authorization = `Basic ${Buffer.from(`${target.username}:${target.password ?? ''}`).toString('base64')}`;
 
   async function init(): Promise<void> {
     const databases = await influx.getDatabaseNames();
@@ -44,26 +50,32 @@ export function createInfluxSeriesStore(target: InfluxTarget, options: InfluxSto
     init,
     async write(points) {
       if (!ready) await init();
-      // The client checks each point before sending (a non-numeric time throws): that is the points' fault.
+      // A point the encoder cannot write (a time that is not integer nanoseconds) is the points' fault.
+      let body: string;
       try {
-        for (const p of points) influx.parsePoint(toIPoint(p), { precision: 'n' });
+        body = encoder.encode(points);
       } catch (err) {
         throw new RejectedPointsError((err as Error).message.slice(0, 500));
       }
-      try {
-        await influx.writePoints(points.map(toIPoint), { precision: 'n', retentionPolicy: rp });
-      } catch (err) {
-        // The client's RequestError (HTTP 3xx/4xx) carries the response; 5xx and network errors do not.
-        const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
-        if (status !== undefined) {
-          // 1.x does not create databases on write; someone may have dropped ours.
-          if (status === 404) ready = false;
-          // Bad line protocol, field type conflict, partial write, body too large: the points
-          // themselves are the problem; the writer splits the batch to find them.
-          if (status === 400 || status === 413) throw new RejectedPointsError((err as Error).message.slice(0, 500));
-        }
-        throw err;
+      const res = await fetch(writeUrl, { method: 'POST', body, headers, signal: AbortSignal.timeout(options.timeoutMs) }).catch((err: Error) => {
+        // fetch says only "fetch failed"; the cause (ECONNREFUSED, timeout) is what to log.
+        const cause = (err.cause as Error | undefined)?.message;
+        throw new Error(cause ? `${err.message}: ${cause}` : err.message, { cause: err });
+      });
+      if (res.ok) {
+        // 204 No Content from InfluxDB; anything else is read to the end so the connection is reused.
+        if (res.status !== 204) await res.arrayBuffer();
+        return;
       }
+      const text = (await res.text().catch(() => '')).slice(0, 400);
+      // Shaped like the influx client's RequestError (the writer's caller reads `res.statusCode`).
+      const error = Object.assign(new Error(`A ${res.status} ${res.statusText} error occurred: ${text}`), { res: { statusCode: res.status } });
+      // 1.x does not create databases on write; someone may have dropped ours.
+      if (res.status === 404) ready = false;
+      // Bad line protocol, field type conflict, partial write, body too large: the points
+      // themselves are the problem; the writer splits the batch to find them.
+      if (res.status === 400 || res.status === 413) throw new RejectedPointsError(error.message.slice(0, 500));
+      throw error;
     },
     async checkpointStats(q: StatsQuery): Promise<CheckpointStats[]> {
       const where = [`time >= ${q.fromMs}ms`, `time < ${q.toMs}ms`];

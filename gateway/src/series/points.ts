@@ -4,7 +4,7 @@
  * fields; tag and field names never collide; every number is a float so field types never
  * conflict between writes.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
 import type { RobotSample } from '../fleet/index.js';
 
@@ -26,7 +26,8 @@ export interface SeriesPoint {
  * maps to the same timestamp (idempotent re-writes).
  */
 export function screeningTimeNs(tsMs: number, id: string): string {
-  const subMs = createHash('sha1').update(id).digest().readUInt32BE(0) % 1_000_000;
+  // One-shot hash: the same digest as createHash('sha1'), without a Hash object per point.
+  const subMs = hash('sha1', id, 'buffer').readUInt32BE(0) % 1_000_000;
   return `${tsMs}${String(subMs).padStart(6, '0')}`;
 }
 

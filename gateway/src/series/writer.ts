@@ -1,5 +1,6 @@
 /**
- * Moves points from the durable SQLite spool to the series store, oldest first. The spool is the
+ * Moves points from the durable SQLite spool to the series store, oldest first: a full batch at
+ * once, a partial one after the flush interval, and what was spooled during a write right after it. The spool is the
  * buffer: a batch leaves it only after the store accepted it, so nothing is lost while InfluxDB
  * is down or failing, and it drains in order when InfluxDB returns. A crash between "accepted"
  * and "deleted" re-writes the batch, which InfluxDB treats as an overwrite of the same points.
@@ -85,6 +86,7 @@ export class SpoolWriter {
   /** Write batches until the spool is empty or the store fails; then wait for the next round. */
   private async drain(): Promise<void> {
     try {
+      let wrote = false;
       for (;;) {
         if (this.stopped) return;
         const rows = this.spool.spoolHead(this.options.batchSize);
@@ -94,11 +96,15 @@ export class SpoolWriter {
           break;
         }
         await this.writeRows(rows);
+        wrote = true;
         this.failures = 0;
         this.retryAt = 0;
         if (rows.length < this.options.batchSize) break;
       }
-      this.schedule(this.pending >= this.options.batchSize ? 0 : this.options.flushIntervalMs);
+      // Points spooled while this round wrote go at once, as one batch (as group commit gathers
+      // messages): under load the writer keeps pace with ingest instead of waiting out the
+      // interval with a batch already there; when ingest is idle, nothing changes.
+      this.schedule(this.pending >= this.options.batchSize || (wrote && this.pending > 0) ? 0 : this.options.flushIntervalMs);
     } catch (err) {
       this.failures++;
       const delay = backoffMs(this.failures, this.options.retryMinMs, this.options.retryMaxMs);

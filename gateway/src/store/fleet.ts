@@ -6,7 +6,10 @@
  */
 import type { RobotRecord, Task, TaskStatus } from '../fleet/index.js';
 import type { SeriesPoint } from '../series/points.js';
+import { createSqliteAuditStore } from './audit.js';
 import type { Db } from './db.js';
+import { createSqliteEventStore } from './events.js';
+import { createSqliteSpoolStore } from './spool.js';
 
 export interface FleetChanges {
   tasks: readonly Task[];
@@ -30,9 +33,14 @@ export interface FleetStore {
   tasks(f: TaskFilter): Task[];
   task(id: string): Task | null;
   robots(): RobotRecord[];
+  /** Deletes completed, failed and cancelled tasks last updated before `ms`; how many went. */
+  deleteFinishedBefore(ms: number): number;
 }
 
 export function createFleetStore(db: Db): FleetStore {
+  const spool = createSqliteSpoolStore(db);
+  const events = createSqliteEventStore(db);
+  const audit = createSqliteAuditStore(db);
   const st = {
     upsertTask: db.prepare(
       `INSERT INTO fleet_tasks (id, type, status, robot, alert_id, created_ms, updated_ms, task)
@@ -43,9 +51,7 @@ export function createFleetStore(db: Db): FleetStore {
       `INSERT INTO fleet_robots (key, updated_ms, record) VALUES (?, ?, ?)
        ON CONFLICT(key) DO UPDATE SET updated_ms = excluded.updated_ms, record = excluded.record`,
     ),
-    spool: db.prepare('INSERT INTO series_spool (point, enqueued_ms) VALUES (?, ?)'),
-    event: db.prepare('INSERT INTO events (type, data, at_ms) VALUES (?, ?, ?)'),
-    audit: db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)'),
+    deleteFinishedBefore: db.prepare(`DELETE FROM fleet_tasks WHERE status IN ('completed', 'failed', 'cancelled') AND updated_ms < ?`),
     active: db.prepare<[], { task: string }>(`SELECT task FROM fleet_tasks WHERE status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_ms, id`),
     byId: db.prepare<[string], { task: string }>('SELECT task FROM fleet_tasks WHERE id = ?'),
     all: db.prepare<[number], { task: string }>('SELECT task FROM fleet_tasks ORDER BY created_ms DESC, id DESC LIMIT ?'),
@@ -68,9 +74,10 @@ export function createFleetStore(db: Db): FleetStore {
       });
     }
     for (const r of c.robots) st.upsertRobot.run(r.key, atMs, JSON.stringify(r));
-    for (const p of c.points) st.spool.run(JSON.stringify(p), atMs);
-    for (const e of c.events) st.event.run(e.type, JSON.stringify(e.data), atMs);
-    for (const a of c.audit) st.audit.run(atMs, a.actor, a.action, a.target, a.detail === undefined ? null : JSON.stringify(a.detail));
+    // Points, events and audit rows through their own stores, in this transaction.
+    for (const p of c.points) spool.enqueue(p, atMs);
+    for (const e of c.events) events.append(e.type, e.data, atMs);
+    for (const a of c.audit) audit.append(atMs, a.actor, a.action, a.target, a.detail ?? null);
   });
 
   return {
@@ -82,5 +89,6 @@ export function createFleetStore(db: Db): FleetStore {
       return row ? parse(row) : null;
     },
     robots: () => st.robots.all().map((r) => JSON.parse(r.record) as RobotRecord),
+    deleteFinishedBefore: (ms) => st.deleteFinishedBefore.run(ms).changes,
   };
 }

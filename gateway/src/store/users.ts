@@ -73,7 +73,8 @@ export interface UserStore {
 const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export function createUserStore(db: Db, now: () => number = Date.now): UserStore {
-  const dummy = hashPassword(randomBytes(16).toString('hex'));
+  // For unknown names (same cost as a known one); made on first use, not by every store built.
+  let dummy: Promise<string> | null = null;
   const getUser = db.prepare<[string], { name: string; role: Role; password_hash: string }>('SELECT name, role, password_hash FROM users WHERE name = ?');
   return {
     async add({ name, role }, password) {
@@ -100,7 +101,7 @@ export function createUserStore(db: Db, now: () => number = Date.now): UserStore
     },
     async verify(name, password) {
       const user = getUser.get(name);
-      const ok = await verifyPassword(password, user?.password_hash ?? (await dummy));
+      const ok = await verifyPassword(password, user?.password_hash ?? (await (dummy ??= hashPassword(randomBytes(16).toString('hex')))));
       return ok && user ? user.role : null;
     },
     createSession(name, ttlMs, nowMs) {

@@ -1,0 +1,162 @@
+/**
+ * The gateway's PostgreSQL schema as numbered migrations, recorded in `schema_migrations`
+ * (version, name, applied_at). `migratePostgres` applies the missing ones in order, in one
+ * transaction, under an advisory lock, so that gateways starting together on one database apply
+ * each migration once. Append-only, as the SQLite ones (../migrations.ts). Aggregates move here
+ * one by one (not yet: fleet tasks and robots, users and sessions).
+ */
+import type { Pool, PoolClient } from 'pg';
+
+export interface PostgresMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'events: the live feed (SSE ids are seq, never reused)',
+    sql: `
+      CREATE TABLE events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        type TEXT NOT NULL,
+        data JSONB NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
+      CREATE INDEX events_by_time ON events (at_ms);
+    `,
+  },
+  {
+    version: 2,
+    name: 'screenings, alerts, devices, snapshots, audit, spool, ingest_failed (as SQLite migration 1)',
+    sql: `
+      CREATE TABLE screenings (
+        id TEXT PRIMARY KEY,
+        ts_ms BIGINT NOT NULL,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        mask TEXT NOT NULL,
+        temperature_c DOUBLE PRECISION,
+        payload TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        ts_replaced TEXT
+      );
+      CREATE INDEX screenings_by_time ON screenings (ts_ms);
+      CREATE INDEX screenings_by_receipt ON screenings (received_ms);
+      CREATE INDEX screenings_by_checkpoint ON screenings (site, checkpoint, ts_ms);
+
+      CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        screening_id TEXT,
+        decision TEXT,
+        reasons TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        opened_ms BIGINT NOT NULL,
+        last_ms BIGINT NOT NULL,
+        resolved_ms BIGINT,
+        escalated_ms BIGINT,
+        ack_by TEXT,
+        ack_ms BIGINT,
+        outcome TEXT,
+        note TEXT,
+        closed_ms BIGINT,
+        grouped_into TEXT
+      );
+      CREATE UNIQUE INDEX alerts_one_per_screening ON alerts (screening_id) WHERE screening_id IS NOT NULL;
+      CREATE INDEX alerts_by_place ON alerts (site, checkpoint, kind, opened_ms);
+      CREATE INDEX alerts_by_time ON alerts (opened_ms);
+
+      CREATE TABLE devices (
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        state TEXT,
+        state_ts_ms BIGINT,
+        telemetry TEXT,
+        last_seen_ms BIGINT NOT NULL,
+        PRIMARY KEY (site, checkpoint)
+      );
+
+      CREATE TABLE snapshots (
+        screening_id TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        jpeg BYTEA NOT NULL
+      );
+      CREATE INDEX snapshots_by_time ON snapshots (received_ms);
+
+      CREATE TABLE audit (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+      );
+
+      CREATE TABLE series_spool (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        point TEXT NOT NULL,
+        enqueued_ms BIGINT NOT NULL
+      );
+      CREATE TABLE series_rejected (
+        seq BIGINT PRIMARY KEY,
+        point TEXT NOT NULL,
+        error TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
+
+      CREATE TABLE ingest_failed (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        topic TEXT NOT NULL,
+        payload BYTEA NOT NULL,
+        error TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+      );
+    `,
+  },
+];
+
+/** Any constant shared by every gateway: the advisory lock that serialises migrations. */
+const MIGRATION_LOCK = 0x636b7074; // "ckpt"
+
+export interface PostgresMigrationReport {
+  from: number;
+  to: number;
+  applied: string[];
+}
+
+export async function migratePostgres(pool: Pool, migrations: readonly PostgresMigration[] = POSTGRES_MIGRATIONS): Promise<PostgresMigrationReport> {
+  const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  const client: PoolClient = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+      const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+      const from = rows[0]?.v ?? 0;
+      if (from > latest) throw new Error(`database schema version ${from} is newer than this gateway knows (${latest}): use the gateway that wrote it`);
+      const pending = migrations.filter((m) => m.version > from).sort((a, b) => a.version - b.version);
+      for (const m of pending) {
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      }
+      await client.query('COMMIT');
+      return { from, to: Math.max(from, ...pending.map((m) => m.version)), applied: pending.map((m) => `${m.version}: ${m.name}`) };
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}
