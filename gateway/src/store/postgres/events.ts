@@ -4,12 +4,10 @@
  * commit their events out of seq order; a reader following `after(seq)` across several writing
  * gateways will need to wait for gaps to close (issue 15, several gateways).
  */
-import type { Pool } from 'pg';
 import type { EventStore, LiveEvent } from '../events.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
-
-export function createPostgresEventStore(pool: Pool): EventStore<'async'> {
+export function createPostgresEventStore(pool: Queryable): EventStore<'async'> {
   return {
     async append(type, data, atMs) {
       await pool.query('INSERT INTO events (type, data, at_ms) VALUES ($1, $2, $3)', [type, JSON.stringify(data), atMs]);
