@@ -29,13 +29,14 @@ afterAll(async () => {
 let names = 0;
 const started: Leadership[] = [];
 /** A leadership on the test server, with its role changes recorded. */
-function leader(name: string, applicationName: string) {
+function leader(name: string, applicationName: string, checkTimeoutMs = 3000) {
   const changes: boolean[] = [];
   const leadership = startPostgresLeadership({
     connection: { host: server.socketDir, port: server.port, user: server.user, database: server.database, application_name: applicationName },
     name,
     retryMs: 250,
     checkMs: 250,
+    checkTimeoutMs,
   });
   leadership.onChange((leading) => changes.push(leading));
   started.push(leadership);
@@ -82,6 +83,29 @@ describe('leadership on PostgreSQL', () => {
     await waitFor(() => a.leadership.role() === 'follower', { what: 'a reconnected as follower', timeoutMs: 30_000 });
     expect(await lockHolders()).toEqual(['cut-b']);
     expect(a.changes).toEqual([true, false]);
+    await Promise.all([a.leadership.stop(), b.leadership.stop()]);
+  }, 90_000);
+
+  it('a leader whose database session stops answering ceases after the check timeout, and hands over once it is gone', async () => {
+    const name = `test-${++names}`;
+    const a = leader(name, 'hang-a', 1000);
+    await waitFor(() => a.leadership.isLeader(), { what: 'a leading', timeoutMs: 30_000 });
+    const b = leader(name, 'hang-b');
+    await waitFor(() => b.leadership.role() === 'follower', { what: 'b connected as follower', timeoutMs: 30_000 });
+    const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'hang-a'`);
+    const backend = rows[0]!.pid;
+    // The backend frozen: the connection stays open but answers nothing (as behind a dead link).
+    process.kill(backend, 'SIGSTOP');
+    try {
+      await waitFor(() => !a.leadership.isLeader(), { what: 'a ceasing when its checks go unanswered', timeoutMs: 30_000 });
+      expect(a.changes).toEqual([true, false]);
+      // The frozen session still holds the lock: no one may lead yet.
+      expect(b.leadership.isLeader()).toBe(false);
+    } finally {
+      process.kill(backend, 'SIGCONT');
+    }
+    // Thawed, the backend reads a's goodbye and ends, freeing the lock.
+    await waitFor(() => b.leadership.isLeader(), { what: 'b leading once the frozen session ended', timeoutMs: 30_000 });
     await Promise.all([a.leadership.stop(), b.leadership.stop()]);
   }, 90_000);
 
