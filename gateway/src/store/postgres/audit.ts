@@ -1,5 +1,4 @@
 /** The audit trail on PostgreSQL (the contract: ../audit.ts). */
-
 import type { AuditStore } from '../audit.js';
 import { num, type Queryable } from './values.js';
 

@@ -3,13 +3,12 @@
  * fleet step's tasks, robots, series points, live-feed events and audit rows in one transaction
  * on one client of the pool, through the spool, event and audit stores of that client.
  */
-import type { Pool } from 'pg';
 import type { RobotRecord, Task } from '../../fleet/index.js';
 import { taskRow, type FleetStore } from '../fleet.js';
 import { createPostgresAuditStore } from './audit.js';
 import { createPostgresEventStore } from './events.js';
 import { createPostgresSpoolStore } from './spool.js';
-import { inTransaction } from './values.js';
+import { inTransaction, type Queryable } from './values.js';
 
 const UPSERT_TASK = `INSERT INTO fleet_tasks (id, type, status, robot, alert_id, created_ms, updated_ms, task)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -20,7 +19,7 @@ const FINISHED = `('completed', 'failed', 'cancelled')`;
 
 const parse = (r: { task: string }) => JSON.parse(r.task) as Task;
 
-export function createPostgresFleetStore(pool: Pool): FleetStore<'async'> {
+export function createPostgresFleetStore(pool: Queryable): FleetStore<'async'> {
   return {
     commit: (c, atMs) =>
       inTransaction(pool, async (tx) => {

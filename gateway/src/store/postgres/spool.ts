@@ -1,5 +1,4 @@
 /** The time-series spool on PostgreSQL (the contract: ../spool.ts). */
-
 import type { SeriesPoint } from '../../series/points.js';
 import type { SpoolStore } from '../spool.js';
 import { num, type Queryable } from './values.js';

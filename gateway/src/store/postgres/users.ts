@@ -1,9 +1,8 @@
 /** API users and their sessions on PostgreSQL (the contract: ../users.ts; the same hashes and tokens). */
-import type { Pool } from 'pg';
 import { checkNewUser, hashPassword, newSessionToken, passwordChecker, tokenHash, type Role, type UserStore } from '../users.js';
-import { inTransaction, num } from './values.js';
+import { inTransaction, num, type Queryable } from './values.js';
 
-export function createPostgresUserStore(pool: Pool, now: () => number = Date.now): UserStore<'async'> {
+export function createPostgresUserStore(pool: Queryable, now: () => number = Date.now): UserStore<'async'> {
   const passwordMatches = passwordChecker();
   return {
     async add({ name, role }, password) {

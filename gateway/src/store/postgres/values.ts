@@ -1,5 +1,5 @@
 /** Column values as node-postgres returns them, and how statements reach the database. */
-import type { ClientBase, Pool } from 'pg';
+import pg, { type ClientBase } from 'pg';
 
 /** int8 (BIGINT) comes back as a string (it can exceed 2^53); times in ms and counts never will. */
 export const num = (value: string | number | null | undefined): number => (value === null || value === undefined ? 0 : Number(value));
@@ -13,9 +13,25 @@ export const numOrNull = (value: string | number | null | undefined): number | n
  */
 export type Queryable = Pick<ClientBase, 'query'>;
 
-/** Runs `work` inside one transaction on a client of `pool`: committed when it resolves, rolled back when it throws. */
-export async function inTransaction<T>(pool: Pool, work: (tx: Queryable) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/**
+ * Runs `work` inside one transaction: on a pool, BEGIN … COMMIT on one of its clients; on a client
+ * already inside a transaction (a workflow's), a savepoint, so that `work` commits with it or
+ * alone rolls back. Rolled back when `work` throws.
+ */
+export async function inTransaction<T>(db: Queryable, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!(db instanceof pg.Pool)) {
+    await db.query('SAVEPOINT nested');
+    try {
+      const result = await work(db);
+      await db.query('RELEASE SAVEPOINT nested');
+      return result;
+    } catch (error) {
+      await db.query('ROLLBACK TO SAVEPOINT nested').catch(() => undefined);
+      throw error;
+    }
+  }
+  const client = await db.connect();
+  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
     try {
@@ -23,10 +39,13 @@ export async function inTransaction<T>(pool: Pool, work: (tx: Queryable) => Prom
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query('ROLLBACK').catch((rollbackError: Error) => {
+        // A client that cannot roll back (connection lost) is not given back to the pool.
+        broken = rollbackError;
+      });
       throw error;
     }
   } finally {
-    client.release();
+    client.release(broken);
   }
 }

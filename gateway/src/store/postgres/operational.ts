@@ -1,0 +1,123 @@
+/**
+ * The operational store on PostgreSQL: the same workflows as on SQLite (../workflows.ts), each in
+ * one PostgreSQL transaction on one client of the pool, so a message is stored whole — and may be
+ * acknowledged to the broker — or not at all. Several gateways may write at once: a screening id
+ * is stored once (the second insert waits for the first to commit, then finds it), and every
+ * transaction that may change alerts (a screening that did not pass, a device state, an
+ * acknowledgement, the periodic check) first takes one transaction-level advisory lock, so alert
+ * decisions (storms, escalations, acknowledgements) never race; passing screenings, the bulk,
+ * never wait for it.
+ */
+import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
+import type { Pool } from 'pg';
+import type { AlertChange, AlertPolicy, Outcome } from '../../alerts.js';
+import type { ReplacedTimestamp } from '../../ingest/classify.js';
+import { alertView, type AlertFilter, type AlertView } from '../alerts.js';
+import type { AuditEntry } from '../audit.js';
+import { runAsync, type Workflow } from '../backend.js';
+import type { DeviceView } from '../devices.js';
+import type { LiveEvent } from '../events.js';
+import type { ScreeningFilter, ScreeningSummary } from '../screenings.js';
+import type { SpoolRow } from '../spool.js';
+import * as workflows from '../workflows.js';
+import type { AckOutcome, IngestOutcome, RetentionPolicy, RetentionResult, WorkflowStores } from '../workflows.js';
+import { createPostgresAlertStore } from './alerts.js';
+import { createPostgresAuditStore } from './audit.js';
+import { createPostgresDeviceStore } from './devices.js';
+import { createPostgresEventStore } from './events.js';
+import { createPostgresFailedMessageStore } from './failed-messages.js';
+import { createPostgresFleetStore } from './fleet.js';
+import { createPostgresScreeningStore } from './screenings.js';
+import { createPostgresSnapshotStore } from './snapshots.js';
+import { createPostgresSpoolStore } from './spool.js';
+import { createPostgresUserStore } from './users.js';
+import { inTransaction, type Queryable } from './values.js';
+
+/** The operational store's interface on a server database: as ../operational.ts, every answer later. */
+export interface AsyncOperationalStore {
+  ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
+  ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
+  ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
+  ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): Promise<IngestOutcome>;
+  acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): Promise<AckOutcome>;
+  runPeriodic(nowMs: number): Promise<AlertChange[]>;
+  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): Promise<void>;
+  setAside(topic: string, payload: Buffer, error: string, atMs: number): Promise<void>;
+  alert(id: string): Promise<AlertView | null>;
+  alerts(f: AlertFilter): Promise<AlertView[]>;
+  screenings(f: ScreeningFilter): Promise<ScreeningSummary[]>;
+  devices(): Promise<DeviceView[]>;
+  snapshot(screeningId: string): Promise<{ jpeg: Buffer; site: string; checkpoint: string } | null>;
+  auditLog(limit: number, beforeSeq?: number): Promise<AuditEntry[]>;
+  eventsAfter(seq: number, limit: number): Promise<LiveEvent[]>;
+  eventRange(): Promise<{ first: number; last: number }>;
+  spoolHead(limit: number): Promise<SpoolRow[]>;
+  spoolDone(lastSeq: number): Promise<void>;
+  spoolReject(seq: number, error: string, atMs: number): Promise<void>;
+  spoolDepth(): Promise<number>;
+  rejectedCount(): Promise<number>;
+  retention(nowMs: number, p: RetentionPolicy): Promise<RetentionResult>;
+}
+
+/** The one lock every alert-changing transaction takes (any constant shared by all gateways). */
+const ALERTS_LOCK = 0x636b616c; // "ckal"
+
+function storesOn(q: Queryable): WorkflowStores<'async'> {
+  const users = createPostgresUserStore(q);
+  const fleet = createPostgresFleetStore(q);
+  return {
+    screenings: createPostgresScreeningStore(q),
+    alerts: createPostgresAlertStore(q),
+    devices: createPostgresDeviceStore(q),
+    snapshots: createPostgresSnapshotStore(q),
+    audit: createPostgresAuditStore(q),
+    events: createPostgresEventStore(q),
+    spool: createPostgresSpoolStore(q),
+    failed: createPostgresFailedMessageStore(q),
+    pruneSessions: (nowMs) => users.pruneSessions(nowMs),
+    deleteFinishedTasksBefore: (ms) => fleet.deleteFinishedBefore(ms),
+    // Without InfluxDB the series stay in SQLite: a PostgreSQL gateway writes them to InfluxDB.
+    deleteSeriesBefore: async () => 0,
+  };
+}
+
+export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, newId: () => string): AsyncOperationalStore {
+  const read = storesOn(pool);
+  /** Runs a workflow in one transaction; `changesAlerts`: after taking the alerts lock. */
+  const transact = <T>(changesAlerts: boolean, workflow: (st: WorkflowStores) => Workflow<T>): Promise<T> =>
+    inTransaction(pool, async (tx) => {
+      if (changesAlerts) await tx.query('SELECT pg_advisory_xact_lock($1)', [ALERTS_LOCK]);
+      return runAsync(workflow(storesOn(tx)));
+    });
+  return {
+    ingestScreening: (s, receivedMs, tsReplaced) => transact(s.decision !== 'pass', (st) => workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
+    ingestState: (state, receivedMs, tsReplaced) => transact(true, (st) => workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
+    ingestTelemetry: (t, receivedMs, tsReplaced) => transact(false, (st) => workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),
+    ingestSnapshot: async (where, screeningId, jpeg, receivedMs) => ({ stored: await read.snapshots.insert(where, screeningId, jpeg, receivedMs), alertChanges: [] }),
+    acknowledgeAlert: (id, ack, nowMs) => transact(true, (st) => workflows.acknowledgeAlert(st, id, ack, nowMs)),
+    runPeriodic: (nowMs) => transact(true, (st) => workflows.runPeriodic(st, policy, nowMs)),
+    retention: (nowMs, p) => transact(false, (st) => workflows.retention(st, nowMs, p)),
+    audit: (atMs, actor, action, target, detail = null) => read.audit.append(atMs, actor, action, target, detail),
+    setAside: (topic, payload, error, atMs) => read.failed.add(topic, payload, error, atMs),
+
+    async alert(id) {
+      const alert = await read.alerts.get(id);
+      return alert ? alertView(alert, alert.screeningId ? await read.screenings.summary(alert.screeningId) : null) : null;
+    },
+    async alerts(f) {
+      const list = await read.alerts.list(f);
+      return Promise.all(list.map(async (a) => alertView(a, a.screeningId ? await read.screenings.summary(a.screeningId) : null)));
+    },
+    screenings: (f) => read.screenings.list(f),
+    devices: () => read.devices.list(),
+    snapshot: (screeningId) => read.snapshots.get(screeningId),
+    auditLog: (limit, beforeSeq) => read.audit.list(limit, beforeSeq),
+    eventsAfter: (seq, limit) => read.events.after(seq, limit),
+    eventRange: () => read.events.range(),
+    spoolHead: (limit) => read.spool.head(limit),
+    spoolDone: (lastSeq) => read.spool.done(lastSeq),
+    spoolReject: (seq, error, atMs) => read.spool.reject(seq, error, atMs),
+    spoolDepth: () => read.spool.depth(),
+    rejectedCount: () => read.spool.rejectedCount(),
+  };
+}
