@@ -27,13 +27,15 @@ const newId = () => `a${++ids}`;
 const screenings = (): Screening[] =>
   Array.from({ length: count }, (_, i) => makeScreening({ checkpoint: `gate-${i % 16}`, decision: i % 10 === 0 ? 'secondary_check' : 'pass' }));
 
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 function report(name: string, ms: number, latencies: number[]): number {
   const rate = (count / ms) * 1000;
   latencies.sort((a, b) => a - b);
-  console.log(
+  out(
     `${name.padEnd(34)} ${String(count).padStart(6)} msgs in ${ms.toFixed(0).padStart(6)} ms: ${rate.toFixed(0).padStart(6)} msg/s; per transaction p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms`,
   );
   return rate;
@@ -77,7 +79,7 @@ try {
   const stored = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM screenings')).rows[0]!.n);
   if (stored !== count) throw new Error(`PostgreSQL stored ${stored} screenings, expected ${count}`);
   await pool.end();
-  console.log(`PostgreSQL / SQLite: ${(pgRate / sqliteRate).toFixed(2)}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (2 cores shared)`);
+  out(`PostgreSQL / SQLite: ${(pgRate / sqliteRate).toFixed(2)}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (2 cores shared)`);
 } finally {
   await server.stop();
 }
