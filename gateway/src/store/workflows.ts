@@ -91,19 +91,21 @@ export function* applyAlertChanges(
   detail: (c: AlertChange) => unknown = () => null,
 ): Workflow<void> {
   for (const change of changes) {
-    yield* answer(st.alerts.save(change.alert));
-    yield* answer(st.audit.append(atMs, actor, `alert.${change.action}`, change.alert.id, detail(change) ?? { kind: change.alert.kind, site: change.alert.site, checkpoint: change.alert.checkpoint }));
+    yield st.alerts.save(change.alert);
+    yield st.audit.append(atMs, actor, `alert.${change.action}`, change.alert.id, detail(change) ?? { kind: change.alert.kind, site: change.alert.site, checkpoint: change.alert.checkpoint });
     const screening = change.alert.screeningId ? yield* answer(st.screenings.summary(change.alert.screeningId)) : null;
-    yield* answer(st.events.append('alert', { action: change.action, alert: alertView(change.alert, screening) }, atMs));
+    yield st.events.append('alert', { action: change.action, alert: alertView(change.alert, screening) }, atMs);
   }
 }
 
 export function* ingestScreening(st: WorkflowStores, policy: AlertPolicy, newId: () => string, s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Workflow<IngestOutcome> {
-  if (!(yield* answer(st.screenings.insert(s, receivedMs, tsReplaced)))) return { stored: false, alertChanges: [] };
+  // The hot path (a passing screening) yields directly: no helper generator per step.
+  const inserted = (yield st.screenings.insert(s, receivedMs, tsReplaced)) as boolean;
+  if (!inserted) return { stored: false, alertChanges: [] };
   const tsMs = Date.parse(s.ts);
-  yield* answer(st.devices.seen(s.site, s.checkpoint, receivedMs));
-  yield* answer(st.spool.enqueue(flagged(screeningPoint(s), tsReplaced), receivedMs));
-  yield* answer(st.events.append('screening', summarize(s, tsReplaced), receivedMs));
+  yield st.devices.seen(s.site, s.checkpoint, receivedMs);
+  yield st.spool.enqueue(flagged(screeningPoint(s), tsReplaced), receivedMs);
+  yield st.events.append('screening', summarize(s, tsReplaced), receivedMs);
   let changes: AlertChange[] = [];
   if (s.decision !== 'pass') {
     const windowStart = tsMs - policy.invalidStormWindowMs;
@@ -126,13 +128,13 @@ export function* ingestScreening(st: WorkflowStores, policy: AlertPolicy, newId:
 export function* ingestState(st: WorkflowStores, newId: () => string, state: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Workflow<IngestOutcome> {
   const tsMs = Date.parse(state.ts);
   const previous = yield* answer(st.devices.stateJson(state.site, state.checkpoint));
-  yield* answer(st.devices.seen(state.site, state.checkpoint, receivedMs));
+  yield st.devices.seen(state.site, state.checkpoint, receivedMs);
   // The retained state comes again on every subscription: the same state changes nothing.
   // (Arrival order, not ts, decides: the offline last will carries its connect-time ts.)
   const json = JSON.stringify(state);
   if (previous === json) return { stored: false, alertChanges: [] };
-  yield* answer(st.devices.setState(state, json, tsMs));
-  yield* answer(st.spool.enqueue(flagged(deviceStatePoint(state), tsReplaced), receivedMs));
+  yield st.devices.setState(state, json, tsMs);
+  yield st.spool.enqueue(flagged(deviceStatePoint(state), tsReplaced), receivedMs);
   const changes = deviceStateAlertChanges(
     state,
     {
@@ -143,14 +145,14 @@ export function* ingestState(st: WorkflowStores, newId: () => string, state: Che
     newId,
   );
   yield* applyAlertChanges(st, changes, 'system', receivedMs);
-  yield* answer(st.events.append('device', yield* answer(st.devices.get(state.site, state.checkpoint)), receivedMs));
+  yield st.events.append('device', yield* answer(st.devices.get(state.site, state.checkpoint)), receivedMs);
   return { stored: true, alertChanges: changes };
 }
 
 export function* ingestTelemetry(st: WorkflowStores, t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Workflow<IngestOutcome> {
-  yield* answer(st.devices.seen(t.site, t.checkpoint, receivedMs));
-  yield* answer(st.devices.setTelemetry(t));
-  yield* answer(st.spool.enqueue(flagged(telemetryPoint(t), tsReplaced), receivedMs));
+  yield st.devices.seen(t.site, t.checkpoint, receivedMs);
+  yield st.devices.setTelemetry(t);
+  yield st.spool.enqueue(flagged(telemetryPoint(t), tsReplaced), receivedMs);
   return { stored: true, alertChanges: [] };
 }
 
@@ -189,7 +191,7 @@ export function* retention(st: WorkflowStores, nowMs: number, p: RetentionPolicy
   const rejected = (yield* olderThan(p.rejectedMs, (ms) => st.spool.deleteRejectedBefore(ms))) + (yield* olderThan(p.rejectedMs, (ms) => st.failed.deleteBefore(ms)));
   const result = { screenings: removed, snapshots: snapshotCount, events: eventCount, sessions, seriesPoints, alerts: alertCount, tasks, audit: auditRows, rejected };
   if (removed + snapshotCount + seriesPoints + alertCount + tasks + auditRows + rejected > 0) {
-    yield* answer(st.audit.append(nowMs, 'system', 'retention', null, { screenings: removed, snapshots: snapshotCount, seriesPoints, alerts: alertCount, tasks, audit: auditRows, rejected }));
+    yield st.audit.append(nowMs, 'system', 'retention', null, { screenings: removed, snapshots: snapshotCount, seriesPoints, alerts: alertCount, tasks, audit: auditRows, rejected });
   }
   return result;
 }
