@@ -29,7 +29,7 @@ afterAll(async () => {
 let names = 0;
 const started: Leadership[] = [];
 /** A leadership on the test server, with its role changes recorded. */
-function leader(name: string, applicationName: string, checkTimeoutMs = 3000) {
+function leader(name: string, applicationName: string, checkTimeoutMs = 20_000) {
   const changes: boolean[] = [];
   const leadership = startPostgresLeadership({
     connection: { host: server.socketDir, port: server.port, user: server.user, database: server.database, application_name: applicationName },
@@ -86,9 +86,9 @@ describe('leadership on PostgreSQL', () => {
     await Promise.all([a.leadership.stop(), b.leadership.stop()]);
   }, 90_000);
 
-  it('a leader whose database session stops answering ceases after the check timeout, and hands over once it is gone', async () => {
+  it('a leader whose database session stops answering ceases after the check timeout (2 s here), and hands over once it is gone', async () => {
     const name = `test-${++names}`;
-    const a = leader(name, 'hang-a', 1000);
+    const a = leader(name, 'hang-a', 2000);
     await waitFor(() => a.leadership.isLeader(), { what: 'a leading', timeoutMs: 30_000 });
     const b = leader(name, 'hang-b');
     await waitFor(() => b.leadership.role() === 'follower', { what: 'b connected as follower', timeoutMs: 30_000 });
