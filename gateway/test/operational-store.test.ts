@@ -129,6 +129,32 @@ describe.each(backends)('operational workflows (%s)', (_name, make) => {
   });
 });
 
+describe('group commit on PostgreSQL (ingestBatch)', () => {
+  it('commits the messages before a failing one, rolls that one back alone, tries none after it', async () => {
+    const pool = await pgPool(`batch_${++schemas}`);
+    try {
+      const store = createPostgresOperationalStore(pool, POLICY, newId);
+      const alerts = createPostgresAlertStore(pool);
+      const batch = Array.from({ length: 5 }, (_, i) => makeScreening({ checkpoint: `gate-${i}`, decision: i === 2 ? 'secondary_check' : 'pass' }));
+      // The third one's alert breaks the one-alert-per-screening rule: an alert for it exists.
+      const other = (await store.ingestScreening(makeScreening({ decision: 'secondary_check' }), 1)).alertChanges[0]!.alert;
+      await alerts.save({ ...other, id: 'taken', screeningId: batch[2]!.id });
+      const eventsBefore = (await store.eventRange()).last;
+      const result = await store.ingestBatch(batch.map((screening, i) => ({ kind: 'screening' as const, screening, receivedMs: 10 + i })));
+      expect(result.outcomes.map((o) => o.stored)).toEqual([true, true]);
+      expect(result.error?.message).toMatch(/alerts_one_per_screening/);
+      const stored = new Set((await store.screenings({ limit: 100 })).map((s) => s.id));
+      expect(batch.map((s) => stored.has(s.id))).toEqual([true, true, false, false, false]);
+      expect((await store.eventsAfter(eventsBefore, 100)).map((e) => e.type)).toEqual(['screening', 'screening']);
+      // The rest, as group commit hands them over again: stored, with the duplicates found.
+      const again = await store.ingestBatch(batch.filter((_, i) => i !== 2).map((screening) => ({ kind: 'screening' as const, screening, receivedMs: 20 })));
+      expect(again).toEqual({ outcomes: [false, false, true, true].map((stored) => ({ stored, alertChanges: [] })) });
+    } finally {
+      await pool.end();
+    }
+  }, 60_000);
+});
+
 describe('two stores on one PostgreSQL database (two gateways)', () => {
   it('store a screening delivered to both once, and open exactly one storm for invalid screenings split between them', async () => {
     const schema = `shared_${++schemas}`;

@@ -33,8 +33,30 @@ import { createPostgresSpoolStore } from './spool.js';
 import { createPostgresUserStore } from './users.js';
 import { inTransaction, type Queryable } from './values.js';
 
-/** The operational store's interface on a server database: as ../operational.ts, every answer later. */
+/** One message for `ingestBatch`. */
+export type IngestItem =
+  | { kind: 'screening'; screening: Screening; receivedMs: number; tsReplaced?: ReplacedTimestamp[] }
+  | { kind: 'state'; state: CheckpointState; receivedMs: number; tsReplaced?: ReplacedTimestamp[] }
+  | { kind: 'telemetry'; telemetry: Telemetry; receivedMs: number; tsReplaced?: ReplacedTimestamp[] };
+
+export interface BatchOutcome {
+  /** The outcomes of the first messages, committed; `error` says why the next one failed (not stored; the rest not tried). */
+  outcomes: IngestOutcome[];
+  error?: Error;
+}
+
+/**
+ * The operational store's interface on a server database: as ../operational.ts, every answer
+ * later. (No `onAcknowledged` yet: on SQLite the fleet's listener writes inside the
+ * acknowledgement's transaction; here it would have to join the PostgreSQL one.)
+ */
 export interface AsyncOperationalStore {
+  /**
+   * Group commit's contract (../../ingest/group-commit.ts) on PostgreSQL: the messages in order in
+   * one transaction, each in a savepoint; the first that fails is rolled back alone and ends the
+   * batch, the ones before it commit. Throws when the transaction itself failed (nothing stored).
+   */
+  ingestBatch(items: readonly IngestItem[]): Promise<BatchOutcome>;
   ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
   ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
   ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
@@ -89,7 +111,38 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
       if (changesAlerts) await tx.query('SELECT pg_advisory_xact_lock($1)', [ALERTS_LOCK]);
       return runAsync(workflow(storesOn(tx)));
     });
+  const changesAlerts = (item: IngestItem) => item.kind === 'state' || (item.kind === 'screening' && item.screening.decision !== 'pass');
+  const workflowOf = (st: WorkflowStores, item: IngestItem): Workflow<IngestOutcome> => {
+    switch (item.kind) {
+      case 'screening':
+        return workflows.ingestScreening(st, policy, newId, item.screening, item.receivedMs, item.tsReplaced);
+      case 'state':
+        return workflows.ingestState(st, newId, item.state, item.receivedMs, item.tsReplaced);
+      case 'telemetry':
+        return workflows.ingestTelemetry(st, item.telemetry, item.receivedMs, item.tsReplaced);
+    }
+  };
+
   return {
+    ingestBatch: (items) =>
+      inTransaction(pool, async (tx) => {
+        const st = storesOn(tx);
+        const outcomes: IngestOutcome[] = [];
+        let locked = false;
+        for (const item of items) {
+          // Taken once, held to the commit: the batch's alert decisions see each other's.
+          if (!locked && changesAlerts(item)) {
+            await tx.query('SELECT pg_advisory_xact_lock($1)', [ALERTS_LOCK]);
+            locked = true;
+          }
+          try {
+            outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
+          } catch (error) {
+            return { outcomes, error: error as Error };
+          }
+        }
+        return { outcomes };
+      }),
     ingestScreening: (s, receivedMs, tsReplaced) => transact(s.decision !== 'pass', (st) => workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
     ingestState: (state, receivedMs, tsReplaced) => transact(true, (st) => workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
     ingestTelemetry: (t, receivedMs, tsReplaced) => transact(false, (st) => workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),

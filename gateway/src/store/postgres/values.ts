@@ -36,7 +36,9 @@ export async function inTransaction<T>(db: Queryable, work: (tx: Queryable) => P
     await client.query('BEGIN');
     try {
       const result = await work(client);
-      await client.query('COMMIT');
+      // COMMIT of a transaction a failed statement aborted answers ROLLBACK, without an error.
+      const commit = await client.query('COMMIT');
+      if (commit.command !== 'COMMIT') throw new Error(`transaction rolled back (${commit.command} on COMMIT)`);
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch((rollbackError: Error) => {
