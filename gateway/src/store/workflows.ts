@@ -11,6 +11,7 @@ import {
   periodicChanges,
   screeningAlertChanges,
   type AckResult,
+  type Alert,
   type AlertChange,
   type AlertPolicy,
   type Outcome,
@@ -165,9 +166,10 @@ export function* acknowledgeAlert(st: WorkflowStores, id: string, ack: { by: str
   return result;
 }
 
-/** Escalations and storm resolutions due at `nowMs`. */
-export function* runPeriodic(st: WorkflowStores, policy: AlertPolicy, nowMs: number): Workflow<AlertChange[]> {
-  const changes = periodicChanges(yield* answer(st.alerts.active()), nowMs, policy);
+/** Escalations and storm resolutions due at `nowMs`; `only`: of the alerts it accepts (the others wait for the next run). */
+export function* runPeriodic(st: WorkflowStores, policy: AlertPolicy, nowMs: number, only?: (alert: Alert) => boolean): Workflow<AlertChange[]> {
+  const active = yield* answer(st.alerts.active());
+  const changes = periodicChanges(only ? active.filter(only) : active, nowMs, policy);
   yield* applyAlertChanges(st, changes, 'system', nowMs);
   return changes;
 }

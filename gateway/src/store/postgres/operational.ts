@@ -81,8 +81,27 @@ export interface AsyncOperationalStore {
   retention(nowMs: number, p: RetentionPolicy): Promise<RetentionResult>;
 }
 
-/** The one lock every alert-changing transaction takes (any constant shared by all gateways). */
-const ALERTS_LOCK = 0x636b616c; // "ckal"
+/** The namespace of checkpoint locks (two-int advisory locks: apart from the bigint ones). */
+const CHECKPOINT_LOCKS = 0x636b6370; // "ckcp"
+
+/** A checkpoint's lock key: FNV-1a of "site/checkpoint", as a signed 32-bit integer. */
+export function checkpointLockKey(site: string, checkpoint: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(`${site}/${checkpoint}`)) hash = Math.imul(hash ^ byte, 0x01000193);
+  return hash | 0;
+}
+
+/**
+ * Locks these checkpoints until the transaction ends, in ascending key order (unnest scans the
+ * array in order), so that two transactions never wait for each other's locks in a cycle. One
+ * call per transaction, before anything else: a later call could break the order.
+ */
+async function lockCheckpoints(tx: Queryable, places: Iterable<{ site: string; checkpoint: string }>): Promise<Set<number>> {
+  const keys = new Set<number>();
+  for (const p of places) keys.add(checkpointLockKey(p.site, p.checkpoint));
+  if (keys.size) await tx.query('SELECT count(pg_advisory_xact_lock($1::int4, k)) FROM unnest($2::int4[]) AS k', [CHECKPOINT_LOCKS, [...keys].sort((a, b) => a - b)]);
+  return keys;
+}
 
 function storesOn(q: Queryable): WorkflowStores<'async'> {
   const users = createPostgresUserStore(q);
@@ -105,13 +124,13 @@ function storesOn(q: Queryable): WorkflowStores<'async'> {
 
 export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, newId: () => string): AsyncOperationalStore {
   const read = storesOn(pool);
-  /** Runs a workflow in one transaction; `changesAlerts`: after taking the alerts lock. */
-  const transact = <T>(changesAlerts: boolean, workflow: (st: WorkflowStores) => Workflow<T>): Promise<T> =>
+  /** Runs a workflow in one transaction, after locking `places` (see lockCheckpoints). */
+  const transact = <T>(places: Array<{ site: string; checkpoint: string }>, workflow: (st: WorkflowStores, locked: Set<number>) => Workflow<T>): Promise<T> =>
     inTransaction(pool, async (tx) => {
-      if (changesAlerts) await tx.query('SELECT pg_advisory_xact_lock($1)', [ALERTS_LOCK]);
-      return runAsync(workflow(storesOn(tx)));
+      const locked = await lockCheckpoints(tx, places);
+      return runAsync(workflow(storesOn(tx), locked));
     });
-  const changesAlerts = (item: IngestItem) => item.kind === 'state' || (item.kind === 'screening' && item.screening.decision !== 'pass');
+  const placeOf = (item: IngestItem) => (item.kind === 'screening' ? item.screening : item.kind === 'state' ? item.state : item.telemetry);
   const workflowOf = (st: WorkflowStores, item: IngestItem): Workflow<IngestOutcome> => {
     switch (item.kind) {
       case 'screening':
@@ -128,13 +147,8 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
       inTransaction(pool, async (tx) => {
         const st = storesOn(tx);
         const outcomes: IngestOutcome[] = [];
-        let locked = false;
+        await lockCheckpoints(tx, items.map(placeOf));
         for (const item of items) {
-          // Taken once, held to the commit: the batch's alert decisions see each other's.
-          if (!locked && changesAlerts(item)) {
-            await tx.query('SELECT pg_advisory_xact_lock($1)', [ALERTS_LOCK]);
-            locked = true;
-          }
           try {
             outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
           } catch (error) {
@@ -143,13 +157,22 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
         }
         return { outcomes };
       }),
-    ingestScreening: (s, receivedMs, tsReplaced) => transact(s.decision !== 'pass', (st) => workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
-    ingestState: (state, receivedMs, tsReplaced) => transact(true, (st) => workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
-    ingestTelemetry: (t, receivedMs, tsReplaced) => transact(false, (st) => workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),
+    ingestScreening: (s, receivedMs, tsReplaced) => transact([s], (st) => workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
+    ingestState: (state, receivedMs, tsReplaced) => transact([state], (st) => workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
+    ingestTelemetry: (t, receivedMs, tsReplaced) => transact([t], (st) => workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),
     ingestSnapshot: async (where, screeningId, jpeg, receivedMs) => ({ stored: await read.snapshots.insert(where, screeningId, jpeg, receivedMs), alertChanges: [] }),
-    acknowledgeAlert: (id, ack, nowMs) => transact(true, (st) => workflows.acknowledgeAlert(st, id, ack, nowMs)),
-    runPeriodic: (nowMs) => transact(true, (st) => workflows.runPeriodic(st, policy, nowMs)),
-    retention: (nowMs, p) => transact(false, (st) => workflows.retention(st, nowMs, p)),
+    async acknowledgeAlert(id, ack, nowMs) {
+      // Its checkpoint is known once the alert is read; the workflow reads it again under the lock.
+      const alert = await read.alerts.get(id);
+      return transact(alert ? [alert] : [], (st) => workflows.acknowledgeAlert(st, id, ack, nowMs));
+    },
+    async runPeriodic(nowMs) {
+      // The checkpoints of the alerts active now; one that became active since waits for the next run.
+      const active = await read.alerts.active();
+      return transact(active, (st, locked) => workflows.runPeriodic(st, policy, nowMs, (a) => locked.has(checkpointLockKey(a.site, a.checkpoint))));
+    },
+    // Deletes only rows no workflow writes (closed alerts, old screenings, events, points): no locks.
+    retention: (nowMs, p) => transact([], (st) => workflows.retention(st, nowMs, p)),
     audit: (atMs, actor, action, target, detail = null) => read.audit.append(atMs, actor, action, target, detail),
     setAside: (topic, payload, error, atMs) => read.failed.add(topic, payload, error, atMs),
 
