@@ -2,11 +2,11 @@
  * The operational store on PostgreSQL: the same workflows as on SQLite (../workflows.ts), each in
  * one PostgreSQL transaction on one client of the pool, so a message is stored whole — and may be
  * acknowledged to the broker — or not at all. Several gateways may write at once: a screening id
- * is stored once (the second insert waits for the first to commit, then finds it), and every
- * transaction that may change alerts (a screening that did not pass, a device state, an
- * acknowledgement, the periodic check) first takes one transaction-level advisory lock, so alert
- * decisions (storms, escalations, acknowledgements) never race; passing screenings, the bulk,
- * never wait for it.
+ * is stored once (the second insert waits for the first to commit, then finds it). Every
+ * transaction that writes a checkpoint's device row or alerts (ingest, acknowledgement, the
+ * periodic check) first takes transaction-level advisory locks on those checkpoints, all at once
+ * in one order, so alert decisions (storms, escalations, acknowledgements) never race and
+ * transactions touching several checkpoints (group commit's batches) never deadlock on their rows.
  */
 import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
 import type { Pool } from 'pg';
