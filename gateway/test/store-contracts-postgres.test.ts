@@ -1,8 +1,7 @@
 /**
  * The aggregate stores' contract tests (test/helpers/store-contracts.ts) on a real PostgreSQL 15
- * (test-support startPostgres: initdb in a temp dir, free port), for the aggregates that have a
- * PostgreSQL implementation so far (all but fleet and users). Each test gets its own schema,
- * migrated as a gateway would migrate its database. Also: migrations are recorded and applied once.
+ * (test-support startPostgres: initdb in a temp dir, free port), for every aggregate. Each test
+ * gets its own schema, migrated as a gateway would migrate its database. Also: migrations are recorded and applied once.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,8 @@ import { createPostgresAuditStore } from '../src/store/postgres/audit.js';
 import { createPostgresDeviceStore } from '../src/store/postgres/devices.js';
 import { createPostgresEventStore } from '../src/store/postgres/events.js';
 import { createPostgresFailedMessageStore } from '../src/store/postgres/failed-messages.js';
+import { createPostgresFleetStore } from '../src/store/postgres/fleet.js';
+import { createPostgresUserStore } from '../src/store/postgres/users.js';
 import { createPostgresScreeningStore } from '../src/store/postgres/screenings.js';
 import { createPostgresSnapshotStore } from '../src/store/postgres/snapshots.js';
 import { createPostgresSpoolStore } from '../src/store/postgres/spool.js';
@@ -22,9 +23,11 @@ import {
   deviceStoreContract,
   eventStoreContract,
   failedMessageStoreContract,
+  fleetStoreContract,
   screeningStoreContract,
   snapshotStoreContract,
   spoolStoreContract,
+  userStoreContract,
   type Factory,
 } from './helpers/store-contracts.js';
 
@@ -66,6 +69,11 @@ auditStoreContract('PostgreSQL', postgres(createPostgresAuditStore));
 eventStoreContract('PostgreSQL', postgres(createPostgresEventStore));
 spoolStoreContract('PostgreSQL', postgres(createPostgresSpoolStore));
 failedMessageStoreContract('PostgreSQL', postgres(createPostgresFailedMessageStore));
+fleetStoreContract(
+  'PostgreSQL',
+  postgres((pool) => ({ fleet: createPostgresFleetStore(pool), spool: createPostgresSpoolStore(pool), events: createPostgresEventStore(pool), audit: createPostgresAuditStore(pool) })),
+);
+userStoreContract('PostgreSQL', postgres((pool) => createPostgresUserStore(pool)));
 
 describe('PostgreSQL migrations', () => {
   it('records each migration once, in one transaction, and refuses a newer database', async () => {

@@ -12,6 +12,7 @@ import { createFleetStore } from '../src/store/fleet.js';
 import { createSqliteScreeningStore } from '../src/store/screenings.js';
 import { createSqliteSnapshotStore } from '../src/store/snapshots.js';
 import { createSqliteSpoolStore } from '../src/store/spool.js';
+import { createUserStore } from '../src/store/users.js';
 import { makeTempDir } from '@checkpoint/test-support';
 import {
   alertStoreContract,
@@ -23,6 +24,7 @@ import {
   screeningStoreContract,
   snapshotStoreContract,
   spoolStoreContract,
+  userStoreContract,
   type Factory,
 } from './helpers/store-contracts.js';
 
@@ -50,3 +52,4 @@ fleetStoreContract(
   'SQLite',
   sqlite((db) => ({ fleet: createFleetStore(db), spool: createSqliteSpoolStore(db), events: createSqliteEventStore(db), audit: createSqliteAuditStore(db) })),
 );
+userStoreContract('SQLite', sqlite((db) => createUserStore(db)));

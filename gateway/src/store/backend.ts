@@ -7,3 +7,28 @@
  */
 export type Backend = 'sync' | 'async';
 export type Result<T, B extends Backend> = B extends 'sync' ? T : Promise<T>;
+
+/**
+ * A workflow written once for both backends: a generator that hands each store answer it needs
+ * (a value from SQLite, a promise from PostgreSQL) to its runner and resumes with the value —
+ * `const alert = yield* answer(alerts.get(id))`, or `yield spool.enqueue(…)` when the answer is not
+ * needed (cheaper: no helper generator). `runSync` runs it inside a SQLite transaction
+ * (nothing is awaited, so the transaction stays synchronous), `runAsync` on a PostgreSQL one.
+ */
+export type Workflow<T> = Generator<unknown, T, unknown>;
+
+export function* answer<T>(result: T | Promise<T>): Generator<unknown, T, unknown> {
+  return (yield result) as T;
+}
+
+export function runSync<T>(workflow: Workflow<T>): T {
+  let step = workflow.next();
+  while (!step.done) step = workflow.next(step.value);
+  return step.value;
+}
+
+export async function runAsync<T>(workflow: Workflow<T>): Promise<T> {
+  let step = workflow.next();
+  while (!step.done) step = workflow.next(await step.value);
+  return step.value;
+}

@@ -7,6 +7,7 @@
 import type { RobotRecord, Task, TaskStatus } from '../fleet/index.js';
 import type { SeriesPoint } from '../series/points.js';
 import { createSqliteAuditStore } from './audit.js';
+import type { Backend, Result } from './backend.js';
 import type { Db } from './db.js';
 import { createSqliteEventStore } from './events.js';
 import { createSqliteSpoolStore } from './spool.js';
@@ -24,17 +25,31 @@ export interface TaskFilter {
   limit: number;
 }
 
-export interface FleetStore {
+export interface FleetStore<B extends Backend = 'sync'> {
   /** One transaction (a savepoint when called inside another one, e.g. an alert acknowledgement). */
-  commit(changes: FleetChanges, atMs: number): void;
+  commit(changes: FleetChanges, atMs: number): Result<void, B>;
   /** Tasks not completed, failed or cancelled (restored into the fleet at start). */
-  activeTasks(): Task[];
+  activeTasks(): Result<Task[], B>;
   /** Newest first. */
-  tasks(f: TaskFilter): Task[];
-  task(id: string): Task | null;
-  robots(): RobotRecord[];
+  tasks(f: TaskFilter): Result<Task[], B>;
+  task(id: string): Result<Task | null, B>;
+  robots(): Result<RobotRecord[], B>;
   /** Deletes completed, failed and cancelled tasks last updated before `ms`; how many went. */
-  deleteFinishedBefore(ms: number): number;
+  deleteFinishedBefore(ms: number): Result<number, B>;
+}
+
+/** A task as the columns of `fleet_tasks` (both backends): what the store filters and sorts by, and the whole task as JSON. */
+export function taskRow(t: Task) {
+  return {
+    id: t.id,
+    type: t.type,
+    status: t.status,
+    robot: t.robot,
+    alert_id: t.alertId,
+    created_ms: Date.parse(t.createdAt),
+    updated_ms: Date.parse(t.updatedAt),
+    task: JSON.stringify(t),
+  };
 }
 
 export function createFleetStore(db: Db): FleetStore {
@@ -61,18 +76,7 @@ export function createFleetStore(db: Db): FleetStore {
   const parse = (r: { task: string }) => JSON.parse(r.task) as Task;
 
   const commit = db.transaction((c: FleetChanges, atMs: number) => {
-    for (const t of c.tasks) {
-      st.upsertTask.run({
-        id: t.id,
-        type: t.type,
-        status: t.status,
-        robot: t.robot,
-        alert_id: t.alertId,
-        created_ms: Date.parse(t.createdAt),
-        updated_ms: Date.parse(t.updatedAt),
-        task: JSON.stringify(t),
-      });
-    }
+    for (const t of c.tasks) st.upsertTask.run(taskRow(t));
     for (const r of c.robots) st.upsertRobot.run(r.key, atMs, JSON.stringify(r));
     // Points, events and audit rows through their own stores, in this transaction.
     for (const p of c.points) spool.enqueue(p, atMs);

@@ -4,6 +4,7 @@
  * their SHA-256 is stored, so a copy of the database does not log anyone in.
  */
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { Backend, Result } from './backend.js';
 import type { Db } from './db.js';
 
 export const ROLES = ['guard', 'dispatcher', 'engineer', 'admin'] as const;
@@ -56,31 +57,50 @@ export interface Session {
   expiresMs: number;
 }
 
-export interface UserStore {
+export interface UserStore<B extends Backend = 'sync'> {
   /** Adds a user, or replaces the role and password of an existing one. */
   add(user: { name: string; role: Role }, password: string): Promise<void>;
-  remove(name: string): boolean;
-  list(): UserRecord[];
+  remove(name: string): Result<boolean, B>;
+  list(): Result<UserRecord[], B>;
   /** The user's role when the password is right, else null (same cost for unknown names). */
   verify(name: string, password: string): Promise<Role | null>;
   /** A new bearer token (returned once; stored hashed). */
-  createSession(name: string, ttlMs: number, nowMs: number): { token: string; expiresMs: number };
-  session(token: string, nowMs: number): Session | null;
-  endSession(token: string): void;
-  pruneSessions(nowMs: number): number;
+  createSession(name: string, ttlMs: number, nowMs: number): Result<{ token: string; expiresMs: number }, B>;
+  session(token: string, nowMs: number): Result<Session | null, B>;
+  endSession(token: string): Result<void, B>;
+  pruneSessions(nowMs: number): Result<number, B>;
 }
 
-const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
+/** Throws, naming what is wrong, unless name, role and password may be stored (both backends). */
+export function checkNewUser(name: string, role: string, password: string): void {
+  if (!new RegExp(USER_NAME_PATTERN).test(name)) throw new Error(`invalid user name ${JSON.stringify(name)}: expected ${USER_NAME_PATTERN}`);
+  if (!isRole(role)) throw new Error(`invalid role ${JSON.stringify(role)}: expected one of ${ROLES.join(', ')}`);
+  if (password.length < MIN_PASSWORD_LENGTH) throw new Error(`password too short: at least ${MIN_PASSWORD_LENGTH} characters`);
+}
+
+/**
+ * Checks a password against a user's stored hash, or against a throw-away hash for an unknown
+ * name (the same cost, so timing does not tell which names exist); made on first use.
+ */
+export function passwordChecker(): (password: string, storedHash: string | undefined) => Promise<boolean> {
+  let dummy: Promise<string> | null = null;
+  return async (password, storedHash) => verifyPassword(password, storedHash ?? (await (dummy ??= hashPassword(randomBytes(16).toString('hex')))));
+}
+
+/** A new bearer token: the token (handed out once) and its hash (stored). */
+export function newSessionToken(): { token: string; hash: string } {
+  const token = randomBytes(32).toString('base64url');
+  return { token, hash: tokenHash(token) };
+}
+
+export const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export function createUserStore(db: Db, now: () => number = Date.now): UserStore {
-  // For unknown names (same cost as a known one); made on first use, not by every store built.
-  let dummy: Promise<string> | null = null;
+  const passwordMatches = passwordChecker();
   const getUser = db.prepare<[string], { name: string; role: Role; password_hash: string }>('SELECT name, role, password_hash FROM users WHERE name = ?');
   return {
     async add({ name, role }, password) {
-      if (!new RegExp(USER_NAME_PATTERN).test(name)) throw new Error(`invalid user name ${JSON.stringify(name)}: expected ${USER_NAME_PATTERN}`);
-      if (!isRole(role)) throw new Error(`invalid role ${JSON.stringify(role)}: expected one of ${ROLES.join(', ')}`);
-      if (password.length < MIN_PASSWORD_LENGTH) throw new Error(`password too short: at least ${MIN_PASSWORD_LENGTH} characters`);
+      checkNewUser(name, role, password);
       const hash = await hashPassword(password);
       const t = now();
       db.prepare(
@@ -101,13 +121,13 @@ export function createUserStore(db: Db, now: () => number = Date.now): UserStore
     },
     async verify(name, password) {
       const user = getUser.get(name);
-      const ok = await verifyPassword(password, user?.password_hash ?? (await (dummy ??= hashPassword(randomBytes(16).toString('hex')))));
+      const ok = await passwordMatches(password, user?.password_hash);
       return ok && user ? user.role : null;
     },
     createSession(name, ttlMs, nowMs) {
-      const token = randomBytes(32).toString('base64url');
+      const { token, hash } = newSessionToken();
       const expiresMs = nowMs + ttlMs;
-      db.prepare('INSERT INTO sessions (token_hash, user, created_ms, expires_ms) VALUES (?, ?, ?, ?)').run(tokenHash(token), name, nowMs, expiresMs);
+      db.prepare('INSERT INTO sessions (token_hash, user, created_ms, expires_ms) VALUES (?, ?, ?, ?)').run(hash, name, nowMs, expiresMs);
       return { token, expiresMs };
     },
     session(token, nowMs) {

@@ -19,6 +19,7 @@ import type { ScreeningStore } from '../../src/store/screenings.js';
 import type { SnapshotStore } from '../../src/store/snapshots.js';
 import type { SpoolStore } from '../../src/store/spool.js';
 import type { SeriesPoint } from '../../src/series/points.js';
+import type { UserStore } from '../../src/store/users.js';
 import { makeScreening } from './world.js';
 
 export interface Made<S> {
@@ -357,7 +358,7 @@ export function failedMessageStoreContract(backend: string, make: Factory<Failed
 
 /** The fleet store with the stores its commits also write to, on the same database. */
 export interface FleetWorld {
-  fleet: FleetStore;
+  fleet: FleetStore<Backend>;
   spool: SpoolStore<Backend>;
   events: EventStore<Backend>;
   audit: AuditStore<Backend>;
@@ -385,7 +386,7 @@ export function fleetStoreContract(backend: string, make: Factory<FleetWorld>): 
 
     it('commits tasks, robots, points, events and audit rows of one fleet step together', async () => {
       const { fleet, spool, events, audit } = world();
-      fleet.commit(
+      await fleet.commit(
         {
           tasks: [task('t1', 'queued', 0), task('t2', 'completed', 1)],
           robots: [robot('acme/r2'), robot('acme/r1')],
@@ -395,9 +396,9 @@ export function fleetStoreContract(backend: string, make: Factory<FleetWorld>): 
         },
         5_000,
       );
-      expect(fleet.task('t1')).toEqual(task('t1', 'queued', 0));
-      expect(fleet.activeTasks().map((t) => t.id)).toEqual(['t1']);
-      expect(fleet.robots().map((r) => r.key)).toEqual(['acme/r1', 'acme/r2']);
+      expect(await fleet.task('t1')).toEqual(task('t1', 'queued', 0));
+      expect((await fleet.activeTasks()).map((t) => t.id)).toEqual(['t1']);
+      expect((await fleet.robots()).map((r) => r.key)).toEqual(['acme/r1', 'acme/r2']);
       expect((await spool.head(10)).map((r) => r.point)).toEqual([point]);
       expect((await events.after(0, 10)).map((e) => e.data)).toEqual([{ task: 't1' }]);
       expect((await audit.list(10)).map((e) => [e.actor, e.action, e.target, e.detail])).toEqual([['dispatcher', 'task.submitted', 't1', { priority: 1 }]]);
@@ -406,25 +407,75 @@ export function fleetStoreContract(backend: string, make: Factory<FleetWorld>): 
     it('keeps nothing of a step that fails part way', async () => {
       const { fleet, spool, events } = world();
       const bad = task('t-bad', 'queued', 1, { createdAt: 'not a time' });
-      expect(() =>
-        fleet.commit({ tasks: [task('t-ok', 'queued', 0), bad], robots: [robot('acme/r1')], points: [point], events: [{ type: 'task', data: {} }], audit: [] }, 5_000),
-      ).toThrow();
-      expect(fleet.task('t-ok')).toBeNull();
-      expect(fleet.robots()).toEqual([]);
+      await expect(
+        (async () => fleet.commit({ tasks: [task('t-ok', 'queued', 0), bad], robots: [robot('acme/r1')], points: [point], events: [{ type: 'task', data: {} }], audit: [] }, 5_000))(),
+      ).rejects.toThrow();
+      expect(await fleet.task('t-ok')).toBeNull();
+      expect(await fleet.robots()).toEqual([]);
       expect(await spool.depth()).toBe(0);
       expect(await events.after(0, 10)).toEqual([]);
     });
 
     it('updates a task in place, lists newest first by status, and deletes finished ones by age', async () => {
       const { fleet } = world();
-      fleet.commit({ tasks: [task('a', 'queued', 0), task('b', 'underway', 1), task('c', 'failed', 2)], robots: [], points: [], events: [], audit: [] }, 1);
-      fleet.commit({ tasks: [task('a', 'cancelled', 0, { updatedAt: new Date(Date.UTC(2026, 0, 1, 11)).toISOString() })], robots: [], points: [], events: [], audit: [] }, 2);
-      expect(fleet.tasks({ limit: 10 }).map((t) => `${t.id}:${t.status}`)).toEqual(['c:failed', 'b:underway', 'a:cancelled']);
-      expect(fleet.tasks({ status: 'underway', limit: 10 }).map((t) => t.id)).toEqual(['b']);
-      expect(fleet.tasks({ limit: 1 }).map((t) => t.id)).toEqual(['c']);
+      await fleet.commit({ tasks: [task('a', 'queued', 0), task('b', 'underway', 1), task('c', 'failed', 2)], robots: [], points: [], events: [], audit: [] }, 1);
+      await fleet.commit({ tasks: [task('a', 'cancelled', 0, { updatedAt: new Date(Date.UTC(2026, 0, 1, 11)).toISOString() })], robots: [], points: [], events: [], audit: [] }, 2);
+      expect((await fleet.tasks({ limit: 10 })).map((t) => `${t.id}:${t.status}`)).toEqual(['c:failed', 'b:underway', 'a:cancelled']);
+      expect((await fleet.tasks({ status: 'underway', limit: 10 })).map((t) => t.id)).toEqual(['b']);
+      expect((await fleet.tasks({ limit: 1 })).map((t) => t.id)).toEqual(['c']);
       // Finished and last updated before 10:30: c (10:02). a was updated at 11:00; b is not finished.
-      expect(fleet.deleteFinishedBefore(Date.UTC(2026, 0, 1, 10, 30))).toBe(1);
-      expect(fleet.tasks({ limit: 10 }).map((t) => t.id)).toEqual(['b', 'a']);
+      expect(await fleet.deleteFinishedBefore(Date.UTC(2026, 0, 1, 10, 30))).toBe(1);
+      expect((await fleet.tasks({ limit: 10 })).map((t) => t.id)).toEqual(['b', 'a']);
+    });
+  });
+}
+
+export function userStoreContract(backend: string, make: Factory<UserStore<Backend>>): void {
+  describe(`UserStore (${backend})`, () => {
+    const store = eachFresh(make);
+
+    it('adds users, verifies passwords (wrong ones and unknown names give null), lists by name, replaces and removes', async () => {
+      const users = store();
+      await users.add({ name: 'zoe', role: 'guard' }, 'correct horse');
+      await users.add({ name: 'ann', role: 'admin' }, 'battery staple');
+      expect(await users.verify('zoe', 'correct horse')).toBe('guard');
+      expect(await users.verify('zoe', 'wrong password')).toBeNull();
+      expect(await users.verify('nobody', 'correct horse')).toBeNull();
+      expect((await users.list()).map((u) => [u.name, u.role])).toEqual([['ann', 'admin'], ['zoe', 'guard']]);
+      await users.add({ name: 'zoe', role: 'dispatcher' }, 'new password');
+      expect(await users.verify('zoe', 'correct horse')).toBeNull();
+      expect(await users.verify('zoe', 'new password')).toBe('dispatcher');
+      expect(await users.remove('zoe')).toBe(true);
+      expect(await users.remove('zoe')).toBe(false);
+      expect((await users.list()).map((u) => u.name)).toEqual(['ann']);
+    });
+
+    it('refuses a bad name, role or password, naming what is wrong', async () => {
+      const users = store();
+      await expect(users.add({ name: 'a b', role: 'guard' }, 'long enough')).rejects.toThrow('invalid user name "a b"');
+      await expect(users.add({ name: 'ann', role: 'king' as never }, 'long enough')).rejects.toThrow('invalid role "king"');
+      await expect(users.add({ name: 'ann', role: 'guard' }, 'short')).rejects.toThrow('password too short');
+      expect(await users.list()).toEqual([]);
+    });
+
+    it('keeps sessions until they expire, ends them on logout, on a changed password and with the user', async () => {
+      const users = store();
+      await users.add({ name: 'ann', role: 'engineer' }, 'battery staple');
+      const a = await users.createSession('ann', 60_000, 1_000);
+      const b = await users.createSession('ann', 1_000, 1_000);
+      expect(a.token).not.toBe(b.token);
+      expect(await users.session(a.token, 30_000)).toEqual({ user: 'ann', role: 'engineer', expiresMs: 61_000 });
+      expect(await users.session(b.token, 2_000)).toBeNull();
+      expect(await users.session('not a token', 2_000)).toBeNull();
+      expect(await users.pruneSessions(2_000)).toBe(1);
+      await users.endSession(a.token);
+      expect(await users.session(a.token, 30_000)).toBeNull();
+      const c = await users.createSession('ann', 60_000, 1_000);
+      await users.add({ name: 'ann', role: 'engineer' }, 'another password');
+      expect(await users.session(c.token, 2_000)).toBeNull();
+      const d = await users.createSession('ann', 60_000, 1_000);
+      await users.remove('ann');
+      expect(await users.session(d.token, 2_000)).toBeNull();
     });
   });
 }

@@ -1,7 +1,6 @@
 /** Alert records on PostgreSQL (the contract: ../alerts.ts). */
-import type { Pool } from 'pg';
 import { alertRow, toAlert, type AlertRow, type AlertStore } from '../alerts.js';
-import { num, numOrNull } from './values.js';
+import { num, numOrNull, type Queryable } from './values.js';
 
 type Int8 = 'opened_ms' | 'last_ms' | 'resolved_ms' | 'escalated_ms' | 'ack_ms' | 'closed_ms';
 type PgAlertRow = Omit<AlertRow, Int8> & Record<Int8, string | null>;
@@ -24,7 +23,7 @@ const MUTABLE = ['status', 'reasons', 'count', 'last_ms', 'resolved_ms', 'escala
 const UPSERT = `INSERT INTO alerts (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
   ON CONFLICT (id) DO UPDATE SET ${MUTABLE.map((c) => `${c} = excluded.${c}`).join(', ')}`;
 
-export function createPostgresAlertStore(pool: Pool): AlertStore<'async'> {
+export function createPostgresAlertStore(pool: Queryable): AlertStore<'async'> {
   return {
     async save(alert) {
       const row = alertRow(alert);

@@ -1,9 +1,8 @@
 /** The audit trail on PostgreSQL (the contract: ../audit.ts). */
-import type { Pool } from 'pg';
 import type { AuditStore } from '../audit.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
-export function createPostgresAuditStore(pool: Pool): AuditStore<'async'> {
+export function createPostgresAuditStore(pool: Queryable): AuditStore<'async'> {
   return {
     async append(atMs, actor, action, target, detail = null) {
       await pool.query('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)', [

@@ -1,12 +1,11 @@
 /** Checkpoints on PostgreSQL (the contract: ../devices.ts). */
-import type { Pool } from 'pg';
 import { toDeviceView, type DeviceRow, type DeviceStore } from '../devices.js';
-import { num, numOrNull } from './values.js';
+import { num, numOrNull, type Queryable } from './values.js';
 
 type PgDeviceRow = Omit<DeviceRow, 'state_ts_ms' | 'last_seen_ms'> & { state_ts_ms: string | null; last_seen_ms: string };
 const fromPg = (r: PgDeviceRow): DeviceRow => ({ ...r, state_ts_ms: numOrNull(r.state_ts_ms), last_seen_ms: num(r.last_seen_ms) });
 
-export function createPostgresDeviceStore(pool: Pool): DeviceStore<'async'> {
+export function createPostgresDeviceStore(pool: Queryable): DeviceStore<'async'> {
   return {
     async seen(site, checkpoint, atMs) {
       await pool.query(

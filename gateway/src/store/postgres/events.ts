@@ -1,18 +1,25 @@
 /**
  * The live feed's events on PostgreSQL (the contract: ../events.ts). `seq` is an identity column:
  * never reused, but — unlike SQLite, where one writer commits at a time — two transactions can
- * commit their events out of seq order; a reader following `after(seq)` across several writing
- * gateways will need to wait for gaps to close (issue 15, several gateways).
+ * commit their events out of seq order: a reader following `after(seq)` across several writing
+ * gateways waits at holes (../../cluster/event-order.ts, postgres/event-follower.ts).
  */
-import type { Pool } from 'pg';
 import type { EventStore, LiveEvent } from '../events.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
+/** The channel a committed transaction with events notifies (postgres/event-follower.ts listens). */
+export const EVENTS_CHANNEL = 'checkpoint_events';
 
-export function createPostgresEventStore(pool: Pool): EventStore<'async'> {
+export function createPostgresEventStore(pool: Queryable): EventStore<'async'> {
   return {
     async append(type, data, atMs) {
-      await pool.query('INSERT INTO events (type, data, at_ms) VALUES ($1, $2, $3)', [type, JSON.stringify(data), atMs]);
+      // Followers on other gateways wake on the notification, sent when this transaction commits
+      // (several in one transaction are one: same channel, same payload).
+      await pool.query(`WITH added AS (INSERT INTO events (type, data, at_ms) VALUES ($1, $2, $3) RETURNING seq) SELECT pg_notify('${EVENTS_CHANNEL}', '') FROM added`, [
+        type,
+        JSON.stringify(data),
+        atMs,
+      ]);
     },
     async after(seq, limit) {
       const { rows } = await pool.query<{ seq: string; type: LiveEvent['type']; data: unknown }>('SELECT seq, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2', [seq, limit]);

@@ -1,9 +1,8 @@
 /** Messages set aside by ingest, on PostgreSQL (the contract: ../failed-messages.ts). */
-import type { Pool } from 'pg';
 import type { FailedMessageStore } from '../failed-messages.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
-export function createPostgresFailedMessageStore(pool: Pool): FailedMessageStore<'async'> {
+export function createPostgresFailedMessageStore(pool: Queryable): FailedMessageStore<'async'> {
   return {
     async add(topic, payload, error, atMs) {
       await pool.query('INSERT INTO ingest_failed (topic, payload, error, at_ms) VALUES ($1, $2, $3, $4)', [topic.slice(0, 1000), payload, error.slice(0, 1000), atMs]);

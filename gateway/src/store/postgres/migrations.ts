@@ -2,8 +2,8 @@
  * The gateway's PostgreSQL schema as numbered migrations, recorded in `schema_migrations`
  * (version, name, applied_at). `migratePostgres` applies the missing ones in order, in one
  * transaction, under an advisory lock, so that gateways starting together on one database apply
- * each migration once. Append-only, as the SQLite ones (../migrations.ts). Aggregates move here
- * one by one (not yet: fleet tasks and robots, users and sessions).
+ * each migration once. Append-only, as the SQLite ones (../migrations.ts). Every aggregate has
+ * its tables here (migration 3 completed them).
  */
 import type { Pool, PoolClient } from 'pg';
 
@@ -120,6 +120,43 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         payload BYTEA NOT NULL,
         error TEXT NOT NULL,
         at_ms BIGINT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 3,
+    name: 'fleet tasks and robots, users and sessions (as SQLite migration 1)',
+    sql: `
+      CREATE TABLE fleet_tasks (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        robot TEXT,
+        alert_id TEXT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        task TEXT NOT NULL
+      );
+      CREATE INDEX fleet_tasks_by_status ON fleet_tasks (status, created_ms);
+      CREATE TABLE fleet_robots (
+        key TEXT PRIMARY KEY,
+        updated_ms BIGINT NOT NULL,
+        record TEXT NOT NULL
+      );
+
+      CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+      );
+      -- "user" is reserved in PostgreSQL: the column is user_name here.
+      CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL
       );
     `,
   },

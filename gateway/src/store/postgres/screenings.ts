@@ -1,9 +1,8 @@
 /** Screenings on PostgreSQL (the contract: ../screenings.ts). */
-import type { Pool } from 'pg';
 import { summarizeRow, type PayloadRow, type ScreeningStore } from '../screenings.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
-export function createPostgresScreeningStore(pool: Pool): ScreeningStore<'async'> {
+export function createPostgresScreeningStore(pool: Queryable): ScreeningStore<'async'> {
   return {
     async insert(s, receivedMs, tsReplaced) {
       const tsMs = Date.parse(s.ts);

@@ -1,8 +1,8 @@
 /** Face snapshots on PostgreSQL (the contract: ../snapshots.ts). */
-import type { Pool } from 'pg';
 import type { Snapshot, SnapshotStore } from '../snapshots.js';
+import type { Queryable } from './values.js';
 
-export function createPostgresSnapshotStore(pool: Pool): SnapshotStore<'async'> {
+export function createPostgresSnapshotStore(pool: Queryable): SnapshotStore<'async'> {
   return {
     async insert(where, screeningId, jpeg, receivedMs) {
       const r = await pool.query(

@@ -1,10 +1,9 @@
 /** The time-series spool on PostgreSQL (the contract: ../spool.ts). */
-import type { Pool } from 'pg';
 import type { SeriesPoint } from '../../series/points.js';
 import type { SpoolStore } from '../spool.js';
-import { num } from './values.js';
+import { num, type Queryable } from './values.js';
 
-export function createPostgresSpoolStore(pool: Pool): SpoolStore<'async'> {
+export function createPostgresSpoolStore(pool: Queryable): SpoolStore<'async'> {
   return {
     async enqueue(point, atMs) {
       await pool.query('INSERT INTO series_spool (point, enqueued_ms) VALUES ($1, $2)', [JSON.stringify(point), atMs]);
