@@ -80,6 +80,11 @@ export const GatewayConfigSchema = Type.Object(
     auth: Section(
       {
         tokenTtlS: Type.Integer({ minimum: 60, default: 12 * 3600, description: 'bearer token lifetime' }),
+        sessionMaxS: Type.Integer({
+          minimum: 60,
+          default: 7 * 86_400,
+          description: 'absolute session limit: renewals (wall monitors) never extend a session past this long after the password was entered',
+        }),
         loginMaxFailures: Type.Integer({ minimum: 1, default: 10, description: 'failed logins per client address per window' }),
         loginWindowS: Type.Integer({ minimum: 1, default: 300 }),
       },

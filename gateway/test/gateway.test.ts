@@ -259,3 +259,33 @@ describe('retention', () => {
     expect((await guard.get('/api/screenings?limit=10000')).body.screenings).toEqual([]);
   });
 });
+
+describe('sessions', () => {
+  it('renews a wall monitor token up to auth.sessionMaxS after signing in, then asks for the password', async () => {
+    const HOUR = 3_600_000;
+    clock = Math.max(clock, Date.now()) + 60_000; // ahead of real time: the gateway's clock stands still
+    const signedInMs = clock;
+    const wall = await ApiClient.login(gateway.url, 'guard');
+    const limitMs = signedInMs + 7 * 24 * HOUR; // the default auth.sessionMaxS
+    const expiries: number[] = [];
+    // Renew every 11 hours (tokens last 12) until less than a minute would be left.
+    while (limitMs - (clock + 11 * HOUR) >= 60_000) {
+      clock += 11 * HOUR;
+      const renewed = await wall.post('/api/auth/renew');
+      expect(renewed.status, JSON.stringify(renewed.body)).toBe(200);
+      wall.token = renewed.body.token as string;
+      expiries.push(Date.parse(renewed.body.expiresAt as string));
+    }
+    expect(expiries.length).toBe(15);
+    expect(Math.max(...expiries)).toBe(limitMs); // the last renewals were cut short at the limit
+    expect(expiries.every((e) => e <= limitMs)).toBe(true);
+    clock = limitMs - 30_000;
+    const refused = await wall.post('/api/auth/renew');
+    expect(refused.status).toBe(401);
+    expect(refused.body.message).toMatch(/cannot be renewed past 604800 s: sign in again/);
+    expect((await wall.get('/api/auth/me')).status).toBe(200); // the token itself runs out at the limit
+    clock = limitMs + 1;
+    expect((await wall.get('/api/auth/me')).status).toBe(401);
+    expect((await ApiClient.login(gateway.url, 'guard')).token).toBeTruthy(); // a password starts a new session
+  });
+});

@@ -32,8 +32,17 @@ function queryTimeMs(field: string, text: string): number {
   return Date.parse(withSeconds);
 }
 
+/** A renewal that would leave less than this before the absolute limit is refused instead. */
+const MIN_RENEWAL_MS = 60_000;
+
+/** A token's lifetime: auth.tokenTtlS, cut short by auth.sessionMaxS after signing in. */
+export function sessionTokenTtlMs(auth: { tokenTtlS: number; sessionMaxS: number }, signedInMs: number, nowMs: number): number {
+  return Math.min(auth.tokenTtlS * 1000, signedInMs + auth.sessionMaxS * 1000 - nowMs);
+}
+
 export function registerRoutes(app: App, deps: ApiDeps): void {
   const { store, users, now } = deps;
+  const tokenTtlMs = (signedInMs: number, nowMs: number) => sessionTokenTtlMs(deps.config.auth, signedInMs, nowMs);
 
   // --- auth -----------------------------------------------------------------------------------
   app.post(
@@ -70,7 +79,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
       }
       const role = verdict.value;
       deps.metrics.logins.inc({ result: 'ok' });
-      const session = users.createSession(username, deps.config.auth.tokenTtlS * 1000, now());
+      const session = users.createSession(username, tokenTtlMs(now(), now()), now());
       store.audit(now(), username, 'auth.login', null, { address });
       return { token: session.token, expiresAt: new Date(session.expiresMs).toISOString(), user: username, role };
     },
@@ -85,11 +94,16 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
 
   // A wall monitor runs for days: before its token expires it trades it for a fresh one (the old
   // token ends, so a renewed session never leaves two valid tokens behind). Only a valid session
-  // renews; a changed password or role has already ended it.
-  app.post('/api/auth/renew', { config: { role: 'guard' }, schema: { tags: ['auth'], description: 'a fresh token for the same user; the presented token ends' } }, async (request) => {
+  // renews; a changed password or role has already ended it. Renewals never reach past
+  // auth.sessionMaxS after the password was entered: then someone must sign in again.
+  app.post('/api/auth/renew', { config: { role: 'guard' }, schema: { tags: ['auth'], description: 'a fresh token for the same user, up to auth.sessionMaxS after signing in; the presented token ends' } }, async (request, reply) => {
     const old = (request.headers.authorization ?? '').slice(7).trim();
-    const { user, role } = request.session!;
-    const session = users.createSession(user, deps.config.auth.tokenTtlS * 1000, now());
+    const { user, role, signedInMs } = request.session!;
+    const ttlMs = tokenTtlMs(signedInMs, now());
+    if (ttlMs < MIN_RENEWAL_MS) {
+      return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: `this session began ${new Date(signedInMs).toISOString()} and cannot be renewed past ${deps.config.auth.sessionMaxS} s: sign in again` });
+    }
+    const session = users.createSession(user, ttlMs, now(), signedInMs);
     users.endSession(old);
     store.audit(now(), user, 'auth.renew', null, { address: request.ip });
     return { token: session.token, expiresAt: new Date(session.expiresMs).toISOString(), user, role };

@@ -55,6 +55,8 @@ export interface Session {
   user: string;
   role: Role;
   expiresMs: number;
+  /** When the user signed in with a password; renewed tokens carry it over. */
+  signedInMs: number;
 }
 
 export interface UserStore<B extends Backend = 'sync'> {
@@ -64,8 +66,11 @@ export interface UserStore<B extends Backend = 'sync'> {
   list(): Result<UserRecord[], B>;
   /** The user's role when the password is right, else null (same cost for unknown names). */
   verify(name: string, password: string): Promise<Role | null>;
-  /** A new bearer token (returned once; stored hashed). */
-  createSession(name: string, ttlMs: number, nowMs: number): Result<{ token: string; expiresMs: number }, B>;
+  /**
+   * A new bearer token (returned once; stored hashed). `signedInMs`: when the user signed in
+   * (default now); a renewal passes the old session's, so a session has an absolute limit.
+   */
+  createSession(name: string, ttlMs: number, nowMs: number, signedInMs?: number): Result<{ token: string; expiresMs: number }, B>;
   session(token: string, nowMs: number): Result<Session | null, B>;
   endSession(token: string): Result<void, B>;
   pruneSessions(nowMs: number): Result<number, B>;
@@ -124,20 +129,21 @@ export function createUserStore(db: Db, now: () => number = Date.now): UserStore
       const ok = await passwordMatches(password, user?.password_hash);
       return ok && user ? user.role : null;
     },
-    createSession(name, ttlMs, nowMs) {
+    createSession(name, ttlMs, nowMs, signedInMs = nowMs) {
       const { token, hash } = newSessionToken();
       const expiresMs = nowMs + ttlMs;
-      db.prepare('INSERT INTO sessions (token_hash, user, created_ms, expires_ms) VALUES (?, ?, ?, ?)').run(hash, name, nowMs, expiresMs);
+      // created_ms is when the user signed in (carried over by renewals), not when this token was made.
+      db.prepare('INSERT INTO sessions (token_hash, user, created_ms, expires_ms) VALUES (?, ?, ?, ?)').run(hash, name, signedInMs, expiresMs);
       return { token, expiresMs };
     },
     session(token, nowMs) {
       const row = db
-        .prepare<[string], { user: string; role: Role; expires_ms: number }>(
-          'SELECT s.user, u.role, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user WHERE s.token_hash = ?',
+        .prepare<[string], { user: string; role: Role; expires_ms: number; created_ms: number }>(
+          'SELECT s.user, u.role, s.expires_ms, s.created_ms FROM sessions s JOIN users u ON u.name = s.user WHERE s.token_hash = ?',
         )
         .get(tokenHash(token));
       if (!row || row.expires_ms <= nowMs) return null;
-      return { user: row.user, role: row.role, expiresMs: row.expires_ms };
+      return { user: row.user, role: row.role, expiresMs: row.expires_ms, signedInMs: row.created_ms };
     },
     endSession(token) {
       db.prepare('DELETE FROM sessions WHERE token_hash = ?').run(tokenHash(token));

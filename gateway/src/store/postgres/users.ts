@@ -32,20 +32,21 @@ export function createPostgresUserStore(pool: Queryable, now: () => number = Dat
       const ok = await passwordMatches(password, user?.password_hash);
       return ok && user ? user.role : null;
     },
-    async createSession(name, ttlMs, nowMs) {
+    async createSession(name, ttlMs, nowMs, signedInMs = nowMs) {
       const { token, hash } = newSessionToken();
       const expiresMs = nowMs + ttlMs;
-      await pool.query('INSERT INTO sessions (token_hash, user_name, created_ms, expires_ms) VALUES ($1, $2, $3, $4)', [hash, name, nowMs, expiresMs]);
+      // created_ms is when the user signed in (carried over by renewals), as on SQLite.
+      await pool.query('INSERT INTO sessions (token_hash, user_name, created_ms, expires_ms) VALUES ($1, $2, $3, $4)', [hash, name, signedInMs, expiresMs]);
       return { token, expiresMs };
     },
     async session(token, nowMs) {
-      const { rows } = await pool.query<{ user_name: string; role: Role; expires_ms: string }>(
-        'SELECT s.user_name, u.role, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.token_hash = $1',
+      const { rows } = await pool.query<{ user_name: string; role: Role; expires_ms: string; created_ms: string }>(
+        'SELECT s.user_name, u.role, s.expires_ms, s.created_ms FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.token_hash = $1',
         [tokenHash(token)],
       );
       const row = rows[0];
       if (!row || num(row.expires_ms) <= nowMs) return null;
-      return { user: row.user_name, role: row.role, expiresMs: num(row.expires_ms) };
+      return { user: row.user_name, role: row.role, expiresMs: num(row.expires_ms), signedInMs: num(row.created_ms) };
     },
     async endSession(token) {
       await pool.query('DELETE FROM sessions WHERE token_hash = $1', [tokenHash(token)]);
