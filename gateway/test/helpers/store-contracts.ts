@@ -464,10 +464,14 @@ export function userStoreContract(backend: string, make: Factory<UserStore<Backe
       const a = await users.createSession('ann', 60_000, 1_000);
       const b = await users.createSession('ann', 1_000, 1_000);
       expect(a.token).not.toBe(b.token);
-      expect(await users.session(a.token, 30_000)).toEqual({ user: 'ann', role: 'engineer', expiresMs: 61_000 });
+      expect(await users.session(a.token, 30_000)).toEqual({ user: 'ann', role: 'engineer', expiresMs: 61_000, signedInMs: 1_000 });
+      // A renewal carries the sign-in time over (the API's absolute session limit counts from it).
+      const renewed = await users.createSession('ann', 60_000, 50_000, 1_000);
+      expect(await users.session(renewed.token, 50_000)).toEqual({ user: 'ann', role: 'engineer', expiresMs: 110_000, signedInMs: 1_000 });
       expect(await users.session(b.token, 2_000)).toBeNull();
       expect(await users.session('not a token', 2_000)).toBeNull();
       expect(await users.pruneSessions(2_000)).toBe(1);
+      await users.endSession(renewed.token);
       await users.endSession(a.token);
       expect(await users.session(a.token, 30_000)).toBeNull();
       const c = await users.createSession('ann', 60_000, 1_000);
