@@ -236,7 +236,8 @@ export function upsertDevice(devices: readonly Device[], d: Device): Device[] {
 
 export interface StatsBucket {
   start: string;
-  counts: { pass: number; secondary_check: number; invalid: number };
+  /** `cannot_screen` is absent from gateways before it was counted. */
+  counts: { pass: number; secondary_check: number; invalid: number; cannot_screen?: number };
   temperatureC: { n: number; p50: number | null; p90: number | null; p99: number | null };
 }
 export interface CheckpointStats {
@@ -250,12 +251,15 @@ export function totals(s: CheckpointStats) {
   let screened = 0;
   let secondary = 0;
   let invalid = 0;
+  let cannotScreen = 0;
   for (const b of s.buckets) {
-    screened += b.counts.pass + b.counts.secondary_check + b.counts.invalid;
+    const missed = b.counts.cannot_screen ?? 0;
+    screened += b.counts.pass + b.counts.secondary_check + b.counts.invalid + missed;
     secondary += b.counts.secondary_check;
     invalid += b.counts.invalid;
+    cannotScreen += missed;
   }
-  return { screened, secondary, invalid, rate: screened ? secondary / screened : null };
+  return { screened, secondary, invalid, cannotScreen, rate: screened ? secondary / screened : null };
 }
 
 /** Counts per bin of a list of values (pure): bins of `width` from `from`, values outside go to the end bins. */
@@ -277,7 +281,7 @@ export function fillBuckets(buckets: readonly StatsBucket[], fromMs: number, toM
   const byStart = new Map(buckets.map((b) => [Date.parse(b.start), b]));
   const out: StatsBucket[] = [];
   for (let t = Math.floor(fromMs / intervalMs) * intervalMs; t < toMs; t += intervalMs) {
-    out.push(byStart.get(t) ?? { start: new Date(t).toISOString(), counts: { pass: 0, secondary_check: 0, invalid: 0 }, temperatureC: { n: 0, p50: null, p90: null, p99: null } });
+    out.push(byStart.get(t) ?? { start: new Date(t).toISOString(), counts: { pass: 0, secondary_check: 0, invalid: 0, cannot_screen: 0 }, temperatureC: { n: 0, p50: null, p90: null, p99: null } });
   }
   return out;
 }

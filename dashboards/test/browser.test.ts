@@ -532,8 +532,9 @@ describe('statistics page', () => {
     const from = new Date(Date.now() - 24 * 3_600_000).toISOString();
     const api = (await admin.get(`/api/stats/checkpoints?from=${encodeURIComponent(from)}&interval=1h`)).body.checkpoints as any[];
     const gate1Stats = api.find((c) => c.checkpoint === 'gate-1');
-    const screened = gate1Stats.buckets.reduce((a: number, b: any) => a + b.counts.pass + b.counts.secondary_check + b.counts.invalid, 0);
+    const screened = gate1Stats.buckets.reduce((a: number, b: any) => a + b.counts.pass + b.counts.secondary_check + b.counts.invalid + b.counts.cannot_screen, 0);
     const secondary = gate1Stats.buckets.reduce((a: number, b: any) => a + b.counts.secondary_check, 0);
+    const missed = gate1Stats.buckets.reduce((a: number, b: any) => a + b.counts.cannot_screen, 0);
     expect(screened).toBeGreaterThanOrEqual(6);
 
     const page = await openPage();
@@ -544,7 +545,8 @@ describe('statistics page', () => {
     const cells = await row.locator('td').allTextContents();
     expect(cells[0]).toBe(String(screened));
     expect(cells[1]).toBe(String(secondary));
-    expect(cells[3]).toBe(`${((secondary / screened) * 100).toFixed(1)} %`);
+    expect(cells[3]).toBe(String(missed));
+    expect(cells[4]).toBe(`${((secondary / screened) * 100).toFixed(1)} %`);
     expect(await page.locator('svg.chart').count()).toBeGreaterThanOrEqual(3);
     await shot(page, 'statistics');
   });

@@ -157,7 +157,10 @@ describe('guard screen state banner', () => {
 describe('statistics and lists', () => {
   it('sums decisions into a secondary-check rate', () => {
     const b = (pass: number, secondary_check: number, invalid: number) => ({ start: '', counts: { pass, secondary_check, invalid }, temperatureC: { n: 0, p50: null, p90: null, p99: null } });
-    expect(totals({ site: 'hq', checkpoint: 'g', buckets: [b(8, 1, 1), b(9, 1, 0)] })).toEqual({ screened: 20, secondary: 2, invalid: 1, rate: 0.1 });
+    // An older gateway sends no cannot_screen count: none.
+    expect(totals({ site: 'hq', checkpoint: 'g', buckets: [b(8, 1, 1), b(9, 1, 0)] })).toEqual({ screened: 20, secondary: 2, invalid: 1, cannotScreen: 0, rate: 0.1 });
+    const missed = { ...b(7, 1, 0), counts: { pass: 7, secondary_check: 1, invalid: 0, cannot_screen: 2 } };
+    expect(totals({ site: 'hq', checkpoint: 'g', buckets: [missed] })).toEqual({ screened: 10, secondary: 1, invalid: 0, cannotScreen: 2, rate: 0.1 });
     expect(totals({ site: 'hq', checkpoint: 'g', buckets: [] }).rate).toBeNull();
   });
 
@@ -184,7 +187,7 @@ describe('statistics buckets', () => {
     const filled = fillBuckets(data, from, from + 3 * h, h);
     expect(filled.map((b) => b.start)).toEqual(['2025-01-01T10:00:00.000Z', '2025-01-01T11:00:00.000Z', '2025-01-01T12:00:00.000Z', '2025-01-01T13:00:00.000Z']);
     expect(filled[1]).toBe(data[0]);
-    expect(filled[0]!.counts).toEqual({ pass: 0, secondary_check: 0, invalid: 0 });
+    expect(filled[0]!.counts).toEqual({ pass: 0, secondary_check: 0, invalid: 0, cannot_screen: 0 });
   });
 });
 

@@ -106,7 +106,7 @@ describe.skipIf(!haveShared)('edge agents -> broker -> gateway -> InfluxDB (all 
     const from = new Date(Math.min(...published.map((s) => Date.parse(s.ts))) - 60_000).toISOString();
     const stats = await guard.get(`/api/stats/checkpoints?from=${from}&interval=1m`);
     expect(stats.body.source).toBe('influxdb');
-    const total = stats.body.checkpoints.flatMap((c: { buckets: Array<{ counts: Record<string, number> }> }) => c.buckets).reduce((a: number, b: { counts: Record<string, number> }) => a + b.counts.pass + b.counts.secondary_check + b.counts.invalid, 0);
+    const total = stats.body.checkpoints.flatMap((c: { buckets: Array<{ counts: Record<string, number> }> }) => c.buckets).reduce((a: number, b: { counts: Record<string, number> }) => a + b.counts.pass + b.counts.secondary_check + b.counts.invalid + b.counts.cannot_screen, 0);
     expect(total).toBe(published.length);
     const sqlite = createSqliteSeriesStore(openDatabase(makeTempDir('gw-e2e-sqlite-series')));
     const { screeningPoint } = await import('../src/series/points.js');

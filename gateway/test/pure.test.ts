@@ -6,6 +6,9 @@ import { classifyMessage } from '../src/ingest/classify.js';
 import { screeningPoint, screeningTimeNs } from '../src/series/points.js';
 import { influxPercentile, parseInterval } from '../src/series/store.js';
 import { backoffMs } from '../src/series/writer.js';
+import { makeTempDir } from '@checkpoint/test-support';
+import { openDatabase } from '../src/store/db.js';
+import { createSqliteSeriesStore } from '../src/series/sqlite.js';
 import { makeScreening } from './helpers/world.js';
 
 const where = { site: 'hq', checkpoint: 'gate-1' };
@@ -85,6 +88,17 @@ describe('statistics helpers', () => {
     expect(parseInterval('5m')).toBe(300_000);
     expect(parseInterval('1d')).toBe(86_400_000);
     expect(() => parseInterval('5 minutes')).toThrow('expected a number and s, m, h or d');
+  });
+
+  it('counts every decision per bucket, people who walked past unscreened included', async () => {
+    const db = openDatabase(makeTempDir('gw-stats-counts'));
+    const series = createSqliteSeriesStore(db);
+    const at = Date.parse('2026-03-01T10:00:10Z');
+    const decisions = ['pass', 'pass', 'secondary_check', 'invalid', 'cannot_screen', 'cannot_screen'] as const;
+    await series.write(decisions.map((decision, i) => screeningPoint(makeScreening({ decision, ts: new Date(at + i * 1000).toISOString(), ...(decision === 'cannot_screen' ? { temperatureC: null, reasons: ['face_too_small'] } : {}) }))));
+    const [stats] = await series.checkpointStats({ fromMs: at - 10_000, toMs: at + 60_000, intervalMs: 60_000 });
+    expect(stats!.buckets.map((b) => b.counts)).toEqual([{ pass: 2, secondary_check: 1, invalid: 1, cannot_screen: 2 }]);
+    db.close();
   });
 
   it('backoff doubles from min to max with jitter', () => {

@@ -330,6 +330,7 @@ export const en = {
   'decision.pass': 'passed',
   'decision.secondary_check': 'secondary check',
   'decision.invalid': 'could not screen',
+  'decision.cannot_screen': 'walked past unscreened',
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -328,4 +328,5 @@ export const zhCN: Record<MessageKey, string> = {
   'decision.pass': '通过',
   'decision.secondary_check': '需复检',
   'decision.invalid': '未能筛查',
+  'decision.cannot_screen': '未筛查即通过',
 };

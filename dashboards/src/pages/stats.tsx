@@ -48,6 +48,7 @@ export function StatsPage() {
     { name: t('decision.pass'), className: 's-pass' },
     { name: t('decision.secondary_check'), className: 's-secondary' },
     { name: t('decision.invalid'), className: 's-invalid' },
+    { name: t('decision.cannot_screen'), className: 's-cannot-screen' },
   ];
   const bins = histogram(temps, 34, 40, 0.2);
 
@@ -79,6 +80,7 @@ export function StatsPage() {
                   <th scope="col">{t('stats.screened')}</th>
                   <th scope="col">{t('decision.secondary_check')}</th>
                   <th scope="col">{t('decision.invalid')}</th>
+                  <th scope="col">{t('decision.cannot_screen')}</th>
                   <th scope="col">{t('stats.rate')}</th>
                 </tr>
               </thead>
@@ -91,6 +93,7 @@ export function StatsPage() {
                       <td>{number(x.screened)}</td>
                       <td>{number(x.secondary)}</td>
                       <td>{number(x.invalid)}</td>
+                      <td>{number(x.cannotScreen)}</td>
                       <td>{x.rate === null ? '—' : `${number(x.rate * 100, 1)} %`}</td>
                     </tr>
                   );
@@ -108,6 +111,7 @@ export function StatsPage() {
                   { ...decisionSeries[0]!, values: s.buckets.map((b) => b.counts.pass) },
                   { ...decisionSeries[1]!, values: s.buckets.map((b) => b.counts.secondary_check) },
                   { ...decisionSeries[2]!, values: s.buckets.map((b) => b.counts.invalid) },
+                  { ...decisionSeries[3]!, values: s.buckets.map((b) => b.counts.cannot_screen ?? 0) },
                 ]}
               />
               <Legend series={decisionSeries} />

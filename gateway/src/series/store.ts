@@ -16,7 +16,8 @@ export interface StatsQuery {
 export interface StatsBucket {
   /** Bucket start, ms; buckets are aligned to the epoch like InfluxQL's GROUP BY time(). */
   startMs: number;
-  counts: { pass: number; secondary_check: number; invalid: number };
+  /** Decisions per kind; `cannot_screen` counts people who walked past unscreened (#13). */
+  counts: { pass: number; secondary_check: number; invalid: number; cannot_screen: number };
   /** Over screenings that have a temperature; null when too few for the percentile. */
   temperatureC: { n: number; p50: number | null; p90: number | null; p99: number | null };
 }
@@ -66,7 +67,7 @@ export function parseInterval(text: string): number {
 }
 
 export function emptyBucket(startMs: number): StatsBucket {
-  return { startMs, counts: { pass: 0, secondary_check: 0, invalid: 0 }, temperatureC: { n: 0, p50: null, p90: null, p99: null } };
+  return { startMs, counts: { pass: 0, secondary_check: 0, invalid: 0, cannot_screen: 0 }, temperatureC: { n: 0, p50: null, p90: null, p99: null } };
 }
 
 /** Sorts checkpoints and their buckets, so both stores answer in the same order. */
