@@ -132,7 +132,7 @@ export const en = {
   'dispatch.queue': 'Task queue',
   'dispatch.history': 'History',
   'dispatch.noTasks': 'No tasks.',
-  'dispatch.remindAfter': 'Sound when a confirmation waits longer than',
+  'dispatch.remindAfter': 'Remind when a confirmation waits longer than',
   'dispatch.minutes': '{n} min',
   'dispatch.soundOnce': 'Once per task',
   'dispatch.overdue': 'Tasks waiting longer than {min} min for a confirmation: {n}',

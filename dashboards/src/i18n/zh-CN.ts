@@ -130,7 +130,7 @@ export const zhCN: Record<MessageKey, string> = {
   'dispatch.queue': '任务队列',
   'dispatch.history': '历史',
   'dispatch.noTasks': '暂无任务。',
-  'dispatch.remindAfter': '确认等待超过以下时间时响铃',
+  'dispatch.remindAfter': '确认等待超过以下时间时提醒',
   'dispatch.minutes': '{n} 分钟',
   'dispatch.soundOnce': '每个任务一次',
   'dispatch.overdue': '等待确认超过 {min} 分钟的任务：{n} 个',
