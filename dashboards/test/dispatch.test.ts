@@ -328,6 +328,50 @@ describe('dispatch board', () => {
     expect(await page.locator(`[data-robot-on-map="${task.robotId}"]`).getAttribute('data-state')).toBe('waiting');
     expect(await page.locator(`tr[data-robot="${task.robotId}"]`).textContent()).toContain('Waiting for "area is clear"');
 
+    // The audible reminder (8 min by default): a second board whose clock is moved on past it.
+    // Nothing can be heard headless; the page exposes the reminder's state and counts its chimes.
+    // Signed in beforehand (the session a login stores), straight onto the board.
+    const login = await fetch(`${gateway.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'dispatcher', password: API_PASSWORD }) });
+    const session = (await login.json()) as { token: string; user: string; role: string; expiresAt: string };
+    const boardContext = await browser.newContext({
+      locale: 'en-US',
+      viewport: { width: 1280, height: 900 },
+      baseURL: gateway.url,
+      storageState: { cookies: [], origins: [{ origin: new URL(gateway.url).origin, localStorage: [{ name: 'checkpoint.session', value: JSON.stringify(session) }] }] },
+    });
+    const board = await boardContext.newPage();
+    await board.clock.install();
+    await board.goto('/dispatch');
+    const boardItem = board.locator(`li[data-task="${created.id}"]`);
+    await boardItem.locator('.task-wait').waitFor();
+    const reminder = board.locator('.reminder');
+    const chimes = () => board.evaluate(() => Number(document.body.dataset.chimes ?? '0'));
+    const minutesWaited = async () => Number(/waiting (\d+) min/.exec((await boardItem.locator('.task-wait').textContent()) ?? '')?.[1] ?? 0);
+    expect(await reminder.getAttribute('data-reminder')).toBe('none');
+    expect(await reminder.getByLabel('Remind when a confirmation waits longer than').inputValue()).toBe('8');
+    expect(await chimes()).toBe(0);
+    await board.clock.fastForward('08:05');
+    await expect.poll(() => reminder.getAttribute('data-reminder')).toBe('sounding');
+    expect(await boardItem.getAttribute('data-overdue')).toBe('yes');
+    expect(await reminder.getByRole('status').textContent()).toBe('Tasks waiting longer than 8 min for a confirmation: 1');
+    await expect.poll(chimes).toBeGreaterThanOrEqual(1);
+    // Played through WebAudio, not only counted (headless Chromium here treats the page as already touched, so the
+    // AudioContext runs; in a real browser it waits for a touch and the board offers a button meanwhile).
+    expect(await board.evaluate(() => Number(document.body.dataset.chimesAudible ?? '0'))).toBe(await chimes());
+    // Repeated every 30 s (the default) while the task still waits.
+    const beforeRepeat = await chimes();
+    await board.clock.fastForward(31_000);
+    await expect.poll(chimes).toBeGreaterThan(beforeRepeat);
+    // Silenced: the state says so and no chime follows, however long it waits.
+    await reminder.getByLabel('Sound').selectOption('off');
+    await expect.poll(() => reminder.getAttribute('data-reminder')).toBe('silenced');
+    expect(await reminder.getByRole('status').textContent()).toContain('reminder sound off');
+    const silenced = await chimes();
+    await board.clock.fastForward('02:00');
+    await expect.poll(minutesWaited).toBeGreaterThanOrEqual(10);
+    expect(await chimes()).toBe(silenced);
+    await board.screenshot({ path: join(SHOTS, 'dispatch-reminder.png'), fullPage: true });
+
     // The guard at gate-2 sees it on the guard screen, with how long it has waited.
     const guardContext = await browser.newContext({ locale: 'en-US', viewport: { width: 1366, height: 768 }, baseURL: gateway.url });
     const guard = await guardContext.newPage();
@@ -344,6 +388,10 @@ describe('dispatch board', () => {
     const after = (await dispatcher.get(`/api/tasks/${created.id}`)).body.task;
     expect(after.confirmations).toEqual([expect.objectContaining({ kind: 'area_clear', by: 'guard' })]);
     expect(after.waitingFor).toBe(null);
+    // Confirmed: the reminder has nothing left to remind of.
+    await expect.poll(() => reminder.getAttribute('data-reminder')).toBe('none');
+    expect(await boardItem.getAttribute('data-overdue')).toBe(null);
+    await boardContext.close();
     // The guard cannot confirm anything else (a task that does not wait at a gate).
     const other = (await dispatcher.post('/api/tasks', { type: 'charge', priority: 10 })).body.task;
     const guardApi = await ApiClient.login(gateway.url, 'guard');

@@ -10,7 +10,9 @@ import { placeLabels, type Box, type LabelRequest } from '../map-layout.js';
 import { RobotErrors } from '../components/robot-errors.js';
 import { graphOf, taskEta } from '../eta.js';
 import { robotSerial, taskHistory } from '../task-history.js';
-import { formatElapsed, waitingSince } from './guard.js';
+import { formatElapsed, loadSoundSetting, policyOf, SOUND_SETTINGS, waitingSince, type SoundSetting } from './guard.js';
+import { Chime } from '../chime.js';
+import { overdueTasks, parseRemindAfter, REMIND_AFTER_MIN, reminderDue, reminderState } from '../reminder.js';
 import {
   ACTIVE_STATUSES,
   placeName,
@@ -32,6 +34,24 @@ type Load = { state: 'loading' } | { state: 'unavailable' } | { state: 'error'; 
 
 /** A task waiting this long for a confirmation is highlighted (and announced). */
 const LONG_WAIT_MS = 3 * 60_000;
+/** The board's own sound setting and reminder threshold (a dispatcher may also run the guard screen). */
+const SOUND_KEY = 'checkpoint.dispatch.sound';
+const REMIND_KEY = 'checkpoint.dispatch.remindAfterMin';
+
+function remember(key: string, value: string): void {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // not remembered
+  }
+}
+function recall(key: string): string | null {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
 
 export type RobotState = 'offline' | 'error' | 'paused' | 'waiting' | 'driving' | 'charging' | 'idle';
 
@@ -58,6 +78,33 @@ export function DispatchPage() {
   const [confirmCancel, setConfirmCancel] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
   const graph = useMemo(() => (map ? graphOf(map) : null), [map]);
+  const [sound, setSound] = useState<SoundSetting>(() => loadSoundSetting(SOUND_KEY));
+  const [remindAfterMin, setRemindAfterMin] = useState(() => parseRemindAfter(recall(REMIND_KEY)));
+  const chime = useMemo(() => {
+    const c = new Chime();
+    c.muted = loadSoundSetting(SOUND_KEY) === 'off';
+    return c;
+  }, []);
+  const [needsGesture, setNeedsGesture] = useState(false);
+  const lastSound = useRef<number | null>(null);
+  const announced = useRef<ReadonlySet<string>>(new Set());
+
+  // Confirmations waiting too long: checked every second (the ticker re-renders), like the guard screen's sound.
+  const { policy, intervalMs } = policyOf(sound);
+  const waiting = tasks.filter((x) => ACTIVE_STATUSES.includes(x.status) && x.waitingFor).map((x) => ({ id: x.id, sinceMs: waitingSince(x) }));
+  const overdue = overdueTasks(waiting, now, remindAfterMin * 60_000);
+  useEffect(() => {
+    if (load.state !== 'ready') return;
+    const due = reminderDue({ policy, intervalMs, nowMs: now, lastSoundMs: lastSound.current, overdue, announced: announced.current });
+    announced.current = due.announced;
+    if (due.sound) {
+      lastSound.current = now;
+      // The AudioContext is made at the first chime; until the page is touched it stays suspended and the board offers a button.
+      chime.play(due.sound);
+      setNeedsGesture(chime.needsGesture);
+    }
+  });
+  useEffect(() => () => chime.close(), []);
 
   const reload = async () => {
     try {
@@ -200,6 +247,54 @@ export function DispatchPage() {
       <div class="dispatch-grid">
         <section aria-labelledby="queue-h">
           <h2 id="queue-h">{t('dispatch.queue')}</h2>
+          <div class="reminder" data-reminder={reminderState(overdue.length, policy)} data-overdue={overdue.length}>
+            <label>
+              <span>{t('dispatch.remindAfter')}</span>
+              <select
+                value={String(remindAfterMin)}
+                onChange={(e) => {
+                  const n = parseRemindAfter(e.currentTarget.value);
+                  remember(REMIND_KEY, String(n));
+                  setRemindAfterMin(n);
+                }}
+              >
+                {REMIND_AFTER_MIN.map((n) => (
+                  <option key={n} value={String(n)}>
+                    {t('dispatch.minutes', { n })}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              <span>{t('guard.sound')}</span>
+              <select
+                value={sound}
+                onChange={(e) => {
+                  const v = e.currentTarget.value as SoundSetting;
+                  remember(SOUND_KEY, v);
+                  chime.setMuted(v === 'off');
+                  setSound(v);
+                }}
+              >
+                {SOUND_SETTINGS.map((s) => (
+                  <option key={s} value={s}>
+                    {s === 'once' ? t('dispatch.soundOnce') : t(`sound.${s}`)}
+                  </option>
+                ))}
+              </select>
+            </label>
+            {needsGesture && sound !== 'off' && (
+              <button type="button" class="secondary" onClick={() => void chime.unlock().then(() => setNeedsGesture(chime.needsGesture))}>
+                {t('guard.enableSound')}
+              </button>
+            )}
+            {overdue.length > 0 && (
+              <p class="reminder-note" role="status">
+                {t('dispatch.overdue', { n: overdue.length, min: remindAfterMin })}
+                {policy === 'off' && <> · {t('dispatch.reminderSilenced')}</>}
+              </p>
+            )}
+          </div>
           {active.length === 0 ? <p>{t('dispatch.noTasks')}</p> : taskList(active)}
         </section>
         <section aria-labelledby="new-h">
@@ -246,6 +341,7 @@ export function DispatchPage() {
             <li
               key={task.id}
               data-task={task.id}
+              data-overdue={overdue.includes(task.id) ? 'yes' : undefined}
               data-status={task.status}
               class={task.waitingFor ? `task-waiting${long ? ' task-waiting-long' : ''}` : undefined}
               role={long ? 'alert' : undefined}

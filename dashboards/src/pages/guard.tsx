@@ -41,18 +41,19 @@ const LONG_WAIT_MS = 3 * 60_000;
 const startOfToday = () => new Date(new Date().setHours(0, 0, 0, 0)).getTime();
 
 const SOUND_KEY = 'checkpoint.sound';
-type SoundSetting = 'repeat-15' | 'repeat-30' | 'repeat-60' | 'once' | 'off';
-const SOUND_SETTINGS: readonly SoundSetting[] = ['repeat-15', 'repeat-30', 'repeat-60', 'once', 'off'];
-function loadSoundSetting(): SoundSetting {
+export type SoundSetting = 'repeat-15' | 'repeat-30' | 'repeat-60' | 'once' | 'off';
+export const SOUND_SETTINGS: readonly SoundSetting[] = ['repeat-15', 'repeat-30', 'repeat-60', 'once', 'off'];
+/** The sound setting remembered under `key` (the dispatch board keeps its own). */
+export function loadSoundSetting(key = SOUND_KEY): SoundSetting {
   try {
-    const v = localStorage.getItem(SOUND_KEY) as SoundSetting | null;
+    const v = localStorage.getItem(key) as SoundSetting | null;
     if (v && SOUND_SETTINGS.includes(v)) return v;
   } catch {
     // default
   }
   return 'repeat-30';
 }
-const policyOf = (s: SoundSetting): { policy: SoundPolicy; intervalMs: number } =>
+export const policyOf = (s: SoundSetting): { policy: SoundPolicy; intervalMs: number } =>
   s.startsWith('repeat-') ? { policy: 'repeat', intervalMs: Number(s.slice(7)) * 1000 } : { policy: s as SoundPolicy, intervalMs: 30_000 };
 
 export type GateTask = Task & { checkpoints: string[] };
@@ -90,7 +91,7 @@ export function GuardPage() {
     c.muted = loadSoundSetting() === 'off';
     return c;
   }, []);
-  const [sound, setSound] = useState<SoundSetting>(loadSoundSetting);
+  const [sound, setSound] = useState<SoundSetting>(() => loadSoundSetting());
   const [needsGesture, setNeedsGesture] = useState(false);
   const known = useRef<Set<string> | null>(null);
   const flashTimer = useRef<ReturnType<typeof setTimeout>>();
