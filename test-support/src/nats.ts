@@ -115,10 +115,14 @@ export function natsNodeConfig(s: NatsNodeConfigSettings): string {
 }
 
 /** Whether a node's `/healthz` (with query `query`) answers 200. */
+/** True when /healthz answers 200; otherwise throws with its answer (waitFor quotes the last one). */
 async function healthy(monitorUrl: string, query = ''): Promise<boolean> {
   const response = await fetch(`${monitorUrl}/healthz${query}`, { signal: AbortSignal.timeout(2_000) });
-  await response.body?.cancel();
-  return response.ok;
+  if (response.ok) {
+    await response.body?.cancel();
+    return true;
+  }
+  throw new Error(`/healthz ${response.status}: ${(await response.text()).slice(0, 300)}`);
 }
 
 /**
@@ -265,7 +269,9 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       const n = nodeOf(node);
       await processes.get(n.name)?.stop();
       processes.set(n.name, await launch(n));
-      await waitFor(() => healthy(n.monitorUrl), { what: `restarted nats-server ${n.name}: GET ${n.monitorUrl}/healthz = 200`, timeoutMs, intervalMs: 100 });
+      await waitFor(() => healthy(n.monitorUrl), { what: `restarted nats-server ${n.name}: GET ${n.monitorUrl}/healthz = 200`, timeoutMs, intervalMs: 100 }).catch((error: Error) => {
+        throw new Error(`${error.message}\nlog ${n.logFile} (last lines):\n${logTail(n.logFile)}`);
+      });
     },
     waitHealthy,
     async stop(stopOptions) {
