@@ -269,7 +269,8 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
       const n = nodeOf(node);
       await processes.get(n.name)?.stop();
       processes.set(n.name, await launch(n));
-      await waitFor(() => healthy(n.monitorUrl), { what: `restarted nats-server ${n.name}: GET ${n.monitorUrl}/healthz = 200`, timeoutMs, intervalMs: 100 }).catch((error: Error) => {
+      // Serving with JetStream on; catching up with the cluster may take longer (waitHealthy).
+      await waitFor(() => healthy(n.monitorUrl, '?js-enabled-only=true'), { what: `restarted nats-server ${n.name}: GET ${n.monitorUrl}/healthz?js-enabled-only=true = 200`, timeoutMs, intervalMs: 100 }).catch((error: Error) => {
         throw new Error(`${error.message}\nlog ${n.logFile} (last lines):\n${logTail(n.logFile)}`);
       });
     },
