@@ -40,4 +40,17 @@ describe('simulated robot model', () => {
     expect(robot.busy).toBe(false);
     expect(robot.acceptOrder(order('o2', [robot.snapshot().lastNodeId, 'C']))).toMatchObject({ result: 'accepted' });
   });
+
+  it('is done with a cancelOrder in the same step that stops it on the node (not busy when it first reports standing still)', () => {
+    const robot = new RobotModel({ startNode: 'A', x: 0, y: 0, speed: 1 });
+    robot.acceptOrder(order('o1', ['A', 'B', 'C']));
+    for (let i = 0; i < 3; i++) robot.step(1); // on the edge to B
+    robot.instantAction(cancel('c1'));
+    while (robot.snapshot().driving) robot.step(1);
+    expect(robot.snapshot()).toMatchObject({ lastNodeId: 'B', driving: false });
+    expect(robot.snapshot().actionStates.find((a) => a.actionId === 'c1')?.actionStatus).toBe('FINISHED');
+    expect(robot.busy).toBe(false);
+    // The next order, sent on that very state, is taken.
+    expect(robot.acceptOrder(order('o2', ['B', 'C']))).toMatchObject({ result: 'accepted' });
+  });
 });

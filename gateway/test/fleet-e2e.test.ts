@@ -30,6 +30,23 @@ const robotStateRows = (robotSerial: string) =>
     .sql<{ fields: string; ts_ms: number }>(`SELECT fields, ts_ms FROM series_points WHERE measurement = 'robot_state' AND json_extract(tags, '$.serialNumber') = ? ORDER BY ts_ms`, robotSerial)
     .map((r) => ({ ...(JSON.parse(r.fields) as Record<string, any>), ts: r.ts_ms }));
 
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+const describeRobot = (r: any) =>
+  r
+    ? `${r.id}: ${r.connection}, at ${r.lastNodeId}${r.driving ? ', driving' : ''}${r.charging ? ', charging' : ''}${r.paused ? ', paused' : ''}, battery ${r.battery} %, ` +
+      `${r.available ? 'available' : `unavailable (${r.unavailableReason})`}, task ${r.taskId ?? 'none'}, errors ${JSON.stringify(r.errors.map((e: any) => `${e.errorType}: ${e.errorDescription ?? ''}`))}`
+    : 'unknown to the gateway';
+const describeTask = (t: any) => `${t.id} ${t.type} on ${t.robotId ?? '-'}: ${t.status}${t.waitingFor ? ` waiting for ${t.waitingFor}` : ''}, history: ${JSON.stringify(t.history.map((h: any) => `${h.at.slice(11, 23)} ${h.status}: ${h.reason}`))}`;
+/** Waits on a task; on a timeout the message carries its whole history and what its robot was doing. */
+async function waitForTask(id: string, what: string, check: (t: any) => boolean, timeoutMs: number): Promise<void> {
+  try {
+    await waitFor(async () => check(await task(id)), { what, timeoutMs });
+  } catch (err) {
+    const t = await task(id);
+    throw new Error(`${(err as Error).message}; task ${describeTask(t)}; robot ${describeRobot(t.robotId ? await robot(t.robotId) : null)}`);
+  }
+}
+
 async function login(): Promise<void> {
   dispatcher = await ApiClient.login(world.gateway.url, 'dispatcher');
   guard = await ApiClient.login(world.gateway.url, 'guard');
@@ -312,10 +329,16 @@ describe('the fleet through the API', () => {
   });
 
   it('keeps tasks across a gateway restart: finished ones stay, one in progress is re-queued (the operator sees why), its old order cancelled, and it completes', async () => {
+    // The known start: UV-N (the only robot that disinfects) idle, and nothing left over from earlier scenarios.
     await robotsReady([UV_N]);
+    const leftovers = ((await dispatcher.get('/api/tasks?limit=1000')).body.tasks as any[]).filter((x) => !FINISHED.has(x.status));
+    expect(leftovers.map(describeTask), 'unfinished tasks left by earlier scenarios').toEqual([]);
+    const uvAtStart = await robot(UV_N);
+    expect(uvAtStart, describeRobot(uvAtStart)).toMatchObject({ connection: 'ONLINE', available: true, charging: false, paused: false });
+    expect(uvAtStart.taskId, describeRobot(uvAtStart)).toBeUndefined();
     const t = (await dispatcher.post('/api/tasks', { type: 'disinfection', node: 'W1', durationS: 5 })).body.task;
     const ghost = (await dispatcher.post('/api/tasks', { type: 'charge', robot: `${MANUFACTURER}/GHOST-1` })).body.task;
-    await waitFor(async () => (await task(t.id)).waitingFor === 'area_clear', { what: 'waiting at W1 for area clear', timeoutMs: 30_000 });
+    await waitForTask(t.id, 'waiting at W1 for area clear', (x) => x.waitingFor === 'area_clear', 60_000);
     const before = ((await dispatcher.get('/api/tasks?status=completed')).body.tasks as any[]).map((x) => x.id);
 
     sse.close();
@@ -328,10 +351,11 @@ describe('the fleet through the API', () => {
     expect(((await dispatcher.get('/api/tasks?status=completed')).body.tasks as any[]).map((x) => x.id)).toEqual(before);
     expect((await task(ghost.id)).status).toBe('queued');
     // The robot still stood in its old order's waitForTrigger: that order is cancelled and the task sent again.
-    await waitFor(async () => (await task(t.id)).waitingFor === 'area_clear' && (await task(t.id)).attempts === 2, { what: 'waiting again, second order', timeoutMs: 30_000 });
+    await waitForTask(t.id, 'waiting again, second order', (x) => x.waitingFor === 'area_clear' && x.attempts === 2, 60_000);
     expect((await dispatcher.post(`/api/tasks/${t.id}/confirm`, { kind: 'area_clear' })).status).toBe(200);
-    await waitFor(async () => (await task(t.id)).status === 'completed', { what: 'completed after the restart', timeoutMs: 30_000 });
+    await waitForTask(t.id, 'completed after the restart', (x) => x.status === 'completed', 60_000);
     expect(statuses(await task(t.id))).toEqual(['queued', 'assigned', 'underway', 'queued', 'assigned', 'underway', 'completed']);
     expect((await dispatcher.post(`/api/tasks/${ghost.id}/cancel`)).status).toBe(200);
-  });
+    // A gateway restart, three robot round trips and logins on a loaded 2-core box: more than the default 60 s in all.
+  }, 240_000);
 });

@@ -220,7 +220,8 @@ const until = (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) 
 const withHistory = (id: string, wait: Promise<void>) =>
   wait.catch(async (err: Error) => {
     const t = await task(id);
-    throw new Error(`${err.message}; task ${t.status}, history: ${JSON.stringify(t.history.map((h: any) => `${h.at.slice(11, 23)} ${h.status}: ${h.reason}`))}`);
+    const r = t.robotId ? await robot(t.robotId) : null;
+    throw new Error(`${err.message}; task ${t.status}, history: ${JSON.stringify(t.history.map((h: any) => `${h.at.slice(11, 23)} ${h.status}: ${h.reason}`))}; robot ${describeRobot(r)}`);
   });
 const status = (id: string, s: string, timeoutMs = 60_000) => withHistory(id, until(`task ${id} ${s}`, async () => (await task(id)).status === s, timeoutMs));
 const waitingFor = (id: string, kind: string) => withHistory(id, until(`task ${id} waiting for ${kind}`, async () => (await task(id)).waitingFor === kind));
@@ -231,10 +232,36 @@ const sent = (agv: AgvId | string, kind: string) => {
 };
 const ordersOf = (agv: AgvId | string, orderIdPrefix: string) => sent(agv, 'order').filter((o) => String(o.orderId).startsWith(orderIdPrefix));
 const instantTypes = (agv: AgvId | string) => sent(agv, 'instantActions').flatMap((m) => m.actions.map((a: any) => a.actionType));
-const idleAndAvailable = (id: string) => until(`${id} online, available and standing still`, async () => {
-  const r = await robot(id);
-  return r?.connection === 'ONLINE' && r.available && !r.driving && !r.taskId;
-});
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+const NODE_IDS = new Set(FLEET_MAP.nodes.map((n) => n.id));
+/** What a robot is doing, for a failure message. */
+const describeRobot = (r: any) =>
+  r
+    ? `${r.id}: ${r.connection}, at ${r.lastNodeId}${r.driving ? ', driving' : ''}${r.charging ? ', charging' : ''}${r.paused ? ', paused' : ''}, battery ${r.battery} %, ` +
+      `${r.available ? 'available' : `unavailable (${r.unavailableReason})`}, task ${r.taskId ?? 'none'}, errors ${JSON.stringify(r.errors.map((e: any) => `${e.errorType}: ${e.errorDescription ?? ''}`))}`
+    : 'unknown to the gateway';
+/** Unfinished tasks, each with its last history entries. */
+const openTasks = async () => ((await dispatcher.get('/api/tasks?limit=1000')).body.tasks as any[]).filter((t) => !FINISHED.has(t.status));
+const describeTask = (t: any) => `${t.id} ${t.type} on ${t.robotId ?? '-'}: ${t.status}${t.waitingFor ? ` waiting for ${t.waitingFor}` : ''}, last: ${JSON.stringify(t.history.slice(-3).map((h: any) => `${h.at.slice(11, 23)} ${h.status}: ${h.reason}`))}`;
+/**
+ * The known state a scenario starts from: the robots online, available, standing still on a map
+ * node, not charging, not paused, with no task, and no unfinished task left by an earlier scenario
+ * (parking moves between scenarios are waited out). On a timeout the message says what each robot
+ * and every unfinished task was doing.
+ */
+const settled = async (...ids: string[]) => {
+  const ok = (r: any) => r?.connection === 'ONLINE' && r.available && !r.driving && !r.charging && !r.paused && !r.taskId && NODE_IDS.has(r.lastNodeId);
+  try {
+    await until(`${ids.join(', ')} idle (online, available, on a node, not charging or paused, no task) and no unfinished task`, async () => {
+      const robots = (await dispatcher.get('/api/robots')).body.robots as any[];
+      return ids.every((id) => ok(robots.find((r) => r.id === id))) && (await openTasks()).length === 0;
+    });
+  } catch (err) {
+    const robots = (await dispatcher.get('/api/robots')).body.robots as any[];
+    const tasks = await openTasks();
+    throw new Error(`${(err as Error).message}\nrobots:\n  ${robots.map(describeRobot).join('\n  ')}\nunfinished tasks:\n  ${tasks.map(describeTask).join('\n  ') || 'none'}`);
+  }
+};
 
 beforeAll(async () => {
   world = await startFleetWorld(
@@ -280,6 +307,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('delivers with the recipient confirmation held in the master (TP-1) and on the robot (SER-1), at the same time', async () => {
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const d1 = await submit({ type: 'delivery', from: 'PH', to: 'W2', what: 'insulin', recipient: 'ward 2 nurse', robot: TP1_ID });
     const d2 = await submit({ type: 'delivery', from: 'PH', to: 'W1', what: 'gauze', robot: SER_ID });
     await waitingFor(d1, 'received');
@@ -302,6 +330,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('disinfects with area-clear (TP-2): no UV before the confirmation', async () => {
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const id = await submit({ type: 'disinfection', zone: 'gate-2-area', durationS: 6, robot: TP2_ID });
     await waitingFor(id, 'area_clear');
     expect(['G2', 'G2b']).toContain((await robot(TP2_ID)).lastNodeId);
@@ -314,7 +343,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('cancels TP-1 mid-edge and re-dispatches it from where it stopped (allowedDeviationXY)', async () => {
-    await idleAndAvailable(TP1_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const first = await submit({ type: 'delivery', from: 'G2b', to: 'W1', what: 'samples', confirmRecipient: false, robot: TP1_ID });
     // Mid-edge: more than a metre from every node.
     await until('TP-1 between two nodes', async () => {
@@ -336,7 +365,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('pauses and resumes TP-1 through the API; a paused robot takes no new work', async () => {
-    await idleAndAvailable(TP1_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const id = await submit({ type: 'delivery', from: 'PH', to: 'W2', what: 'blood samples', confirmRecipient: false, robot: TP1_ID });
     await until('TP-1 driving for the delivery', async () => (await task(id)).status === 'underway' && (await robot(TP1_ID)).driving);
     const guard = await ApiClient.login(world.gateway.url, 'guard');
@@ -368,7 +397,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('sends TP-2 to charge on low battery (one charge task), and back to work with stopCharging', async () => {
-    await idleAndAvailable(TP2_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const tasksBefore = ((await dispatcher.get('/api/tasks?limit=1000')).body.tasks as any[]).map((t) => t.id);
     tp2.adapter.drainBatteryTo(12);
     let chargeId = '';
@@ -390,7 +419,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('re-queues the task of a crashed TP-1 (its last will), and finishes it after the robot restarts', async () => {
-    await idleAndAvailable(TP1_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const id = await submit({ type: 'delivery', from: 'PH', to: 'W2', what: 'insulin', confirmRecipient: false, robot: TP1_ID });
     await until('TP-1 driving for the delivery', async () => (await task(id)).status === 'underway' && (await robot(TP1_ID)).driving);
     const crashedAt = tp1.adapter.position;
@@ -412,7 +441,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('rides out a network blip of TP-2 mid-task', async () => {
-    await idleAndAvailable(TP2_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const id = await submit({ type: 'disinfection', node: 'G2', durationS: 3, robot: TP2_ID });
     await until('TP-2 driving for the disinfection', async () => (await task(id)).status === 'underway' && (await robot(TP2_ID)).driving);
     const connections = sent(TP2, 'connection').length;
@@ -428,7 +457,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
   });
 
   it('survives a gateway restart with SER-1 waiting for its recipient and the library AGVs idle', async () => {
-    await idleAndAvailable(SER_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const id = await submit({ type: 'delivery', from: 'PH', to: 'W2', what: 'insulin', robot: SER_ID });
     await waitingFor(id, 'received');
     await world.gateway.close();
@@ -439,8 +468,7 @@ describe('third-party AGVs (vda-5050-lib) and a serial robot on one map', { time
     expect((await dispatcher.post(`/api/tasks/${id}/confirm`, { kind: 'received' })).status).toBe(200);
     await status(id, 'completed');
     // The library AGVs are known again from their retained connection and factsheet and their fresh states.
-    await idleAndAvailable(TP1_ID);
-    await idleAndAvailable(TP2_ID);
+    await settled(TP1_ID, TP2_ID, SER_ID);
     const d = await submit({ type: 'delivery', from: 'PH', to: 'W1', what: 'gauze', confirmRecipient: false, robot: TP1_ID });
     await status(d, 'completed');
   });

@@ -9,7 +9,8 @@
  *   identity) and unbinds the link; STATUS and ACTION on an unbound link are ignored (counted in
  *   `unboundMessages`), so an impostor can never speak for the configured robot.
  * - ONLINE once the bound MCU reports status; CONNECTIONBROKEN when
- *   the port closes or nothing valid arrived for `linkTimeoutMs` (heartbeats); the port is
+ *   the port closes or nothing valid arrived for `linkTimeoutMs` (heartbeats; counted in watchdog
+ *   ticks, so a stall of this process is not taken for the robot's silence); the port is
  *   reopened every `reopenMs` until it comes back; OFFLINE on a graceful stop.
  * - order / instantActions (QoS 1) are validated (invalid ones counted by cause and dropped with a
  *   clear log line), deduplicated by orderId/orderUpdateId and actionId, and sent as reliable serial
@@ -24,6 +25,7 @@ import { SerialLink } from '../serial/link.js';
 import type { Message } from '../serial/messages.js';
 import { StateThrottle } from './state-throttle.js';
 import { VdaAdapter } from './vda-adapter.js';
+import { LinkSilence } from './link-silence.js';
 
 export interface BridgeRobotConfig {
   port: string;
@@ -288,10 +290,13 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
 
   // Heartbeats to the MCU, the link watchdog, and the periodic state.
   let lastPeriodic = Date.now();
+  const tickMs = Math.min(500, Math.max(50, linkTimeoutMs / 4));
+  // Silence counted in ticks: a stall of this process (frames unread meanwhile) is not the robot's silence.
+  const silence = new LinkSilence(tickMs, Date.now(), 0);
   const watchdog = setInterval(() => {
     if (link) {
       void link.send({ type: 'heartbeat', uptimeMs: Math.round(process.uptime() * 1000) });
-      if (Date.now() - link.lastReceivedAt > linkTimeoutMs && online) {
+      if (silence.tick(Date.now(), link.lastReceivedAt) > linkTimeoutMs && online) {
         setConnection('CONNECTIONBROKEN', `nothing valid from the robot for ${linkTimeoutMs} ms`);
       }
     }
@@ -299,7 +304,7 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
       lastPeriodic = Date.now();
       publishState(true);
     }
-  }, Math.min(500, Math.max(50, linkTimeoutMs / 4)));
+  }, tickMs);
 
   return {
     stats: () => ({ ...stats, invalidPayloads: { ...stats.invalidPayloads } }),

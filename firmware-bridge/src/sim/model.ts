@@ -274,8 +274,7 @@ export class RobotModel {
     const edge = this.edges[0];
     if (!next || !edge || !next.released || !edge.released) {
       if (this.cancelling.length > 0) {
-        for (const c of this.cancelling) c.actionStatus = 'FINISHED';
-        this.cancelling = [];
+        this.finishCancelling();
         return true;
       }
       return event;
@@ -306,9 +305,17 @@ export class RobotModel {
       this.lastNodeId = next.nodeId;
       this.lastSeq = next.sequenceId;
       if (next.nodePosition) this.mapId = next.nodePosition.mapId;
+      // Stopped on the node a cancelOrder drove to: the cancel is done in the same state that says
+      // the robot stands still (a bridge or master sends the next order on that state; it must not
+      // find the robot still busy with the cancel and be refused).
+      if (this.nodes.length === 0) this.finishCancelling();
       return true;
     }
     return event;
+  }
+  private finishCancelling(): void {
+    for (const c of this.cancelling) c.actionStatus = 'FINISHED';
+    this.cancelling = [];
   }
   private xAtNode: number | undefined;
   private yAtNode: number | undefined;
