@@ -85,10 +85,15 @@ describe('pause and resume on the dispatch board', () => {
 
     const created = (await dispatcher.post('/api/tasks', { type: 'delivery', from: 'pharmacy', to: 'ward-1', what: 'insulin' })).body.task;
     await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('driving');
-    await row.getByRole('button', { name: 'Pause DEL-1' }).click();
+    // The click must reach the gateway (a row re-rendered by a live update can swallow it).
+    const [answer] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith(`/pause`) && r.request().method() === 'POST', { timeout: 30_000 }),
+      row.getByRole('button', { name: 'Pause DEL-1' }).click(),
+    ]);
+    expect(answer.status(), await answer.text()).toBe(202);
 
     // The robot reports paused: the board says so, the button turns into Resume, and the robot stays put.
-    await expect.poll(() => row.getAttribute('data-state'), { timeout: 20_000 }).toBe('paused');
+    await expect.poll(() => row.getAttribute('data-state'), { timeout: 60_000 }).toBe('paused');
     expect(await row.locator('td.robot-state-paused').textContent()).toBe('Paused');
     expect(await page.locator(`[data-robot-on-map="${ROBOT}"]`).getAttribute('data-state')).toBe('paused');
     const stopped = await robotView();
