@@ -7,6 +7,7 @@ import type { Alert, AlertKind, AlertStatus, Outcome } from '../alerts.js';
 import type { Backend, Result } from './backend.js';
 import type { Db } from './db.js';
 import type { ScreeningSummary } from './screenings.js';
+import { whereGiven } from './sql-filter.js';
 
 export interface AlertFilter {
   status?: AlertStatus;
@@ -166,25 +167,13 @@ export function createSqliteAlertStore(db: Db): AlertStore {
     active: () => st.active.all().map(toAlert),
     openInvalidSince: (site, checkpoint, sinceMs) => st.openInvalidSince.all(site, checkpoint, sinceMs).map(toAlert),
     list(f) {
-      const where: string[] = [];
-      const args: Array<string | number> = [];
-      if (f.status) {
-        where.push('status = ?');
-        args.push(f.status);
-      }
-      if (f.site) {
-        where.push('site = ?');
-        args.push(f.site);
-      }
-      if (f.checkpoint) {
-        where.push('checkpoint = ?');
-        args.push(f.checkpoint);
-      }
-      if (f.sinceMs !== undefined) {
-        where.push('opened_ms >= ?');
-        args.push(f.sinceMs);
-      }
-      const sql = `SELECT * FROM alerts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY opened_ms DESC, id DESC LIMIT ?`;
+      const { where, args } = whereGiven([
+        ['status = ?', f.status],
+        ['site = ?', f.site],
+        ['checkpoint = ?', f.checkpoint],
+        ['opened_ms >= ?', f.sinceMs],
+      ]);
+      const sql = `SELECT * FROM alerts ${where} ORDER BY opened_ms DESC, id DESC LIMIT ?`;
       return db
         .prepare<Array<string | number>, AlertRow>(sql)
         .all(...args, f.limit)

@@ -6,6 +6,7 @@ import type { Decision, Screening } from '@checkpoint/protocol';
 import type { ReplacedTimestamp } from '../ingest/classify.js';
 import type { Backend, Result } from './backend.js';
 import type { Db } from './db.js';
+import { whereGiven } from './sql-filter.js';
 
 /** What the API and the live feed show of a screening. */
 export interface ScreeningSummary {
@@ -99,29 +100,14 @@ export function createSqliteScreeningStore(db: Db): ScreeningStore {
       return row ? summarizeRow(row) : null;
     },
     list(f) {
-      const where: string[] = [];
-      const args: Array<string | number> = [];
-      if (f.site) {
-        where.push('site = ?');
-        args.push(f.site);
-      }
-      if (f.checkpoint) {
-        where.push('checkpoint = ?');
-        args.push(f.checkpoint);
-      }
-      if (f.fromMs !== undefined) {
-        where.push('ts_ms >= ?');
-        args.push(f.fromMs);
-      }
-      if (f.toMs !== undefined) {
-        where.push('ts_ms < ?');
-        args.push(f.toMs);
-      }
-      if (f.decision) {
-        where.push('decision = ?');
-        args.push(f.decision);
-      }
-      const sql = `SELECT payload, ts_replaced FROM screenings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts_ms DESC, id DESC LIMIT ?`;
+      const { where, args } = whereGiven([
+        ['site = ?', f.site],
+        ['checkpoint = ?', f.checkpoint],
+        ['ts_ms >= ?', f.fromMs],
+        ['ts_ms < ?', f.toMs],
+        ['decision = ?', f.decision],
+      ]);
+      const sql = `SELECT payload, ts_replaced FROM screenings ${where} ORDER BY ts_ms DESC, id DESC LIMIT ?`;
       return db
         .prepare<Array<string | number>, PayloadRow>(sql)
         .all(...args, f.limit)
