@@ -378,14 +378,16 @@ describe('guard wall mode and the states a shift runs into', () => {
       }).observe(document, { subtree: true, childList: true, attributes: true });
     });
     await login(p, 'guard');
-    // The devices answer fails twice, then the gateway answers again.
+    // The devices answer fails twice, then the gateway answers again. Every request that arrives
+    // before release() is held (the screen may ask more than once while it loads, e.g. when its
+    // live feed connects), so it stays 'loading' for as long as the test looks at it.
     let failures = 0;
     let release: () => void = () => undefined;
     const held = new Promise<void>((r) => (release = r));
     await p.route('**/api/devices', async (route) => {
       if (failures < 2) {
+        await held;
         failures++;
-        if (failures === 1) await held; // loading, for as long as the test looks at it
         return route.fulfill({ status: 500, contentType: 'application/json', body: JSON.stringify({ statusCode: 500, error: 'Internal Server Error', message: 'database is locked' }) });
       }
       return route.continue();

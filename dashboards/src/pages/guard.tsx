@@ -142,8 +142,12 @@ export function GuardPage() {
   };
 
   const retryTimer = useRef<ReturnType<typeof setTimeout>>();
+  // Loads can overlap (the live feed's 'open' and 'resync' both ask for one); only the newest
+  // one's answer counts, so a slow, older answer never overwrites what a newer one found.
+  const loadGeneration = useRef(0);
   const loadAll = async () => {
     clearTimeout(retryTimer.current);
+    const generation = ++loadGeneration.current;
     try {
       const from = new Date(startOfToday()).toISOString();
       const [a, d, s] = await Promise.all([
@@ -151,12 +155,14 @@ export function GuardPage() {
         api.get<{ devices: Device[] }>('/api/devices'),
         api.get<{ screenings: ScreeningSummary[] }>(`/api/screenings?decision=pass&from=${encodeURIComponent(from)}&limit=10000`),
       ]);
+      if (generation !== loadGeneration.current) return;
       applyAlerts(a.alerts, true);
       setDevices(d.devices);
       addPasses(s.screenings);
       setLoadError(null);
       setLoaded(true);
     } catch (err) {
+      if (generation !== loadGeneration.current) return;
       setLoadError((err as Error).message);
       // Keep trying: the banner stays red until the screen knows the state again.
       retryTimer.current = setTimeout(() => void loadAll(), 5000);
