@@ -11,7 +11,7 @@ import type { Alert, AlertChange, AlertPolicy, Outcome } from '../alerts.js';
 import type { ReplacedTimestamp } from '../ingest/classify.js';
 import { alertView, createSqliteAlertStore, type AlertFilter, type AlertView } from './alerts.js';
 import { createSqliteAuditStore, type AuditEntry } from './audit.js';
-import { runSync } from './backend.js';
+import { runSync, type Backend, type Result } from './backend.js';
 import type { Db } from './db.js';
 import { createSqliteDeviceStore, type DeviceView } from './devices.js';
 import { createSqliteEventStore, type LiveEvent } from './events.js';
@@ -30,40 +30,48 @@ export type { AlertFilter, AlertView, AuditEntry, DeviceView, LiveEvent, Screeni
 export type { DeviceTelemetry } from './devices.js';
 export type { AckOutcome, IngestOutcome, RetentionPolicy, RetentionResult };
 
-/** The operational store's interface: ingest (one transaction each), the alert workflow, queries, spool, retention. */
-export interface OperationalStore {
+/**
+ * The operational store's interface: ingest (one transaction each), the alert workflow, queries,
+ * spool, retention. `OperationalStore` (B = 'sync') is the SQLite one, answering at once;
+ * `OperationalStore<'async'>` the PostgreSQL one (postgres/operational.ts). Code that runs on
+ * either takes `AnyOperationalStore` and awaits every answer (awaiting a plain value is free).
+ */
+export interface OperationalStore<B extends Backend = 'sync'> {
   /** `tsReplaced`: the message's ts named no instant and was replaced by the receive time (flagged). */
-  ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
-  ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
-  ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): IngestOutcome;
-  ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): IngestOutcome;
-  acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): AckOutcome;
+  ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Result<IngestOutcome, B>;
+  ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Result<IngestOutcome, B>;
+  ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Result<IngestOutcome, B>;
+  ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): Result<IngestOutcome, B>;
+  acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): Result<AckOutcome, B>;
   /**
-   * `listener` runs inside every successful acknowledgement's transaction (whoever acknowledged:
-   * API, OPC UA), after the alert changed; what it writes commits with the acknowledgement.
-   * Returns an unsubscribe function.
+   * `listener` runs on every successful acknowledgement (whoever acknowledged: API, OPC UA), after
+   * the alert changed: on SQLite inside the acknowledgement's transaction (what it writes commits
+   * with it), on PostgreSQL right after the commit. Returns an unsubscribe function.
    */
-  onAcknowledged(listener: (alert: Alert, atMs: number) => void): () => void;
+  onAcknowledged(listener: (alert: Alert, atMs: number) => void | Promise<void>): () => void;
   /** Escalations and storm resolutions due at `nowMs`. */
-  runPeriodic(nowMs: number): AlertChange[];
-  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): void;
+  runPeriodic(nowMs: number): Result<AlertChange[], B>;
+  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): Result<void, B>;
   /** Keeps a message that failed for a reason retrying cannot cure (ingest_failed). */
-  setAside(topic: string, payload: Buffer, error: string, atMs: number): void;
-  alert(id: string): AlertView | null;
-  alerts(f: AlertFilter): AlertView[];
-  screenings(f: ScreeningFilter): ScreeningSummary[];
-  devices(): DeviceView[];
-  snapshot(screeningId: string): { jpeg: Buffer; site: string; checkpoint: string } | null;
-  auditLog(limit: number, beforeSeq?: number): AuditEntry[];
-  eventsAfter(seq: number, limit: number): LiveEvent[];
-  eventRange(): { first: number; last: number };
-  spoolHead(limit: number): SpoolRow[];
-  spoolDone(lastSeq: number): void;
-  spoolReject(seq: number, error: string, atMs: number): void;
-  spoolDepth(): number;
-  rejectedCount(): number;
-  retention(nowMs: number, p: RetentionPolicy): RetentionResult;
+  setAside(topic: string, payload: Buffer, error: string, atMs: number): Result<void, B>;
+  alert(id: string): Result<AlertView | null, B>;
+  alerts(f: AlertFilter): Result<AlertView[], B>;
+  screenings(f: ScreeningFilter): Result<ScreeningSummary[], B>;
+  devices(): Result<DeviceView[], B>;
+  snapshot(screeningId: string): Result<{ jpeg: Buffer; site: string; checkpoint: string } | null, B>;
+  auditLog(limit: number, beforeSeq?: number): Result<AuditEntry[], B>;
+  eventsAfter(seq: number, limit: number): Result<LiveEvent[], B>;
+  eventRange(): Result<{ first: number; last: number }, B>;
+  spoolHead(limit: number): Result<SpoolRow[], B>;
+  spoolDone(lastSeq: number): Result<void, B>;
+  spoolReject(seq: number, error: string, atMs: number): Result<void, B>;
+  spoolDepth(): Result<number, B>;
+  rejectedCount(): Result<number, B>;
+  retention(nowMs: number, p: RetentionPolicy): Result<RetentionResult, B>;
 }
+
+/** Either backend's operational store: every answer is a value or a promise of one (await it). */
+export type AnyOperationalStore = OperationalStore<Backend>;
 
 export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () => string): OperationalStore {
   const screenings = createSqliteScreeningStore(db);

@@ -10,7 +10,7 @@
  */
 import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
 import type { Pool } from 'pg';
-import type { AlertChange, AlertPolicy, Outcome } from '../../alerts.js';
+import type { Alert, AlertChange, AlertPolicy, Outcome } from '../../alerts.js';
 import type { ReplacedTimestamp } from '../../ingest/classify.js';
 import { alertView, type AlertFilter, type AlertView } from '../alerts.js';
 import type { AuditEntry } from '../audit.js';
@@ -18,7 +18,7 @@ import { runAsync, type Workflow } from '../backend.js';
 import type { DeviceView } from '../devices.js';
 import type { LiveEvent } from '../events.js';
 import type { ScreeningFilter, ScreeningSummary } from '../screenings.js';
-import type { SpoolRow } from '../spool.js';
+import type { OperationalStore } from '../operational.js';
 import * as workflows from '../workflows.js';
 import type { AckOutcome, IngestOutcome, RetentionPolicy, RetentionResult, WorkflowStores } from '../workflows.js';
 import { createPostgresAlertStore } from './alerts.js';
@@ -47,38 +47,15 @@ export interface BatchOutcome {
 
 /**
  * The operational store's interface on a server database: as ../operational.ts, every answer
- * later. (No `onAcknowledged` yet: on SQLite the fleet's listener writes inside the
- * acknowledgement's transaction; here it would have to join the PostgreSQL one.)
+ * later, plus group commit's batch.
  */
-export interface AsyncOperationalStore {
+export interface AsyncOperationalStore extends OperationalStore<'async'> {
   /**
    * Group commit's contract (../../ingest/group-commit.ts) on PostgreSQL: the messages in order in
    * one transaction, each in a savepoint; the first that fails is rolled back alone and ends the
    * batch, the ones before it commit. Throws when the transaction itself failed (nothing stored).
    */
   ingestBatch(items: readonly IngestItem[]): Promise<BatchOutcome>;
-  ingestScreening(s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
-  ingestState(s: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
-  ingestTelemetry(t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]): Promise<IngestOutcome>;
-  ingestSnapshot(where: { site: string; checkpoint: string }, screeningId: string, jpeg: Buffer, receivedMs: number): Promise<IngestOutcome>;
-  acknowledgeAlert(id: string, ack: { by: string; outcome: Outcome; note: string | null }, nowMs: number): Promise<AckOutcome>;
-  runPeriodic(nowMs: number): Promise<AlertChange[]>;
-  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): Promise<void>;
-  setAside(topic: string, payload: Buffer, error: string, atMs: number): Promise<void>;
-  alert(id: string): Promise<AlertView | null>;
-  alerts(f: AlertFilter): Promise<AlertView[]>;
-  screenings(f: ScreeningFilter): Promise<ScreeningSummary[]>;
-  devices(): Promise<DeviceView[]>;
-  snapshot(screeningId: string): Promise<{ jpeg: Buffer; site: string; checkpoint: string } | null>;
-  auditLog(limit: number, beforeSeq?: number): Promise<AuditEntry[]>;
-  eventsAfter(seq: number, limit: number): Promise<LiveEvent[]>;
-  eventRange(): Promise<{ first: number; last: number }>;
-  spoolHead(limit: number): Promise<SpoolRow[]>;
-  spoolDone(lastSeq: number): Promise<void>;
-  spoolReject(seq: number, error: string, atMs: number): Promise<void>;
-  spoolDepth(): Promise<number>;
-  rejectedCount(): Promise<number>;
-  retention(nowMs: number, p: RetentionPolicy): Promise<RetentionResult>;
 }
 
 /** The namespace of checkpoint locks (two-int advisory locks: apart from the bigint ones). */
@@ -124,6 +101,7 @@ function storesOn(q: Queryable): WorkflowStores<'async'> {
 
 export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, newId: () => string): AsyncOperationalStore {
   const read = storesOn(pool);
+  const ackListeners = new Set<(alert: Alert, atMs: number) => void | Promise<void>>();
   /** Runs a workflow in one transaction, after locking `places` (see lockCheckpoints). */
   const transact = <T>(places: Array<{ site: string; checkpoint: string }>, workflow: (st: WorkflowStores, locked: Set<number>) => Workflow<T>): Promise<T> =>
     inTransaction(pool, async (tx) => {
@@ -164,7 +142,14 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
     async acknowledgeAlert(id, ack, nowMs) {
       // Its checkpoint is known once the alert is read; the workflow reads it again under the lock.
       const alert = await read.alerts.get(id);
-      return transact(alert ? [alert] : [], (st) => workflows.acknowledgeAlert(st, id, ack, nowMs));
+      const result = await transact(alert ? [alert] : [], (st) => workflows.acknowledgeAlert(st, id, ack, nowMs));
+      // After the commit (not inside it, as on SQLite): a listener's own writes are its own transaction.
+      if (result.ok) for (const listener of ackListeners) await listener(result.change.alert, nowMs);
+      return result;
+    },
+    onAcknowledged(listener) {
+      ackListeners.add(listener);
+      return () => ackListeners.delete(listener);
     },
     async runPeriodic(nowMs) {
       // The checkpoints of the alerts active now; one that became active since waits for the next run.
