@@ -10,17 +10,13 @@
  */
 import type { CheckpointState, Screening, Telemetry } from '@checkpoint/protocol';
 import type { Pool } from 'pg';
-import type { Alert, AlertChange, AlertPolicy, Outcome } from '../../alerts.js';
+import type { Alert, AlertPolicy } from '../../alerts.js';
 import type { ReplacedTimestamp } from '../../ingest/classify.js';
-import { alertView, type AlertFilter, type AlertView } from '../alerts.js';
-import type { AuditEntry } from '../audit.js';
+import { alertView } from '../alerts.js';
 import { runAsync, type Workflow } from '../backend.js';
-import type { DeviceView } from '../devices.js';
-import type { LiveEvent } from '../events.js';
-import type { ScreeningFilter, ScreeningSummary } from '../screenings.js';
 import type { OperationalStore } from '../operational.js';
 import * as workflows from '../workflows.js';
-import type { AckOutcome, IngestOutcome, RetentionPolicy, RetentionResult, WorkflowStores } from '../workflows.js';
+import type { IngestOutcome, WorkflowStores } from '../workflows.js';
 import { createPostgresAlertStore } from './alerts.js';
 import { createPostgresAuditStore } from './audit.js';
 import { createPostgresDeviceStore } from './devices.js';
