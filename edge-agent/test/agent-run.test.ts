@@ -115,8 +115,9 @@ describe.skipIf(!haveShared)('the running agent', () => {
     expect(acks.find((a) => a.id === 'cmd-2')).toMatchObject({ ok: false, error: expect.stringMatching(/\/screening\/thresholdC/) });
     expect(acks.find((a) => a.id === 'cmd-3')).toMatchObject({ ok: false, error: expect.stringMatching(/mqtt/) });
     expect(acks.find((a) => a.id === 'cmd-4')).toMatchObject({ ok: false, error: expect.stringMatching(/\/type/) });
-    const metrics = await (await http('/metrics')).text();
-    expect(metrics).toMatch(/checkpoint_agent_invalid_commands_total 2/);
+    // '{not json' has no id to ack and was sent after cmd-4: wait for its count, not for cmd-4's ack.
+    const invalidCommands = async () => /checkpoint_agent_invalid_commands_total (\d+)/.exec(await (await http('/metrics')).text())?.[1];
+    await waitFor(async () => (await invalidCommands()) === '2', { what: 'invalid_commands_total 2', timeoutMs: 10_000 });
   });
 
   it('rolls out a new model version: verified, self-tested, switched; bad downloads leave the running model', async () => {
