@@ -23,7 +23,19 @@ mkdir -p "$WORK/models" && cp "$MIRROR/RFB-640-masked_face-v2.onnx" "$WORK/model
 agent() { # agent ARCH ARGS...
   local arch=$1; shift
   local tree="$WORK/$arch" node=("$WORK/$arch/usr/lib/checkpoint-nodejs/bin/node")
-  [ "$arch" = arm64 ] && node=("$QEMU" -L "$SYSROOT" "${node[@]}")
+  if [ "$arch" = arm64 ]; then
+    node=("$QEMU" -L "$SYSROOT" "${node[@]}")
+    # qemu-user shows the arm64 program this x86 host's /sys CPU topology; onnxruntime's cpuinfo
+    # (arm code) reads its cache layout and segfaults on some hosts (seen here: cpu1/cache/index2).
+    # A real arm64 box has its own. So the arm64 run sees an empty /sys/devices/system/cpu, in a
+    # private mount namespace (onnxruntime then warns that it cannot read CPU features).
+    if unshare -m true 2>/dev/null; then
+      env -i PATH=/usr/bin:/bin HOME="$WORK" CHECKPOINT_MODELS_DIR="$WORK/models" CHECKPOINT_EDGE_PROFILE=pi CHECKPOINT_LOG_LEVEL=warn \
+        unshare -m sh -c 'mount -t tmpfs none /sys/devices/system/cpu && exec "$@"' sh \
+        "${node[@]}" "$tree/usr/lib/checkpoint-edge/node_modules/@checkpoint/edge-agent/bin/edge-agent.js" "$@" 2> >(grep -v -e 'onnxruntime cpuid_info warning' -e '^Error in cpuinfo' >&2)
+      return
+    fi
+  fi
   env -i PATH=/usr/bin:/bin HOME="$WORK" CHECKPOINT_MODELS_DIR="$WORK/models" CHECKPOINT_EDGE_PROFILE=pi CHECKPOINT_LOG_LEVEL=warn \
     "${node[@]}" "$tree/usr/lib/checkpoint-edge/node_modules/@checkpoint/edge-agent/bin/edge-agent.js" "$@"
 }
