@@ -22,22 +22,18 @@ check "the arm64 package's node is an AArch64 binary" grep -q 'aarch64\|AArch64'
 mkdir -p "$WORK/models" && cp "$MIRROR/RFB-640-masked_face-v2.onnx" "$WORK/models/"
 agent() { # agent ARCH ARGS...
   local arch=$1; shift
-  local tree="$WORK/$arch" node=("$WORK/$arch/usr/lib/checkpoint-nodejs/bin/node")
+  local tree="$WORK/$arch" node=("$WORK/$arch/usr/lib/checkpoint-nodejs/bin/node") wrap=()
   if [ "$arch" = arm64 ]; then
     node=("$QEMU" -L "$SYSROOT" "${node[@]}")
     # qemu-user shows the arm64 program this x86 host's /sys CPU topology; onnxruntime's cpuinfo
     # (arm code) reads its cache layout and segfaults on some hosts (seen here: cpu1/cache/index2).
     # A real arm64 box has its own. So the arm64 run sees an empty /sys/devices/system/cpu, in a
     # private mount namespace (onnxruntime then warns that it cannot read CPU features).
-    if unshare -m true 2>/dev/null; then
-      env -i PATH=/usr/bin:/bin HOME="$WORK" CHECKPOINT_MODELS_DIR="$WORK/models" CHECKPOINT_EDGE_PROFILE=pi CHECKPOINT_LOG_LEVEL=warn \
-        unshare -m sh -c 'mount -t tmpfs none /sys/devices/system/cpu && exec "$@"' sh \
-        "${node[@]}" "$tree/usr/lib/checkpoint-edge/node_modules/@checkpoint/edge-agent/bin/edge-agent.js" "$@" 2> >(grep -v -e 'onnxruntime cpuid_info warning' -e '^Error in cpuinfo' >&2)
-      return
-    fi
+    unshare -m true 2>/dev/null && wrap=(unshare -m sh -c 'mount -t tmpfs none /sys/devices/system/cpu && exec "$@"' sh)
   fi
   env -i PATH=/usr/bin:/bin HOME="$WORK" CHECKPOINT_MODELS_DIR="$WORK/models" CHECKPOINT_EDGE_PROFILE=pi CHECKPOINT_LOG_LEVEL=warn \
-    "${node[@]}" "$tree/usr/lib/checkpoint-edge/node_modules/@checkpoint/edge-agent/bin/edge-agent.js" "$@"
+    "${wrap[@]}" "${node[@]}" "$tree/usr/lib/checkpoint-edge/node_modules/@checkpoint/edge-agent/bin/edge-agent.js" "$@" \
+    2> >(grep -v -e 'onnxruntime cpuid_info warning' -e '^Error in cpuinfo' >&2)
 }
 check "arm64 edge-agent --version under qemu prints the stamped version" grep -qx "$(dpkg-deb -f "$(deb checkpoint-edge arm64)" Version)" <(agent arm64 --version)
 agent amd64 simulate --out "$WORK/scene" --people "$PEOPLE" --fever-rate 0.5 --mask-rate 0.5 --seed 11 --faces "$REPO/../shared/datasets/mask-sample"
