@@ -58,6 +58,8 @@ export interface Robot {
   unavailableReason?: string | null;
   /** The robot reports it is paused (startPause); absent from gateways before pause/resume. */
   paused?: boolean;
+  /** When the gateway last heard from the robot (ISO 8601): orders views of the same robot. */
+  lastSeen?: string;
   /** m/s from the robot's factsheet (physicalParameters.speedMax), null until it sent one. */
   maxSpeed?: number | null;
 }

@@ -151,7 +151,10 @@ export function DispatchPage() {
     setActionError(null);
     try {
       const robot = await p;
-      setRobots((rs) => upsertById(rs, robot));
+      // The answer shows the robot when the request arrived; a live update heard since (e.g. the
+      // robot reporting itself paused) is newer and must not be overwritten by it.
+      const heardSince = (current: Robot | undefined) => Date.parse(current?.lastSeen ?? '') > Date.parse(robot.lastSeen ?? '');
+      setRobots((rs) => (heardSince(rs.find((r) => r.id === robot.id)) ? rs : upsertById(rs, robot)));
     } catch (err) {
       setActionError((err as Error).message);
     }
