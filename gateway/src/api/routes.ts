@@ -6,6 +6,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import { Decision, ID_PATTERN, timestampProblem, ULID_PATTERN } from '@checkpoint/protocol';
 import { ALERT_STATUSES, OUTCOMES } from '../alerts.js';
 import { INTERVAL_PATTERN, parseInterval } from '../series/store.js';
+import type { Session } from '../store/users.js';
 import type { ApiDeps } from './server.js';
 
 type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -74,21 +75,21 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
       }
       if (!verdict.ok) {
         deps.metrics.logins.inc({ result: 'failed' });
-        store.audit(now(), username.slice(0, 64), 'auth.login_failed', null, { address });
+        await store.audit(now(), username.slice(0, 64), 'auth.login_failed', null, { address });
         return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'wrong user name or password' });
       }
       const role = verdict.value;
       deps.metrics.logins.inc({ result: 'ok' });
-      const session = users.createSession(username, tokenTtlMs(now(), now()), now());
-      store.audit(now(), username, 'auth.login', null, { address });
+      const session = await users.createSession(username, tokenTtlMs(now(), now()), now());
+      await store.audit(now(), username, 'auth.login', null, { address });
       return { token: session.token, expiresAt: new Date(session.expiresMs).toISOString(), user: username, role };
     },
   );
 
   app.post('/api/auth/logout', { config: { role: 'guard' }, schema: { tags: ['auth'] } }, async (request, reply) => {
     const header = request.headers.authorization ?? '';
-    users.endSession(header.slice(7).trim());
-    deps.live.revalidate(); // its live streams end now, not at the next check
+    await users.endSession(header.slice(7).trim());
+    await deps.live.revalidate(); // its live streams end now, not at the next check
     return reply.code(204).send();
   });
 
@@ -103,9 +104,9 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
     if (ttlMs < MIN_RENEWAL_MS) {
       return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: `this session began ${new Date(signedInMs).toISOString()} and cannot be renewed past ${deps.config.auth.sessionMaxS} s: sign in again` });
     }
-    const session = users.createSession(user, ttlMs, now(), signedInMs);
-    users.endSession(old);
-    store.audit(now(), user, 'auth.renew', null, { address: request.ip });
+    const session = await users.createSession(user, ttlMs, now(), signedInMs);
+    await users.endSession(old);
+    await store.audit(now(), user, 'auth.renew', null, { address: request.ip });
     return { token: session.token, expiresAt: new Date(session.expiresMs).toISOString(), user, role };
   });
 
@@ -131,7 +132,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
     async (request) => {
       const q = request.query;
       return {
-        alerts: store.alerts({
+        alerts: await store.alerts({
           ...(q.status ? { status: q.status } : {}),
           ...(q.site ? { site: q.site } : {}),
           ...(q.checkpoint ? { checkpoint: q.checkpoint } : {}),
@@ -143,7 +144,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
   );
 
   app.get('/api/alerts/:id', { config: { role: 'guard' }, schema: { tags: ['alerts'], params: Type.Object({ id: Ulid }) } }, async (request, reply) => {
-    const alert = store.alert(request.params.id);
+    const alert = await store.alert(request.params.id);
     return alert ?? reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no alert ${request.params.id}` });
   });
 
@@ -162,14 +163,14 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
     },
     async (request, reply) => {
       const by = request.session!.user;
-      const result = store.acknowledgeAlert(request.params.id, { by, outcome: request.body.outcome, note: request.body.note ?? null }, now());
+      const result = await store.acknowledgeAlert(request.params.id, { by, outcome: request.body.outcome, note: request.body.note ?? null }, now());
       if (!result.ok) {
         const code = result.reason === 'not_found' ? 404 : 409;
         return reply.code(code).send({ statusCode: code, error: code === 404 ? 'Not Found' : 'Conflict', message: result.message });
       }
       deps.metrics.alerts.inc({ kind: result.change.alert.kind, action: result.change.action });
       deps.live.notify();
-      return store.alert(request.params.id);
+      return await store.alert(request.params.id);
     },
   );
 
@@ -196,7 +197,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
     async (request) => {
       const q = request.query;
       return {
-        screenings: store.screenings({
+        screenings: await store.screenings({
           ...(q.site ? { site: q.site } : {}),
           ...(q.checkpoint ? { checkpoint: q.checkpoint } : {}),
           ...(q.from ? { fromMs: queryTimeMs('from', q.from) } : {}),
@@ -254,16 +255,16 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
   );
 
   // --- devices and snapshots ------------------------------------------------------------------
-  app.get('/api/devices', { config: { role: 'guard' }, schema: { tags: ['devices'] } }, async () => ({ devices: store.devices() }));
+  app.get('/api/devices', { config: { role: 'guard' }, schema: { tags: ['devices'] } }, async () => ({ devices: await store.devices() }));
 
   app.get(
     '/api/snapshots/:screeningId',
     { config: { role: 'guard' }, schema: { tags: ['screenings'], params: Type.Object({ screeningId: Ulid }), description: 'the evidence JPEG of a screening (image/jpeg)' } },
     async (request, reply) => {
-      const snap = store.snapshot(request.params.screeningId);
+      const snap = await store.snapshot(request.params.screeningId);
       if (!snap) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no snapshot for ${request.params.screeningId}` });
       // Face images are health data: who looked at which one is audited.
-      store.audit(now(), request.session!.user, 'snapshot.view', request.params.screeningId, { site: snap.site, checkpoint: snap.checkpoint });
+      await store.audit(now(), request.session!.user, 'snapshot.view', request.params.screeningId, { site: snap.site, checkpoint: snap.checkpoint });
       return reply.header('content-type', 'image/jpeg').header('cache-control', 'private, no-store').send(snap.jpeg);
     },
   );
@@ -295,12 +296,13 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
       const authorization = request.headers.authorization;
       const token = authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : (request.query.access_token ?? '');
       reply.hijack();
-      deps.live.attach(reply.raw, fromHeader ?? request.query.lastEventId ?? null, {
+      const sameSession = (current: Session | null) => current !== null && current.user === session.user && current.role === session.role;
+      await deps.live.attach(reply.raw, fromHeader ?? request.query.lastEventId ?? null, {
         user: session.user,
         valid: () => {
-          const now = deps.now();
-          const current = deps.users.session(token, now);
-          return current !== null && current.user === session.user && current.role === session.role;
+          const current = deps.users.session(token, deps.now());
+          // SQLite answers at once (the check stays synchronous); PostgreSQL later.
+          return current instanceof Promise ? current.then(sameSession) : sameSession(current);
         },
       });
     },
@@ -324,7 +326,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
       if (result.kind === 'invalid') {
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `body: ${result.issues.map((i) => `${i.path || '/'}: ${i.message}`).join('; ')}`, issues: result.issues });
       }
-      store.audit(now(), request.session!.user, 'command.sent', `${site}/${checkpoint}`, {
+      await store.audit(now(), request.session!.user, 'command.sent', `${site}/${checkpoint}`, {
         id: result.command.id,
         type: result.command.type,
         result: result.kind === 'ack' ? (result.ack.ok ? 'ok' : 'refused') : 'timeout',
@@ -343,7 +345,7 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
       config: { role: 'admin' },
       schema: { tags: ['admin'], querystring: Type.Object({ limit: Limit, before: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false }) },
     },
-    async (request) => ({ entries: store.auditLog(request.query.limit, request.query.before) }),
+    async (request) => ({ entries: await store.auditLog(request.query.limit, request.query.before) }),
   );
 
   app.get('/healthz', { schema: { tags: ['operations'], security: [] } }, async (_request, reply) => {

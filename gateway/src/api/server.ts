@@ -15,7 +15,8 @@ import type { CommandDispatcher } from '../commands.js';
 import type { GatewayConfig } from '../config.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { SeriesStore } from '../series/store.js';
-import type { OperationalStore } from '../store/operational.js';
+import type { Backend } from '../store/backend.js';
+import type { AnyOperationalStore } from '../store/operational.js';
 import type { LoginGuard } from '@checkpoint/broker';
 import { roleAtLeast, type Role, type Session, type UserStore } from '../store/users.js';
 import type { LiveFeed } from './live.js';
@@ -31,8 +32,9 @@ export interface HealthReport {
 
 export interface ApiDeps {
   config: GatewayConfig;
-  store: OperationalStore;
-  users: UserStore;
+  /** Either backend's (SQLite answers at once, PostgreSQL later): every answer is awaited. */
+  store: AnyOperationalStore;
+  users: UserStore<Backend>;
   /** Login limits and password checks, shared with OPC UA and the model download. */
   loginGuard: LoginGuard;
   series: SeriesStore;
@@ -114,7 +116,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     const role = request.routeOptions.config.role;
     if (!role) return;
     const token = bearerToken(request);
-    const session = token ? deps.users.session(token, deps.now()) : null;
+    const session = token ? await deps.users.session(token, deps.now()) : null;
     if (!session) {
       return reply.code(401).header('www-authenticate', 'Bearer').send({ statusCode: 401, error: 'Unauthorized', message: 'log in first (POST /api/auth/login) and send Authorization: Bearer <token>' });
     }
