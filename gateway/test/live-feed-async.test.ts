@@ -125,11 +125,26 @@ describe('the live feed driven by the database follower', () => {
     feed.deliver(seqs(1, 1200).map(event)); // more than is kept in memory
     const sse = openSse(await serve(feed), { 'last-event-id': '0' });
     await sse.waitFor((e) => e.length >= 1200, '1200 events');
+    // 1201..1300 would have come in the same page and write as 1001..1200.
+    expect(sse.events.map((e) => e.id)).toEqual(seqs(1, 1200));
     expect(stats.reads).toBeGreaterThan(0);
     feed.deliver(seqs(1201, 1300).map(event));
     await sse.waitFor((e) => e.length >= 1300, '1300 events');
     expect(sse.events.map((e) => e.id)).toEqual(seqs(1, 1300));
     expect(stats.maxInFlight).toBe(1);
+    sse.close();
+  });
+
+  it('a stream resuming from before where the follower started reads the store only up to that seq', async () => {
+    // The gateway started following at 100; 101..300 are in the database but not yet delivered.
+    const events = seqs(1, 300).map(event);
+    const feed = new LiveFeed(asyncStore(events).store, limits, undefined, { kind: 'follower', fromSeq: 100 });
+    const sse = openSse(await serve(feed), { 'last-event-id': '40' });
+    await sse.waitFor((e) => e.length >= 60, 'events 41..100');
+    expect(sse.events.map((e) => e.id)).toEqual(seqs(41, 100)); // 101..300 were in the same page
+    feed.deliver(seqs(101, 300).map(event));
+    await sse.waitFor((e) => e.length >= 260, 'events up to 300');
+    expect(sse.events.map((e) => e.id)).toEqual(seqs(41, 300));
     sse.close();
   });
 
