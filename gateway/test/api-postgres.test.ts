@@ -13,11 +13,11 @@ import { monotonicFactory } from 'ulid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { createLoginGuard } from '@checkpoint/broker';
-import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
+import { freePort, makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
 import { LiveFeed } from '../src/api/live.js';
 import { createApi } from '../src/api/server.js';
 import { CommandDispatcher } from '../src/commands.js';
-import { resolveGatewayConfig } from '../src/config.js';
+import { resolveGatewayConfig, type GatewayConfig } from '../src/config.js';
 import { createGatewayMetrics } from '../src/metrics.js';
 import type { SeriesStore } from '../src/series/store.js';
 import { followPostgresEvents, type EventFollower } from '../src/store/postgres/event-follower.js';
@@ -43,26 +43,16 @@ const pools: pg.Pool[] = [];
 let a: Instance;
 let b: Instance;
 
-/** One API instance as the composition root would build it on PostgreSQL: its own pool, stores, live feed and follower. */
-async function startInstance(name: string): Promise<Instance> {
-  const pool = new pg.Pool({ ...connection, max: 4 });
-  pools.push(pool);
-  const newId = monotonicFactory();
-  const store = createPostgresOperationalStore(pool, policy, () => newId());
-  const users = createPostgresUserStore(pool, Date.now);
-  const config = resolveGatewayConfig(gatewayConfig({ dataDir: makeTempDir(`api-pg-${name}`), mqttUrl: 'mqtt://127.0.0.1:1', commands: { timeoutMs: 200 } }));
-  // The feed starts after what is in the database now; the follower drives it from there.
-  const { last } = await store.eventRange();
-  const live = new LiveFeed(store, { maxClients: 20, maxClientsPerUser: 5, stallTimeoutMs: 30_000, sessionCheckMs: 200 }, undefined, { kind: 'follower', fromSeq: last });
-  const follower: EventFollower = followPostgresEvents({ connection, events: createPostgresEventStore(pool), fromSeq: last, onEvents: (events) => live.deliver(events), pollMs: 500 });
+/** createApi on the PostgreSQL stores of `pool`, listening on a free port. */
+async function listenApi(pool: pg.Pool, config: GatewayConfig, live: LiveFeed, store: AsyncOperationalStore): Promise<{ app: FastifyInstance; url: string }> {
   const metrics = createGatewayMetrics({ spoolDepth: () => 0, rejected: () => 0, sseClients: () => live.size, mqttConnected: () => true });
   // No agent answers: a command times out after commands.timeoutMs (and is audited).
   const commands = new CommandDispatcher(async () => undefined, config.commands.timeoutMs);
   const series = { kind: 'sqlite', checkpointStats: async () => [] } as unknown as SeriesStore;
-  const app: FastifyInstance = await createApi({
+  const app = await createApi({
     config,
     store,
-    users,
+    users: createPostgresUserStore(pool, Date.now),
     loginGuard: createLoginGuard({ maxFailures: 50, windowMs: 60_000 }),
     series,
     metrics,
@@ -74,8 +64,23 @@ async function startInstance(name: string): Promise<Instance> {
     now: Date.now,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+}
+
+/** One API instance as the composition root would build it on PostgreSQL: its own pool, stores, live feed and follower. */
+async function startInstance(name: string): Promise<Instance> {
+  const pool = new pg.Pool({ ...connection, max: 4 });
+  pools.push(pool);
+  const newId = monotonicFactory();
+  const store = createPostgresOperationalStore(pool, policy, () => newId());
+  const config = resolveGatewayConfig(gatewayConfig({ dataDir: makeTempDir(`api-pg-${name}`), mqttUrl: 'mqtt://127.0.0.1:1', commands: { timeoutMs: 200 } }));
+  // The feed starts after what is in the database now; the follower drives it from there.
+  const { last } = await store.eventRange();
+  const live = new LiveFeed(store, { maxClients: 20, maxClientsPerUser: 5, stallTimeoutMs: 30_000, sessionCheckMs: 200 }, undefined, { kind: 'follower', fromSeq: last });
+  const follower: EventFollower = followPostgresEvents({ connection, events: createPostgresEventStore(pool), fromSeq: last, onEvents: (events) => live.deliver(events), pollMs: 500 });
+  const { app, url } = await listenApi(pool, config, live, store);
   return {
-    url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    url,
     store,
     live,
     follower,
@@ -239,5 +244,26 @@ describe('the API on PostgreSQL', () => {
     await sseA.waitFor((e) => e.some((x) => x.event === 'end'), 'end event on A');
     await waitFor(() => a.live.size === 0 && b.live.size === 0, { what: 'no streams left' });
     sseA.close();
+  });
+
+  it('answers 503 with Retry-After, not 500, when PostgreSQL cannot be reached', async () => {
+    // Nothing listens on this port: every query fails to connect.
+    const pool = new pg.Pool({ host: '127.0.0.1', port: await freePort(), user: 'checkpoint', database: 'checkpoint', max: 1, connectionTimeoutMillis: 2000 });
+    pools.push(pool);
+    const config = resolveGatewayConfig(gatewayConfig({ dataDir: makeTempDir('api-pg-down'), mqttUrl: 'mqtt://127.0.0.1:1' }));
+    const live = new LiveFeed({ eventsAfter: async () => [], eventRange: async () => ({ first: 1, last: 0 }) }, undefined, undefined, { kind: 'follower', fromSeq: 0 });
+    const newId = monotonicFactory();
+    const { app, url } = await listenApi(pool, config, live, createPostgresOperationalStore(pool, policy, () => newId()));
+    try {
+      const res = await fetch(`${url}/api/alerts`, { headers: { authorization: 'Bearer some-token' } });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(((await res.json()) as { message: string }).message).toMatch(/database cannot be reached/);
+      const login = await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'guard', password: API_PASSWORD }) });
+      expect(login.status).toBe(503);
+    } finally {
+      live.close();
+      await app.close();
+    }
   });
 });

@@ -86,6 +86,23 @@ function bearerToken(request: FastifyRequest): string | null {
   return null;
 }
 
+/**
+ * Worth a retry, not a 500: another process holds SQLite's write lock longer than busy_timeout,
+ * or PostgreSQL cannot be reached or is shutting down, out of connections, or ended a
+ * transaction to break a conflict (SQLSTATE classes 08, 53, 57P, 40001 and 40P01).
+ */
+export function databaseBusyReason(error: { code?: unknown; message?: string }): string | null {
+  const code = typeof error.code === 'string' ? error.code : '';
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return 'the database is busy (locked by another process); try again';
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE'].includes(code) || /^(08|53)/.test(code) || code.startsWith('57P')) {
+    return 'the database cannot be reached; try again';
+  }
+  if (code === '40001' || code === '40P01') return 'the database ended a conflicting transaction; try again';
+  // pg's pool and client say these without a code.
+  if (/^(timeout exceeded when trying to connect|Connection terminated)/.test(error.message ?? '')) return 'the database cannot be reached; try again';
+  return null;
+}
+
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     // No request log: query strings may carry ?access_token= (live feed). Our own logs never include URLs.
@@ -97,9 +114,10 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.decorateRequest('session', null);
 
   app.setErrorHandler((error: Error & { statusCode?: number; issues?: unknown; validation?: unknown; code?: string }, request, reply) => {
-    // Another process holds the database's write lock longer than busy_timeout: worth a retry, not a 500.
-    if (error.code === 'SQLITE_BUSY' || error.code === 'SQLITE_LOCKED') {
-      return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message: 'the database is busy (locked by another process); try again' });
+    const busy = databaseBusyReason(error);
+    if (busy) {
+      if (!String(error.code).startsWith('SQLITE_')) deps.log.warn({ err: error.message, code: error.code, route: request.routeOptions.url }, 'database unavailable');
+      return reply.code(503).header('retry-after', '1').send({ statusCode: 503, error: 'Service Unavailable', message: busy });
     }
     const status = error.statusCode ?? 500;
     if (status >= 500) deps.log.error({ err: error.message, route: request.routeOptions.url }, 'request failed');
