@@ -114,7 +114,13 @@ export class LiveFeed {
       for (const c of this.clients) if (c.res.writableLength === 0) c.res.write(': keepalive\n\n');
     }, KEEPALIVE_MS);
     this.keepalive.unref();
-    this.sessionCheck = setInterval(() => void this.revalidate(), limits.sessionCheckMs);
+    // A check still answering (a slow database) is not joined by another.
+    let checking = false;
+    this.sessionCheck = setInterval(() => {
+      if (checking) return;
+      checking = true;
+      void this.revalidate().finally(() => (checking = false));
+    }, limits.sessionCheckMs);
     this.sessionCheck.unref();
   }
 
