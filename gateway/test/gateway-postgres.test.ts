@@ -1,0 +1,97 @@
+/**
+ * The gateway in-process with its operational store on a real PostgreSQL (store.backend postgres)
+ * and our real broker: screenings and telemetry over MQTT land in PostgreSQL once each (duplicates
+ * too), /healthz names the backend and the role (the only gateway leads), the leader escalates
+ * alerts and drains the spool into the series store (SQLite here), and the metrics say it leads.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MqttClient } from 'mqtt';
+import { checkpointTopics } from '@checkpoint/protocol';
+import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
+import { createGateway, type Gateway } from '../src/index.js';
+import type { SeriesPoint } from '../src/series/points.js';
+import { connectEdge, gatewayConfig, makeScreening, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
+
+let postgres: PostgresServer;
+let broker: TestBroker;
+let gateway: Gateway;
+let edge: MqttClient;
+const written: SeriesPoint[] = [];
+
+beforeAll(async () => {
+  [postgres, broker] = await Promise.all([startPostgres(), startTestBroker()]);
+  gateway = await createGateway(
+    gatewayConfig({
+      dataDir: makeTempDir('gw-pg-data'),
+      mqttUrl: broker.url,
+      store: { backend: 'postgres', postgres: { url: postgres.url, poolSize: 4, leaderRetryMs: 200, leaderCheckMs: 200 } },
+      alerts: { escalateAfterS: 1, checkIntervalMs: 200 },
+    }),
+    { onSeriesWritten: (points) => written.push(...points) },
+  );
+  await waitFor(() => gateway.mqttConnected(), { what: 'gateway connected to the broker' });
+  edge = await connectEdge(broker.url, 'gate-1');
+}, 120_000);
+
+afterAll(async () => {
+  await edge?.endAsync();
+  await gateway?.close();
+  await broker?.close();
+  await postgres?.stop();
+});
+
+const metricValue = async (name: string, labels = '') => {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => (labels ? l.startsWith(`${name}{`) && l.includes(labels) : l.startsWith(`${name} `)));
+  return line ? Number(line.split(' ').pop()) : NaN;
+};
+
+describe('a gateway on PostgreSQL', () => {
+  it('leads (the only one): /healthz names the backend and the role, the leader gauge is 1', async () => {
+    await waitFor(() => gateway.role() === 'leader', { what: 'leadership taken' });
+    const res = await fetch(`${gateway.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { store: unknown }).store).toEqual({ backend: 'postgres', role: 'leader' });
+    expect(await metricValue('checkpoint_gateway_leader')).toBe(1);
+  });
+
+  it('stores each screening once in PostgreSQL, even when the edge publishes it again; the spool drains into the series store', async () => {
+    const screenings = Array.from({ length: 60 }, (_, i) => makeScreening({ trackId: i }));
+    await publishScreenings(edge, [...screenings, ...screenings.slice(0, 15)]);
+    await waitFor(async () => (await gateway.store.screenings({ checkpoint: 'gate-1', limit: 1000 })).length >= 60, { what: '60 screenings in PostgreSQL' });
+    const stored = await gateway.store.screenings({ checkpoint: 'gate-1', limit: 1000 });
+    expect(stored.map((s) => s.id).sort()).toEqual(screenings.map((s) => s.id).sort());
+    await waitFor(async () => (await metricValue('checkpoint_gateway_messages_total', 'result="duplicate"')) === 15, { what: '15 duplicates counted' });
+    // Every screening's point reached the series store once, and the shared spool is empty.
+    await waitFor(async () => (await gateway.spoolDepth()) === 0, { what: 'spool drained' });
+    // A duplicate is not spooled again: one point per screening.
+    expect(written.filter((p) => p.measurement === 'screening')).toHaveLength(60);
+    expect(await metricValue('checkpoint_gateway_spool_depth')).toBe(0);
+  });
+
+  it('keeps the device\'s last telemetry in PostgreSQL', async () => {
+    const telemetry = {
+      ts: new Date().toISOString(),
+      site: 'hq',
+      checkpoint: 'gate-1',
+      fps: 8.7,
+      stages: { decode: 4.1, inference: 7.5, thermometry: 0.3 },
+      cpuTempC: 61.2,
+      ambientC: 21.5,
+      blackbody: { setC: 35, measuredC: 34.62, status: 'ok' },
+      queueDepth: 3,
+      rssMb: 228.4,
+    };
+    await edge.publishAsync(checkpointTopics.telemetry({ site: 'hq', checkpoint: 'gate-1' }), JSON.stringify(telemetry), { qos: 1 });
+    await waitFor(async () => (await gateway.store.devices()).some((d) => d.checkpoint === 'gate-1' && d.telemetry?.fps === 8.7), { what: 'telemetry stored' });
+  });
+
+  it('the leader escalates an alert not acknowledged in time', async () => {
+    const referral = makeScreening({ decision: 'secondary_check', trackId: 999 });
+    await publishScreenings(edge, [referral]);
+    await waitFor(async () => (await gateway.store.alerts({ checkpoint: 'gate-1', limit: 100 })).some((a) => a.screeningId === referral.id && a.escalatedAt !== null), {
+      what: 'alert escalated',
+      timeoutMs: 15_000,
+    });
+  });
+});
