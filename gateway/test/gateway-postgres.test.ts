@@ -3,9 +3,12 @@
  * and our real broker: screenings and telemetry over MQTT land in PostgreSQL once each (duplicates
  * too), /healthz names the backend and the role (the only gateway leads), the leader escalates
  * alerts and drains the spool into the series store (SQLite here), and the metrics say it leads.
+ * A follower (the lock held elsewhere) stores what it receives but leaves the spool alone, and
+ * drains it once it leads.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
+import pg from 'pg';
 import { checkpointTopics } from '@checkpoint/protocol';
 import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
 import { createGateway, type Gateway } from '../src/index.js';
@@ -93,5 +96,47 @@ describe('a gateway on PostgreSQL', () => {
       what: 'alert escalated',
       timeoutMs: 15_000,
     });
+  });
+});
+
+describe('a gateway on PostgreSQL that follows', () => {
+  it('stores what it receives, leaves the shared spool alone, and drains it once it leads', async () => {
+    await postgres.createDatabase('follower');
+    const url = postgres.url.replace(/\/[^/]*$/, '/follower');
+    // Another leader, as far as the gateway can tell: the test holds the leadership lock.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const lock = await holder.query<{ acquired: boolean }>(`SELECT pg_try_advisory_lock(hashtextextended('checkpoint-gateway', 0)) AS acquired`);
+    expect(lock.rows[0]!.acquired).toBe(true);
+    const followerWritten: SeriesPoint[] = [];
+    const follower = await createGateway(
+      gatewayConfig({
+        dataDir: makeTempDir('gw-pg-follower'),
+        mqttUrl: broker.url,
+        store: { backend: 'postgres', postgres: { url, leaderRetryMs: 100, leaderCheckMs: 200 } },
+      }),
+      { onSeriesWritten: (points) => followerWritten.push(...points) },
+    );
+    try {
+      await waitFor(() => follower.mqttConnected() && follower.role() === 'follower', { what: 'follower connected' });
+      const screenings = Array.from({ length: 20 }, (_, i) => makeScreening({ trackId: 500 + i }));
+      await publishScreenings(edge, screenings);
+      await waitFor(async () => (await follower.store.screenings({ limit: 1000 })).length === 20, { what: '20 screenings stored by the follower' });
+      // Well past the writer's 100 ms flush interval: a follower's writer does not touch the spool.
+      await waitFor(async () => ((await (await fetch(`${follower.url}/healthz`)).json()) as { series: { spoolDepth: number } }).series.spoolDepth === 20, { what: 'spool depth 20 in /healthz' });
+      expect(await follower.spoolDepth()).toBe(20);
+      expect(followerWritten).toEqual([]);
+      expect(((await (await fetch(`${follower.url}/healthz`)).json()) as { store: unknown }).store).toEqual({ backend: 'postgres', role: 'follower' });
+      const gauge = (await (await fetch(`${follower.url}/metrics`)).text()).split('\n').find((l) => l.startsWith('checkpoint_gateway_leader '));
+      expect(gauge).toBe('checkpoint_gateway_leader 0');
+
+      await holder.end();
+      await waitFor(() => follower.role() === 'leader', { what: 'the follower leads once the lock is free' });
+      await waitFor(async () => (await follower.spoolDepth()) === 0, { what: 'spool drained by the new leader' });
+      expect(followerWritten.filter((p) => p.measurement === 'screening')).toHaveLength(20);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await follower.close();
+    }
   });
 });
