@@ -107,6 +107,10 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   if (fleetSetup && config.store.backend === 'postgres') {
     throw new Error('fleet.map is set but store.backend is postgres: the robot fleet does not run on PostgreSQL yet (use store.backend sqlite, or remove fleet.map)');
   }
+  // pg-integration: remove when the OPC UA server takes AnyOperationalStore (it reads the store synchronously at start).
+  if (config.opcua.enabled && config.store.backend === 'postgres') {
+    throw new Error('opcua.enabled is true but store.backend is postgres: the OPC UA server does not run on PostgreSQL yet (set opcua.enabled: false)');
+  }
   // Provisioning files are checked before anything starts (errors name provisioning.caFile / the users file).
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;

@@ -13,6 +13,7 @@ import { checkpointTopics } from '@checkpoint/protocol';
 import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
 import { createGateway, type Gateway } from '../src/index.js';
 import type { SeriesPoint } from '../src/series/points.js';
+import { FLEET_MAP } from './fleet-world.js';
 import { connectEdge, gatewayConfig, makeScreening, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
 
 let postgres: PostgresServer;
@@ -96,6 +97,14 @@ describe('a gateway on PostgreSQL', () => {
       what: 'alert escalated',
       timeoutMs: 15_000,
     });
+  });
+});
+
+describe('what does not run on PostgreSQL yet', () => {
+  it('refuses to start with OPC UA enabled or a fleet configured, naming the key', async () => {
+    const base = gatewayConfig({ dataDir: makeTempDir('gw-pg-refused'), mqttUrl: broker.url, store: { backend: 'postgres', postgres: { url: postgres.url } } });
+    await expect(createGateway({ ...base, opcua: { enabled: true, port: 0 } })).rejects.toThrow('opcua.enabled is true but store.backend is postgres');
+    await expect(createGateway({ ...base, fleet: { map: FLEET_MAP } })).rejects.toThrow('fleet.map is set but store.backend is postgres');
   });
 });
 
