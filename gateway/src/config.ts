@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { Type, type Static, type TProperties } from '@sinclair/typebox';
 import { parse as parseYaml } from 'yaml';
-import { mergeConfig, parseConfig } from '@checkpoint/protocol';
+import { ConfigError, mergeConfig, parseConfig } from '@checkpoint/protocol';
 
 const closed = { additionalProperties: false } as const;
 const Section = <T extends TProperties>(props: T, description: string) =>
@@ -162,6 +162,24 @@ export const GatewayConfigSchema = Type.Object(
       },
       'live feed (SSE)',
     ),
+    store: Section(
+      {
+        backend: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], {
+          default: 'sqlite',
+          description: 'where the operational store lives: sqlite (embedded, one gateway) or postgres (several gateways on one database); env CHECKPOINT_STORE',
+        }),
+        postgres: Section(
+          {
+            url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'postgresql://user:pass@host:5432/database (required for backend postgres); env CHECKPOINT_POSTGRES_URL; the password is never logged' })),
+            poolSize: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'connections in the pool (plus one for leadership)' }),
+            leaderRetryMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000, description: 'a follower tries to take leadership this often (the hand-over time after a leader dies)' }),
+            leaderCheckMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000, description: 'the leader checks this often that its connection still holds the lock' }),
+          },
+          'PostgreSQL (store.backend postgres)',
+        ),
+      },
+      'operational store backend',
+    ),
     sqlite: Section(
       {
         synchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], {
@@ -247,6 +265,10 @@ export function envOverrides(env: Env): Record<string, unknown> {
   if (env.CHECKPOINT_MQTT_USERNAME) mqtt.username = env.CHECKPOINT_MQTT_USERNAME;
   if (env.CHECKPOINT_MQTT_PASSWORD) mqtt.password = env.CHECKPOINT_MQTT_PASSWORD;
   if (Object.keys(mqtt).length) o.mqtt = mqtt;
+  const store: Record<string, unknown> = {};
+  if (env.CHECKPOINT_STORE) store.backend = env.CHECKPOINT_STORE;
+  if (env.CHECKPOINT_POSTGRES_URL) store.postgres = { url: env.CHECKPOINT_POSTGRES_URL };
+  if (Object.keys(store).length) o.store = store;
   if (env.CHECKPOINT_INFLUX_URL) o.influx = { url: env.CHECKPOINT_INFLUX_URL };
   if (env.CHECKPOINT_HTTP_PORT) {
     const port = Number(env.CHECKPOINT_HTTP_PORT);
@@ -267,7 +289,11 @@ export function parseConfigText(text: string, where: string): unknown {
 
 /** Validates a config object (defaults filled in); throws ConfigError naming the bad key. */
 export function resolveGatewayConfig(value: unknown, where = '(gateway options)'): GatewayConfig {
-  return parseConfig(GatewayConfigSchema, value ?? {}, where);
+  const config = parseConfig(GatewayConfigSchema, value ?? {}, where);
+  if (config.store.backend === 'postgres' && !config.store.postgres.url) {
+    throw new ConfigError(where, [{ path: '/store/postgres/url', message: 'required when store.backend is postgres (or env CHECKPOINT_POSTGRES_URL)' }]);
+  }
+  return config;
 }
 
 /** The effective config: file (if any), then the environment on top, validated once. */

@@ -5,7 +5,13 @@
  *   fastify API (auth, alerts, screenings, stats, devices, snapshots, live feed, commands)
  * plus the periodic alert check and the retention job. Embeddable (demo, tests): port 0 works,
  * and `close()` undoes everything.
+ *
+ * The operational store is SQLite (embedded, the default) or PostgreSQL (`store.backend`), where
+ * several gateways share one database: each ingests what it receives (a screening id is stored
+ * once), and the once-only jobs (alert check, retention, spool -> series store) run on the one
+ * holding the leadership lock (cluster/). Users and provisioning stay on the gateway's own SQLite file.
  */
+import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { monotonicFactory } from 'ulid';
 import { createApi } from './api/server.js';
@@ -25,7 +31,11 @@ import { createSqliteSeriesStore } from './series/sqlite.js';
 import type { SeriesStore } from './series/store.js';
 import { SpoolWriter } from './series/writer.js';
 import { openDatabase } from './store/db.js';
-import { createOperationalStore, type IngestOutcome, type OperationalStore } from './store/operational.js';
+import { createOperationalStore, type AnyOperationalStore, type DeviceView, type IngestOutcome, type OperationalStore, type RetentionResult } from './store/operational.js';
+import { migratePostgres } from './store/postgres/migrations.js';
+import { createPostgresOperationalStore, type AsyncOperationalStore, type IngestItem } from './store/postgres/operational.js';
+import { startPostgresLeadership, type Leadership } from './cluster/postgres-leadership.js';
+import { runWhileLeading, type LeaderJob } from './cluster/leader-job.js';
 import { createUserStore, type UserStore } from './store/users.js';
 import type { FleetView } from './opcua/fleet-view.js';
 import type { GatewayOpcuaServer } from './opcua/server.js';
@@ -58,7 +68,8 @@ export interface Gateway {
   readonly url: string;
   /** API users (`add({ name, role }, password)`), on the gateway's SQLite file. */
   readonly users: UserStore;
-  readonly store: OperationalStore;
+  /** SQLite's answers at once, PostgreSQL's later: await every answer. */
+  readonly store: AnyOperationalStore;
   readonly series: SeriesStore;
   readonly metrics: GatewayMetrics;
   /** The robot fleet (VDA 5050 master control), null when no site map is configured. */
@@ -68,12 +79,16 @@ export interface Gateway {
   /** Checkpoint enrollment, revocation, model versions and roll-outs. */
   readonly provisioning: Provisioning;
   mqttConnected(): boolean;
-  /** Points waiting for the series store. */
-  spoolDepth(): number;
-  /** Run the retention job now (it also runs every retention.intervalS). */
-  runRetention(): ReturnType<OperationalStore['retention']>;
+  /** Points waiting for the series store (a promise on PostgreSQL). */
+  spoolDepth(): number | Promise<number>;
+  /** Run the retention job now (it also runs every retention.intervalS; on PostgreSQL, on the leader). */
+  runRetention(): RetentionResult | Promise<RetentionResult>;
+  /** `single` on SQLite; on PostgreSQL whether this gateway runs the once-only jobs. */
+  role(): StoreRole;
   close(): Promise<void>;
 }
+
+export type StoreRole = 'single' | 'leader' | 'follower' | 'connecting';
 
 /** Never log health data or secrets, whatever a call site passes by mistake. */
 const REDACT = ['password', 'token', 'authorization', 'temperatureC', 'jpeg', 'payload', '*.password', '*.token', '*.temperatureC'];
@@ -89,6 +104,13 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const newId = monotonicFactory();
   // The site map and rules are checked before anything starts (errors name fleet.map / fleet.rules).
   const fleetSetup = await loadFleetSetup(config.fleet);
+  if (fleetSetup && config.store.backend === 'postgres') {
+    throw new Error('fleet.map is set but store.backend is postgres: the robot fleet does not run on PostgreSQL yet (use store.backend sqlite, or remove fleet.map)');
+  }
+  // pg-integration: remove when the OPC UA server takes AnyOperationalStore (it reads the store synchronously at start).
+  if (config.opcua.enabled && config.store.backend === 'postgres') {
+    throw new Error('opcua.enabled is true but store.backend is postgres: the OPC UA server does not run on PostgreSQL yet (set opcua.enabled: false)');
+  }
   // Provisioning files are checked before anything starts (errors name provisioning.caFile / the users file).
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
@@ -101,15 +123,57 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const users = createUserStore(db, now);
   // The one guard for every password this gateway checks: API login, OPC UA sessions, model downloads.
   const loginGuard = createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000, now });
-  const store = createOperationalStore(
-    db,
-    {
-      escalateAfterMs: config.alerts.escalateAfterS * 1000,
-      invalidStormCount: config.alerts.invalidStormCount,
-      invalidStormWindowMs: config.alerts.invalidStormWindowS * 1000,
-    },
-    () => newId(),
-  );
+  const policy = {
+    escalateAfterMs: config.alerts.escalateAfterS * 1000,
+    invalidStormCount: config.alerts.invalidStormCount,
+    invalidStormWindowMs: config.alerts.invalidStormWindowS * 1000,
+  };
+  // PostgreSQL: the pool, the schema, the leadership lock; null on SQLite.
+  let postgres: { pool: pg.Pool; store: AsyncOperationalStore; leadership: Leadership } | null = null;
+  if (config.store.backend === 'postgres') {
+    try {
+      postgres = await openPostgres(config.store.postgres, policy, () => newId(), log);
+    } catch (err) {
+      ownBrokerUsers?.close();
+      db.close();
+      throw err;
+    }
+  }
+  const sqliteStore: OperationalStore | null = postgres ? null : createOperationalStore(db, policy, () => newId());
+  const store: AnyOperationalStore = postgres?.store ?? (sqliteStore as OperationalStore);
+  const role = (): StoreRole => {
+    if (!postgres) return 'single';
+    const r = postgres.leadership.role();
+    return r === 'stopped' ? 'follower' : r;
+  };
+
+  /**
+   * On PostgreSQL, what must be read synchronously (/healthz, provisioning's device list) comes
+   * from here, refreshed every second; on SQLite it is read from the store when asked.
+   */
+  const cached = { spoolDepth: 0, rejected: 0, devices: [] as DeviceView[] };
+  let cacheFailure = '';
+  const refreshCache = async (pgStore: AsyncOperationalStore) => {
+    try {
+      const [spoolDepth, rejected, devices] = await Promise.all([pgStore.spoolDepth(), pgStore.rejectedCount(), pgStore.devices()]);
+      Object.assign(cached, { spoolDepth, rejected, devices });
+      cacheFailure = '';
+    } catch (err) {
+      if ((err as Error).message !== cacheFailure) log.warn({ err: (err as Error).message }, 'cannot read the PostgreSQL store (spool depth, devices); retrying');
+      cacheFailure = (err as Error).message;
+    }
+  };
+  if (postgres) await refreshCache(postgres.store);
+  const cacheTimer = postgres ? setInterval(() => void refreshCache(postgres.store), 1000) : null;
+  const spoolDepthNow = () => (sqliteStore ? sqliteStore.spoolDepth() : cached.spoolDepth);
+  const rejectedNow = () => (sqliteStore ? sqliteStore.rejectedCount() : cached.rejected);
+  const devicesNow = () => (sqliteStore ? sqliteStore.devices() : cached.devices);
+  const closePostgres = async () => {
+    if (cacheTimer) clearInterval(cacheTimer);
+    if (!postgres) return;
+    await postgres.leadership.stop();
+    await postgres.pool.end().catch(() => undefined);
+  };
   const series: SeriesStore = config.influx.url
     ? createInfluxSeriesStore(parseInfluxUrl(config.influx.url), config.influx)
     : createSqliteSeriesStore(db);
@@ -118,7 +182,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   // The metrics exist only below (they probe the live feed): closures are counted through this.
   let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
   const live = new LiveFeed(
-    store,
+    store as OperationalStore, // pg-integration: remove cast when LiveFeed takes AnyOperationalStore
     {
       maxClients: config.live.maxClients,
       maxClientsPerUser: config.live.maxClientsPerUser,
@@ -139,6 +203,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     rejected: () => store.rejectedCount(),
     sseClients: () => live.size,
     mqttConnected: () => consumer?.connected() ?? false,
+    leader: () => role() === 'single' || role() === 'leader',
   });
 
   countLiveClosed = (reason) => metrics.liveClosed.inc({ reason });
@@ -156,7 +221,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     failed(err, attempt, retryInMs) {
       const status = (err as { res?: { statusCode?: number } }).res?.statusCode;
       metrics.seriesErrors.inc({ reason: status ? String(status) : 'unreachable' });
-      if (err.message !== lastWriteError) log.warn({ err: err.message.slice(0, 300), attempt, retryInMs, spooled: store.spoolDepth() }, 'series write failed; points stay in the spool');
+      if (err.message !== lastWriteError) log.warn({ err: err.message.slice(0, 300), attempt, retryInMs, spooled: spoolDepthNow() }, 'series write failed; points stay in the spool');
       lastWriteError = err.message;
     },
     rejected(row, err) {
@@ -169,7 +234,9 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'series store not ready at start; the writer keeps trying');
   }
-  writer.start();
+  // On PostgreSQL the spool is shared: only the leader drains it (below); until then the writer idles.
+  if (postgres) await writer.stop({ flush: false });
+  else writer.start();
   if (config.influx.url) log.info({ url: redactUrl(config.influx.url) }, 'time series go to InfluxDB');
   else log.info('no InfluxDB configured: time series go to SQLite');
 
@@ -210,8 +277,12 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     credentials: deps.brokerUsers ?? ownBrokerUsers,
     loginGuard,
     sendCommand: (site, checkpoint, body) => updateCommands.send(site, checkpoint, body),
-    audit: (atMs, actor, action, target, detail) => store.audit(atMs, actor, action, target, detail),
-    seenDevices: () => store.devices().map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
+    audit: (atMs, actor, action, target, detail) => {
+      const done = store.audit(atMs, actor, action, target, detail);
+      // pg-integration: on PostgreSQL the audit row is written after the call returns (provisioning's audit is synchronous).
+      if (done instanceof Promise) done.catch((err: Error) => log.error({ action, err: err.message }, 'cannot write an audit row'));
+    },
+    seenDevices: () => devicesNow().map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
     settings: {
       deviceMqttUrl: config.provisioning.deviceMqttUrl ?? config.mqtt.url,
       caCert: provisioningCa,
@@ -252,26 +323,40 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
    */
   const storedAlone = (c: Classified) => c.kind === 'robot' || c.kind === 'cmd/ack';
 
-  /**
-   * Stores one classified message (inside the caller's transaction, if any); returns what to do
-   * once that committed (metrics, live feed, series writer).
-   */
-  function storeClassified(topic: string, c: Classified, receivedMs: number): () => void {
+  /** A replaced timestamp: counted, logged once per topic. */
+  function noteReplaced(topic: string, c: Classified): void {
     if ('replacedTs' in c && c.replacedTs?.length) {
       // Stored at the receive time and flagged (API `tsReplaced`, series field `tsReplaced`): a device clock to fix.
       const channel = c.kind === 'robot' ? `robot/${c.channel}` : c.kind;
       metrics.replacedTimestamps.inc({ channel });
       logOnce(`ts\u0000${topic}`, 'warn', { topic: topic.slice(0, 200), replaced: c.replacedTs }, 'timestamp names no instant; message stored with the receive time and flagged (logged once per topic)');
     }
+  }
+
+  /**
+   * Stores one classified message on SQLite (inside the caller's transaction, if any); returns
+   * what to do once that committed (metrics, live feed, series writer).
+   */
+  function storeClassified(topic: string, c: Classified, receivedMs: number): () => void {
+    noteReplaced(topic, c);
+    const sqlite = sqliteStore as OperationalStore;
     switch (c.kind) {
       case 'screening':
-        return recorded('screening', store.ingestScreening(c.screening, receivedMs, c.replacedTs), true);
+        return recorded('screening', sqlite.ingestScreening(c.screening, receivedMs, c.replacedTs), true);
       case 'state':
-        return recorded('state', store.ingestState(c.state, receivedMs, c.replacedTs), true);
+        return recorded('state', sqlite.ingestState(c.state, receivedMs, c.replacedTs), true);
       case 'telemetry':
-        return recorded('telemetry', store.ingestTelemetry(c.telemetry, receivedMs, c.replacedTs), true);
+        return recorded('telemetry', sqlite.ingestTelemetry(c.telemetry, receivedMs, c.replacedTs), true);
       case 'snapshot':
-        return recorded('snapshot', store.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false);
+        return recorded('snapshot', sqlite.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false);
+      default:
+        return handledWithoutStore(topic, c, receivedMs);
+    }
+  }
+
+  /** What needs no operational store (either backend): command acks, robot messages, ignored and invalid ones. */
+  function handledWithoutStore(topic: string, c: Exclude<Classified, { kind: 'screening' | 'state' | 'telemetry' | 'snapshot' }>, receivedMs: number): () => void {
+    switch (c.kind) {
       case 'cmd/ack':
         provisioning.onAck(c.where, c.ack);
         metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
@@ -347,6 +432,70 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     return batch.error ? { stored: batch.stored, error: batch.error } : { stored: batch.stored };
   }
 
+  /**
+   * Group commit on PostgreSQL: the same contract, through `ingestBatch` (one transaction, a
+   * savepoint per message). The batch is the run of screenings, states and telemetry (and ignored
+   * or invalid messages, which store nothing) from the first message; a snapshot (its own insert),
+   * a command ack or a robot message goes alone, as the first of a batch of its own.
+   */
+  async function storeBatchOnPostgres(pgStore: AsyncOperationalStore, messages: readonly IngestMessage[]): Promise<BatchResult> {
+    const first = messages[0];
+    if (!first) return { stored: 0 };
+    const stop = metrics.ingestSeconds.startTimer();
+    const receivedMs = now();
+    const c = classifyMessage(first.topic, first.payload, receivedMs);
+    if (storedAlone(c) || c.kind === 'snapshot') {
+      try {
+        noteReplaced(first.topic, c);
+        const effect = c.kind === 'snapshot' ? recorded('snapshot', await pgStore.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false) : handledWithoutStore(first.topic, c, receivedMs);
+        effect();
+        deps.onIngested?.([first], now());
+        return { stored: 1 };
+      } catch (err) {
+        return { stored: 0, error: err as Error };
+      } finally {
+        stop();
+      }
+    }
+    // Per message, in order: its item in the batch (stored by the transaction) or what to do without the store.
+    const items: IngestItem[] = [];
+    const plan: Array<{ item: number; channel: 'screening' | 'state' | 'telemetry' } | { effect: () => void }> = [];
+    for (const [i, m] of messages.entries()) {
+      const mc = i === 0 ? c : classifyMessage(m.topic, m.payload, receivedMs);
+      if (storedAlone(mc) || mc.kind === 'snapshot') break;
+      noteReplaced(m.topic, mc);
+      const tsReplaced = 'replacedTs' in mc && mc.replacedTs?.length ? { tsReplaced: mc.replacedTs } : {};
+      if (mc.kind === 'screening') items.push({ kind: 'screening', screening: mc.screening, receivedMs, ...tsReplaced });
+      else if (mc.kind === 'state') items.push({ kind: 'state', state: mc.state, receivedMs, ...tsReplaced });
+      else if (mc.kind === 'telemetry') items.push({ kind: 'telemetry', telemetry: mc.telemetry, receivedMs, ...tsReplaced });
+      else {
+        plan.push({ effect: handledWithoutStore(m.topic, mc, receivedMs) });
+        continue;
+      }
+      plan.push({ item: items.length - 1, channel: mc.kind });
+    }
+    try {
+      // Throws when the transaction failed as a whole (group commit stores the messages one by one then).
+      const outcome = items.length ? await pgStore.ingestBatch(items) : { outcomes: [] };
+      let stored = 0;
+      const effects: Array<() => void> = [];
+      for (const step of plan) {
+        if ('item' in step) {
+          const o = outcome.outcomes[step.item];
+          if (!o) break;
+          effects.push(recorded(step.channel, o, true));
+        } else effects.push(step.effect);
+        stored++;
+      }
+      for (const effect of effects) effect();
+      if (deps.onIngested && stored > 0) deps.onIngested(messages.slice(0, stored), now());
+      metrics.ingestBatchSize.observe(stored);
+      return outcome.error && stored < plan.length ? { stored, error: outcome.error } : { stored };
+    } finally {
+      stop();
+    }
+  }
+
   // --- OPC UA ---------------------------------------------------------------------------------
   if (config.opcua.enabled) {
     try {
@@ -355,7 +504,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       opcua = await startOpcuaServer({
         config: config.opcua,
         dataDir: config.dataDir,
-        store,
+        store: store as OperationalStore, // pg-integration: remove cast when the OPC UA server takes AnyOperationalStore
         users,
         loginGuard,
         fleet: fleet ? fleetOpcuaView(fleet) : (deps.fleetView ?? null),
@@ -370,6 +519,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       fleet?.close();
       await writer.stop({ flush: false });
       live.close();
+      await closePostgres();
       db.close();
       throw new Error(`cannot start the OPC UA server on port ${config.opcua.port}: ${(err as Error).message}`, { cause: err });
     }
@@ -378,7 +528,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   // --- API ------------------------------------------------------------------------------------
   const health = () => {
     const connected = consumer?.connected() ?? false;
-    const spooled = store.spoolDepth();
+    const spooled = spoolDepthNow();
     const storing = consumer?.storeFailing() ? 'retrying' : 'ok';
     const status = !connected ? 'disconnected' : writer.failing || storing !== 'ok' ? 'degraded' : 'ok';
     return {
@@ -387,15 +537,17 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         status,
         mqtt: connected ? 'connected' : 'disconnected',
         ingest: storing,
-        series: { store: series.kind, writing: writer.failing ? 'failing' : 'ok', spoolDepth: spooled, rejected: store.rejectedCount() },
+        series: { store: series.kind, writing: writer.failing ? 'failing' : 'ok', spoolDepth: spooled, rejected: rejectedNow() },
+        store: { backend: config.store.backend, role: role() },
         liveClients: live.size,
       },
     };
   };
-  const app = await createApi({ config, store, users, loginGuard, series, metrics, live, commands, fleet, health, log, now });
+  // pg-integration: remove cast when createApi takes AnyOperationalStore
+  const app = await createApi({ config, store: store as OperationalStore, users, loginGuard, series, metrics, live, commands, fleet, health, log, now });
   registerProvisioningRoutes(app.withTypeProvider<TypeBoxTypeProvider>(), {
     provisioning,
-    currentModels: () => new Map(store.devices().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),
+    currentModels: () => new Map(devicesNow().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),
     maxModelBytes: config.provisioning.maxModelBytes,
     publicUrl: () => config.provisioning.publicUrl?.replace(/\/+$/, '') ?? selfUrl,
     now,
@@ -407,6 +559,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     await opcua?.close();
     await writer.stop({ flush: false });
     live.close();
+    await closePostgres();
     db.close();
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${code === 'EADDRINUSE' ? 'address already in use' : (err as Error).message}`, { cause: err });
@@ -419,31 +572,28 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   consumer = startConsumer(
     config.mqtt,
     config.ingest,
-    { storeBatch },
+    { storeBatch: postgres ? (messages) => storeBatchOnPostgres(postgres.store, messages) : storeBatch },
     log,
     fleet ? [...SUBSCRIPTIONS, ...FLEET_SUBSCRIPTIONS] : SUBSCRIPTIONS,
     () => metrics.ingestRetries.inc(),
     (topic, payload, err) => {
-      store.setAside(topic, payload, err.message, now());
+      const done = store.setAside(topic, payload, err.message, now());
+      if (done instanceof Promise) return done.then(() => void metrics.ingestFailed.inc());
       metrics.ingestFailed.inc();
     },
   );
   provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------
-  const alertTimer = setInterval(() => {
-    try {
-      const changes = store.runPeriodic(now());
-      for (const c of changes) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
-      if (changes.length) live.notify();
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'alert check failed');
-    }
-  }, config.alerts.checkIntervalMs);
-  const runRetention = () => {
+  // On SQLite they run here; on PostgreSQL on the leader only (one gateway of those sharing the database).
+  const noteAlertChanges = (changes: Awaited<ReturnType<AnyOperationalStore['runPeriodic']>>) => {
+    for (const c of changes) metrics.alerts.inc({ kind: c.alert.kind, action: c.action });
+    if (changes.length) live.notify();
+  };
+  const retentionPolicy = () => {
     const r = config.retention;
     const day = 86_400_000;
-    const result = store.retention(now(), {
+    return {
       screeningsMs: r.screeningsDays * day,
       snapshotsMs: r.snapshotsDays * day,
       eventsMs: r.eventsHours * 3_600_000,
@@ -453,17 +603,55 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       tasksMs: r.tasksDays * day,
       auditMs: r.auditDays * day,
       rejectedMs: r.rejectedDays * day,
-    });
+    };
+  };
+  const reportRetention = (result: RetentionResult) => {
     if (result.screenings + result.snapshots + result.seriesPoints + result.alerts + result.tasks + result.audit + result.rejected > 0) log.info(result, 'retention: old rows deleted');
     return result;
   };
-  const retentionTimer = setInterval(() => {
-    try {
-      runRetention();
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'retention job failed');
-    }
-  }, config.retention.intervalS * 1000);
+  const runRetention = (): RetentionResult | Promise<RetentionResult> => {
+    const result = store.retention(now(), retentionPolicy());
+    return result instanceof Promise ? result.then(reportRetention) : reportRetention(result);
+  };
+  const timers: NodeJS.Timeout[] = [];
+  const leaderJobs: LeaderJob[] = [];
+  let writerHandOver: Promise<void> = Promise.resolve();
+  let stopping = false;
+  if (sqliteStore) {
+    timers.push(
+      setInterval(() => {
+        try {
+          noteAlertChanges(sqliteStore.runPeriodic(now()));
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'alert check failed');
+        }
+      }, config.alerts.checkIntervalMs),
+      setInterval(() => {
+        try {
+          runRetention();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'retention job failed');
+        }
+      }, config.retention.intervalS * 1000),
+    );
+  } else if (postgres) {
+    const { leadership, store: pgStore } = postgres;
+    leaderJobs.push(
+      runWhileLeading(leadership, config.alerts.checkIntervalMs, async () => noteAlertChanges(await pgStore.runPeriodic(now())), (err) => log.error({ err: err.message }, 'alert check failed')),
+      runWhileLeading(leadership, config.retention.intervalS * 1000, async () => void (await runRetention()), (err) => log.error({ err: err.message }, 'retention job failed')),
+    );
+    // The series writer drains the shared spool on the leader only; one change at a time, in order.
+    const leadingChanged = (leading: boolean) => {
+      log.info({ role: leading ? 'leader' : 'follower' }, leading ? 'leading: this gateway runs the alert check, retention and the series writer' : 'not leading: another gateway runs the once-only jobs');
+      writerHandOver = writerHandOver.then(async () => {
+        if (stopping) return;
+        if (leading) writer.start();
+        else await writer.stop({ flush: false });
+      });
+    };
+    leaderJobs.push({ stop: leadership.onChange(leadingChanged) });
+    if (leadership.isLeader()) leadingChanged(true);
+  }
 
   let closing: Promise<void> | null = null;
   return {
@@ -480,10 +668,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     mqttConnected: () => consumer?.connected() ?? false,
     spoolDepth: () => store.spoolDepth(),
     runRetention,
+    role,
     close() {
       closing ??= (async () => {
-        clearInterval(alertTimer);
-        clearInterval(retentionTimer);
+        for (const t of timers) clearInterval(t);
+        for (const job of leaderJobs) job.stop();
         // Stop taking messages first: whatever the broker has not had a PUBACK for, it keeps.
         await consumer?.close().catch(() => undefined);
         fleet?.close();
@@ -493,8 +682,13 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         live.close();
         await opcua?.close();
         await app.close();
+        stopping = true;
+        await writerHandOver;
+        // A leader flushes what it can; a follower's writer is stopped already (nothing to do).
         await writer.stop({ flush: true });
         await series.close();
+        // Frees the leadership lock: another gateway takes over the once-only jobs.
+        await closePostgres();
         ownBrokerUsers?.close();
         db.close();
         log.info('stopped');
@@ -502,4 +696,42 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       return closing;
     },
   };
+}
+
+
+/**
+ * Opens the PostgreSQL store: a pool (errors of idle connections logged, not thrown), the schema
+ * brought up to date (migrations take a lock: several gateways may start at once), the operational
+ * store, and the leadership on its own connection. Errors name the database without its password.
+ */
+async function openPostgres(
+  settings: GatewayConfig['store']['postgres'],
+  policy: Parameters<typeof createPostgresOperationalStore>[1],
+  newId: () => string,
+  log: Logger,
+): Promise<{ pool: pg.Pool; store: AsyncOperationalStore; leadership: Leadership }> {
+  const url = settings.url!;
+  const where = redactUrl(url);
+  const pool = new pg.Pool({ connectionString: url, max: settings.poolSize, application_name: 'checkpoint-gateway' });
+  let lastPoolError = '';
+  pool.on('error', (err) => {
+    // An idle connection died (database restarted): the pool opens a new one when needed.
+    if (err.message !== lastPoolError) log.warn({ err: err.message, url: where }, 'PostgreSQL connection lost; the pool reconnects');
+    lastPoolError = err.message;
+  });
+  try {
+    const report = await migratePostgres(pool);
+    log.info({ url: where, ...report }, 'operational store: PostgreSQL');
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw new Error(`cannot open the PostgreSQL store (store.postgres.url ${where}): ${(err as Error).message}`, { cause: err });
+  }
+  const leadership = startPostgresLeadership({
+    connection: { connectionString: url, application_name: 'checkpoint-gateway-leadership' },
+    name: 'checkpoint-gateway',
+    retryMs: settings.leaderRetryMs,
+    checkMs: settings.leaderCheckMs,
+    log: (message) => log.warn({ url: where }, message),
+  });
+  return { pool, store: createPostgresOperationalStore(pool, policy, newId), leadership };
 }

@@ -18,7 +18,15 @@ export function topicPattern(topic: string): string {
   return 'other';
 }
 
-export function createGatewayMetrics(probes: { spoolDepth(): number; rejected(): number; sseClients(): number; mqttConnected(): boolean }) {
+export function createGatewayMetrics(probes: {
+  /** On PostgreSQL these read the database: prom-client awaits an async collect(). */
+  spoolDepth(): number | Promise<number>;
+  rejected(): number | Promise<number>;
+  sseClients(): number;
+  mqttConnected(): boolean;
+  /** 1 while this gateway leads the once-only jobs (always 1 on SQLite: it is the only one). */
+  leader?(): boolean;
+}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'checkpoint_gateway_' });
   const registers = [registry];
@@ -74,8 +82,9 @@ export function createGatewayMetrics(probes: { spoolDepth(): number; rejected():
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 60, 600],
       registers,
     }),
-    spoolDepth: new Gauge({ name: 'checkpoint_gateway_spool_depth', help: 'points waiting for the series store', registers, collect() { this.set(probes.spoolDepth()); } }),
-    rejected: new Gauge({ name: 'checkpoint_gateway_series_rejected_points', help: 'points the series store refused (kept in series_rejected)', registers, collect() { this.set(probes.rejected()); } }),
+    spoolDepth: new Gauge({ name: 'checkpoint_gateway_spool_depth', help: 'points waiting for the series store', registers, async collect() { this.set(await probes.spoolDepth()); } }),
+    rejected: new Gauge({ name: 'checkpoint_gateway_series_rejected_points', help: 'points the series store refused (kept in series_rejected)', registers, async collect() { this.set(await probes.rejected()); } }),
+    leader: new Gauge({ name: 'checkpoint_gateway_leader', help: '1 while this gateway runs the once-only jobs (alert escalation, retention, series writer), 0 while another one does', registers, collect() { this.set(probes.leader?.() === false ? 0 : 1); } }),
     alerts: new Counter({ name: 'checkpoint_gateway_alert_changes_total', help: 'alert lifecycle changes', labelNames: ['kind', 'action'], registers }),
     sse: new Gauge({ name: 'checkpoint_gateway_live_clients', help: 'connected live-feed (SSE) clients', registers, collect() { this.set(probes.sseClients()); } }),
     liveRefused: new Counter({ name: 'checkpoint_gateway_live_refused_total', help: 'live-feed connections refused, by reason (user_limit, total_limit)', labelNames: ['reason'], registers }),

@@ -239,3 +239,121 @@ describe('a failing message or batch', () => {
     expect(w.acked).toEqual([]);
   });
 });
+
+/**
+ * A store on a server database (PostgreSQL) answers with a promise: one batch in flight at a
+ * time, what arrives meanwhile forms the next batch, acknowledgements only after the answer and in
+ * arrival order, and a rejected transaction goes the slow path like a thrown one.
+ */
+function asyncWorld() {
+  const w = world();
+  const syncStore = w.deps.storeBatch;
+  /** The batches handed to the store, each answered when the test says so. */
+  const pending: Array<{ messages: string[]; answer(): void; reject(err: Error): void }> = [];
+  w.deps.storeBatch = (messages) =>
+    new Promise<BatchResult>((resolve, reject) => {
+      pending.push({
+        messages: [...messages],
+        answer: () => {
+          try {
+            resolve(syncStore(messages) as BatchResult);
+          } catch (err) {
+            reject(err as Error);
+          }
+        },
+        reject,
+      });
+    });
+  return { w, pending };
+}
+
+describe('an asynchronous store', () => {
+  it('keeps one batch in flight, gathers the next meanwhile, and acknowledges in order after each answer', async () => {
+    const { w, pending } = asyncWorld();
+    const gc = createGroupCommitter({ maxMessages: 3, maxWaitMs: 5 }, w.deps);
+    const { calls, next } = nextCalls();
+    for (const m of ['a', 'b', 'c']) gc.push(m, next(m));
+    expect(pending.map((p) => p.messages)).toEqual([['a', 'b', 'c']]);
+    for (const m of ['d', 'e', 'f']) gc.push(m, next(m));
+    // Still one batch in flight; no timer armed behind it; the queue is full, so the source is held after 'f'.
+    expect(pending).toHaveLength(1);
+    expect(w.timer).toBeNull();
+    expect(w.acked).toEqual([]);
+    expect(calls).toEqual(['a', 'b', 'c', 'd', 'e']);
+    pending[0]!.answer();
+    await settle();
+    expect(w.acked).toEqual(['a', 'b', 'c']);
+    // The batch gathered meanwhile went at once; the source resumed.
+    expect(pending.map((p) => p.messages)).toEqual([['a', 'b', 'c'], ['d', 'e', 'f']]);
+    expect(calls).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    gc.push('g', next('g'));
+    expect(pending).toHaveLength(2);
+    pending[1]!.answer();
+    await settle();
+    expect(pending.map((p) => p.messages).at(-1)).toEqual(['g']);
+    pending[2]!.answer();
+    await settle();
+    expect(w.acked).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    expect(w.committed).toEqual(w.acked);
+    await gc.idle();
+  });
+
+  it('commits the messages before one that failed inside the batch, then retries that one alone', async () => {
+    const { w, pending } = asyncWorld();
+    w.failing.set('bad', 'error');
+    const gc = createGroupCommitter({ maxMessages: 10, maxWaitMs: 5 }, w.deps);
+    for (const m of ['a', 'bad', 'c']) gc.push(m, () => undefined);
+    w.fireTimer();
+    pending[0]!.answer();
+    await settle();
+    expect(w.acked).toEqual(['a']);
+    expect(w.slow.map((s) => s.message)).toEqual(['bad']);
+    w.slow[0]!.resolve(true);
+    await settle();
+    expect(pending.map((p) => p.messages).at(-1)).toEqual(['c']);
+    pending.at(-1)!.answer();
+    await settle();
+    expect(w.acked).toEqual(['a', 'bad', 'c']);
+  });
+
+  it('stores a batch whose transaction was rejected one by one through the slow path, acknowledging nothing before', async () => {
+    const { w, pending } = asyncWorld();
+    const gc = createGroupCommitter({ maxMessages: 10, maxWaitMs: 5 }, w.deps);
+    const failures: Array<[string, number]> = [];
+    w.deps.onBatchFailed = (err, size) => failures.push([err.message, size]);
+    for (const m of ['a', 'b']) gc.push(m, () => undefined);
+    w.fireTimer();
+    gc.push('c', () => undefined);
+    pending[0]!.reject(new Error('Connection terminated unexpectedly'));
+    await settle();
+    expect(failures).toEqual([['Connection terminated unexpectedly', 2]]);
+    expect(w.acked).toEqual([]);
+    expect(w.slow.map((s) => [s.message, s.firstError?.message ?? null])).toEqual([['a', 'Connection terminated unexpectedly']]);
+    w.slow[0]!.resolve(true);
+    await settle();
+    expect(w.slow.map((s) => [s.message, s.firstError?.message ?? null])).toEqual([
+      ['a', 'Connection terminated unexpectedly'],
+      ['b', null],
+    ]);
+    w.slow[1]!.resolve(true);
+    await settle();
+    // Then 'c', which arrived while the batch was in flight, as a batch of its own.
+    expect(pending.map((p) => p.messages).at(-1)).toEqual(['c']);
+    pending.at(-1)!.answer();
+    await settle();
+    expect(w.acked).toEqual(['a', 'b', 'c']);
+  });
+
+  it('acknowledges nothing of a batch that commits after close (the broker delivers it again)', async () => {
+    const { w, pending } = asyncWorld();
+    const gc = createGroupCommitter({ maxMessages: 2, maxWaitMs: 5 }, w.deps);
+    gc.push('a', () => undefined);
+    gc.push('b', () => undefined);
+    const idle = gc.idle();
+    gc.close();
+    pending[0]!.answer();
+    await idle;
+    expect(w.committed).toEqual(['a', 'b']);
+    expect(w.acked).toEqual([]);
+  });
+});

@@ -1,7 +1,7 @@
 /** Pure pieces: message classification, series points, percentile and interval parsing, config, backoff. */
 import { describe, expect, it } from 'vitest';
 import { checkpointTopics } from '@checkpoint/protocol';
-import { envOverrides, parseInfluxUrl, resolveGatewayConfig } from '../src/config.js';
+import { envOverrides, parseInfluxUrl, redactUrl, resolveGatewayConfig } from '../src/config.js';
 import { classifyMessage } from '../src/ingest/classify.js';
 import { screeningPoint, screeningTimeNs } from '../src/series/points.js';
 import { influxPercentile, parseInterval } from '../src/series/store.js';
@@ -121,5 +121,14 @@ describe('config', () => {
     expect(() => resolveGatewayConfig({ series: { batchsize: 10 } }, 'gw.yaml')).toThrow('invalid config gw.yaml: /series/batchsize: unexpected field');
     expect(() => resolveGatewayConfig(envOverrides({ CHECKPOINT_HTTP_PORT: 'eighty' }))).toThrow('/http/port');
     expect(() => parseInfluxUrl('http://influx:8086/')).toThrow('must name one database');
+  });
+
+  it('store: sqlite by default; postgres from the environment; postgres without a url names store.postgres.url', () => {
+    expect(resolveGatewayConfig({}).store).toEqual({ backend: 'sqlite', postgres: { poolSize: 10, leaderRetryMs: 1000, leaderCheckMs: 1000 } });
+    const pg = resolveGatewayConfig(envOverrides({ CHECKPOINT_STORE: 'postgres', CHECKPOINT_POSTGRES_URL: 'postgresql://gw:s3cret@db:5432/checkpoint' }));
+    expect(pg.store).toMatchObject({ backend: 'postgres', postgres: { url: 'postgresql://gw:s3cret@db:5432/checkpoint', poolSize: 10 } });
+    expect(() => resolveGatewayConfig({ store: { backend: 'postgres' } }, 'gw.yaml')).toThrow('invalid config gw.yaml: /store/postgres/url: required when store.backend is postgres');
+    expect(() => resolveGatewayConfig(envOverrides({ CHECKPOINT_STORE: 'mysql' }))).toThrow('/store/backend');
+    expect(redactUrl('postgresql://gw:s3cret@db:5432/checkpoint')).not.toContain('s3cret');
   });
 });

@@ -31,10 +31,17 @@ export const SUBSCRIPTIONS = ['checkpoint/v1/#'] as const;
 /** A message failing this often for a non-transient reason is set aside, not retried forever. */
 const MAX_ATTEMPTS_UNLESS_TRANSIENT = 5;
 
-/** Errors that retrying cures: the database busy, locked by another process, full, or an I/O hiccup. */
+/**
+ * Errors that retrying cures: the database busy, locked by another process, full, or an I/O
+ * hiccup (SQLite); on PostgreSQL a lost or refused connection (class 08, socket errors), the
+ * server shutting down or out of resources (57P, 53), a serialization failure or deadlock (40).
+ */
 export function isTransient(err: Error | null): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|PROTOCOL|NOMEM)/.test(code);
+  if (typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|PROTOCOL|NOMEM)/.test(code)) return true;
+  if (typeof code === 'string' && /^(08|53|57P|40001|40P01|ECONN|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN)/.test(code)) return true;
+  // node-postgres reports a connection that ended under a query without a code.
+  return !!err && /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message);
 }
 /** With a fleet: what robots publish (VDA 5050 §6.1), never `order`/`instantActions` (ours). */
 export const FLEET_SUBSCRIPTIONS = ['state', 'connection', 'factsheet', 'visualization'].map((c) => `uagv/v2/+/+/${c}`);
@@ -55,9 +62,9 @@ export interface IngestMessage {
   payload: Buffer;
 }
 
-/** Where messages are stored: a batch in one transaction (see `GroupCommitDeps.storeBatch`). */
+/** Where messages are stored: a batch in one transaction (see `GroupCommitDeps.storeBatch`); a promise on a server database. */
 export interface IngestSink {
-  storeBatch(messages: readonly IngestMessage[]): BatchResult;
+  storeBatch(messages: readonly IngestMessage[]): BatchResult | Promise<BatchResult>;
 }
 
 /** Hands a message on to mqtt.js's next packet without a PUBACK (see the file comment). */
@@ -81,7 +88,7 @@ export function startConsumer(
    * Keeps a message that fails for a reason retrying cannot cure (a bug, not a busy database),
    * so that it does not block everything behind it; may throw (then it is retried like the rest).
    */
-  setAside: (topic: string, payload: Buffer, error: Error) => void = (_t, _p, error) => {
+  setAside: (topic: string, payload: Buffer, error: Error) => void | Promise<void> = (_t, _p, error) => {
     throw error;
   },
 ): Consumer {
@@ -104,8 +111,9 @@ export function startConsumer(
   let lastStoreError = '';
   let lastStoreFailure: Error | null = null;
 
-  const storeAlone = (topic: string, payload: Buffer) => {
-    const result = sink.storeBatch([{ topic, payload }]);
+  const storeAlone = async (topic: string, payload: Buffer) => {
+    const answer = sink.storeBatch([{ topic, payload }]);
+    const result = answer instanceof Promise ? await answer : answer;
     if (result.error) throw result.error;
     if (result.stored !== 1) throw new Error('the store did not take a message stored alone');
   };
@@ -118,16 +126,16 @@ export function startConsumer(
   };
 
   /** One attempt; false (after logging a new cause) when the store threw. */
-  const tryStore = (topic: string, payload: Buffer, attempt: number): boolean => {
+  const tryStore = async (topic: string, payload: Buffer, attempt: number): Promise<boolean> => {
     try {
       if (attempt > MAX_ATTEMPTS_UNLESS_TRANSIENT && !isTransient(lastStoreFailure)) {
-        setAside(topic, payload, lastStoreFailure!);
+        await setAside(topic, payload, lastStoreFailure!);
         log.error({ err: lastStoreFailure!.message, topic: topic.slice(0, 200), attempts: attempt - 1 }, 'message set aside in ingest_failed (it failed every attempt, not for a busy or full database); acknowledging it');
         lastStoreFailure = null;
         lastStoreError = '';
         return true;
       }
-      storeAlone(topic, payload);
+      await storeAlone(topic, payload);
       lastStoreFailure = null;
       if (attempt > 1) log.info({ topic: topic.slice(0, 200), attempts: attempt }, 'message stored after retries; acknowledging it');
       lastStoreError = '';
@@ -149,7 +157,7 @@ export function startConsumer(
     for (let attempt = firstAttempt; ; attempt++) {
       if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, Math.min(config.storeRetryMaxMs, config.storeRetryMinMs * 2 ** (attempt - 2))));
       if (closing || client.stream !== m.stream) return false;
-      if (tryStore(m.topic, m.payload, attempt)) return true;
+      if (await tryStore(m.topic, m.payload, attempt)) return true;
     }
   };
 
@@ -213,6 +221,8 @@ export function startConsumer(
     async close() {
       // What is gathered now is stored and acknowledged before the goodbye; the rest stays with the broker.
       committer.flush();
+      // A batch in flight (server database) is acknowledged when it commits, before the goodbye.
+      await committer.idle();
       closing = true;
       committer.close();
       await client.endAsync();

@@ -36,10 +36,12 @@ export interface BatchResult {
 
 export interface GroupCommitDeps<M> {
   /**
-   * Stores the messages in order in one transaction. Throws when the transaction itself failed
-   * (nothing of the batch is stored).
+   * Stores the messages in order in one transaction. Throws (or rejects) when the transaction
+   * itself failed (nothing of the batch is stored). A store on a server database answers with a
+   * promise: then one batch is in flight at a time, and what arrives meanwhile forms the next
+   * one; a synchronous answer (SQLite) is used at once, with no promise in the way.
    */
-  storeBatch(messages: readonly M[]): BatchResult;
+  storeBatch(messages: readonly M[]): BatchResult | Promise<BatchResult>;
   /**
    * The slow path for one message: true once it is stored (or set aside for good), false when it
    * must not be acknowledged (its connection is gone: the broker delivers it again).
@@ -71,6 +73,8 @@ export interface GroupCommitter<M> {
   readonly queued: number;
   /** The slow path is running (a message is being retried). */
   readonly retrying: boolean;
+  /** Resolves once no batch is in flight (at once with a synchronous store). */
+  idle(): Promise<void>;
   /** Stops the timer; queued messages are dropped unacknowledged (the broker keeps them). */
   close(): void;
 }
@@ -82,6 +86,8 @@ export function createGroupCommitter<M>(options: GroupCommitOptions, deps: Group
   let slow = false;
   let closed = false;
   let heldNext: (() => void) | null = null;
+  /** The batch being stored by an asynchronous store (at most one). */
+  let inFlight: Promise<void> | null = null;
 
   const cancelTimer = () => {
     if (timer !== null) deps.clearTimer(timer);
@@ -98,7 +104,7 @@ export function createGroupCommitter<M>(options: GroupCommitOptions, deps: Group
 
   /** Arms the wait for the batch now gathering (its first message arrived). */
   const arm = () => {
-    if (timer === null && queue.length > 0 && !slow && !closed) {
+    if (timer === null && queue.length > 0 && !slow && !closed && !inFlight) {
       timer = deps.setTimer(() => {
         timer = null;
         flush();
@@ -130,31 +136,60 @@ export function createGroupCommitter<M>(options: GroupCommitOptions, deps: Group
     });
   };
 
+  /** The whole batch's transaction failed: store it again one by one. */
+  const batchFailed = (batch: M[], err: Error) => {
+    deps.onBatchFailed?.(err, batch.length);
+    slowPath(batch[0]!, err, batch.slice(1));
+  };
+
+  /** Acknowledges what the store committed; false when batching must stop (the slow path took over). */
+  const settle = (batch: M[], result: BatchResult): boolean => {
+    const stored = Math.max(0, Math.min(batch.length, result.stored));
+    // Nothing stored and no reason given would loop for ever: take it as a failure of the first.
+    const error = result.error ?? (stored === 0 ? new Error('storeBatch stored nothing of the batch and gave no reason') : undefined);
+    for (let i = 0; i < stored; i++) deps.ack(batch[i]!);
+    if (stored === batch.length) return true;
+    const rest = batch.slice(stored + (error ? 1 : 0)).map((message) => ({ message }));
+    queue.unshift(...rest);
+    if (error) {
+      slowPath(batch[stored]!, error, []);
+      return false;
+    }
+    return true;
+  };
+
   function flush(): void {
     cancelTimer();
-    while (!slow && !closed && queue.length > 0) {
+    while (!slow && !closed && !inFlight && queue.length > 0) {
       const batch = queue.splice(0, maxMessages).map((e) => e.message).filter((m) => deps.wanted(m));
       if (batch.length === 0) continue;
-      let result: BatchResult;
+      let result: BatchResult | Promise<BatchResult>;
       try {
         result = deps.storeBatch(batch);
       } catch (err) {
-        deps.onBatchFailed?.(err as Error, batch.length);
-        slowPath(batch[0]!, err as Error, batch.slice(1));
+        batchFailed(batch, err as Error);
         break;
       }
-      const stored = Math.max(0, Math.min(batch.length, result.stored));
-      // Nothing stored and no reason given would loop for ever: take it as a failure of the first.
-      const error = result.error ?? (stored === 0 ? new Error('storeBatch stored nothing of the batch and gave no reason') : undefined);
-      for (let i = 0; i < stored; i++) deps.ack(batch[i]!);
-      if (stored === batch.length) continue;
-      const rest = batch.slice(stored + (error ? 1 : 0)).map((message) => ({ message }));
-      queue.unshift(...rest);
-      if (error) {
-        slowPath(batch[stored]!, error, []);
+      if (result instanceof Promise) {
+        // Resumed when the store answers: acknowledgements in order, then the batch gathered meanwhile.
+        inFlight = result.then(
+          (answer) => {
+            inFlight = null;
+            if (closed) return;
+            if (settle(batch, answer)) flush();
+            else if (!slow) releaseNext();
+          },
+          (err: unknown) => {
+            inFlight = null;
+            if (closed) return;
+            batchFailed(batch, err instanceof Error ? err : new Error(String(err)));
+          },
+        );
         break;
       }
+      if (!settle(batch, result)) break;
     }
+    // While a batch is in flight the source may fill the next one (releaseNext holds it back past maxMessages).
     if (!slow) releaseNext();
   }
 
@@ -162,7 +197,7 @@ export function createGroupCommitter<M>(options: GroupCommitOptions, deps: Group
     push(message, next) {
       if (closed) return;
       queue.push({ message });
-      if (queue.length >= maxMessages && !slow) flush();
+      if (queue.length >= maxMessages && !slow && !inFlight) flush();
       else arm();
       if (queue.length < maxMessages) next();
       else heldNext = next;
@@ -173,6 +208,9 @@ export function createGroupCommitter<M>(options: GroupCommitOptions, deps: Group
     },
     get retrying() {
       return slow;
+    },
+    idle() {
+      return inFlight ?? Promise.resolve();
     },
     close() {
       closed = true;

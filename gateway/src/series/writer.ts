@@ -14,11 +14,12 @@ import type { SpoolRow } from '../store/operational.js';
 import { pointProblem, type SeriesPoint } from './points.js';
 import { RejectedPointsError, type SeriesStore } from './store.js';
 
+/** The spool: on SQLite answers at once, on PostgreSQL later (every answer is awaited). */
 export interface SpoolAccess {
-  spoolHead(limit: number): SpoolRow[];
-  spoolDone(lastSeq: number): void;
-  spoolReject(seq: number, error: string, atMs: number): void;
-  spoolDepth(): number;
+  spoolHead(limit: number): SpoolRow[] | Promise<SpoolRow[]>;
+  spoolDone(lastSeq: number): void | Promise<void>;
+  spoolReject(seq: number, error: string, atMs: number): void | Promise<void>;
+  spoolDepth(): number | Promise<number>;
 }
 
 export interface WriterOptions {
@@ -56,8 +57,22 @@ export class SpoolWriter {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Starts writing (again, after `stop`: a gateway that becomes leader drains the shared spool). */
   start(): void {
-    this.pending = this.spool.spoolDepth();
+    this.stopped = false;
+    const depth = this.spool.spoolDepth();
+    if (depth instanceof Promise) {
+      // Until the depth is known, a first round soon finds out what is there.
+      depth.then(
+        (n) => {
+          this.pending += n;
+          this.schedule(n > 0 ? 0 : this.options.flushIntervalMs);
+        },
+        () => this.schedule(0),
+      );
+      return;
+    }
+    this.pending = depth;
     this.schedule(this.pending > 0 ? 0 : this.options.flushIntervalMs);
   }
 
@@ -89,7 +104,7 @@ export class SpoolWriter {
       let wrote = false;
       for (;;) {
         if (this.stopped) return;
-        const rows = this.spool.spoolHead(this.options.batchSize);
+        const rows = await this.spool.spoolHead(this.options.batchSize);
         this.pending = Math.max(0, this.pending - rows.length);
         if (rows.length === 0) {
           this.pending = 0;
@@ -119,18 +134,18 @@ export class SpoolWriter {
     for (const row of all) {
       const problem = pointProblem(row.point);
       if (problem === null) rows.push(row);
-      else this.reject(row, new RejectedPointsError(problem));
+      else await this.reject(row, new RejectedPointsError(problem));
     }
     if (rows.length === 0) return;
     try {
       const points = rows.map((r) => r.point);
       await this.store.write(points);
-      this.spool.spoolDone(rows[rows.length - 1]!.seq);
+      await this.spool.spoolDone(rows[rows.length - 1]!.seq);
       this.events.written?.(points, rows, this.now());
     } catch (err) {
       if (!(err instanceof RejectedPointsError)) throw err;
       if (rows.length === 1) {
-        this.reject(rows[0]!, err);
+        await this.reject(rows[0]!, err);
         return;
       }
       const half = Math.ceil(rows.length / 2);
@@ -139,8 +154,8 @@ export class SpoolWriter {
     }
   }
 
-  private reject(row: SpoolRow, err: Error): void {
-    this.spool.spoolReject(row.seq, err.message, this.now());
+  private async reject(row: SpoolRow, err: Error): Promise<void> {
+    await this.spool.spoolReject(row.seq, err.message, this.now());
     this.events.rejected?.(row, err);
   }
 

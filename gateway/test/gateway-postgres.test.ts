@@ -1,0 +1,151 @@
+/**
+ * The gateway in-process with its operational store on a real PostgreSQL (store.backend postgres)
+ * and our real broker: screenings and telemetry over MQTT land in PostgreSQL once each (duplicates
+ * too), /healthz names the backend and the role (the only gateway leads), the leader escalates
+ * alerts and drains the spool into the series store (SQLite here), and the metrics say it leads.
+ * A follower (the lock held elsewhere) stores what it receives but leaves the spool alone, and
+ * drains it once it leads.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MqttClient } from 'mqtt';
+import pg from 'pg';
+import { checkpointTopics } from '@checkpoint/protocol';
+import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
+import { createGateway, type Gateway } from '../src/index.js';
+import type { SeriesPoint } from '../src/series/points.js';
+import { FLEET_MAP } from './fleet-world.js';
+import { connectEdge, gatewayConfig, makeScreening, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
+
+let postgres: PostgresServer;
+let broker: TestBroker;
+let gateway: Gateway;
+let edge: MqttClient;
+const written: SeriesPoint[] = [];
+
+beforeAll(async () => {
+  [postgres, broker] = await Promise.all([startPostgres(), startTestBroker()]);
+  gateway = await createGateway(
+    gatewayConfig({
+      dataDir: makeTempDir('gw-pg-data'),
+      mqttUrl: broker.url,
+      store: { backend: 'postgres', postgres: { url: postgres.url, poolSize: 4, leaderRetryMs: 200, leaderCheckMs: 200 } },
+      alerts: { escalateAfterS: 1, checkIntervalMs: 200 },
+    }),
+    { onSeriesWritten: (points) => written.push(...points) },
+  );
+  await waitFor(() => gateway.mqttConnected(), { what: 'gateway connected to the broker' });
+  edge = await connectEdge(broker.url, 'gate-1');
+}, 120_000);
+
+afterAll(async () => {
+  await edge?.endAsync();
+  await gateway?.close();
+  await broker?.close();
+  await postgres?.stop();
+});
+
+const metricValue = async (name: string, labels = '') => {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => (labels ? l.startsWith(`${name}{`) && l.includes(labels) : l.startsWith(`${name} `)));
+  return line ? Number(line.split(' ').pop()) : NaN;
+};
+
+describe('a gateway on PostgreSQL', () => {
+  it('leads (the only one): /healthz names the backend and the role, the leader gauge is 1', async () => {
+    await waitFor(() => gateway.role() === 'leader', { what: 'leadership taken' });
+    const res = await fetch(`${gateway.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { store: unknown }).store).toEqual({ backend: 'postgres', role: 'leader' });
+    expect(await metricValue('checkpoint_gateway_leader')).toBe(1);
+  });
+
+  it('stores each screening once in PostgreSQL, even when the edge publishes it again; the spool drains into the series store', async () => {
+    const screenings = Array.from({ length: 60 }, (_, i) => makeScreening({ trackId: i }));
+    await publishScreenings(edge, [...screenings, ...screenings.slice(0, 15)]);
+    await waitFor(async () => (await gateway.store.screenings({ checkpoint: 'gate-1', limit: 1000 })).length >= 60, { what: '60 screenings in PostgreSQL' });
+    const stored = await gateway.store.screenings({ checkpoint: 'gate-1', limit: 1000 });
+    expect(stored.map((s) => s.id).sort()).toEqual(screenings.map((s) => s.id).sort());
+    await waitFor(async () => (await metricValue('checkpoint_gateway_messages_total', 'result="duplicate"')) === 15, { what: '15 duplicates counted' });
+    // Every screening's point reached the series store once, and the shared spool is empty.
+    await waitFor(async () => (await gateway.spoolDepth()) === 0, { what: 'spool drained' });
+    // A duplicate is not spooled again: one point per screening.
+    expect(written.filter((p) => p.measurement === 'screening')).toHaveLength(60);
+    expect(await metricValue('checkpoint_gateway_spool_depth')).toBe(0);
+  });
+
+  it('keeps the device\'s last telemetry in PostgreSQL', async () => {
+    const telemetry = {
+      ts: new Date().toISOString(),
+      site: 'hq',
+      checkpoint: 'gate-1',
+      fps: 8.7,
+      stages: { decode: 4.1, inference: 7.5, thermometry: 0.3 },
+      cpuTempC: 61.2,
+      ambientC: 21.5,
+      blackbody: { setC: 35, measuredC: 34.62, status: 'ok' },
+      queueDepth: 3,
+      rssMb: 228.4,
+    };
+    await edge.publishAsync(checkpointTopics.telemetry({ site: 'hq', checkpoint: 'gate-1' }), JSON.stringify(telemetry), { qos: 1 });
+    await waitFor(async () => (await gateway.store.devices()).some((d) => d.checkpoint === 'gate-1' && d.telemetry?.fps === 8.7), { what: 'telemetry stored' });
+  });
+
+  it('the leader escalates an alert not acknowledged in time', async () => {
+    const referral = makeScreening({ decision: 'secondary_check', trackId: 999 });
+    await publishScreenings(edge, [referral]);
+    await waitFor(async () => (await gateway.store.alerts({ checkpoint: 'gate-1', limit: 100 })).some((a) => a.screeningId === referral.id && a.escalatedAt !== null), {
+      what: 'alert escalated',
+      timeoutMs: 15_000,
+    });
+  });
+});
+
+describe('what does not run on PostgreSQL yet', () => {
+  it('refuses to start with OPC UA enabled or a fleet configured, naming the key', async () => {
+    const base = gatewayConfig({ dataDir: makeTempDir('gw-pg-refused'), mqttUrl: broker.url, store: { backend: 'postgres', postgres: { url: postgres.url } } });
+    await expect(createGateway({ ...base, opcua: { enabled: true, port: 0 } })).rejects.toThrow('opcua.enabled is true but store.backend is postgres');
+    await expect(createGateway({ ...base, fleet: { map: FLEET_MAP } })).rejects.toThrow('fleet.map is set but store.backend is postgres');
+  });
+});
+
+describe('a gateway on PostgreSQL that follows', () => {
+  it('stores what it receives, leaves the shared spool alone, and drains it once it leads', async () => {
+    await postgres.createDatabase('follower');
+    const url = postgres.url.replace(/\/[^/]*$/, '/follower');
+    // Another leader, as far as the gateway can tell: the test holds the leadership lock.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const lock = await holder.query<{ acquired: boolean }>(`SELECT pg_try_advisory_lock(hashtextextended('checkpoint-gateway', 0)) AS acquired`);
+    expect(lock.rows[0]!.acquired).toBe(true);
+    const followerWritten: SeriesPoint[] = [];
+    const follower = await createGateway(
+      gatewayConfig({
+        dataDir: makeTempDir('gw-pg-follower'),
+        mqttUrl: broker.url,
+        store: { backend: 'postgres', postgres: { url, leaderRetryMs: 100, leaderCheckMs: 200 } },
+      }),
+      { onSeriesWritten: (points) => followerWritten.push(...points) },
+    );
+    try {
+      await waitFor(() => follower.mqttConnected() && follower.role() === 'follower', { what: 'follower connected' });
+      const screenings = Array.from({ length: 20 }, (_, i) => makeScreening({ trackId: 500 + i }));
+      await publishScreenings(edge, screenings);
+      await waitFor(async () => (await follower.store.screenings({ limit: 1000 })).length === 20, { what: '20 screenings stored by the follower' });
+      // Well past the writer's 100 ms flush interval: a follower's writer does not touch the spool.
+      await waitFor(async () => ((await (await fetch(`${follower.url}/healthz`)).json()) as { series: { spoolDepth: number } }).series.spoolDepth === 20, { what: 'spool depth 20 in /healthz' });
+      expect(await follower.spoolDepth()).toBe(20);
+      expect(followerWritten).toEqual([]);
+      expect(((await (await fetch(`${follower.url}/healthz`)).json()) as { store: unknown }).store).toEqual({ backend: 'postgres', role: 'follower' });
+      const gauge = (await (await fetch(`${follower.url}/metrics`)).text()).split('\n').find((l) => l.startsWith('checkpoint_gateway_leader '));
+      expect(gauge).toBe('checkpoint_gateway_leader 0');
+
+      await holder.end();
+      await waitFor(() => follower.role() === 'leader', { what: 'the follower leads once the lock is free' });
+      await waitFor(async () => (await follower.spoolDepth()) === 0, { what: 'spool drained by the new leader' });
+      expect(followerWritten.filter((p) => p.measurement === 'screening')).toHaveLength(20);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await follower.close();
+    }
+  });
+});
