@@ -37,6 +37,10 @@ import { createPostgresOperationalStore, type AsyncOperationalStore, type Ingest
 import { startPostgresLeadership, type Leadership } from './cluster/postgres-leadership.js';
 import { runWhileLeading, type LeaderJob } from './cluster/leader-job.js';
 import { createUserStore, type UserStore } from './store/users.js';
+import type { Backend } from './store/backend.js';
+import { followPostgresEvents } from './store/postgres/event-follower.js';
+import { createPostgresEventStore } from './store/postgres/events.js';
+import { createPostgresUserStore } from './store/postgres/users.js';
 import type { FleetView } from './opcua/fleet-view.js';
 import type { GatewayOpcuaServer } from './opcua/server.js';
 import { join } from 'node:path';
@@ -66,8 +70,11 @@ export interface Gateway {
   readonly httpPort: number;
   /** `http://host:port` of the API. */
   readonly url: string;
-  /** API users (`add({ name, role }, password)`), on the gateway's SQLite file. */
-  readonly users: UserStore;
+  /**
+   * API users (`add({ name, role }, password)`): on the gateway's SQLite file, or shared by every
+   * gateway on PostgreSQL (answers are then promises: await them).
+   */
+  readonly users: UserStore<Backend>;
   /** SQLite's answers at once, PostgreSQL's later: await every answer. */
   readonly store: AnyOperationalStore;
   readonly series: SeriesStore;
@@ -120,7 +127,6 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     busyTimeoutMs: config.sqlite.busyTimeoutMs,
     walAutocheckpointPages: config.sqlite.walAutocheckpointPages,
   });
-  const users = createUserStore(db, now);
   // The one guard for every password this gateway checks: API login, OPC UA sessions, model downloads.
   const loginGuard = createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000, now });
   const policy = {
@@ -139,6 +145,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       throw err;
     }
   }
+  // Users and sessions live beside the operational store: on PostgreSQL every gateway knows every session.
+  const users: UserStore<Backend> = postgres ? createPostgresUserStore(postgres.pool, now) : createUserStore(db, now);
   const sqliteStore: OperationalStore | null = postgres ? null : createOperationalStore(db, policy, () => newId());
   const store: AnyOperationalStore = postgres?.store ?? (sqliteStore as OperationalStore);
   const role = (): StoreRole => {
@@ -170,6 +178,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const devicesNow = () => (sqliteStore ? sqliteStore.devices() : cached.devices);
   const closePostgres = async () => {
     if (cacheTimer) clearInterval(cacheTimer);
+    await eventFollower?.stop();
     if (!postgres) return;
     await postgres.leadership.stop();
     await postgres.pool.end().catch(() => undefined);
@@ -181,8 +190,10 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   let consumer: ReturnType<typeof startConsumer> | null = null;
   // The metrics exist only below (they probe the live feed): closures are counted through this.
   let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
+  // On PostgreSQL the feed is driven by the database's events (every gateway sees every gateway's), from the last seq now.
+  const followFrom = postgres ? (await postgres.store.eventRange()).last : 0;
   const live = new LiveFeed(
-    store as OperationalStore, // pg-integration: remove cast when LiveFeed takes AnyOperationalStore
+    store,
     {
       maxClients: config.live.maxClients,
       maxClientsPerUser: config.live.maxClientsPerUser,
@@ -190,14 +201,28 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       sessionCheckMs: config.live.sessionCheckMs,
     },
     (reason) => countLiveClosed(reason),
+    postgres ? { kind: 'follower', fromSeq: followFrom } : { kind: 'notify' },
   );
-  // OPC UA follows the same events as the live feed: tell it whenever the feed is told (also by API routes).
+  // OPC UA follows the same events as the live feed: tell it whenever the feed is told (also by API
+  // routes; on PostgreSQL, whenever the event follower delivers).
   let opcua: GatewayOpcuaServer | null = null;
   const notifyLive = live.notify.bind(live);
   live.notify = () => {
     notifyLive();
     opcua?.eventsCommitted();
   };
+  const eventFollower = postgres
+    ? followPostgresEvents({
+        connection: { connectionString: config.store.postgres.url!, application_name: 'checkpoint-gateway-events' },
+        events: createPostgresEventStore(postgres.pool),
+        fromSeq: followFrom,
+        onEvents(events) {
+          live.deliver(events);
+          opcua?.eventsCommitted();
+        },
+        log: (message) => log.warn({ url: redactUrl(config.store.postgres.url!) }, message),
+      })
+    : null;
   const metrics = createGatewayMetrics({
     spoolDepth: () => store.spoolDepth(),
     rejected: () => store.rejectedCount(),
@@ -543,8 +568,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       },
     };
   };
-  // pg-integration: remove cast when createApi takes AnyOperationalStore
-  const app = await createApi({ config, store: store as OperationalStore, users, loginGuard, series, metrics, live, commands, fleet, health, log, now });
+  const app = await createApi({ config, store, users, loginGuard, series, metrics, live, commands, fleet, health, log, now });
   registerProvisioningRoutes(app.withTypeProvider<TypeBoxTypeProvider>(), {
     provisioning,
     currentModels: () => new Map(devicesNow().map((d) => [`${d.site}/${d.checkpoint}`, d.model])),
