@@ -14,7 +14,7 @@ import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@check
 import { createGateway, type Gateway } from '../src/index.js';
 import type { SeriesPoint } from '../src/series/points.js';
 import { FLEET_MAP } from './fleet-world.js';
-import { connectEdge, gatewayConfig, makeScreening, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
+import { ApiClient, API_PASSWORD, connectEdge, gatewayConfig, makeScreening, openSse, publishScreenings, startTestBroker, type TestBroker } from './helpers/world.js';
 
 let postgres: PostgresServer;
 let broker: TestBroker;
@@ -97,6 +97,52 @@ describe('a gateway on PostgreSQL', () => {
       what: 'alert escalated',
       timeoutMs: 15_000,
     });
+  });
+});
+
+describe('two gateways on one PostgreSQL', () => {
+  it('answer the same API calls with one session, and each live feed shows what the other stored', async () => {
+    const second = await createGateway(
+      gatewayConfig({
+        dataDir: makeTempDir('gw-pg-second'),
+        mqttUrl: broker.url,
+        store: { backend: 'postgres', postgres: { url: postgres.url, poolSize: 4, leaderRetryMs: 200, leaderCheckMs: 200 } },
+      }),
+    );
+    try {
+      await waitFor(() => second.mqttConnected(), { what: 'second gateway connected' });
+      expect(second.role()).toBe('follower');
+      // One user, added through the first gateway, logs in on the second; its token works on the first.
+      await gateway.users.add({ name: 'guard-pg', role: 'guard' }, API_PASSWORD);
+      const onSecond = await ApiClient.login(second.url, 'guard-pg');
+      const onFirst = new ApiClient(gateway.url, onSecond.token);
+      const sseFirst = openSse(`${gateway.url}/api/live?access_token=${onSecond.token}`);
+      const sseSecond = openSse(`${second.url}/api/live?access_token=${onSecond.token}`);
+      try {
+        const liveClients = async (gw: Gateway) => Number(((await (await fetch(`${gw.url}/healthz`)).json()) as { liveClients: number }).liveClients);
+        await waitFor(async () => (await liveClients(gateway)) === 1 && (await liveClients(second)) === 1, { what: 'both live feeds connected' });
+        const referral = makeScreening({ decision: 'secondary_check', trackId: 4242 });
+        await publishScreenings(edge, [referral]);
+        const hasAlert = (events: { event: string; data: any }[]) => events.some((x) => x.event === 'alert' && x.data.alert.screeningId === referral.id);
+        await sseFirst.waitFor(hasAlert, 'the alert on the first gateway\'s feed');
+        await sseSecond.waitFor(hasAlert, 'the alert on the second gateway\'s feed');
+        const a = await onFirst.get('/api/alerts?checkpoint=gate-1');
+        const b = await onSecond.get('/api/alerts?checkpoint=gate-1');
+        expect(a.status).toBe(200);
+        expect(b.body).toEqual(a.body);
+        const alert = (a.body.alerts as { id: string; screeningId: string }[]).find((x) => x.screeningId === referral.id)!;
+        expect(alert).toBeDefined();
+        // Acknowledged on the second: the first answers with the acknowledgement, and a second one is refused.
+        expect((await onSecond.post(`/api/alerts/${alert.id}/ack`, { outcome: 'cleared' })).status).toBe(200);
+        expect((await onFirst.post(`/api/alerts/${alert.id}/ack`, { outcome: 'cleared' })).status).toBe(409);
+        expect((await onFirst.get(`/api/alerts/${alert.id}`)).body).toMatchObject({ id: alert.id, status: 'closed', acknowledgement: { by: 'guard-pg', outcome: 'cleared' } });
+      } finally {
+        sseFirst.close();
+        sseSecond.close();
+      }
+    } finally {
+      await second.close();
+    }
   });
 });
 
