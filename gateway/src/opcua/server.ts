@@ -1,9 +1,13 @@
 /**
  * The gateway's OPC UA server (node-opcua): the address space of OPCUA.md, fed by the same live
  * events as the API's SSE feed (rows of the `events` table, read after each commit; the database
- * is never polled), Alarms & Conditions bound to the gateway's alerts, and methods that go
- * through the same store and role rules as the API. What a value or alarm state should be is
- * decided in model.ts; this file copies it into nodes and turns calls into store operations.
+ * is not polled, except briefly while a hole in the seqs on PostgreSQL holds events back),
+ * Alarms & Conditions bound to the gateway's alerts, and methods that go through the same store
+ * and role rules as the API. Either store backend (SQLite answers at once, PostgreSQL later):
+ * node-opcua reads values synchronously, so they come from the model, which refreshes (awaiting
+ * the store) when events commit; methods and logins await the stores. What a value or alarm
+ * state should be is decided in model.ts; this file copies it into nodes and turns calls into
+ * store operations.
  */
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
