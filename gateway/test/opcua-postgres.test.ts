@@ -34,6 +34,7 @@ import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@check
 import type { AlertChange } from '../src/alerts.js';
 import { resolveGatewayConfig } from '../src/config.js';
 import { NAMESPACE_URI, startOpcuaServer, type GatewayOpcuaServer } from '../src/opcua/server.js';
+import { createPostgresEventStore } from '../src/store/postgres/events.js';
 import { migratePostgres } from '../src/store/postgres/migrations.js';
 import { createPostgresOperationalStore, type AsyncOperationalStore } from '../src/store/postgres/operational.js';
 import { createPostgresUserStore } from '../src/store/postgres/users.js';
@@ -153,7 +154,8 @@ beforeAll(async () => {
     fleet: null,
     log: pino({ level: 'silent' }),
     now: Date.now,
-    eventGapWaitMs: 2000,
+    // Long enough that the hole test's held transaction is never given up on, even on a busy machine.
+    eventGapWaitMs: 10_000,
     alertChanged(change) {
       alertChanges.push(change);
       server.eventsCommitted();
@@ -253,6 +255,33 @@ describe('OPC UA on PostgreSQL', () => {
     expect((await store.auditLog(100)).find((e) => e.action === 'opcua.Acknowledge' && e.target === alert.id)).toMatchObject({ actor: 'guard' });
     await waitFor(() => alarms.events.some((e) => e.Message.text.includes(alert.id) && e.AckedState === true && e.Retain === false), { what: 'condition acknowledged and over' });
     await alarms.terminate();
+  });
+
+  it('waits at a hole in the seqs: an event committed after a later one is still applied, in seq order', async () => {
+    const guard = await connect({ userName: 'guard', password: API_PASSWORD });
+    const passed = async () => (await read(guard, 'Site/Checkpoints/hq/gate-1/PassedToday')) as number;
+    const before = await passed();
+    const summary = (temperatureC: number) => {
+      const s = makeScreening({ decision: 'pass', temperatureC });
+      return { id: s.id, ts: s.ts, site: s.site, checkpoint: s.checkpoint, decision: s.decision, reasons: s.reasons, mask: s.mask, temperatureC, thresholdC: s.thresholdC, mode: s.mode, snapshot: false };
+    };
+    // The first event's transaction takes its seq and stays open while a later one commits.
+    const held = await pool.connect();
+    try {
+      await held.query('BEGIN');
+      await createPostgresEventStore(held).append('screening', summary(36.1), Date.now());
+      await createPostgresEventStore(pool).append('screening', summary(36.2), Date.now());
+      server.eventsCommitted();
+      await server.settled();
+      expect(await passed()).toBe(before);
+      await held.query('COMMIT');
+    } finally {
+      held.release();
+    }
+    server.eventsCommitted();
+    await waitFor(async () => (await passed()) === before + 2, { what: 'both screenings counted' });
+    // The newest screening's temperature.
+    expect(await read(guard, 'Site/Checkpoints/hq/gate-1/LastTemperature')).toBeCloseTo(36.2, 5);
   });
 
   it('refuses a wrong password', async () => {
