@@ -44,6 +44,8 @@ const CLIENT_URI = 'urn:checkpoint:test-scada-pg';
 let postgres: PostgresServer;
 let pool: pg.Pool;
 let store: AsyncOperationalStore;
+/** How often the server read the events (its refreshes). */
+let eventReads = 0;
 let server: GatewayOpcuaServer;
 const alertChanges: AlertChange[] = [];
 const clientPki = makeTempDir('opcua-pg-client-pki');
@@ -148,7 +150,13 @@ beforeAll(async () => {
   server = await startOpcuaServer({
     config: config.opcua,
     dataDir,
-    store,
+    store: {
+      ...store,
+      eventsAfter: (seq, limit) => {
+        eventReads += 1;
+        return store.eventsAfter(seq, limit);
+      },
+    },
     users,
     loginGuard: createLoginGuard({ maxFailures: 5, windowMs: 60_000, now: Date.now }),
     fleet: null,
@@ -282,6 +290,21 @@ describe('OPC UA on PostgreSQL', () => {
     await waitFor(async () => (await passed()) === before + 2, { what: 'both screenings counted' });
     // The newest screening's temperature.
     expect(await read(guard, 'Site/Checkpoints/hq/gate-1/LastTemperature')).toBeCloseTo(36.2, 5);
+  });
+
+  it('coalesces refreshes: one read for a burst of commits, one more for commits during a read', async () => {
+    await server.settled();
+    let before = eventReads;
+    for (let i = 0; i < 10; i++) server.eventsCommitted();
+    await server.settled();
+    expect(eventReads - before).toBe(1);
+
+    before = eventReads;
+    server.eventsCommitted();
+    await waitFor(() => eventReads > before, { what: 'a refresh reading', intervalMs: 1 });
+    for (let i = 0; i < 5; i++) server.eventsCommitted();
+    await server.settled();
+    expect(eventReads - before).toBe(2);
   });
 
   it('refuses a wrong password', async () => {

@@ -111,7 +111,10 @@ export interface GatewayOpcuaServer {
    * values are refreshed from the store (at most one refresh runs; calls meanwhile queue one more).
    */
   eventsCommitted(): void;
-  /** Resolves when no refresh is running or queued (tests; a refresh never rejects). */
+  /**
+   * Resolves when no refresh is running or queued (a refresh never rejects). A hole in the seqs
+   * (PostgreSQL) may still have a re-read scheduled: wait for values, not for this, then.
+   */
   settled(): Promise<void>;
   close(): Promise<void>;
 }
