@@ -77,6 +77,16 @@ describe('checkpoint values', () => {
     expect(checkpointValues(cp).PassedToday.value).toBe(0);
   });
 
+  it('a screening the day\'s counts already hold (read at start) updates the last temperature but is not counted again', () => {
+    const site = new SiteModel(localDay(T0));
+    const cp = site.apply({ type: 'screening', data: screening('pass', T0 + 1000, 36.4) })!;
+    site.apply({ type: 'screening', data: screening('secondary_check', T0 + 2000, 38.2) }, false);
+    const v = checkpointValues(cp);
+    expect(v.PassedToday.value).toBe(1);
+    expect(v.SecondaryChecksToday.value).toBe(0);
+    expect(v.LastTemperature.value).toBe(38.2);
+  });
+
   it('says it is waiting for data before the device reported', () => {
     const site = new SiteModel(localDay(T0));
     const cp = site.apply({ type: 'screening', data: screening('pass', T0) })!;

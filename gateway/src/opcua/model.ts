@@ -115,8 +115,11 @@ export class SiteModel {
     return { cp, created: true };
   }
 
-  /** Applies one live event; returns the checkpoint it changed (null for events without one). */
-  apply(event: Pick<LiveEvent, 'type' | 'data'>): CheckpointModel | null {
+  /**
+   * Applies one live event; returns the checkpoint it changed (null for events without one).
+   * `countScreening` false: a screening the day's counts already hold (read at start).
+   */
+  apply(event: Pick<LiveEvent, 'type' | 'data'>, countScreening = true): CheckpointModel | null {
     switch (event.type) {
       case 'device': {
         const d = event.data as DeviceView | null;
@@ -128,7 +131,7 @@ export class SiteModel {
       case 'screening': {
         const s = event.data as ScreeningSummary;
         const { cp } = this.checkpoint(s.site, s.checkpoint);
-        applyScreening(cp, s);
+        applyScreening(cp, s, countScreening);
         return cp;
       }
       case 'alert': {

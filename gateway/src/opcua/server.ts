@@ -1,9 +1,13 @@
 /**
  * The gateway's OPC UA server (node-opcua): the address space of OPCUA.md, fed by the same live
  * events as the API's SSE feed (rows of the `events` table, read after each commit; the database
- * is never polled), Alarms & Conditions bound to the gateway's alerts, and methods that go
- * through the same store and role rules as the API. What a value or alarm state should be is
- * decided in model.ts; this file copies it into nodes and turns calls into store operations.
+ * is not polled, except briefly while a hole in the seqs on PostgreSQL holds events back),
+ * Alarms & Conditions bound to the gateway's alerts, and methods that go through the same store
+ * and role rules as the API. Either store backend (SQLite answers at once, PostgreSQL later):
+ * node-opcua reads values synchronously, so they come from the model, which refreshes (awaiting
+ * the store) when events commit; methods and logins await the stores. What a value or alarm
+ * state should be is decided in model.ts; this file copies it into nodes and turns calls into
+ * store operations.
  */
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -43,9 +47,10 @@ import {
 import type { LoginGuard } from '@checkpoint/broker';
 import type { Logger } from 'pino';
 import { OUTCOMES, type AlertChange, type Outcome } from '../alerts.js';
-import type { AlertView } from '../store/operational.js';
+import { orderEvents, type EventOrderState } from '../cluster/event-order.js';
 import type { GatewayConfig } from '../config.js';
-import type { OperationalStore } from '../store/operational.js';
+import type { Backend } from '../store/backend.js';
+import type { AlertView, AnyOperationalStore, LiveEvent, ScreeningSummary } from '../store/operational.js';
 import { roleAtLeast, type Role, type UserStore } from '../store/users.js';
 import { FleetCommandError, type FleetView, type RobotView } from './fleet-view.js';
 import {
@@ -76,8 +81,9 @@ export interface OpcuaServerOptions {
   config: OpcuaConfig;
   /** The gateway's data dir: the PKI lives in `<dataDir>/pki` unless `config.pkiDir` says otherwise. */
   dataDir: string;
-  store: OperationalStore;
-  users: UserStore;
+  /** SQLite or PostgreSQL: every answer is awaited (values are served from the model, refreshed when events commit). */
+  store: AnyOperationalStore;
+  users: UserStore<Backend>;
   /** Login limits and password checks, shared with the API and the model download. */
   loginGuard: LoginGuard;
   /** The robot fleet, once wired; null = empty Robots folder, task methods BadNotSupported. */
@@ -86,6 +92,12 @@ export interface OpcuaServerOptions {
   now: () => number;
   /** An alert changed through OPC UA (an acknowledgement): metrics and the live feed. */
   alertChanged(change: AlertChange): void;
+  /**
+   * How long a hole in the events' seqs may hold later events back (../cluster/event-order.ts).
+   * 0 (default, SQLite: seqs have no holes): events are applied as read. On PostgreSQL,
+   * transactions commit out of seq order; 2000 ms, as the live feed's follower.
+   */
+  eventGapWaitMs?: number;
 }
 
 export interface GatewayOpcuaServer {
@@ -94,8 +106,16 @@ export interface GatewayOpcuaServer {
   readonly endpointUrl: string;
   /** The PKI folder (`trusted/certs`, `rejected/certs`, `own/certs`, ...). */
   readonly pkiDir: string;
-  /** Rows were committed to the events table (called wherever the live feed is notified). */
+  /**
+   * Rows were committed to the events table (called wherever the live feed is notified): the
+   * values are refreshed from the store (at most one refresh runs; calls meanwhile queue one more).
+   */
   eventsCommitted(): void;
+  /**
+   * Resolves when no refresh is running or queued (a refresh never rejects). A hole in the seqs
+   * (PostgreSQL) may still have a re-read scheduled: wait for values, not for this, then.
+   */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -253,7 +273,7 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
   const securityPolicies: SecurityPolicy[] = config.securityPolicies.map((p) => SecurityPolicy[p]);
   if (config.securityModes.includes('None')) securityPolicies.unshift(SecurityPolicy.None);
 
-  const roleOf = (name: string): Role | null => users.list().find((u) => u.name === name)?.role ?? null;
+  const roleOf = async (name: string): Promise<Role | null> => (await users.list()).find((u) => u.name === name)?.role ?? null;
 
   const server = new OPCUAServer({
     port: config.port,
@@ -544,22 +564,41 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
   }
 
   // --- methods ----------------------------------------------------------------------------------
-  const audit = (user: string, method: string, target: string | null, detail: unknown) => store.audit(now(), user, `opcua.${method}`, target, detail);
+  const audit = async (user: string, method: string, target: string | null, detail: unknown): Promise<void> => {
+    await store.audit(now(), user, `opcua.${method}`, target, detail);
+  };
   type Output = { statusCode: StatusCode; outputArguments?: Array<{ dataType: DataType; value: unknown }> };
   /** The caller, if they may do this: a gateway user of at least `role` (the API's rule). */
-  function caller(context: ISessionContext, role: Role): { user: string } | { status: StatusCode } {
+  async function caller(context: ISessionContext, role: Role): Promise<{ user: string } | { status: StatusCode }> {
     const user = userOf(context);
     if (!user) return { status: StatusCodes.BadUserAccessDenied };
-    const current = roleOf(user);
+    let current: Role | null;
+    try {
+      current = await roleOf(user);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'OPC UA: reading the users failed');
+      return { status: StatusCodes.BadInternalError };
+    }
     if (!current || !roleAtLeast(current, role)) return { status: StatusCodes.BadUserAccessDenied };
     return { user };
   }
 
-  function acknowledgeAlert(alertId: string, outcome: Outcome, note: string | null, user: string, via: string): StatusCode {
-    const result = store.acknowledgeAlert(alertId, { by: user, outcome, note }, now());
+  async function acknowledgeAlert(alertId: string, outcome: Outcome, note: string | null, user: string, via: string): Promise<StatusCode> {
+    let result: Awaited<ReturnType<AnyOperationalStore['acknowledgeAlert']>>;
+    try {
+      result = await store.acknowledgeAlert(alertId, { by: user, outcome, note }, now());
+    } catch (err) {
+      log.error({ err: (err as Error).message, via }, 'OPC UA: acknowledging an alert failed');
+      return StatusCodes.BadInternalError;
+    }
     if (!result.ok) return result.reason === 'not_found' ? StatusCodes.BadNotFound : StatusCodes.BadInvalidState;
-    audit(user, via, alertId, { outcome });
     o.alertChanged(result.change);
+    try {
+      await audit(user, via, alertId, { outcome });
+    } catch (err) {
+      // The acknowledgement itself is stored: the caller is told it succeeded.
+      log.error({ err: (err as Error).message, via }, 'OPC UA: auditing an acknowledgement failed');
+    }
     return StatusCodes.Good;
   }
 
@@ -575,14 +614,17 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     outputArguments: [],
   });
   ackMethod.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
-    const who = caller(context, 'guard');
+    const who = await caller(context, 'guard');
     if ('status' in who) return { statusCode: who.status };
     const [alertId, outcome, note] = [str(args[0]), str(args[1]), str(args[2])];
     if (!(OUTCOMES as readonly string[]).includes(outcome)) return { statusCode: StatusCodes.BadInvalidArgument };
     if (!/^[0-9A-HJKMNP-TV-Z]{26}$/.test(alertId)) return { statusCode: StatusCodes.BadInvalidArgument };
-    return { statusCode: acknowledgeAlert(alertId, outcome as Outcome, note.trim() || null, who.user, 'AcknowledgeAlert') };
+    return { statusCode: await acknowledgeAlert(alertId, outcome as Outcome, note.trim() || null, who.user, 'AcknowledgeAlert') };
   });
 
+  /** After the fleet did it: a failed audit row is logged; the caller is told the command succeeded. */
+  const auditQuietly = (user: string, method: string, target: string | null, detail: unknown) =>
+    audit(user, method, target, detail).catch((err: Error) => log.error({ err: err.message, method }, 'OPC UA: auditing a method call failed'));
   const fleetStatus = (err: unknown): StatusCode => {
     if (err instanceof FleetCommandError) {
       return err.kind === 'not_found' ? StatusCodes.BadNotFound : err.kind === 'state' ? StatusCodes.BadInvalidState : StatusCodes.BadInvalidArgument;
@@ -606,14 +648,14 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     outputArguments: [{ name: 'taskId', dataType: DataType.String }],
   });
   createTask.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
-    const who = caller(context, 'dispatcher');
+    const who = await caller(context, 'dispatcher');
     if ('status' in who) return { statusCode: who.status };
     if (!fleet) return { statusCode: StatusCodes.BadNotSupported };
     const priority = Number((args[2] as Variant | undefined)?.value ?? 50);
     if (!Number.isInteger(priority) || priority < 0 || priority > 100) return { statusCode: StatusCodes.BadOutOfRange };
     try {
       const { taskId } = await fleet.createTask({ type: str(args[0]), target: str(args[1]), priority }, who.user);
-      audit(who.user, 'CreateTask', taskId, { type: str(args[0]), priority });
+      await auditQuietly(who.user, 'CreateTask', taskId, { type: str(args[0]), priority });
       return { statusCode: StatusCodes.Good, outputArguments: [{ dataType: DataType.String, value: taskId }] };
     } catch (err) {
       return { statusCode: fleetStatus(err) };
@@ -627,12 +669,12 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     outputArguments: [],
   });
   cancelTask.bindMethod(async (args: Variant[], context: ISessionContext): Promise<Output> => {
-    const who = caller(context, 'dispatcher');
+    const who = await caller(context, 'dispatcher');
     if ('status' in who) return { statusCode: who.status };
     if (!fleet) return { statusCode: StatusCodes.BadNotSupported };
     try {
       await fleet.cancelTask(str(args[0]), who.user);
-      audit(who.user, 'CancelTask', str(args[0]), null);
+      await auditQuietly(who.user, 'CancelTask', str(args[0]), null);
       return { statusCode: StatusCodes.Good };
     } catch (err) {
       return { statusCode: fleetStatus(err) };
@@ -642,21 +684,40 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
   // A&C methods on our conditions (whichever method id the client uses, the type's or the
   // instance's): Acknowledge goes to the gateway alert first and is refused if the gateway refuses;
   // the standard implementation then acknowledges the branch. Disabling or shelving is not offered.
-  const intercept: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
+  const intercept: MethodCallInterceptor = async (context, object, method: UAMethod, args) => {
     try {
-      return interceptConditionMethod(context, object, method, args);
+      return await interceptConditionMethod(context, object, method, args);
     } catch (err) {
       log.error({ err: (err as Error).message, method: method.browseName.name }, 'OPC UA: condition method failed');
       return StatusCodes.BadInternalError;
     }
   };
-  const interceptConditionMethod: MethodCallInterceptor = (context, object, method: UAMethod, args) => {
+  /**
+   * Acknowledge calls under way. A refresh applies events only when none is: the call awaits the
+   * store, and the refresh that the acknowledgement's own event starts must not set AckedState
+   * before node-opcua's Acknowledge (which runs right after the interceptor) does it with the
+   * operator's comment, or the call would answer BadConditionBranchAlreadyAcked.
+   */
+  const acksInFlight = new Set<Promise<void>>();
+  const acksSettled = async () => {
+    while (acksInFlight.size) await Promise.all([...acksInFlight]);
+  };
+  const interceptConditionMethod = (context: ISessionContext, object: UAObject | UAObjectType | null, method: UAMethod, args: Variant[]): StatusCode | Promise<StatusCode> => {
     const owner = object ? conditionOfNode.get(object as UAAlarmConditionEx) : undefined;
     if (!owner) return StatusCodes.Good;
     const name = method.browseName.name;
     if (name === 'AddComment' || name === 'ConditionRefresh' || name === 'ConditionRefresh2') return StatusCodes.Good;
     if (name !== 'Acknowledge') return StatusCodes.BadNotSupported;
-    const who = caller(context, 'guard');
+    const work = acknowledgeCondition(context, owner, args);
+    // Released after node-opcua's Acknowledge ran (it follows the interceptor within microtasks).
+    const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const done = work.then(pause, pause);
+    acksInFlight.add(done);
+    void done.then(() => acksInFlight.delete(done));
+    return work;
+  };
+  async function acknowledgeCondition(context: ISessionContext, owner: AlertCondition, args: Variant[]): Promise<StatusCode> {
+    const who = await caller(context, 'guard');
     if ('status' in who) return who.status;
     const branch = owner.alarm.currentBranch();
     const eventId = args[0]?.value as Buffer | null;
@@ -667,7 +728,7 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     const comment = (args[1]?.value as { text?: string | null } | null)?.text ?? '';
     const ack = parseAckComment(comment, owner.name);
     if (!ack) return StatusCodes.BadInvalidArgument;
-    const status = acknowledgeAlert(owner.alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
+    const status = await acknowledgeAlert(owner.alertId, ack.outcome, ack.note, who.user, 'Acknowledge');
     // node-opcua's Acknowledge then acknowledges the branch (AckedState, Comment and an event with
     // AckedState true); it knows only the current EventId and sets no ClientUserId.
     if (status === StatusCodes.Good) {
@@ -676,57 +737,99 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
       args[0]!.value = branch.getEventId();
     }
     return status;
-  };
+  }
   addressSpace.addMethodCallInterceptor(intercept);
 
   // --- state: snapshot at start, then the live events --------------------------------------------
+  // node-opcua reads values synchronously: the model is the cache every value comes from; the
+  // store is read (awaited) at start and by each refresh.
   const model = new SiteModel(localDay(now()));
-  let cursor = store.eventRange().last;
-  for (const d of store.devices()) model.apply({ type: 'device', data: d });
+  const gapWaitMs = o.eventGapWaitMs ?? 0;
+  // The cursor is read before the snapshot: on PostgreSQL an event committed in between is read
+  // again by the first refresh (a device or alert event sets a state; a screening the day's
+  // counts already hold is not counted twice: countedAtStart).
+  let order: EventOrderState = { lastSeq: (await store.eventRange()).last, gapSinceMs: null };
+  for (const d of await store.devices()) model.apply({ type: 'device', data: d });
   for (const status of ['open', 'acknowledged'] as const) {
-    for (const a of store.alerts({ status, limit: 100_000 })) model.apply({ type: 'alert', data: { alert: a } });
+    for (const a of await store.alerts({ status, limit: 100_000 })) model.apply({ type: 'alert', data: { alert: a } });
   }
   for (const cp of model.checkpoints.values()) {
     // The last temperature and settings, without counting (the day's counts come next).
-    const [latest] = store.screenings({ site: cp.site, checkpoint: cp.checkpoint, limit: 1 });
+    const [latest] = await store.screenings({ site: cp.site, checkpoint: cp.checkpoint, limit: 1 });
     if (latest) applyScreening(cp, latest, false);
   }
   // The operational store has no count query; the day's screenings are read once, at start.
-  for (const s of store.screenings({ fromMs: startOfLocalDay(now()), limit: 10_000_000 })) {
+  const countedAtStart = new Set<string>();
+  for (const s of await store.screenings({ fromMs: startOfLocalDay(now()), limit: 10_000_000 })) {
     const { cp } = model.checkpoint(s.site, s.checkpoint);
     if (s.decision === 'pass') cp.passedToday += 1;
     else if (s.decision === 'secondary_check') cp.secondaryChecksToday += 1;
+    if (gapWaitMs > 0) countedAtStart.add(s.id);
   }
+  // Past this seq no event can be one of the snapshot's.
+  const snapshotEnd = countedAtStart.size ? (await store.eventRange()).last : order.lastSeq;
   for (const cp of model.checkpoints.values()) refreshCheckpoint(cp);
   refreshFleet();
 
-  let scheduled = false;
   let closed = false;
-  function drain(): void {
-    scheduled = false;
-    if (closed) return;
+  /** The refresh running (null: none); `again`: events committed meanwhile, one more refresh follows. */
+  let refreshing: Promise<void> | null = null;
+  let again = false;
+  let gapRecheck: NodeJS.Timeout | null = null;
+  const READ_LIMIT = 500;
+  async function refresh(): Promise<void> {
     try {
       for (const cp of model.rollDay(localDay(now()))) refreshCheckpoint(cp);
       const changed = new Set<CheckpointModel>();
       for (;;) {
-        const events = store.eventsAfter(cursor, 500);
-        for (const e of events) {
-          cursor = e.seq;
-          const cp = model.apply(e);
+        // Read with no acknowledgement under way: one that started during the read may commit an
+        // event this read lacks, and the branch it acknowledges must not go back to an older state.
+        let read: LiveEvent[];
+        do {
+          await acksSettled();
+          read = await store.eventsAfter(order.lastSeq, READ_LIMIT);
+        } while (acksInFlight.size && !closed);
+        if (closed) return;
+        const step = orderEvents(order, read, Date.now(), gapWaitMs);
+        order = step.state;
+        for (const e of step.deliver) {
+          const counted = e.type === 'screening' && countedAtStart.has((e.data as ScreeningSummary).id);
+          const cp = model.apply(e, !counted);
           if (cp) changed.add(cp);
         }
-        if (events.length < 500) break;
+        if (countedAtStart.size && order.lastSeq >= snapshotEnd) countedAtStart.clear();
+        if (step.waiting) {
+          // A hole in the seqs (PostgreSQL: a transaction not yet committed): read again soon.
+          gapRecheck ??= setTimeout(() => {
+            gapRecheck = null;
+            eventsCommitted();
+          }, 25);
+          break;
+        }
+        if (read.length < READ_LIMIT) break;
       }
       for (const cp of changed) refreshCheckpoint(cp);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'OPC UA: applying live events failed');
     }
   }
-  const eventsCommitted = () => {
-    if (scheduled || closed) return;
-    scheduled = true;
-    setImmediate(drain);
-  };
+  async function refreshWhileAsked(): Promise<void> {
+    // One read for a burst of commits (the ingest's group commit, several API calls).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    do {
+      again = false;
+      await refresh();
+    } while (again && !closed);
+    refreshing = null;
+  }
+  function eventsCommitted(): void {
+    if (closed) return;
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = refreshWhileAsked();
+  }
   // The day counters restart at local midnight even when nothing arrives.
   const dayTimer = setInterval(eventsCommitted, 60_000);
   dayTimer.unref();
@@ -750,16 +853,22 @@ export async function startOpcuaServer(o: OpcuaServerOptions): Promise<GatewayOp
     endpointUrl,
     pkiDir,
     eventsCommitted,
+    async settled() {
+      while (refreshing) await refreshing;
+    },
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(dayTimer);
+      if (gapRecheck) clearTimeout(gapRecheck);
       unsubscribeFleet?.();
+      await refreshing;
       addressSpace.removeMethodCallInterceptor(intercept);
       await server.shutdown(0);
     },
   };
 }
+
 
 /** Exposed for the tests of the address space: the node id of a path below `Site`. */
 export function nodeIdOf(path: string, namespaceIndex: number): NodeId {
