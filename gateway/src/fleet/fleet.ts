@@ -268,7 +268,12 @@ export function createFleet(options: FleetOptions): Fleet {
   const adoptTimeoutMs = (options.adoptTimeoutS ?? 60) * 1000;
   /** Robots given adopted work, and until when (ms) they must send a state to keep it. */
   const adopting = new Map<RobotKey, number>();
-  for (const r of options.robots ?? []) robots.set(r.key, r);
+  /** Robots known from the store that have not spoken to this fleet yet: no new work for them (their record may be stale). */
+  const unheard = new Set<RobotKey>();
+  for (const r of options.robots ?? []) {
+    robots.set(r.key, r);
+    unheard.add(r.key);
+  }
   const inProgress = (t: Task) => t.status === 'assigned' || t.status === 'underway';
   const requeueRestored = (t: Task, why: string): Task => {
     // The robot may still be running that order (waiting for a trigger, say): cancel it when it shows it.
@@ -277,24 +282,30 @@ export function createFleet(options: FleetOptions): Fleet {
   };
   if (options.restore === 'adopt') {
     const restored = options.tasks ?? [];
+    // The running orders go into the robots' runtime; snapshots get them again when stored (stamp).
+    const withoutRunning = (t: Task): Task => {
+      if (!t.running) return t;
+      const { running: _moved, ...rest } = t;
+      return rest;
+    };
     // Running orders first (a robot runs one), then tasks assigned whose order was not sent yet.
     for (const t of restored) {
       if (!inProgress(t) || !t.robot || !t.running) continue;
       const r = rt(t.robot);
       if (r.current) {
-        tasks.set(t.id, requeueRestored(t, `robot ${t.robot} already runs an adopted order; re-queued`));
+        tasks.set(t.id, requeueRestored(withoutRunning(t), `robot ${t.robot} already runs an adopted order; re-queued`));
         continue;
       }
       const { plan, waitingSince, triggered, headerIds } = t.running;
       r.current = { kind: 'task', taskId: t.id, plan, waitingSince, triggered: new Set(triggered) };
       r.headerIds = { order: Math.max(r.headerIds.order, headerIds.order), instantActions: Math.max(r.headerIds.instantActions, headerIds.instantActions) };
       adopting.set(t.robot, restoredAt.getTime() + adoptTimeoutMs);
-      tasks.set(t.id, note(t, `order ${plan.orderId} adopted by the gateway now leading the fleet`, restoredAt));
+      tasks.set(t.id, note(withoutRunning(t), `order ${plan.orderId} adopted by the gateway now leading the fleet`, restoredAt));
     }
     for (const t of restored) {
       if (tasks.has(t.id)) continue;
       if (!inProgress(t)) {
-        tasks.set(t.id, t);
+        tasks.set(t.id, withoutRunning(t));
         continue;
       }
       const r = t.robot ? rt(t.robot) : null;
@@ -305,7 +316,7 @@ export function createFleet(options: FleetOptions): Fleet {
         tasks.set(t.id, t);
         continue;
       }
-      tasks.set(t.id, requeueRestored(t, 'no running order to adopt after the hand-over; re-queued'));
+      tasks.set(t.id, requeueRestored(withoutRunning(t), 'no running order to adopt after the hand-over; re-queued'));
     }
   } else {
     // Restart: tasks that were in progress lost their order with the old process.
@@ -601,6 +612,7 @@ export function createFleet(options: FleetOptions): Fleet {
       return fx;
     }
     counters.accepted += 1;
+    if (unheard.delete(key)) dirty = true;
     const robot = outcome.record;
     robots.set(key, robot);
     fx.robots.push(robot);
@@ -677,7 +689,7 @@ export function createFleet(options: FleetOptions): Fleet {
     for (const robot of robots.values()) {
       const r = rt(robot.key);
       const unavailable = unavailableReason(robot);
-      if (robot.lastNodeId === null) continue;
+      if (robot.lastNodeId === null || unheard.has(robot.key)) continue;
       candidates.push({
         key: robot.key,
         node: robot.lastNodeId,
