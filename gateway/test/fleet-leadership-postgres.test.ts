@@ -7,6 +7,8 @@
  * the task completes.
  */
 import { join } from 'node:path';
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -14,6 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBroker, openUserStore, type Broker } from '@checkpoint/broker';
 import { createSimulatedRobot, type SimulatedRobot } from '@checkpoint/firmware-bridge';
 import { makeTempDir, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
+import type { Alert } from '../src/alerts.js';
+import { registerFleetRoutes } from '../src/api/fleet.js';
+import '../src/api/server.js'; // the request's session (type)
 import { resolveGatewayConfig } from '../src/config.js';
 import { createFleetService, FleetRequestError, loadFleetSetup, type FleetService } from '../src/fleet-service.js';
 import { FLEET_SUBSCRIPTIONS } from '../src/ingest/consumer.js';
@@ -31,6 +36,8 @@ interface Node {
   service: FleetService;
   client: MqttClient;
   pool: pg.Pool;
+  /** Fires an acknowledgement at the service's rules (as the alert store would). */
+  acknowledged(alert: Alert, atMs: number): void | Promise<void>;
   /** Orders this gateway published: order id and update id. */
   orders: Array<{ orderId: string; orderUpdateId: number }>;
   published: number;
@@ -48,12 +55,17 @@ async function startNode(name: string, url: string, leading: boolean): Promise<N
   const setup = (await loadFleetSetup(config.fleet))!;
   const pool = new pg.Pool({ host: server.socketDir, port: server.port, user: server.user, database: server.database, max: 4 });
   const client = await mqtt.connectAsync(url, { username: 'gw', password: BROKER_PASSWORD, clientId: `gw-${name}-${process.pid}`, reconnectPeriod: 200 });
-  const node: Node = { name, pool, client, orders: [], published: 0, service: null as unknown as FleetService };
+  const node: Node = { name, pool, client, orders: [], published: 0, service: null as unknown as FleetService, acknowledged: () => undefined };
   node.service = createFleetService({
     config: config.fleet,
     setup,
     store: createPostgresFleetStore(pool),
-    alerts: { onAcknowledged: () => () => undefined },
+    alerts: {
+      onAcknowledged(listener) {
+        node.acknowledged = listener;
+        return () => undefined;
+      },
+    },
     publish: async (topic, payload) => {
       node.published += 1;
       if (topic.endsWith('/order')) {
@@ -153,6 +165,34 @@ describe('the fleet led by one of two gateways on PostgreSQL', () => {
     expect(refusal).toMatchObject({ statusCode: 503, retryAfterS: expect.any(Number) as number });
     expect((refusal as Error).message).toContain('this gateway does not lead the fleet');
     expect((await a.service.task(created.id))?.status).toBe('underway');
+
+    // Through the API route: 503 with Retry-After and the reason; creating a task there still works.
+    const app = Fastify().withTypeProvider<TypeBoxTypeProvider>();
+    app.decorateRequest('session', null);
+    app.addHook('onRequest', async (request) => {
+      request.session = { user: 'disp', role: 'dispatcher', expiresMs: Date.now() + 60_000, signedInMs: Date.now() };
+    });
+    registerFleetRoutes(app, b.service);
+    const cancelled = await app.inject({ method: 'POST', url: `/api/tasks/${created.id}/cancel`, payload: {} });
+    expect(cancelled.statusCode).toBe(503);
+    expect(Number(cancelled.headers['retry-after'])).toBeGreaterThan(0);
+    expect(cancelled.json()).toMatchObject({ statusCode: 503, error: 'Service Unavailable', message: expect.stringContaining('this gateway does not lead the fleet') as string });
+    const paused = await app.inject({ method: 'POST', url: `/api/robots/${MANUFACTURER}/${SERIAL}/pause` });
+    expect(paused.statusCode).toBe(503);
+    expect(paused.headers['retry-after']).toBeDefined();
+    const listed = await app.inject({ method: 'GET', url: '/api/tasks?limit=10' });
+    expect(listed.statusCode).toBe(200);
+    expect((listed.json() as { tasks: Array<{ id: string; status: string }> }).tasks).toContainEqual(expect.objectContaining({ id: created.id, status: 'underway' }));
+    await app.close();
+
+    // An acknowledgement on the follower: the rule's task is stored as queued (for the leader).
+    const ackAt = Date.now();
+    await b.acknowledged(
+      { id: 'alert-1', site: 'hq', checkpoint: 'gate-2', ack: { by: 'guard', outcome: 'referred', at: ackAt, note: null } } as unknown as Alert,
+      ackAt,
+    );
+    const ruled = (await b.service.tasks({ limit: 50 })).find((t) => t.alertId === 'alert-1');
+    expect(ruled).toMatchObject({ type: 'disinfection', status: 'queued', ruleId: 'disinfect-after-referral' });
 
     // Hand over mid-order: the new leader adopts the order the robot runs.
     await a.service.follow();
