@@ -479,11 +479,13 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     return p;
   };
 
+  let closed = false;
   const lead = () =>
     serially(async () => {
-      if (fleet) return;
+      if (fleet || closed) return;
       await lastStep;
       const [restored, robots] = await Promise.all([ordered(() => store.activeTasks()), store.robots()]);
+      if (closed) return;
       await startCore(restored, robots, 'adopt');
       log.info({ adopted: [...active.values()].filter((t) => t.running).length }, 'leading the robot fleet');
     });
@@ -752,6 +754,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     follow,
     isLeading: () => fleet !== null,
     close() {
+      closed = true;
       fleet = null;
       clearInterval(tickTimer);
       clearInterval(reloadTimer);
