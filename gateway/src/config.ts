@@ -149,6 +149,12 @@ export const GatewayConfigSchema = Type.Object(
         tickMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000, description: 'timeouts and a dispatch round this often' }),
         maxAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'a task whose robot is lost this often fails' }),
         confirmTimeoutS: Type.Integer({ minimum: 1, default: 900, description: 'a robot waiting for a confirmation this long gives up (task failed)' }),
+        adoptTimeoutS: Type.Integer({
+          minimum: 1,
+          default: 60,
+          description: 'a gateway that takes over the fleet adopts the running orders; a robot silent this long after that loses its task (re-queued or failed)',
+        }),
+        reloadMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 2000, description: 'the leading gateway picks up tasks other gateways stored (queued) this often' }),
       },
       'robot fleet: VDA 5050 master control',
     ),

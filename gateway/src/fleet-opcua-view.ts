@@ -68,14 +68,14 @@ export function fleetOpcuaView(fleet: FleetService): FleetView {
     onChange: (listener) => fleet.onChange(listener),
     async createTask(request, by) {
       try {
-        return { taskId: fleet.submitTask(requestFromOpcua(request, fleet.map.zones), by).id };
+        return { taskId: (await fleet.submitTask(requestFromOpcua(request, fleet.map.zones), by)).id };
       } catch (err) {
         return asCommandError(err);
       }
     },
     async cancelTask(taskId, by) {
       try {
-        fleet.cancelTask(taskId, by, 'over OPC UA');
+        await fleet.cancelTask(taskId, by, 'over OPC UA');
       } catch (err) {
         asCommandError(err);
       }

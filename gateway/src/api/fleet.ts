@@ -14,10 +14,12 @@ type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Fa
 
 const TaskId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 const TaskStatus = Type.Union(['queued', 'assigned', 'underway', 'completed', 'failed', 'cancelled'].map((s) => Type.Literal(s)));
-const ERRORS = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict' } as const;
+const ERRORS = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' } as const;
 
 function refused(reply: FastifyReply, err: unknown) {
   if (!(err instanceof FleetRequestError)) throw err;
+  // 503: another gateway leads the fleet (or none does, during a hand-over); worth retrying.
+  if (err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS));
   return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: ERRORS[err.statusCode], message: err.message });
 }
 
@@ -30,7 +32,7 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
   );
 
   app.get('/api/robots', { config: role, schema: { tags, description: 'Every robot the master control knows, with its connection, battery, position and current task.' } }, async () => ({
-    robots: fleet.robots(),
+    robots: await fleet.robots(),
   }));
 
   app.get(
@@ -44,12 +46,12 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
       },
     },
     async (request) => ({
-      tasks: fleet.tasks({ ...(request.query.status ? { status: request.query.status as never } : {}), limit: request.query.limit }),
+      tasks: await fleet.tasks({ ...(request.query.status ? { status: request.query.status as never } : {}), limit: request.query.limit }),
     }),
   );
 
   app.get('/api/tasks/:id', { config: role, schema: { tags, params: Type.Object({ id: TaskId }) } }, async (request, reply) => {
-    const task = fleet.task(request.params.id);
+    const task = await fleet.task(request.params.id);
     return task ? { task } : reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no task ${request.params.id}` });
   });
 
@@ -65,8 +67,8 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
     },
     async (request, reply) => {
       try {
-        const task = fleet.submitTask(request.body, request.session!.user);
-        return reply.code(201).send({ task: fleet.task(task.id) });
+        const task = await fleet.submitTask(request.body, request.session!.user);
+        return reply.code(201).send({ task: await fleet.task(task.id) });
       } catch (err) {
         return refused(reply, err);
       }
@@ -77,7 +79,7 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
     '/api/tasks/:id/cancel',
     {
       config: role,
-      schema: { tags, description: 'Cancel a task; a robot working on it gets a cancelOrder. Optional body {reason}.', params: Type.Object({ id: TaskId }) },
+      schema: { tags, description: 'Cancel a task; a robot working on it gets a cancelOrder. Optional body {reason}. 503 (with Retry-After) on a gateway that does not lead the fleet.', params: Type.Object({ id: TaskId }) },
     },
     async (request, reply) => {
       const body = request.body as { reason?: unknown } | undefined;
@@ -85,8 +87,8 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: /reason: expected a string of at most 500 characters' });
       }
       try {
-        fleet.cancelTask(request.params.id, request.session!.user, typeof body?.reason === 'string' ? body.reason : undefined);
-        return { task: fleet.task(request.params.id) };
+        await fleet.cancelTask(request.params.id, request.session!.user, typeof body?.reason === 'string' ? body.reason : undefined);
+        return { task: await fleet.task(request.params.id) };
       } catch (err) {
         return refused(reply, err);
       }
@@ -106,8 +108,8 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
     },
     async (request, reply) => {
       try {
-        fleet.confirmTask(request.params.id, request.body.kind, request.session!.user);
-        return { task: fleet.task(request.params.id) };
+        await fleet.confirmTask(request.params.id, request.body.kind, request.session!.user);
+        return { task: await fleet.task(request.params.id) };
       } catch (err) {
         return refused(reply, err);
       }
@@ -129,7 +131,7 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
       },
       async (request, reply) => {
         try {
-          const robot = fleet.setPaused(`${request.params.manufacturer}/${request.params.serialNumber}`, paused, request.session!.user);
+          const robot = await fleet.setPaused(`${request.params.manufacturer}/${request.params.serialNumber}`, paused, request.session!.user);
           return reply.code(202).send({ robot });
         } catch (err) {
           return refused(reply, err);
@@ -140,9 +142,8 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
 
   // --- the guard's view: robots waiting at a checkpoint for "area is clear" -------------------
   // The guard stands at that gate, so the guard confirms; they see only these tasks, not the fleet.
-  const gateTasks = () =>
-    fleet
-      .tasks({ limit: 1000 })
+  const gateTasks = async () =>
+    (await fleet.tasks({ limit: 1000 }))
       .filter((t) => t.waitingFor === 'area_clear')
       .map((t) => ({ ...t, checkpoints: taskCheckpoints(fleet, t) }))
       .filter((t) => t.checkpoints.length > 0);
@@ -150,7 +151,7 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
   app.get(
     '/api/gate-tasks',
     { config: { role: 'guard' as const }, schema: { tags, description: 'Tasks whose robot waits at a checkpoint zone for "area is clear", with the checkpoints (for the guard screen).' } },
-    async () => ({ tasks: gateTasks() }),
+    async () => ({ tasks: await gateTasks() }),
   );
 
   app.post(
@@ -160,12 +161,12 @@ export function registerFleetRoutes(app: App, fleet: FleetService): void {
       schema: { tags, description: 'The guard confirms the area at their checkpoint is clear. 404 unless the task waits for that at a checkpoint zone.', params: Type.Object({ id: TaskId }) },
     },
     async (request, reply) => {
-      if (!gateTasks().some((t) => t.id === request.params.id)) {
+      if (!(await gateTasks()).some((t) => t.id === request.params.id)) {
         return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `task ${request.params.id} is not waiting for "area is clear" at a checkpoint` });
       }
       try {
-        fleet.confirmTask(request.params.id, 'area_clear', request.session!.user);
-        return { task: fleet.task(request.params.id) };
+        await fleet.confirmTask(request.params.id, 'area_clear', request.session!.user);
+        return { task: await fleet.task(request.params.id) };
       } catch (err) {
         return refused(reply, err);
       }

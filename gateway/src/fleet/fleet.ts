@@ -121,6 +121,18 @@ export interface FleetOptions {
   confirmTimeoutS?: number;
   /** A finished task dropped from memory by `forgetFinished` (the caller persisted it), so that cancel/confirm still answer "already finished". */
   finishedTask?: (id: string) => Task | null;
+  /** Robot records from the store: a gateway taking the fleet over knows the robots before they speak again. */
+  robots?: RobotRecord[];
+  /**
+   * What becomes of `tasks` in progress: 'requeue' (the default: this gateway restarted and its
+   * orders went with it) or 'adopt' (another gateway led the fleet until now: continue the orders
+   * it sent, same order id, without sending them again).
+   */
+  restore?: 'requeue' | 'adopt';
+  /** After adopting, a robot that sends no state this long loses its task (re-queued or failed), s; default 60. */
+  adoptTimeoutS?: number;
+  /** When the fleet is created (ms): the time of restore notes and of the adoption deadline. */
+  now?: number;
 }
 
 type Work =
@@ -184,6 +196,11 @@ export interface Fleet {
   setPaused(key: RobotKey, paused: boolean, by: string, now?: number): { robot: RobotRecord; effects: FleetEffects };
   /** Timeouts and a dispatch round; call about once a second. */
   tick(now?: number): FleetEffects;
+  /**
+   * Queued tasks another gateway stored (it does not lead the fleet): the ones not known here are
+   * taken in and dispatched. Others (known, or not queued) are ignored.
+   */
+  addTasks(stored: readonly Task[], now?: number): FleetEffects;
   robots(): RobotRecord[];
   robot(key: RobotKey): RobotRecord | undefined;
   tasks(status?: TaskStatus): Task[];
@@ -247,13 +264,63 @@ export function createFleet(options: FleetOptions): Fleet {
   /** Speak the robot's own 2.x version (from its last state, connection or factsheet). */
   const versionOf = (key: RobotKey) => vda5050VersionFor(robots.get(key)?.version);
 
-  // Restore: tasks that were in progress lost their order with the old process.
-  const restoredAt = new Date();
-  for (const t of options.tasks ?? []) {
-    const inProgress = t.status === 'assigned' || t.status === 'underway';
+  const restoredAt = new Date(options.now ?? Date.now());
+  const adoptTimeoutMs = (options.adoptTimeoutS ?? 60) * 1000;
+  /** Robots given adopted work, and until when (ms) they must send a state to keep it. */
+  const adopting = new Map<RobotKey, number>();
+  /** Robots known from the store that have not spoken to this fleet yet: no new work for them (their record may be stale). */
+  const unheard = new Set<RobotKey>();
+  for (const r of options.robots ?? []) {
+    robots.set(r.key, r);
+    unheard.add(r.key);
+  }
+  const inProgress = (t: Task) => t.status === 'assigned' || t.status === 'underway';
+  const requeueRestored = (t: Task, why: string): Task => {
     // The robot may still be running that order (waiting for a trigger, say): cancel it when it shows it.
-    if (inProgress && t.robot && t.orderId) remember(rt(t.robot).abandoned, t.orderId);
-    tasks.set(t.id, inProgress ? transition(t, 'queued', 'gateway restarted; re-queued', restoredAt) : t);
+    if (t.robot && t.orderId) remember(rt(t.robot).abandoned, t.orderId);
+    return transition(t, 'queued', why, restoredAt);
+  };
+  if (options.restore === 'adopt') {
+    const restored = options.tasks ?? [];
+    // The running orders go into the robots' runtime; snapshots get them again when stored (stamp).
+    const withoutRunning = (t: Task): Task => {
+      if (!t.running) return t;
+      const { running: _moved, ...rest } = t;
+      return rest;
+    };
+    // Running orders first (a robot runs one), then tasks assigned whose order was not sent yet.
+    for (const t of restored) {
+      if (!inProgress(t) || !t.robot || !t.running) continue;
+      const r = rt(t.robot);
+      if (r.current) {
+        tasks.set(t.id, requeueRestored(withoutRunning(t), `robot ${t.robot} already runs an adopted order; re-queued`));
+        continue;
+      }
+      const { plan, waitingSince, triggered, headerIds } = t.running;
+      r.current = { kind: 'task', taskId: t.id, plan, waitingSince, triggered: new Set(triggered) };
+      r.headerIds = { order: Math.max(r.headerIds.order, headerIds.order), instantActions: Math.max(r.headerIds.instantActions, headerIds.instantActions) };
+      adopting.set(t.robot, restoredAt.getTime() + adoptTimeoutMs);
+      tasks.set(t.id, note(withoutRunning(t), `order ${plan.orderId} adopted by the gateway now leading the fleet`, restoredAt));
+    }
+    for (const t of restored) {
+      if (tasks.has(t.id)) continue;
+      if (!inProgress(t)) {
+        tasks.set(t.id, withoutRunning(t));
+        continue;
+      }
+      const r = t.robot ? rt(t.robot) : null;
+      if (r && t.status === 'assigned' && !t.running && (!r.current || !r.next)) {
+        if (!r.current) r.current = { kind: 'task', taskId: t.id, plan: null, waitingSince: null, triggered: new Set() };
+        else r.next = t.id;
+        adopting.set(t.robot!, restoredAt.getTime() + adoptTimeoutMs);
+        tasks.set(t.id, t);
+        continue;
+      }
+      tasks.set(t.id, requeueRestored(withoutRunning(t), 'no running order to adopt after the hand-over; re-queued'));
+    }
+  } else {
+    // Restart: tasks that were in progress lost their order with the old process.
+    for (const t of options.tasks ?? []) tasks.set(t.id, inProgress(t) ? requeueRestored(t, 'gateway restarted; re-queued') : t);
   }
 
   // ---- effects ---------------------------------------------------------------------------------
@@ -275,6 +342,23 @@ export function createFleet(options: FleetOptions): Fleet {
     if (i >= 0) fx.tasks[i] = task;
     else fx.tasks.push(task);
     return task;
+  };
+  /**
+   * The snapshots leave with the order their robot runs for them (Task.running), so that a gateway
+   * taking the fleet over can adopt it. Called on every effects a public method returns.
+   */
+  const stamp = (fx: FleetEffects): FleetEffects => {
+    fx.tasks = fx.tasks.map((t) => {
+      const r = t.robot && !TERMINAL.has(t.status) ? runtime.get(t.robot) : undefined;
+      const work = r?.current;
+      if (r && work?.kind === 'task' && work.taskId === t.id && work.plan) {
+        return { ...t, running: { plan: work.plan, triggered: [...work.triggered], waitingSince: work.waitingSince, headerIds: { ...r.headerIds } } };
+      }
+      if (!t.running) return t;
+      const { running: _gone, ...rest } = t;
+      return rest;
+    });
+    return fx;
   };
   const reject = (fx: FleetEffects, topic: string, cause: string, message: string) => {
     counters.rejected[cause] = (counters.rejected[cause] ?? 0) + 1;
@@ -485,6 +569,26 @@ export function createFleet(options: FleetOptions): Fleet {
     if (task !== tasks.get(task.id)) save(fx, task);
   };
 
+  /**
+   * The first state of a robot whose order was adopted: it runs that order (the usual case), or it
+   * never got it (the old leader stored it and stopped before it went out): send the same order,
+   * once; an order update it cannot take without the order before, so it loses the task then.
+   */
+  const checkAdopted = (fx: FleetEffects, key: RobotKey, now: number) => {
+    adopting.delete(key);
+    const robot = robots.get(key)!;
+    const work = rt(key).current;
+    if (work?.kind !== 'task' || !work.plan || robot.orderId === work.plan.orderId || !isIdle(robot) || refusalOf(robot, work.plan.orderId)) return;
+    const task = tasks.get(work.taskId)!;
+    if (work.plan.orderUpdateId === 0) {
+      save(fx, note(task, `robot ${key} does not run adopted order ${work.plan.orderId}: sent again`, new Date(now)));
+      sendOrder(fx, key, work.plan, now);
+      return;
+    }
+    loseRobot(fx, key, `does not run adopted order ${work.plan.orderId} (update ${work.plan.orderUpdateId})`, now);
+    dirty = true;
+  };
+
   let dirty = true;
 
   const handleMessage = (topic: string, payload: Buffer | string, now = Date.now()): FleetEffects => {
@@ -508,6 +612,7 @@ export function createFleet(options: FleetOptions): Fleet {
       return fx;
     }
     counters.accepted += 1;
+    if (unheard.delete(key)) dirty = true;
     const robot = outcome.record;
     robots.set(key, robot);
     fx.robots.push(robot);
@@ -531,9 +636,11 @@ export function createFleet(options: FleetOptions): Fleet {
           ? `reported fatal error ${robot.errors.find((e) => e.errorLevel === 'FATAL')!.errorType}`
           : null;
     if (lost && (rt(key).current || rt(key).next)) {
+      adopting.delete(key);
       loseRobot(fx, key, lost, now);
       dirty = true;
     } else if (kind === 'state') {
+      if (adopting.has(key)) checkAdopted(fx, key, now);
       onRobotState(fx, key, now);
     }
     if (kind === 'state') {
@@ -582,7 +689,7 @@ export function createFleet(options: FleetOptions): Fleet {
     for (const robot of robots.values()) {
       const r = rt(robot.key);
       const unavailable = unavailableReason(robot);
-      if (robot.lastNodeId === null) continue;
+      if (robot.lastNodeId === null || unheard.has(robot.key)) continue;
       candidates.push({
         key: robot.key,
         node: robot.lastNodeId,
@@ -691,13 +798,13 @@ export function createFleet(options: FleetOptions): Fleet {
 
   const fleet: Fleet = {
     map,
-    handleMessage,
+    handleMessage: (topic, payload, now) => stamp(handleMessage(topic, payload, now)),
     submitTask(body, by, now = Date.now()) {
       const spec = parseTaskRequest(body, map);
       const fx = effects();
       const task = save(fx, newTask(spec, { id: newTaskId(), now: new Date(now), requestedBy: by, ...(options.maxAttempts ? { defaultMaxAttempts: options.maxAttempts } : {}) }));
       dispatch(fx, now);
-      return { task: tasks.get(task.id)!, effects: fx };
+      return { task: tasks.get(task.id)!, effects: stamp(fx) };
     },
     cancelTask(id, by, now = Date.now(), reason) {
       const fx = effects();
@@ -713,7 +820,7 @@ export function createFleet(options: FleetOptions): Fleet {
         }
       }
       dispatch(fx, now);
-      return { task: cancelled, effects: fx };
+      return { task: cancelled, effects: stamp(fx) };
     },
     confirmTask(id, kind, by, now = Date.now()) {
       const fx = effects();
@@ -731,7 +838,7 @@ export function createFleet(options: FleetOptions): Fleet {
           if (!(err instanceof RouteError)) throw err;
           task = save(fx, transition(task, 'failed', `cannot continue after ${kind}: ${err.message}`, new Date(now)));
           finishCurrent(fx, task.robot!, now);
-          return { task, effects: fx };
+          return { task, effects: stamp(fx) };
         }
         task = save(fx, note(task, `order ${work.plan.orderId} sent after ${kind} confirmation`, new Date(now), { orderId: work.plan.orderId }));
         sendOrder(fx, task.robot!, work.plan, now);
@@ -746,7 +853,7 @@ export function createFleet(options: FleetOptions): Fleet {
           publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, triggerId, waiting[0], new Date(now), versionOf(task.robot!)));
         }
       }
-      return { task, effects: fx };
+      return { task, effects: stamp(fx) };
     },
     alertAcknowledged(event, now = Date.now()) {
       const fx = effects();
@@ -757,7 +864,7 @@ export function createFleet(options: FleetOptions): Fleet {
         created.push(save(fx, newTask(spec, { id: newTaskId(), now: new Date(now), alertId: m.alertId, ruleId: m.ruleId, requestedBy: event.by ?? null })));
       }
       if (created.length > 0) dispatch(fx, now);
-      return { tasks: created.map((t) => tasks.get(t.id)!), skipped, effects: fx };
+      return { tasks: created.map((t) => tasks.get(t.id)!), skipped, effects: stamp(fx) };
     },
     setPaused(key, paused, by, now = Date.now()) {
       const robot = robots.get(key);
@@ -774,10 +881,15 @@ export function createFleet(options: FleetOptions): Fleet {
         const task = tasks.get(work.taskId);
         if (task && !TERMINAL.has(task.status)) save(fx, note(task, `${actionType} sent to ${key} by ${by}`, new Date(now)));
       }
-      return { robot, effects: fx };
+      return { robot, effects: stamp(fx) };
     },
     tick(now = Date.now()) {
       const fx = effects();
+      for (const [key, deadline] of adopting) {
+        if (now < deadline) continue;
+        adopting.delete(key);
+        if (rt(key).current || rt(key).next) loseRobot(fx, key, `sent no state within ${adoptTimeoutMs / 1000} s of the hand-over`, now);
+      }
       for (const key of robots.keys()) askFactsheet(fx, key, now);
       for (const [key, r] of runtime) {
         const work = r.current;
@@ -791,7 +903,18 @@ export function createFleet(options: FleetOptions): Fleet {
       // Orders waiting out a refusal back-off.
       for (const [key, r] of runtime) if (r.current?.kind === 'task' && !r.current.plan) startIfReady(fx, key, now);
       dispatch(fx, now);
-      return fx;
+      return stamp(fx);
+    },
+    addTasks(stored, now = Date.now()) {
+      const fx = effects();
+      let added = 0;
+      for (const t of stored) {
+        if (t.status !== 'queued' || tasks.has(t.id)) continue;
+        tasks.set(t.id, t);
+        added += 1;
+      }
+      if (added > 0) dispatch(fx, now);
+      return stamp(fx);
     },
     robots: () => [...robots.values()],
     robot: (key) => robots.get(key),

@@ -19,6 +19,7 @@ export {
   type ConfirmationKind,
   type HistoryEntry,
   type TaskProgress,
+  type RunningOrder,
 } from './tasks.js';
 export {
   buildOrder,

@@ -10,6 +10,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { compileValidator } from '@checkpoint/protocol';
 import type { SiteMap } from './map.js';
+import type { OrderPlan } from './orders.js';
 import type { RobotKey } from './registry.js';
 
 const closed = { additionalProperties: false } as const;
@@ -109,6 +110,22 @@ export interface Task {
   confirmations: Array<{ kind: ConfirmationKind; by: string; at: string }>;
   progress: TaskProgress | null;
   history: HistoryEntry[];
+  /**
+   * The order the robot runs for this task, as the master last sent it: a gateway that takes the
+   * fleet over adopts it (same order id, order updates continued) instead of sending a new one.
+   * Absent while no order is out.
+   */
+  running?: RunningOrder;
+}
+
+export interface RunningOrder {
+  plan: OrderPlan;
+  /** Waiting action ids (or the hold id) already confirmed. */
+  triggered: string[];
+  /** Since when (ms) the robot waits for a confirmation; null when it does not. */
+  waitingSince: number | null;
+  /** The robot's header ids (order, instantActions) next to use, so that they keep increasing across a hand-over. */
+  headerIds: { order: number; instantActions: number };
 }
 
 export class TaskRequestError extends Error {

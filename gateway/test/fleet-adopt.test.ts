@@ -1,0 +1,106 @@
+/**
+ * A fleet core taking over from another (a hand-over between gateways): it adopts the order a
+ * robot runs from the stored task snapshot (Task.running) — same order id, no new order —, sends
+ * the same order once when the robot never got it, and gives the task back to the queue when the
+ * robot stays silent past adoptTimeoutS.
+ */
+import { describe, expect, it } from 'vitest';
+import { createFleet, TERMINAL, type Fleet, type FleetEffects, type Task } from '../src/fleet/index.js';
+import { bringOnline, clock, deliver, hospitalMap, run, StepRobot } from './fleet-fixtures.js';
+
+let ids = 0;
+const newTaskId = () => `A${++ids}`;
+const policy = { parkIdleRobots: false };
+
+/** What the store would hold: the last snapshot of every task, as the effects carried it. */
+function storeOf() {
+  const tasks = new Map<string, Task>();
+  return {
+    keep(fx: FleetEffects): FleetEffects {
+      for (const t of fx.tasks) tasks.set(t.id, t);
+      return fx;
+    },
+    active: () => [...tasks.values()].filter((t) => !TERMINAL.has(t.status)),
+  };
+}
+
+const ordersOf = (robot: StepRobot) => robot.received.filter((m): m is Extract<typeof m, { orderUpdateId: number }> => 'orderUpdateId' in m);
+
+/** A first leader with one robot, a delivery under way on it (waiting for the recipient). */
+function firstLeader(deliverOrders = true) {
+  const now = clock();
+  const store = storeOf();
+  const old: Fleet = createFleet({ map: hospitalMap(), newTaskId, policy });
+  const robot = new StepRobot('ADO-1', 'P1');
+  bringOnline(old, [robot], now);
+  const { task, effects } = old.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', recipient: 'nurse' }, 'disp', now());
+  store.keep(effects);
+  if (deliverOrders) {
+    deliver(effects, [robot]);
+    for (let i = 0; i < 200 && old.task(task.id)!.awaiting !== 'recipient'; i++) {
+      robot.step();
+      const t = now();
+      deliver(store.keep(old.handleMessage(...robot.state(t), t)), [robot]);
+    }
+    expect(old.task(task.id)!.awaiting).toBe('recipient');
+  }
+  return { now, store, old, robot, taskId: task.id };
+}
+
+describe('adopting running orders after a hand-over', () => {
+  it('continues the order the robot runs: no new order, the confirmation goes through, the task completes', () => {
+    const { now, store, old, robot, taskId } = firstLeader();
+    const stored = store.active().find((t) => t.id === taskId)!;
+    expect(stored.running?.plan.orderId).toBe(stored.orderId);
+    const before = ordersOf(robot).length;
+
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', adoptTimeoutS: 60, now: now() });
+    expect(next.task(taskId)).toMatchObject({ status: 'underway', robot: robot.key, orderId: stored.orderId });
+    expect(next.task(taskId)!.history.at(-1)!.reason).toBe(`order ${stored.orderId} adopted by the gateway now leading the fleet`);
+
+    run(next, [robot], now, () => false, 3);
+    const confirmed = next.confirmTask(taskId, 'recipient', 'nurse', now());
+    expect(confirmed.effects.publish.some((m) => m.topic.endsWith('/instantActions'))).toBe(true);
+    deliver(confirmed.effects, [robot]);
+    run(next, [robot], now, () => next.task(taskId)?.status === 'completed');
+
+    expect(next.task(taskId)!.status).toBe('completed');
+    expect(ordersOf(robot).length).toBe(before);
+    expect(new Set(ordersOf(robot).map((o) => o.orderId))).toEqual(new Set([stored.orderId]));
+    // Header ids (per topic) keep increasing across the hand-over.
+    for (const kind of ['orderUpdateId', 'actions']) {
+      const headerIds = robot.received.filter((m) => kind in m).map((m) => m.headerId);
+      expect(headerIds.length).toBeGreaterThan(0);
+      expect(headerIds).toEqual([...headerIds].sort((x, y) => x - y));
+      expect(new Set(headerIds).size).toBe(headerIds.length);
+    }
+  });
+
+  it('sends the same order once when the robot never got it (the old leader stopped before publishing)', () => {
+    const { now, store, old, robot, taskId } = firstLeader(false);
+    const stored = store.active().find((t) => t.id === taskId)!;
+    expect(stored.running?.plan.orderId).toBeTruthy();
+    expect(ordersOf(robot)).toHaveLength(0);
+
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', now: now() });
+    run(next, [robot], now, () => next.task(taskId)?.awaiting === 'recipient');
+    expect(ordersOf(robot).map((o) => [o.orderId, o.orderUpdateId])).toEqual([[stored.orderId, 0]]);
+    expect(next.task(taskId)!.attempts).toBe(1);
+    expect(next.task(taskId)!.history.some((h) => h.reason.includes('does not run adopted order'))).toBe(true);
+  });
+
+  it('re-queues the task of an adopted robot that sends no state within adoptTimeoutS', () => {
+    const { now, store, old, robot, taskId } = firstLeader();
+    const at = now();
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', adoptTimeoutS: 60, now: at });
+    expect(next.tick(at + 59_000).tasks.find((t) => t.id === taskId)).toBeUndefined();
+    expect(next.task(taskId)!.status).toBe('underway');
+    const fx = next.tick(at + 61_000);
+    const lost = fx.tasks.find((t) => t.id === taskId);
+    expect(lost?.history.some((h) => h.reason.includes(`robot ${robot.key} sent no state within 60 s of the hand-over`))).toBe(true);
+    // Re-queued (a try left); the silent robot's order is no longer the task's running order.
+    expect(lost?.status).toBe('queued');
+    expect(lost?.running).toBeUndefined();
+    expect(next.task(taskId)!.status).toBe('queued');
+  });
+});
