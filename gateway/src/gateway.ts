@@ -23,6 +23,7 @@ import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type IngestMessage }
 import type { BatchResult } from './ingest/group-commit.js';
 import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
 import { createFleetStore } from './store/fleet.js';
+import { createPostgresFleetStore } from './store/postgres/fleet.js';
 import { fleetOpcuaView } from './fleet-opcua-view.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { createInfluxSeriesStore } from './series/influx.js';
@@ -111,13 +112,6 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const newId = monotonicFactory();
   // The site map and rules are checked before anything starts (errors name fleet.map / fleet.rules).
   const fleetSetup = await loadFleetSetup(config.fleet);
-  if (fleetSetup && config.store.backend === 'postgres') {
-    throw new Error('fleet.map is set but store.backend is postgres: the robot fleet does not run on PostgreSQL yet (use store.backend sqlite, or remove fleet.map)');
-  }
-  // pg-integration: remove when the OPC UA server takes AnyOperationalStore (it reads the store synchronously at start).
-  if (config.opcua.enabled && config.store.backend === 'postgres') {
-    throw new Error('opcua.enabled is true but store.backend is postgres: the OPC UA server does not run on PostgreSQL yet (set opcua.enabled: false)');
-  }
   // Provisioning files are checked before anything starts (errors name provisioning.caFile / the users file).
   const provisioningCa = readCaCert(config.provisioning.caFile);
   const ownBrokerUsers = !deps.brokerUsers && config.provisioning.brokerUsersFile ? openUserStore(config.provisioning.brokerUsersFile) : null;
@@ -277,8 +271,10 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     ? createFleetService({
         config: config.fleet,
         setup: fleetSetup,
-        store: createFleetStore(db),
+        store: postgres ? createPostgresFleetStore(postgres.pool) : createFleetStore(db),
         alerts: store,
+        // On PostgreSQL the gateway that holds the leadership lock leads the fleet (below).
+        leading: !postgres,
         publish: (topic, payload) => (consumer ? consumer.publish(topic, payload) : Promise.reject(new Error('not connected to the broker'))),
         notifyLive: () => live.notify(),
         notifySeries: (n) => writer.notify(n),
@@ -380,6 +376,12 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }
 
   /** What needs no operational store (either backend): command acks, robot messages, ignored and invalid ones. */
+  /** A robot message to the fleet; on PostgreSQL the promise settles once the fleet's changes committed. */
+  function handleRobot(topic: string, c: Extract<Classified, { kind: 'robot' }>, receivedMs: number): void | Promise<void> {
+    metrics.messages.inc({ channel: `robot/${c.channel}`, result: fleet ? 'stored' : 'ignored' });
+    return fleet?.handleMessage(topic, c.payload, receivedMs);
+  }
+
   function handledWithoutStore(topic: string, c: Exclude<Classified, { kind: 'screening' | 'state' | 'telemetry' | 'snapshot' }>, receivedMs: number): () => void {
     switch (c.kind) {
       case 'cmd/ack':
@@ -387,9 +389,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
         return nothingMore;
       case 'robot':
-        // The fleet stores what changed (tasks, robots, robot_state points) before this returns.
-        if (fleet) fleet.handleMessage(topic, c.payload, receivedMs);
-        metrics.messages.inc({ channel: `robot/${c.channel}`, result: fleet ? 'stored' : 'ignored' });
+        // On SQLite the fleet stores what changed (tasks, robots, robot_state points) before this returns.
+        void handleRobot(topic, c, receivedMs);
         return nothingMore;
       case 'ignored':
         return () => metrics.messages.inc({ channel: 'other', result: 'ignored' });
@@ -472,7 +473,13 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     if (storedAlone(c) || c.kind === 'snapshot') {
       try {
         noteReplaced(first.topic, c);
-        const effect = c.kind === 'snapshot' ? recorded('snapshot', await pgStore.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false) : handledWithoutStore(first.topic, c, receivedMs);
+        // A robot message is acknowledged only once the fleet's changes committed.
+        const effect =
+          c.kind === 'snapshot'
+            ? recorded('snapshot', await pgStore.ingestSnapshot(c.where, c.screeningId, c.jpeg, receivedMs), false)
+            : c.kind === 'robot'
+              ? (await handleRobot(first.topic, c, receivedMs), nothingMore)
+              : handledWithoutStore(first.topic, c, receivedMs);
         effect();
         deps.onIngested?.([first], now());
         return { stored: 1 };
@@ -529,9 +536,11 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       opcua = await startOpcuaServer({
         config: config.opcua,
         dataDir: config.dataDir,
-        store: store as OperationalStore, // pg-integration: remove cast when the OPC UA server takes AnyOperationalStore
+        store,
         users,
         loginGuard,
+        // PostgreSQL may commit event seq 12 before 11: the refresh waits at such a gap (as the live feed's follower does).
+        eventGapWaitMs: postgres ? 2000 : 0,
         fleet: fleet ? fleetOpcuaView(fleet) : (deps.fleetView ?? null),
         log,
         now,
@@ -675,6 +684,17 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     };
     leaderJobs.push({ stop: leadership.onChange(leadingChanged) });
     if (leadership.isLeader()) leadingChanged(true);
+    // The fleet follows the lock too: one gateway dispatches; the next leader adopts the running orders.
+    if (fleet) {
+      let fleetHandOver = Promise.resolve();
+      const fleetLeadingChanged = (leading: boolean) => {
+        fleetHandOver = fleetHandOver
+          .then(() => (stopping ? undefined : leading ? fleet.lead() : fleet.follow()))
+          .catch((err: Error) => log.error({ err: err.message }, leading ? 'fleet: cannot take the lead' : 'fleet: cannot step down'));
+      };
+      leaderJobs.push({ stop: leadership.onChange(fleetLeadingChanged) });
+      if (leadership.isLeader()) fleetLeadingChanged(true);
+    }
   }
 
   let closing: Promise<void> | null = null;

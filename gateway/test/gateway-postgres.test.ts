@@ -123,7 +123,7 @@ describe('two gateways on one PostgreSQL', () => {
         await waitFor(async () => (await liveClients(gateway)) === 1 && (await liveClients(second)) === 1, { what: 'both live feeds connected' });
         const referral = makeScreening({ decision: 'secondary_check', trackId: 4242 });
         await publishScreenings(edge, [referral]);
-        const hasAlert = (events: { event: string; data: any }[]) => events.some((x) => x.event === 'alert' && x.data.alert.screeningId === referral.id);
+        const hasAlert = (events: { event: string; data: { alert?: { screeningId?: string } } }[]) => events.some((x) => x.event === 'alert' && x.data.alert?.screeningId === referral.id);
         await sseFirst.waitFor(hasAlert, 'the alert on the first gateway\'s feed');
         await sseSecond.waitFor(hasAlert, 'the alert on the second gateway\'s feed');
         const a = await onFirst.get('/api/alerts?checkpoint=gate-1');
@@ -146,11 +146,29 @@ describe('two gateways on one PostgreSQL', () => {
   });
 });
 
-describe('what does not run on PostgreSQL yet', () => {
-  it('refuses to start with OPC UA enabled or a fleet configured, naming the key', async () => {
-    const base = gatewayConfig({ dataDir: makeTempDir('gw-pg-refused'), mqttUrl: broker.url, store: { backend: 'postgres', postgres: { url: postgres.url } } });
-    await expect(createGateway({ ...base, opcua: { enabled: true, port: 0 } })).rejects.toThrow('opcua.enabled is true but store.backend is postgres');
-    await expect(createGateway({ ...base, fleet: { map: FLEET_MAP } })).rejects.toThrow('fleet.map is set but store.backend is postgres');
+describe('OPC UA and the robot fleet on PostgreSQL', () => {
+  it('start with the gateway; the leading gateway leads the fleet and serves it over the API', async () => {
+    await postgres.createDatabase('withfleet');
+    const url = postgres.url.replace(/\/[^/]*$/, '/withfleet');
+    const full = await createGateway(
+      gatewayConfig({
+        dataDir: makeTempDir('gw-pg-full'),
+        mqttUrl: broker.url,
+        store: { backend: 'postgres', postgres: { url, leaderRetryMs: 200, leaderCheckMs: 200 } },
+        opcua: { enabled: true, port: 0 },
+        fleet: { map: FLEET_MAP },
+      }),
+    );
+    try {
+      expect(full.opcua?.port).toBeGreaterThan(0);
+      await waitFor(() => full.role() === 'leader' && full.fleet!.isLeading(), { what: 'gateway and fleet lead' });
+      await full.users.add({ name: 'dispatcher-pg', role: 'dispatcher' }, API_PASSWORD);
+      const api = await ApiClient.login(full.url, 'dispatcher-pg');
+      const robots = await api.get('/api/robots');
+      expect(robots.status).toBe(200);
+    } finally {
+      await full.close();
+    }
   });
 });
 
