@@ -5,11 +5,17 @@
 import { defaultIo, readFirstLine, waitForSignal, type CliIo } from '@checkpoint/broker';
 export type { CliIo };
 import { Command, CommanderError, Option } from 'commander';
-import { loadGatewayConfig } from './config.js';
+import { loadGatewayConfig, redactUrl } from './config.js';
 import { createGateway } from './gateway.js';
 import { openDatabase } from './store/db.js';
 import { backupGateway, restoreGateway } from './store/backup.js';
-import { createUserStore, ROLES, type Role } from './store/users.js';
+import { createUserStore, ROLES, type Role, type UserStore } from './store/users.js';
+import pg from 'pg';
+import { createSqliteAuditStore, type AuditStore } from './store/audit.js';
+import type { Backend } from './store/backend.js';
+import { migratePostgres } from './store/postgres/migrations.js';
+import { createPostgresAuditStore } from './store/postgres/audit.js';
+import { createPostgresUserStore } from './store/postgres/users.js';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createLoginGuard, openUserStore } from '@checkpoint/broker';
@@ -26,6 +32,37 @@ function parseDevice(text: string): DeviceRef {
     throw new Error(`expected SITE/CHECKPOINT with ids matching ${ID_PATTERN}, got ${JSON.stringify(text)}`);
   }
   return { site, checkpoint };
+}
+
+/**
+ * The user store (and audit trail) the gateway of this config uses: its SQLite file, or the shared
+ * PostgreSQL database (migrated first, as the gateway does). Returns where that is, for messages.
+ */
+async function withUsers(config: GatewayConfig, work: (users: UserStore<Backend>, audit: AuditStore<Backend>) => Promise<void>): Promise<string> {
+  if (config.store.backend === 'postgres') {
+    const url = config.store.postgres.url!;
+    const pool = new pg.Pool({ connectionString: url, max: 1, application_name: 'checkpoint-gateway-cli' });
+    try {
+      await migratePostgres(pool);
+      await work(createPostgresUserStore(pool), createPostgresAuditStore(pool));
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+    return `PostgreSQL ${redactUrl(url)}`;
+  }
+  const db = openDatabase(config.dataDir);
+  try {
+    await work(createUserStore(db), createSqliteAuditStore(db));
+  } finally {
+    db.close();
+  }
+  return config.dataDir;
+}
+
+/** Backup and restore copy the SQLite file; PostgreSQL has its own tools. */
+function refuseOnPostgres(config: GatewayConfig, command: 'backup' | 'restore'): void {
+  if (config.store.backend !== 'postgres') return;
+  throw new Error(`${command}: store.backend is postgres, whose state this command cannot copy; use PostgreSQL's own tools (pg_dump / pg_restore) on store.postgres.url`);
 }
 
 /** Provisioning on the data dir and the broker users file of the config, for one CLI command. */
@@ -87,7 +124,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       await gateway.close();
     });
 
-  const user = program.command('user').description('API users (on the data dir of the config / CHECKPOINT_DATA_DIR)');
+  const user = program.command('user').description('API users (in the store of the config: the data dir / CHECKPOINT_DATA_DIR, or PostgreSQL)');
   user
     .command('add <name>')
     .description('add a user or replace its role and password; the password is read from stdin')
@@ -96,38 +133,29 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .action(async (name: string, opts: { role: Role; config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
       const password = await readFirstLine(io.stdin);
-      const db = openDatabase(config.dataDir);
-      try {
-        await createUserStore(db).add({ name, role: opts.role }, password);
-        db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(Date.now(), 'cli', 'user.add', name, JSON.stringify({ role: opts.role }));
-      } finally {
-        db.close();
-      }
-      io.stdout.write(`user ${name} (${opts.role}) saved in ${config.dataDir}\n`);
+      const where = await withUsers(config, async (users, audit) => {
+        await users.add({ name, role: opts.role }, password);
+        await audit.append(Date.now(), 'cli', 'user.add', name, { role: opts.role });
+      });
+      io.stdout.write(`user ${name} (${opts.role}) saved in ${where}\n`);
     });
   user
     .command('list')
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
-      const db = openDatabase(config.dataDir);
-      try {
-        for (const u of createUserStore(db).list()) io.stdout.write(`${u.name}\t${u.role}\t${u.createdAt}\n`);
-      } finally {
-        db.close();
-      }
+      await withUsers(config, async (users) => {
+        for (const u of await users.list()) io.stdout.write(`${u.name}\t${u.role}\t${u.createdAt}\n`);
+      });
     });
   user
     .command('remove <name>')
     .addOption(configOption())
     .action(async (name: string, opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
-      const db = openDatabase(config.dataDir);
-      try {
-        if (!createUserStore(db).remove(name)) throw new Error(`no user ${name}`);
-      } finally {
-        db.close();
-      }
+      await withUsers(config, async (users) => {
+        if (!(await users.remove(name))) throw new Error(`no user ${name}`);
+      });
       io.stdout.write(`user ${name} removed\n`);
     });
 
@@ -169,6 +197,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .addOption(configOption())
     .action(async (file: string, opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
+      refuseOnPostgres(config, 'backup');
       const done = await backupGateway(config.dataDir, file);
       io.stdout.write(`backup of ${config.dataDir} written to ${done.file} (${done.bytes} bytes; ${Object.entries(done.tables).map(([t, n]) => `${t} ${n}`).join(', ')})\n`);
     });
@@ -178,6 +207,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .addOption(configOption())
     .action(async (file: string, opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
+      refuseOnPostgres(config, 'restore');
       const done = await restoreGateway(config.dataDir, file);
       io.stdout.write(`restored ${file} into ${config.dataDir} (${Object.entries(done.tables).map(([t, n]) => `${t} ${n}`).join(', ')})${done.previous ? `; the previous state is in ${done.previous}` : ''}\n`);
     });
