@@ -13,7 +13,8 @@ import { LiveFeed } from './api/live.js';
 import { CommandDispatcher } from './commands.js';
 import { parseInfluxUrl, redactUrl, resolveGatewayConfig, type GatewayConfig } from './config.js';
 import { classifyMessage, type Classified } from './ingest/classify.js';
-import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type IngestMessage } from './ingest/consumer.js';
+import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type Consumer, type IngestMessage } from './ingest/consumer.js';
+import { jetStreamConsumerFor } from './ingest/jetstream-consumer.js';
 import type { BatchResult } from './ingest/group-commit.js';
 import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
 import { createFleetStore } from './store/fleet.js';
@@ -114,7 +115,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     ? createInfluxSeriesStore(parseInfluxUrl(config.influx.url), config.influx)
     : createSqliteSeriesStore(db);
 
-  let consumer: ReturnType<typeof startConsumer> | null = null;
+  let consumer: Omit<Consumer, 'client'> | null = null;
   // The metrics exist only below (they probe the live feed): closures are counted through this.
   let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
   const live = new LiveFeed(
@@ -416,7 +417,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = startConsumer(
+  consumer = (config.ingest.source === 'jetstream' ? jetStreamConsumerFor(config.nats) : startConsumer)(
     config.mqtt,
     config.ingest,
     { storeBatch },
