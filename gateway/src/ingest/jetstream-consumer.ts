@@ -172,6 +172,12 @@ export interface FetchLoopDeps {
   handle(batch: FetchedMessage[]): Promise<void>;
   /** Makes the acks of settled messages reach the server. */
   flush(): Promise<void>;
+  /**
+   * A round not ended by then is stopped and counted as an error (the consumer is looked up
+   * again): a pull whose answer was lost with a killed node can leave nats.js's fetch iterator
+   * waiting for good (seen: 50 messages stuck, no pull request left at the server).
+   */
+  roundTimeoutMs: number;
   /** A batch closes at this many messages, or `maxWaitMs` after its first arrived. */
   maxMessages: number;
   maxWaitMs: number;
@@ -201,8 +207,14 @@ export function runFetchLoop(deps: FetchLoopDeps): FetchLoop {
   let wake: (() => void) | null = null;
 
   const oneRound = async (): Promise<void> => {
-    round = await deps.pull();
+    const current = await deps.pull();
+    round = current;
     deps.onPulled();
+    let timedOut = false;
+    const watchdog = setTimeout(() => {
+      timedOut = true;
+      current.stop();
+    }, deps.roundTimeoutMs);
     let pending: FetchedMessage[] = [];
     let chain = Promise.resolve();
     let timer: NodeJS.Timeout | null = null;
@@ -218,13 +230,14 @@ export function runFetchLoop(deps: FetchLoopDeps): FetchLoop {
       });
     };
     try {
-      for await (const m of round) {
+      for await (const m of current) {
         pending.push(m);
         if (pending.length >= deps.maxMessages) close();
         else timer ??= setTimeout(close, deps.maxWaitMs);
         if (stopped) break;
       }
     } finally {
+      clearTimeout(watchdog);
       // What arrived is stored (and acked) even when the round ended with an error.
       if (!stopped) close();
       else {
@@ -236,6 +249,7 @@ export function runFetchLoop(deps: FetchLoopDeps): FetchLoop {
       await chain;
       round = null;
     }
+    if (timedOut && !stopped) throw new Error(`a pull did not end within ${deps.roundTimeoutMs} ms`);
   };
 
   const done = (async () => {
@@ -409,7 +423,7 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     log.info({ servers, durable: nats.durable }, 'connected to the NATS cluster');
     void (async () => {
       for await (const s of conn.status()) {
-        if (s.type === 'disconnect' || s.type === 'reconnect') log.warn({ status: s.type, server: typeof s.data === 'string' ? redactUrl(s.data) : undefined }, 'NATS connection');
+        if (s.type === 'disconnect' || s.type === 'reconnect') log.warn({ status: s.type, server: typeof s.data === 'string' ? s.data.replace(/^.*@/, '') : undefined }, 'NATS connection');
       }
     })();
 
@@ -436,9 +450,13 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
       },
       handle,
       flush: async () => {
-        // Acks are fire-and-forget; a flush round trip makes sure the server has them.
-        await conn.flush().catch(() => undefined);
+        // Acks are fire-and-forget; a flush round trip makes sure the server has them. Bounded:
+        // during a reconnect it may not answer (an ack that did not arrive means a redelivery).
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([conn.flush().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+        clearTimeout(timer);
       },
+      roundTimeoutMs: nats.fetchExpiresMs + 5000,
       maxMessages: o.groupCommit.batchMaxMessages,
       maxWaitMs: o.groupCommit.batchMaxWaitMs,
       errorBackoffMinMs: 100,
