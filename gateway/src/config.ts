@@ -72,8 +72,8 @@ export const GatewayConfigSchema = Type.Object(
         ackWaitS: Type.Integer({
           minimum: 1,
           maximum: 3600,
-          default: 30,
-          description: 'a message not acknowledged this long after delivery (its replica died) goes to another replica; set when the consumer is created',
+          default: 10,
+          description: 'a message not acknowledged this long after delivery (its replica died, or the pull that carried it was lost with a node) is delivered again; bounds the ingest gap after such a loss; must exceed the time to store a batch; set when the consumer is created',
         }),
       },
       'cluster mode (ingest.source: jetstream): the NATS cluster devices publish to',

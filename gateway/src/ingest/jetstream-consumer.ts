@@ -376,6 +376,9 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
       if (info.config.filter_subject !== INGEST_FILTER) {
         throw new Error(`consumer ${nats.durable} on ${MQTT_STREAM} exists with filter ${JSON.stringify(info.config.filter_subject)}, not ${INGEST_FILTER}: delete it or set nats.durable`);
       }
+      if (info.config.ack_wait !== nats.ackWaitS * 1_000_000_000) {
+        log.warn({ durable: nats.durable, ackWaitS: (info.config.ack_wait ?? 0) / 1e9 }, 'the existing ingest consumer keeps its ack wait; nats.ackWaitS applies when it is created');
+      }
     } catch (error) {
       const text = (error as Error).message;
       if (/stream not found/i.test(text)) {
