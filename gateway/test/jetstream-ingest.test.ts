@@ -89,15 +89,16 @@ beforeAll(async () => {
     `  users = [\n    { user: "operator", password: ${JSON.stringify(OPERATOR_PASSWORD)}, permissions: { publish: ">", subscribe: ">" } }\n`,
   );
   cluster = await startNatsCluster({ authorization });
-  // nats-server creates $MQTT_msgs at the first MQTT connection; the gateway's consumer must
-  // exist before devices publish (interest retention), so: one connection, then the gateway.
-  (await connectDevice({ clientId: 'first-contact' })).end(true);
+  // nats-server creates $MQTT_msgs at the first MQTT connection, and the gateway's consumer must
+  // exist before devices publish (interest retention): on a fresh cluster the gateway makes that
+  // first connection itself, with its MQTT settings.
   gateway = await createGateway({
     dataDir: join(dir, 'gateway'),
     logLevel: process.env.GW_TEST_LOG ?? 'silent',
     http: { host: '127.0.0.1', port: 0 },
     opcua: { enabled: false },
     ingest: { source: 'jetstream' },
+    mqtt: { url: cluster.mqttUrls[1], username: 'gw', password: PASSWORD },
     nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 50 },
   }, {
     onIngested(messages, atMs) {

@@ -28,6 +28,8 @@
  * subscribed with QoS 1 gets them as QoS 1, kept for it while it is offline.
  */
 import { AckPolicy, DeliverPolicy, connect, headers, type ConsumerConfig, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { readFileSync } from 'node:fs';
+import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { redactUrl, type GatewayConfig } from '../config.js';
 import { isTransient, type Consumer, type IngestMessage } from './consumer.js';
@@ -278,8 +280,11 @@ export function runFetchLoop(deps: FetchLoopDeps): FetchLoop {
   };
 }
 
-/** Options of the MQTT consumer's store retry that apply here too. */
-type RetryConfig = Pick<GatewayConfig['mqtt'], 'storeRetryMinMs' | 'storeRetryMaxMs'>;
+/**
+ * The MQTT section: its store retry applies here too; its URL and user, when a user is set, are
+ * used once to make nats-server create its MQTT streams if they do not exist yet (see below).
+ */
+type MqttSection = Pick<GatewayConfig['mqtt'], 'storeRetryMinMs' | 'storeRetryMaxMs'> & Partial<Pick<GatewayConfig['mqtt'], 'url' | 'username' | 'password' | 'caFile'>>;
 
 /** A message failing this often for a non-transient reason is set aside (as in consumer.ts). */
 const MAX_ATTEMPTS_UNLESS_TRANSIENT = 5;
@@ -291,7 +296,7 @@ const MAX_ATTEMPTS_UNLESS_TRANSIENT = 5;
  */
 export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
   return (
-    mqtt: RetryConfig,
+    mqtt: MqttSection,
     groupCommit: GatewayConfig['ingest'],
     sink: AsyncIngestSink,
     log: Logger,
@@ -305,7 +310,7 @@ export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
 
 export interface JetStreamConsumerOptions {
   nats: GatewayConfig['nats'];
-  retry: RetryConfig;
+  retry: MqttSection;
   groupCommit: Pick<GatewayConfig['ingest'], 'batchMaxMessages' | 'batchMaxWaitMs'>;
   sink: AsyncIngestSink;
   log: Logger;
@@ -382,6 +387,7 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     } catch (error) {
       const text = (error as Error).message;
       if (/stream not found/i.test(text)) {
+        await createMqttStreams();
         throw new Error(`stream ${MQTT_STREAM} not found: nats-server creates it at the first MQTT connection (is the MQTT listener on, with JetStream?)`, { cause: error });
       }
       if (!/consumer not found/i.test(text)) throw error;
@@ -389,6 +395,31 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
       log.info({ stream: MQTT_STREAM, durable: nats.durable, filter: INGEST_FILTER }, 'created the durable ingest consumer');
     }
     consumerReady = true;
+  };
+
+  /**
+   * nats-server 2.9 creates `$MQTT_msgs` at the first MQTT connection. The consumer must exist
+   * before devices publish (interest retention), so a gateway started before the devices
+   * connects once itself (its MQTT user) and creates the consumer on the next round.
+   */
+  const createMqttStreams = async () => {
+    const { url, username, password, caFile } = o.retry;
+    if (!url || username === undefined) return;
+    try {
+      const client = await mqtt.connectAsync(url, {
+        username,
+        ...(password !== undefined ? { password } : {}),
+        ...(caFile ? { ca: readFileSync(caFile) } : {}),
+        clientId: `${nats.durable}-bootstrap-${process.pid}`,
+        clean: true,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
+      await client.endAsync();
+      log.info({ url: redactUrl(url) }, `connected once over MQTT so that nats-server creates ${MQTT_STREAM}`);
+    } catch (error) {
+      log.warn({ err: (error as Error).message, url: redactUrl(url) }, `cannot connect over MQTT to make nats-server create ${MQTT_STREAM}`);
+    }
   };
 
   const toFetched = (m: JsMsg): FetchedMessage | null => {
