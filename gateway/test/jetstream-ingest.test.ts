@@ -202,6 +202,34 @@ describe('gateway ingest from a NATS cluster (ingest.source: jetstream)', () => 
     }
   }, 90_000);
 
+  it('delivers what a replica that died held unacknowledged to the surviving one after the ack wait', async () => {
+    // The dying replica: pulls like a gateway, stores nothing, acks nothing, then its connection ends.
+    const doomed = await natsConnect({ servers: cluster.natsUrls, user: 'gw', pass: PASSWORD });
+    const held = new Set<string>();
+    const pull = await (await doomed.jetstream().consumers.get(MQTT_STREAM, 'checkpoint-gateway')).fetch({ max_messages: 1000, expires: 30_000 });
+    void (async () => {
+      for await (const m of pull) if (m.subject.endsWith('.screening')) held.add((JSON.parse(m.string()) as { id: string }).id);
+    })().catch(() => undefined);
+    const device = await connectDevice({ clientId: 'edge-hq-gate-1-doomed' });
+    const screenings: Screening[] = [];
+    for (let round = 0; round < 20 && held.size === 0; round++) {
+      const more = Array.from({ length: 20 }, (_, i) => makeScreening({ trackId: round * 20 + i }));
+      screenings.push(...more);
+      await publishAll(device, more, 4, () => undefined);
+      await waitFor(() => more.every((s) => held.has(s.id) || storedIds().has(s.id)), { what: 'each screening taken by one replica', timeoutMs: 10_000 });
+    }
+    await device.endAsync();
+    expect(held.size).toBeGreaterThan(0);
+    const diedAt = Date.now();
+    await doomed.close();
+    await waitFor(() => screenings.every((s) => storedIds().has(s.id)), {
+      what: () => `every screening stored (${screenings.filter((s) => !storedIds().has(s.id)).length} of ${screenings.length} missing)`,
+      timeoutMs: 40_000,
+    });
+    const lastHeld = Math.max(...[...held].map((id) => ingested.get(id)?.atMs ?? 0));
+    log(`a replica died holding ${held.size} of ${screenings.length} screenings unacknowledged: all stored by the other ${((lastHeld - diedAt) / 1000).toFixed(1)} s later (ack wait ${gateway.config.nats.ackWaitS} s)`);
+  }, 90_000);
+
   it('loses no acknowledged screening when the node leading $MQTT_msgs (and holding the gateway\'s connection) is killed mid-stream, and resumes', async () => {
     const device = await connectDevice({ clientId: 'edge-hq-gate-1-kill' });
     const screenings = Array.from({ length: 1500 }, (_, i) => makeScreening({ trackId: i }));
