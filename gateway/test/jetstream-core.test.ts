@@ -3,6 +3,8 @@
  * store-then-settle of a batch, and the fetch loop against a fake pull source.
  */
 import { describe, expect, it } from 'vitest';
+import { mergeConfig } from '@checkpoint/protocol';
+import { envOverrides, resolveGatewayConfig } from '../src/config.js';
 import type { IngestMessage } from '../src/ingest/consumer.js';
 import type { BatchResult } from '../src/ingest/group-commit.js';
 import {
@@ -15,6 +17,21 @@ import {
   type PullRound,
   type SettleOptions,
 } from '../src/ingest/jetstream-consumer.js';
+
+describe('config', () => {
+  it('defaults to MQTT ingest; the nats section has the documented defaults and takes the environment', () => {
+    const defaults = resolveGatewayConfig({});
+    expect(defaults.ingest.source).toBe('mqtt');
+    expect(defaults.nats).toEqual({ servers: ['nats://127.0.0.1:4222'], durable: 'checkpoint-gateway', fetchBatch: 500, fetchExpiresMs: 1000, ackWaitS: 10 });
+    const fromEnv = resolveGatewayConfig(mergeConfig({ ingest: { source: 'jetstream' } }, envOverrides({ CHECKPOINT_NATS_SERVERS: 'nats://a:4222, nats://b:4222', CHECKPOINT_NATS_PASSWORD: 's3cret' })));
+    expect(fromEnv.ingest.source).toBe('jetstream');
+    expect(fromEnv.nats.servers).toEqual(['nats://a:4222', 'nats://b:4222']);
+    expect(fromEnv.nats.password).toBe('s3cret');
+    expect(() => resolveGatewayConfig({ ingest: { source: 'kafka' } })).toThrow(/ingest\/source/);
+    expect(() => resolveGatewayConfig({ nats: { servers: ['mqtt://x:1883'] } })).toThrow(/nats\/servers/);
+    expect(() => resolveGatewayConfig({ nats: { durable: 'a.b' } })).toThrow(/nats\/durable/);
+  });
+});
 
 describe('subject ↔ topic', () => {
   it('maps stream subjects back to MQTT topics and topics to stream subjects', () => {

@@ -300,12 +300,16 @@ export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
     groupCommit: GatewayConfig['ingest'],
     sink: AsyncIngestSink,
     log: Logger,
-    _subscriptions?: readonly string[],
+    subscriptions: readonly string[] = [],
     onRetry: () => void = () => undefined,
     setAside: (topic: string, payload: Buffer, error: Error) => void = (_t, _p, error) => {
       throw error;
     },
-  ): Omit<Consumer, 'client'> => startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside });
+  ): Omit<Consumer, 'client'> => {
+    const unread = subscriptions.filter((filter) => !filter.startsWith('checkpoint/v1/'));
+    if (unread.length > 0) log.warn({ unread }, 'cluster mode reads checkpoint topics only: these subscriptions (the robot fleet) are not read');
+    return startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside });
+  };
 }
 
 export interface JetStreamConsumerOptions {
