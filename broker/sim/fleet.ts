@@ -81,8 +81,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     for (const d of devices) await store.add({ name: d.name, role: 'edge', site: d.site, checkpoint: d.checkpoint }, password);
     const exported = exportNats(store, join(dir, 'auth.conf'));
     store.close();
-    // The reader plays the gateway replicas: it needs the JetStream API, which nats-export does
-    // not grant any role yet.
+    // The reader plays the gateway replicas (a test-only user allowed everything; the gateway
+    // role's nats-export grants cover only the consumer name checkpoint-gateway).
     const reader = { user: 'sim-reader', pass: 'sim-reader-password-1' };
     const authorization = readFileSync(exported.file, 'utf8').replace(
       '  users = [\n',

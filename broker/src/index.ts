@@ -28,3 +28,4 @@ export { createBrokerMetrics, type BrokerMetrics, type BrokerStats } from './met
 export { BrokerConfigSchema, loadBrokerConfig, envOverrides, type BrokerConfig } from './config.js';
 export { mosquittoAcl, mosquittoPasswordFile, exportMosquitto } from './mosquitto.js';
 export { defaultIo, readFirstLine, waitForSignal, type CliIo } from './cli-io.js';
+export { exportNats, natsAuthorization, natsPermissionsFor, gatewayJetStreamGrants, GATEWAY_DURABLE, MQTT_MSGS_STREAM } from './nats-export.js';

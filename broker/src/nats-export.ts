@@ -11,6 +11,9 @@
  * server subscribes as the client, under its permissions: without `$MQTT.sub.>` the SUBACK is
  * a failure ("Subscription Violation ... $MQTT.sub..." in the log). test/nats.test.ts shows that
  * an MQTT client cannot use that grant to read other clients' deliveries.
+ *
+ * Users of role gateway also get the JetStream API grants their replicas' ingest needs
+ * (`gatewayJetStreamGrants`): one durable consumer on `$MQTT_msgs`, nothing more.
  */
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -42,12 +45,46 @@ export interface NatsUserPermissions {
   subscribe: string[];
 }
 
+/** nats-server 2.9's MQTT message stream, which gateway replicas read in cluster mode. */
+export const MQTT_MSGS_STREAM = '$MQTT_msgs';
+/** The durable consumer the gateway replicas share (gateway config `nats.durable`'s default). */
+export const GATEWAY_DURABLE = 'checkpoint-gateway';
+
+/**
+ * What a gateway replica needs beyond its topics (gateway/src/ingest/jetstream-consumer.ts):
+ * look up the stream, create, look up and pull from its one durable consumer, acknowledge what
+ * that consumer delivered, get replies (inbox), and store commands into the stream (publish
+ * subject `$MQTT.msgs.` + topic) so devices get them as QoS 1. Nothing else of the JetStream
+ * API: no other consumer, no delete, no stream edits.
+ */
+export function gatewayJetStreamGrants(publishTopics: readonly string[], durable = GATEWAY_DURABLE): NatsUserPermissions {
+  const api = '$JS.API';
+  return {
+    publish: [
+      `${api}.STREAM.INFO.${MQTT_MSGS_STREAM}`,
+      `${api}.CONSUMER.INFO.${MQTT_MSGS_STREAM}.${durable}`,
+      // nats.js on 2.9+: CREATE.<stream>.<name>.<filter>; older servers: DURABLE.CREATE.
+      `${api}.CONSUMER.CREATE.${MQTT_MSGS_STREAM}.${durable}.>`,
+      `${api}.CONSUMER.DURABLE.CREATE.${MQTT_MSGS_STREAM}.${durable}`,
+      `${api}.CONSUMER.MSG.NEXT.${MQTT_MSGS_STREAM}.${durable}`,
+      `$JS.ACK.${MQTT_MSGS_STREAM}.${durable}.>`,
+      ...publishTopics.map((subject) => `$MQTT.msgs.${subject}`),
+    ],
+    subscribe: ['_INBOX.>'],
+  };
+}
+
 /** A principal's grants as NATS publish/subscribe allow lists. */
 export function natsPermissionsFor(user: Principal): NatsUserPermissions {
   const grants = grantsFor(user);
   const unique = (filters: string[]) => [...new Set(filters.flatMap(mqttFilterToNatsSubjects))];
+  const publish = unique(grants.publish);
   const subscribe = unique(grants.subscribe);
-  return { publish: unique(grants.publish), subscribe: subscribe.length > 0 ? [...subscribe, MQTT_QOS1_DELIVERY_SUBJECTS] : [] };
+  const cluster = user.role === 'gateway' ? gatewayJetStreamGrants(publish) : { publish: [], subscribe: [] };
+  return {
+    publish: [...publish, ...cluster.publish],
+    subscribe: subscribe.length > 0 ? [...subscribe, MQTT_QOS1_DELIVERY_SUBJECTS, ...cluster.subscribe] : [],
+  };
 }
 
 export interface NatsAuthorization {

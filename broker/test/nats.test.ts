@@ -11,7 +11,8 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { makeTempDir, startNatsCluster } from '@checkpoint/test-support';
 import { grantsFor, openUserStore, topicMatchesFilter } from '../src/index.js';
 import { main } from '../src/cli.js';
-import { exportNats, mqttFilterToNatsSubjects, natsAuthorization, natsPermissionsFor } from '../src/nats-export.js';
+import { AckPolicy, DeliverPolicy, connect as natsConnect } from 'nats';
+import { exportNats, GATEWAY_DURABLE, MQTT_MSGS_STREAM, mqttFilterToNatsSubjects, natsAuthorization, natsPermissionsFor } from '../src/nats-export.js';
 import { natsPasswordHash } from '../src/passwords.js';
 import { addMatrixUsers, connect, PASSWORD, PUBLISH_CASES, publishAsync, runDeliveryMatrix, runMatrix, subackCode, USERS } from './matrix.js';
 
@@ -33,6 +34,27 @@ describe('nats-export (pure parts)', () => {
       publish: ['state', 'screening', 'telemetry', 'cmd.ack', 'snapshot.*'].map((c) => `checkpoint.v1.hq.gate-1.${c}`),
       subscribe: ['checkpoint.v1.hq.gate-1.cmd', '$MQTT.sub.>'],
     });
+  });
+
+  it('gives the gateway role the JetStream grants of its one ingest consumer, and nothing of the API to others', () => {
+    const gateway = natsPermissionsFor({ name: 'g', role: 'gateway' });
+    expect(gateway.publish).toEqual(
+      expect.arrayContaining([
+        '$JS.API.STREAM.INFO.$MQTT_msgs',
+        '$JS.API.CONSUMER.INFO.$MQTT_msgs.checkpoint-gateway',
+        '$JS.API.CONSUMER.CREATE.$MQTT_msgs.checkpoint-gateway.>',
+        '$JS.API.CONSUMER.MSG.NEXT.$MQTT_msgs.checkpoint-gateway',
+        '$JS.ACK.$MQTT_msgs.checkpoint-gateway.>',
+        '$MQTT.msgs.checkpoint.v1.*.*.cmd',
+      ]),
+    );
+    expect(gateway.publish.filter((p) => p.startsWith('$MQTT.msgs.'))).toEqual(['$MQTT.msgs.checkpoint.v1.*.*.cmd', '$MQTT.msgs.uagv.v2.*.*.order', '$MQTT.msgs.uagv.v2.*.*.instantActions']);
+    expect(gateway.publish.some((p) => /DELETE|STREAM\.(CREATE|UPDATE|PURGE)|\$JS\.API\.>/.test(p))).toBe(false);
+    expect(gateway.subscribe).toContain('_INBOX.>');
+    for (const user of [{ name: 'e', role: 'edge', site: 'hq', checkpoint: 'gate-1' }, { name: 'v', role: 'viewer' }] as const) {
+      const p = natsPermissionsFor(user);
+      expect([...p.publish, ...p.subscribe].filter((s) => s.startsWith('$JS') || s.startsWith('_INBOX') || s.startsWith('$MQTT.msgs'))).toEqual([]);
+    }
   });
 
   it('skips, and names, users without a bcrypt hash or with a binding NATS cannot carry', () => {
@@ -189,5 +211,34 @@ describe('nats-export against a real 3-node NATS cluster', () => {
       back.on('error', reject);
     });
     expect(got).toBe('while-away');
+
+    // Cluster mode ingest: the gateway role may create, look up and pull from its durable
+    // consumer on $MQTT_msgs and ack what it got; an edge may do none of it (nor inject into the stream).
+    const gatewayNats = await natsConnect({ servers: cluster.natsUrls, user: 'gateway', pass: PASSWORD });
+    onTestFinished(() => gatewayNats.close());
+    const gatewayJsm = await gatewayNats.jetstreamManager({ checkAPI: false });
+    expect((await gatewayJsm.streams.info(MQTT_MSGS_STREAM)).config.subjects).toEqual(['$MQTT.msgs.>']);
+    await gatewayJsm.consumers.add(MQTT_MSGS_STREAM, { durable_name: GATEWAY_DURABLE, filter_subject: '$MQTT.msgs.checkpoint.v1.>', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New });
+    const edgePub = await connect(first!.mqttUrl, { username: 'edge-a', password: PASSWORD, clientId: 'nats-edge-a-js' });
+    await publishAsync(edgePub, 'checkpoint/v1/hq/gate-1/screening', 'for-the-consumer');
+    await edgePub.endAsync();
+    const pulled: string[] = [];
+    const ingest = await gatewayNats.jetstream().consumers.get(MQTT_MSGS_STREAM, GATEWAY_DURABLE);
+    for await (const m of await ingest.fetch({ max_messages: 1, expires: 5_000 })) {
+      pulled.push(`${m.subject} ${m.string()}`);
+      expect(await m.ackAck()).toBe(true);
+    }
+    expect(pulled).toEqual(['$MQTT.msgs.checkpoint.v1.hq.gate-1.screening for-the-consumer']);
+    // Commands go into the stream under the gateway's publish grants only.
+    expect((await gatewayNats.jetstream().publish('$MQTT.msgs.checkpoint.v1.hq.gate-1.cmd', 'cmd')).stream).toBe(MQTT_MSGS_STREAM);
+    await expect(gatewayNats.jetstream().publish('$MQTT.msgs.checkpoint.v1.hq.gate-1.screening', 'forged', { timeout: 2_000 })).rejects.toThrow();
+
+    const edgeNats = await natsConnect({ servers: cluster.natsUrls, user: 'edge-a', pass: PASSWORD });
+    onTestFinished(() => edgeNats.close());
+    const edgeJsm = await edgeNats.jetstreamManager({ checkAPI: false });
+    await expect(edgeJsm.consumers.info(MQTT_MSGS_STREAM, GATEWAY_DURABLE)).rejects.toThrow();
+    await expect(edgeJsm.streams.info(MQTT_MSGS_STREAM)).rejects.toThrow();
+    await expect(edgeNats.jetstream().publish('$MQTT.msgs.checkpoint.v1.hq.gate-1.cmd', 'injected', { timeout: 2_000 })).rejects.toThrow();
+    await expect(edgeNats.request(`$JS.API.CONSUMER.MSG.NEXT.${MQTT_MSGS_STREAM}.${GATEWAY_DURABLE}`, JSON.stringify({ batch: 1, expires: 1_000_000_000 }), { timeout: 2_000 })).rejects.toThrow();
   }, 180_000);
 });

@@ -46,8 +46,37 @@ export const GatewayConfigSchema = Type.Object(
           default: 5,
           description: 'a batch is stored at the latest this long after its first message arrived (0: on the next event-loop turn)',
         }),
+        source: Type.Union([Type.Literal('mqtt'), Type.Literal('jetstream')], {
+          default: 'mqtt',
+          description: 'mqtt: one persistent MQTT session (mqtt.*); jetstream: cluster mode, replicas share a durable consumer on a NATS cluster (nats.*, docs/scale.md)',
+        }),
       },
       'MQTT ingest (group commit into the operational store)',
+    ),
+    nats: Section(
+      {
+        servers: Type.Array(Type.String({ pattern: '^(nats|tls)://' }), {
+          minItems: 1,
+          default: ['nats://127.0.0.1:4222'],
+          description: 'every node of the cluster (NATS client port); env CHECKPOINT_NATS_SERVERS (comma-separated)',
+        }),
+        user: Type.Optional(Type.String({ description: 'a user of role gateway from checkpoint-broker nats-export' })),
+        password: Type.Optional(Type.String({ description: 'env CHECKPOINT_NATS_PASSWORD; never logged' })),
+        durable: Type.String({
+          pattern: '^[A-Za-z0-9_-]{1,64}$',
+          default: 'checkpoint-gateway',
+          description: 'the durable consumer on $MQTT_msgs every replica shares (also their queue group for QoS 0); nats-export grants this name',
+        }),
+        fetchBatch: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'messages asked for per pull' }),
+        fetchExpiresMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000, description: 'a pull waits at most this long for messages' }),
+        ackWaitS: Type.Integer({
+          minimum: 1,
+          maximum: 3600,
+          default: 10,
+          description: 'a message not acknowledged this long after delivery (its replica died, or the pull that carried it was lost with a node) is delivered again; bounds the ingest gap after such a loss; must exceed the time to store a batch; set when the consumer is created',
+        }),
+      },
+      'cluster mode (ingest.source: jetstream): the NATS cluster devices publish to',
     ),
     influx: Section(
       {
@@ -275,6 +304,10 @@ export function envOverrides(env: Env): Record<string, unknown> {
   if (env.CHECKPOINT_STORE) store.backend = env.CHECKPOINT_STORE;
   if (env.CHECKPOINT_POSTGRES_URL) store.postgres = { url: env.CHECKPOINT_POSTGRES_URL };
   if (Object.keys(store).length) o.store = store;
+  const nats: Record<string, unknown> = {};
+  if (env.CHECKPOINT_NATS_SERVERS) nats.servers = env.CHECKPOINT_NATS_SERVERS.split(',').map((s) => s.trim()).filter(Boolean);
+  if (env.CHECKPOINT_NATS_PASSWORD) nats.password = env.CHECKPOINT_NATS_PASSWORD;
+  if (Object.keys(nats).length) o.nats = nats;
   if (env.CHECKPOINT_INFLUX_URL) o.influx = { url: env.CHECKPOINT_INFLUX_URL };
   if (env.CHECKPOINT_HTTP_PORT) {
     const port = Number(env.CHECKPOINT_HTTP_PORT);

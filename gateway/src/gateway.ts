@@ -19,7 +19,8 @@ import { LiveFeed } from './api/live.js';
 import { CommandDispatcher } from './commands.js';
 import { parseInfluxUrl, redactUrl, resolveGatewayConfig, type GatewayConfig } from './config.js';
 import { classifyMessage, type Classified } from './ingest/classify.js';
-import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type IngestMessage } from './ingest/consumer.js';
+import { FLEET_SUBSCRIPTIONS, startConsumer, SUBSCRIPTIONS, type Consumer, type IngestMessage } from './ingest/consumer.js';
+import { jetStreamConsumerFor } from './ingest/jetstream-consumer.js';
 import type { BatchResult } from './ingest/group-commit.js';
 import { createFleetService, loadFleetSetup, type FleetService } from './fleet-service.js';
 import { createFleetStore } from './store/fleet.js';
@@ -181,7 +182,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     ? createInfluxSeriesStore(parseInfluxUrl(config.influx.url), config.influx)
     : createSqliteSeriesStore(db);
 
-  let consumer: ReturnType<typeof startConsumer> | null = null;
+  let consumer: Omit<Consumer, 'client'> | null = null;
   // The metrics exist only below (they probe the live feed): closures are counted through this.
   let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
   // On PostgreSQL the feed is driven by the database's events (every gateway sees every gateway's), from the last seq now.
@@ -602,7 +603,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = startConsumer(
+  consumer = (config.ingest.source === 'jetstream' ? jetStreamConsumerFor(config.nats) : startConsumer)(
     config.mqtt,
     config.ingest,
     { storeBatch: postgres ? (messages) => storeBatchOnPostgres(postgres.store, messages) : storeBatch },
