@@ -115,6 +115,7 @@ interface ReceivedOrder {
   orderId: string;
   orderUpdateId: number;
   result: string;
+  atMs: number;
 }
 
 async function startRobot(serial: string, startNode: string, x: number, y: number, received: ReceivedOrder[]): Promise<SimulatedRobot> {
@@ -125,7 +126,7 @@ async function startRobot(serial: string, startNode: string, x: number, y: numbe
     x,
     y,
     speed: 2,
-    // About 15 s of real time for a delivery across the map: still running when the leader dies.
+    // 10–15 s of real time for a delivery across the map or a patrol: still running when the leader dies.
     timeScale: 3,
     batteryPct: 90,
     capabilities: DELIVERY_ACTIONS,
@@ -136,7 +137,7 @@ async function startRobot(serial: string, startNode: string, x: number, y: numbe
   const accept = robot.model.acceptOrder.bind(robot.model);
   robot.model.acceptOrder = (order) => {
     const outcome = accept(order);
-    received.push({ robot: serial, orderId: order.orderId, orderUpdateId: order.orderUpdateId, result: outcome.result });
+    received.push({ robot: serial, orderId: order.orderId, orderUpdateId: order.orderUpdateId, result: outcome.result, atMs: Date.now() });
     return outcome;
   };
   return robot;
@@ -217,7 +218,8 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
       count(`SELECT count(*) AS n FROM alerts a JOIN audit au ON au.action = 'alert.escalated' AND au.target = a.id WHERE a.screening_id = $1`, [screeningId]);
     await waitFor(async () => (await escalations(earlyReferral.id)) === 1, { what: () => `the early alert escalated by the leader\n${logTail(leader.logFile)}`, timeoutMs: 30_000 });
 
-    // Two tasks through the API: one on the leader (the recipient confirms at the ward: the order waits there), one on the follower (stored queued, dispatched by the leader).
+    // Two tasks through the API: a delivery on the leader (the recipient confirms at the ward: the order waits there), and a patrol
+    // of three rounds on the follower (stored queued, dispatched by the leader; each next round goes out as an order update).
     const task = async (id: string, api = atSurvivor) => (await api.get(`/api/tasks/${id}`)).body.task;
     const describeTask = async (id: string) => {
       const t = await task(id);
@@ -225,7 +227,7 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
     };
     const confirmed = await atLeader.post('/api/tasks', { type: 'delivery', from: 'PH', to: 'W2', what: 'insulin', recipient: 'ward 2 nurse' });
     expect(confirmed.status).toBe(201);
-    const viaFollower = await atSurvivor.post('/api/tasks', { type: 'delivery', from: 'W2', to: 'PH', what: 'empty crates', confirmRecipient: false });
+    const viaFollower = await atSurvivor.post('/api/tasks', { type: 'patrol', nodes: ['W1', 'W2'], repeat: 3 });
     expect(viaFollower.status).toBe(201);
     expect(viaFollower.body.task.status).toBe('queued');
     const before = [confirmed.body.task.id as string, viaFollower.body.task.id as string];
@@ -298,7 +300,12 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
       expect(t.history.some((h: any) => h.reason.includes('re-queued'))).toBe(false);
     }
     expect(received.filter((o) => o.result === 'rejected'), 'orders the robots refused').toEqual([]);
+    console.log(`orders the robots received: ${received.map((o) => `${o.robot} ${o.orderId.slice(-8)}#${o.orderUpdateId} ${o.result}`).join(', ')}`);
     for (const id of after) expect((await task(id)).history.some((h: any) => h.reason.includes('adopted'))).toBe(false);
+    // The patrol's next rounds after the kill went out from the survivor, as updates of the adopted order.
+    const patrolUpdates = received.filter((o) => o.orderId.startsWith(`${before[1]}-`) && o.orderUpdateId > 0);
+    expect(patrolUpdates.map((o) => o.orderUpdateId)).toEqual([1, 2]);
+    expect(patrolUpdates.at(-1)!.atMs).toBeGreaterThan(killedAt);
 
     // No screening lost: every acknowledged one stored exactly once.
     await screenings.stop();
