@@ -87,7 +87,7 @@ async function startGateway(dir: string, name: string): Promise<GatewayProcess> 
     JSON.stringify({
       ...rest,
       mqtt: { ...mqtt, clientId: `gw-fleet-pair-${name}` },
-      alerts: { escalateAfterS: 2, checkIntervalMs: 200 },
+      alerts: { escalateAfterS: 4, checkIntervalMs: 200 },
       // Leadership timings left at their defaults (1000 ms): the hand-over measured is what an operator gets.
       store: { backend: 'postgres', postgres: { url: postgres.url } },
       fleet: { map: FLEET_MAP, rules: [], tickMs: 200, reloadMs: 500 },
@@ -197,6 +197,14 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
     const atLeader = await ApiClient.login(leader.url, 'dispatcher');
     const atSurvivor = await ApiClient.login(survivor.url, 'dispatcher');
 
+    // The edge publishes throughout; an alert raised now is escalated (by the leader) before the kill.
+    edge = await connectEdge(broker.url, 'gate-1');
+    const screenings = publishThroughout(edge, 25);
+    const earlyReferral = makeScreening({ trackId: 900_001, decision: 'secondary_check' });
+    await edge.publishAsync(checkpointTopics.screening(earlyReferral), JSON.stringify(earlyReferral), { qos: 1 });
+    const escalations = async (screeningId: string) =>
+      count(`SELECT count(*) AS n FROM alerts a JOIN audit au ON au.action = 'alert.escalated' AND au.target = a.id WHERE a.screening_id = $1`, [screeningId]);
+
     const received: ReceivedOrder[] = [];
     await startRobot('DEL-1', 'P1', 0, 0, received);
     await startRobot('DEL-2', 'P2', 0, 10, received);
@@ -208,15 +216,6 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
       },
       { what: 'both robots online and idle at the leader', timeoutMs: 30_000 },
     );
-
-    // The edge publishes throughout; an alert raised now is escalated (by the leader) before the kill.
-    edge = await connectEdge(broker.url, 'gate-1');
-    const screenings = publishThroughout(edge, 25);
-    const earlyReferral = makeScreening({ trackId: 900_001, decision: 'secondary_check' });
-    await edge.publishAsync(checkpointTopics.screening(earlyReferral), JSON.stringify(earlyReferral), { qos: 1 });
-    const escalations = async (screeningId: string) =>
-      count(`SELECT count(*) AS n FROM alerts a JOIN audit au ON au.action = 'alert.escalated' AND au.target = a.id WHERE a.screening_id = $1`, [screeningId]);
-    await waitFor(async () => (await escalations(earlyReferral.id)) === 1, { what: () => `the early alert escalated by the leader\n${logTail(leader.logFile)}`, timeoutMs: 30_000 });
 
     // Two tasks through the API: a delivery on the leader (the recipient confirms at the ward: the order waits there), and a patrol
     // of three rounds on the follower (stored queued, dispatched by the leader; each next round goes out as an order update).
@@ -243,7 +242,8 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
       30_000,
       async () => (await Promise.all(before.map(describeTask))).join('\n'),
     );
-    // A second alert, due after the kill.
+    await waitFor(async () => (await escalations(earlyReferral.id)) === 1, { what: () => `the early alert escalated by the leader\n${logTail(leader.logFile)}`, timeoutMs: 30_000 });
+    // A second alert, due after the kill (escalateAfterS 4).
     const lateReferral = makeScreening({ trackId: 900_002, decision: 'secondary_check' });
     await edge.publishAsync(checkpointTopics.screening(lateReferral), JSON.stringify(lateReferral), { qos: 1 });
     const runningAtKill = new Map(SERIALS.map((s) => [s, driving(s).orderId]));
@@ -323,5 +323,10 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
     expect(await count('SELECT count(*) AS n FROM alerts')).toBe(2);
     expect(await count(`SELECT count(*) AS n FROM audit WHERE action = 'alert.escalated'`)).toBe(2);
     for (const s of referrals) expect(await escalations(s.id)).toBe(1);
+    // The late one came due after the kill: the survivor took the escalation over.
+    const escalatedAt = async (screeningId: string) =>
+      Number((await pool.query<{ at_ms: string }>(`SELECT au.at_ms FROM alerts a JOIN audit au ON au.action = 'alert.escalated' AND au.target = a.id WHERE a.screening_id = $1`, [screeningId])).rows[0]!.at_ms);
+    expect(await escalatedAt(earlyReferral.id)).toBeLessThan(killedAt);
+    expect(await escalatedAt(lateReferral.id)).toBeGreaterThan(killedAt);
   }, 180_000);
 });
