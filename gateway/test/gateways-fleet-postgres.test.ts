@@ -2,12 +2,14 @@
 /**
  * Two whole gateway processes on one PostgreSQL and one broker (Mosquitto), with a site map and
  * two simulated VDA 5050 robots speaking the real wire protocol, while an edge publishes
- * screenings throughout. Tasks go in through the API; while both robots run orders, the leading
- * gateway is killed with SIGKILL. The other takes the lead within seconds (measured), adopts the
- * running orders (every order the robots received is recorded: no task under two order ids, each
- * order's update ids only increase), the tasks complete, tasks submitted to the survivor after the
- * kill are dispatched and complete, every acknowledged screening is stored exactly once, and each
- * alert is escalated exactly once (audit), by whichever gateway led at the time.
+ * screenings throughout. Tasks go in through the API (a delivery the recipient confirms, a patrol
+ * whose rounds go out as order updates); while both robots run their orders, the leading gateway
+ * is killed with SIGKILL. The other takes the lead within seconds (measured), adopts the running
+ * orders (every order the robots received is recorded: no task under two order ids, each order's
+ * update ids only increase, the patrol's later rounds come from the survivor), the tasks complete,
+ * tasks submitted to the survivor after the kill are dispatched and complete, every acknowledged
+ * screening is stored exactly once, and each alert is escalated exactly once (audit): one before
+ * the kill by the leader, one due after it by the survivor.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -318,7 +320,7 @@ describe('the robot fleet of two gateways on PostgreSQL', () => {
     await until(async () => (await stored()) === ids.length, 'every acknowledged screening stored', 30_000, async () => `${await stored()} of ${ids.length} stored`);
     expect(await count('SELECT count(*) AS n FROM screenings')).toBe(ids.length);
 
-    // Each alert escalated exactly once: the early one by the killed leader, the late one by whichever led when it came due.
+    // Each alert escalated exactly once: the early one by the killed leader, the late one by the gateway leading when it came due.
     await waitFor(async () => (await escalations(lateReferral.id)) === 1, { what: () => `the late alert escalated\n${logTail(survivor.logFile)}`, timeoutMs: 30_000 });
     expect(await count('SELECT count(*) AS n FROM alerts')).toBe(2);
     expect(await count(`SELECT count(*) AS n FROM audit WHERE action = 'alert.escalated'`)).toBe(2);
