@@ -25,13 +25,15 @@
  * Options: --screenings N (default 20000); --rate R (offered screenings/s of the first run;
  * default: as fast as the broker takes them); --inflight M (Mosquitto's max_inflight_messages;
  * default: its own); --batch B (ingest.batchMaxMessages; 1 is one transaction per message, as
- * before group commit); --no-stages skips the stage split (to profile the gateway runs alone).
+ * before group commit); --no-stages skips the stage split (to profile the gateway runs alone);
+ * --backend sqlite|postgres|both (default both: the operational store on SQLite, then on a real
+ * PostgreSQL started here, each against the same ceiling).
  */
 import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { InfluxDB } from 'influx';
-import { makeTempDir, startInfluxd, startMosquitto, waitFor } from '@checkpoint/test-support';
+import { makeTempDir, startInfluxd, startMosquitto, startPostgres, waitFor, type PostgresServer } from '@checkpoint/test-support';
 import { createGateway } from '../src/index.js';
 import type { SeriesPoint } from '../src/series/points.js';
 import type { Screening } from '@checkpoint/protocol';
@@ -49,6 +51,9 @@ const RATE = arg('rate', null);
 
 const INFLIGHT = arg('inflight', null);
 const BATCH = arg('batch', null);
+const backendArg = process.argv.includes('--backend') ? process.argv[process.argv.indexOf('--backend') + 1] : 'both';
+if (!['sqlite', 'postgres', 'both'].includes(backendArg ?? '')) throw new Error(`--backend ${backendArg}: expected sqlite, postgres or both`);
+const BACKENDS = (backendArg === 'both' ? ['sqlite', 'postgres'] : [backendArg]) as Array<'sqlite' | 'postgres'>;
 const CHECKPOINTS = ['gate-1', 'gate-2', 'gate-3', 'gate-4'];
 const WINDOW = 64;
 
@@ -92,8 +97,19 @@ interface RunResult {
   cpuUs: number;
 }
 
+let postgres: PostgresServer | null = null;
+let databases = 0;
+/** The operational store of one gateway run: SQLite in its fresh data dir, or a fresh PostgreSQL database. */
+async function storeConfig(backend: 'sqlite' | 'postgres'): Promise<Record<string, unknown>> {
+  if (backend === 'sqlite') return {};
+  postgres ??= await startPostgres();
+  const name = `bench${++databases}`;
+  await postgres.createDatabase(name);
+  return { store: { backend: 'postgres', postgres: { url: postgres.url.replace(/\/[^/]*$/, `/${name}`) } } };
+}
+
 /** One gateway (fresh data dir) taking `n` screenings from the edges; prints and returns its figures. */
-async function throughGateway(n: number, ratePerS: number | null, label: string): Promise<RunResult> {
+async function throughGateway(backend: 'sqlite' | 'postgres', n: number, ratePerS: number | null, label: string): Promise<RunResult> {
   const storedAt = new Map<string, number>();
   const writtenAt = new Map<string, number>();
   const writtenPoints: SeriesPoint[] = [];
@@ -102,7 +118,7 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
   // payload (the publisher's JSON starts with it) rather than parse every payload again.
   const idOf = (payload: Buffer) => /^\{"id":"([^"\\]+)"/.exec(payload.toString('latin1', 0, 80))?.[1] ?? (JSON.parse(payload.toString('utf8')) as Screening).id;
   const gateway = await createGateway(
-    { ...gatewayConfig({ dataDir: makeTempDir('gw-bench'), mqttUrl: mosquitto.url, influxUrl: influxd.url }), series: {}, ingest: BATCH === null ? {} : { batchMaxMessages: BATCH } },
+    { ...gatewayConfig({ dataDir: makeTempDir('gw-bench'), mqttUrl: mosquitto.url, influxUrl: influxd.url }), series: {}, ingest: BATCH === null ? {} : { batchMaxMessages: BATCH }, ...(await storeConfig(backend)) },
     {
       onIngested(messages, atMs) {
         batchSizes.push(messages.length);
@@ -121,7 +137,7 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
     await waitFor(() => gateway.mqttConnected(), { what: 'gateway subscribed' });
     const { config } = gateway;
     out(
-      `${label}: ${n} screenings from ${CHECKPOINTS.length} edges (${WINDOW} QoS 1 in flight each, ${ratePerS ? `offered at ${ratePerS.toFixed(0)}/s` : 'as fast as the broker takes them'}) ` +
+      `${label} (${backend}): ${n} screenings from ${CHECKPOINTS.length} edges (${WINDOW} QoS 1 in flight each, ${ratePerS ? `offered at ${ratePerS.toFixed(0)}/s` : 'as fast as the broker takes them'}) ` +
         `-> Mosquitto${INFLIGHT === null ? '' : ` (max_inflight_messages ${INFLIGHT})`} -> gateway (group commit <= ${config.ingest.batchMaxMessages} messages / ${config.ingest.batchMaxWaitMs} ms; ` +
         `series batch ${config.series.batchSize}, flush ${config.series.flushIntervalMs} ms) -> influxd`,
     );
@@ -139,7 +155,7 @@ async function throughGateway(n: number, ratePerS: number | null, label: string)
     out(`  published in ${((report.finishedAtMs - report.startedAtMs) / 1000).toFixed(2)} s; last point in InfluxDB after ${seconds.toFixed(2)} s: ${rate.toFixed(0)} screenings/s`);
     out(`  gateway process CPU (user + system, bench bookkeeping included): ${cpuUs.toFixed(0)} µs per screening, i.e. ${(1e6 / cpuUs).toFixed(0)} screenings/s if it had one core to itself`);
     out(`  ${batchSizes.length} transactions, messages per transaction p50 ${batches.p50}, p99 ${batches.p99}, max ${batches.max}`);
-    out(`  publish -> stored (committed, before PUBACK): p50 ${stored.p50} ms, p99 ${stored.p99} ms, max ${stored.max} ms (min ${stored.min} ms)`);
+    out(`  publish -> stored (committed in ${backend}, before PUBACK): p50 ${stored.p50} ms, p99 ${stored.p99} ms, max ${stored.max} ms (min ${stored.min} ms)`);
     out(`  publish -> InfluxDB accepted:                 p50 ${influx.p50} ms, p99 ${influx.p99} ms, max ${influx.max} ms (min ${influx.min} ms)`);
     out(`  load average: ${load()}`);
     if (stored.min < 0 || influx.min < stored.min) throw new Error('impossible latency (negative, or in InfluxDB before stored): the measurement is broken');
@@ -156,32 +172,45 @@ try {
     for (const line of formatStages(await measureStages(20_000, { protocol: 'http', host: influxd.host, port: influxd.port, database: 'bench' }))) out(line);
     for (const line of formatStatementCounts()) out(line);
   }
-  // --- capacity: the edges as fast as the broker takes them (latency here is mostly queueing) --
-  const full = await throughGateway(N, RATE, 'gateway ingest, capacity');
-  const [count] = (await influxd.influx.query('SELECT count("id") AS n FROM "checkpoint_raw"."screening"')) as unknown as Array<{ n: number }>;
-  out(`  InfluxQL count ${count?.n} (expected ${N})`);
+  // One ceiling for both backends: the same points straight to the same influxd, measured right
+  // after the first capacity run (the points it wrote).
+  let directRate = 0;
+  const results: Array<{ backend: string; full: RunResult; paced: RunResult }> = [];
+  for (const [i, backend] of BACKENDS.entries()) {
+    // --- capacity: the edges as fast as the broker takes them (latency here is mostly queueing) --
+    const before = i === 0 ? 0 : (((await influxd.influx.query('SELECT count("id") AS n FROM "checkpoint_raw"."screening"')) as unknown as Array<{ n: number }>)[0]?.n ?? 0);
+    const full = await throughGateway(backend, N, RATE, 'gateway ingest, capacity');
+    const [count] = (await influxd.influx.query('SELECT count("id") AS n FROM "checkpoint_raw"."screening"')) as unknown as Array<{ n: number }>;
+    out(`  InfluxQL count ${(count?.n ?? 0) - before} (expected ${N})`);
 
-  // --- ceiling: the same points straight to the same influxd ----------------------------------
-  const direct = new InfluxDB({ host: influxd.host, port: influxd.port, database: 'bench_direct' });
-  await direct.createDatabase('bench_direct');
-  // Exactly the points the gateway wrote.
-  const points = full.points.map((p) => ({ measurement: p.measurement, tags: p.tags, fields: p.fields, timestamp: p.timeNs }));
-  const t1 = Date.now();
-  for (let i = 0; i < points.length; i += 5000) await direct.writePoints(points.slice(i, i + 5000), { precision: 'n' });
-  const directSeconds = (Date.now() - t1) / 1000;
-  const directRate = points.length / directSeconds;
-  out(`ceiling: the same ${points.length} points written straight to influxd in batches of 5000: ${directSeconds.toFixed(2)} s, ${directRate.toFixed(0)} points/s (load average ${load()})`);
+    if (i === 0) {
+      // --- ceiling: the same points straight to the same influxd ----------------------------------
+      const direct = new InfluxDB({ host: influxd.host, port: influxd.port, database: 'bench_direct' });
+      await direct.createDatabase('bench_direct');
+      // Exactly the points the gateway wrote.
+      const points = full.points.map((p) => ({ measurement: p.measurement, tags: p.tags, fields: p.fields, timestamp: p.timeNs }));
+      const t1 = Date.now();
+      for (let j = 0; j < points.length; j += 5000) await direct.writePoints(points.slice(j, j + 5000), { precision: 'n' });
+      const directSeconds = (Date.now() - t1) / 1000;
+      directRate = points.length / directSeconds;
+      out(`ceiling: the same ${points.length} points written straight to influxd in batches of 5000: ${directSeconds.toFixed(2)} s, ${directRate.toFixed(0)} points/s (load average ${load()})`);
+    }
 
-  // --- latency at a load the gateway keeps up with: half its capacity just measured ------------
-  const paced = await throughGateway(Math.ceil(N / 4), full.rate / 2, 'gateway ingest, paced');
+    // --- latency at a load the gateway keeps up with: half its capacity just measured ------------
+    const paced = await throughGateway(backend, Math.ceil(N / 4), full.rate / 2, 'gateway ingest, paced');
+    results.push({ backend, full, paced });
+  }
 
-  out('');
-  out(`ratio gateway / ceiling: ${full.rate.toFixed(0)} / ${directRate.toFixed(0)} = ${(full.rate / directRate).toFixed(3)} (target >= 0.8)`);
-  out(`gateway process CPU per screening: ${full.cpuUs.toFixed(0)} µs at capacity, ${paced.cpuUs.toFixed(0)} µs paced`);
-  out(`at capacity: publish -> stored p99 ${full.stored.p99} ms, publish -> InfluxDB p99 ${full.influx.p99} ms`);
-  out(`at half capacity: publish -> stored p99 ${paced.stored.p99} ms (target < 1000), publish -> InfluxDB p99 ${paced.influx.p99} ms (target < 2000)`);
+  for (const { backend, full, paced } of results) {
+    out('');
+    out(`${backend}: ratio gateway / ceiling: ${full.rate.toFixed(0)} / ${directRate.toFixed(0)} = ${(full.rate / directRate).toFixed(3)} (target >= 0.8)`);
+    out(`${backend}: gateway process CPU per screening: ${full.cpuUs.toFixed(0)} µs at capacity, ${paced.cpuUs.toFixed(0)} µs paced`);
+    out(`${backend}: at capacity: publish -> stored p99 ${full.stored.p99} ms, publish -> InfluxDB p99 ${full.influx.p99} ms`);
+    out(`${backend}: at half capacity: publish -> stored p99 ${paced.stored.p99} ms (target < 1000), publish -> InfluxDB p99 ${paced.influx.p99} ms (target < 2000)`);
+  }
   out(`load average at the end: ${load()}`);
 } finally {
   await mosquitto.stop();
   await influxd.stop();
+  await postgres?.stop();
 }
