@@ -30,12 +30,16 @@ import {
   type ServerProcess,
 } from '@checkpoint/test-support';
 import { MQTT_STREAM } from '../src/ingest/jetstream-consumer.js';
-import { makeScreening } from './helpers/world.js';
+import { createPostgresUserStore } from '../src/store/postgres/users.js';
+import { API_PASSWORD, ApiClient, makeScreening } from './helpers/world.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const PASSWORD = 'nats-replicas-password-1';
 const OPERATOR_PASSWORD = 'nats-replicas-operator-1';
 const DEVICES = ['gate-1', 'gate-2', 'gate-3'] as const;
+/** A device on the node that will crash, which does not come back: offline from silence only. */
+const WATCHED = { site: 'hq', checkpoint: 'gate-9' } as const;
+const OFFLINE_AFTER_S = 5;
 /** Publishes in flight per device (the agent's outbox keeps a few unacknowledged). */
 const WINDOW = 4;
 /** Pause between a device's publishes: ~3 × 4 / 20 ms ≈ 600/s at most, well under what the box takes. */
@@ -53,7 +57,7 @@ beforeAll(async () => {
   dir = makeTempDir('gw-js-replicas');
   const users = openUserStore(join(dir, 'users.sqlite'), { scrypt: { N: 1024, r: 8, p: 1 }, mosquittoHashIterations: 0, natsBcryptCost: 4 });
   await users.add({ name: 'gw', role: 'gateway' }, PASSWORD);
-  for (const cp of DEVICES) await users.add({ name: `edge-${cp}`, role: 'edge', site: 'hq', checkpoint: cp }, PASSWORD);
+  for (const cp of [...DEVICES, WATCHED.checkpoint]) await users.add({ name: `edge-${cp}`, role: 'edge', site: 'hq', checkpoint: cp }, PASSWORD);
   const exported = exportNats(users, join(dir, 'auth.conf'));
   users.close();
   // A test-only operator (plain password) to find and move the stream leader.
@@ -90,6 +94,7 @@ async function startReplica(name: string, mqttNode: number) {
       mqtt: { url: cluster.mqttUrls[mqttNode], username: 'gw', password: PASSWORD, clientId: `gw-replica-${name}`, reconnectMs: 200 },
       nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 100 },
       store: { backend: 'postgres', postgres: { url: postgres.url } },
+      devices: { offlineAfterS: OFFLINE_AFTER_S },
     }),
   );
   const logFile = join(dir, `${name}.log`);
@@ -107,7 +112,7 @@ async function startReplica(name: string, mqttNode: number) {
     const line = text.split('\n').find((l) => l.startsWith('checkpoint_gateway_messages_total{') && l.includes('channel="screening"') && l.includes(`result="${result}"`));
     return line ? Number(line.split(' ').pop()) : 0;
   };
-  return { name, proc, logFile, screenings };
+  return { name, base, proc, logFile, screenings };
 }
 
 /** A device on the cluster: every node listed, starting at `node`; mqtt.js moves on when its node dies. */
@@ -125,7 +130,11 @@ describe('two gateway replicas on one PostgreSQL reading one durable JetStream c
     // The first replica makes the first MQTT connection (nats-server then creates $MQTT_msgs) and
     // the durable consumer before any device publishes (interest retention).
     const a = await startReplica('a', 0);
+    await createPostgresUserStore(pool).add({ name: 'guard', role: 'guard' }, API_PASSWORD);
     const b = await startReplica('b', 1);
+    const guard = await ApiClient.login(b.base, 'guard');
+    const watchedStatus = async () =>
+      ((await guard.get('/api/devices')).body.devices as Array<{ checkpoint: string; status: string }>).find((d) => d.checkpoint === WATCHED.checkpoint)?.status;
     const jsm = await admin.jetstreamManager({ checkAPI: false });
     await waitFor(async () => ((await jsm.consumers.info(MQTT_STREAM, 'checkpoint-gateway').catch(() => null))?.num_waiting ?? 0) >= 2, {
       what: 'both replicas pulling from the durable consumer',
@@ -176,13 +185,42 @@ describe('two gateway replicas on one PostgreSQL reading one durable JetStream c
       const leader = (await jsm.streams.info(MQTT_STREAM)).cluster?.leader;
       const node = cluster.nodes.find((n) => n.name === leader);
       if (!node) throw new Error(`no node leads ${MQTT_STREAM} (leader ${leader})`);
+      // A device on that node only, with its last will, sending telemetry every second until the crash.
+      const state = (status: 'online' | 'offline') => JSON.stringify({ status, ts: new Date().toISOString(), ...WATCHED });
+      const stateTopic = checkpointTopics.state(WATCHED);
+      const watched = mqtt.connect({
+        host: node.host,
+        port: node.mqttPort,
+        username: `edge-${WATCHED.checkpoint}`,
+        password: PASSWORD,
+        clientId: `edge-hq-${WATCHED.checkpoint}`,
+        reconnectPeriod: 0,
+        will: { topic: stateTopic, payload: Buffer.from(state('offline')), qos: 1, retain: true },
+      });
+      watched.on('error', () => undefined);
+      await new Promise((resolve) => watched.once('connect', resolve));
+      await watched.publishAsync(stateTopic, state('online'), { qos: 1, retain: true });
+      const telemetry = () =>
+        JSON.stringify({ ts: new Date().toISOString(), ...WATCHED, fps: 8.7, stages: { decode: 4.1 }, cpuTempC: 61.2, ambientC: 21.5, blackbody: { setC: 35, measuredC: 34.6, status: 'ok' }, queueDepth: 0, rssMb: 200 });
+      const beat = setInterval(() => watched.publish(checkpointTopics.telemetry(WATCHED), telemetry(), { qos: 0 }), 1000);
+      try {
+        await waitFor(async () => (await watchedStatus()) === 'online', { what: `${WATCHED.checkpoint} online in b's /api/devices`, timeoutMs: 30_000 });
+      } finally {
+        clearInterval(beat);
+      }
       const nodeKilledAt = Date.now();
       await cluster.kill(node, 'SIGKILL');
+      watched.end(true);
       const ackedAtNodeKill = acked.size;
       await waitFor(async () => acked.size >= ackedAtNodeKill + 300 && (await count('SELECT count(*) AS n FROM screenings WHERE received_ms > $1', [nodeKilledAt])) >= 200, {
         what: () => `300 more acknowledged and 200 stored after ${node.name} was killed (${acked.size - ackedAtNodeKill} acked)\n${logTail(b.logFile)}`,
         timeoutMs: 60_000,
       });
+      // No last will from a crashed node: the silence rule reports the device offline.
+      await waitFor(async () => (await watchedStatus()) === 'offline', { what: `${WATCHED.checkpoint} offline in b's /api/devices`, timeoutMs: 30_000 });
+      const offlineAfterMs = Date.now() - nodeKilledAt;
+      const storedStatus = (await pool.query<{ status: string }>('SELECT status FROM devices WHERE checkpoint = $1', [WATCHED.checkpoint])).rows[0]?.status;
+      log(`${WATCHED.checkpoint} (on ${node.name}, not reconnecting) reported offline ${(offlineAfterMs / 1000).toFixed(1)} s after the crash (devices.offlineAfterS ${OFFLINE_AFTER_S}); its stored state: ${storedStatus} (${storedStatus === 'online' ? 'no last will' : 'last will arrived'})`);
       stop = true;
       await publishing;
       const publishEndedAt = Date.now();
