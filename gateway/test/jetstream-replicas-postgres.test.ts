@@ -227,9 +227,9 @@ describe('two gateway replicas on one PostgreSQL reading one durable JetStream c
       await Promise.all(devices.map((d) => d.endAsync()));
 
       const ids = [...acked.keys()];
-      const missing = async () => ids.length - (await count('SELECT count(*) AS n FROM screenings WHERE id = ANY($1)', [ids]));
-      await waitFor(async () => (await missing()) === 0, {
-        what: async () => `every acknowledged screening stored (${await missing()} of ${ids.length} missing)\n${logTail(b.logFile)}`,
+      let missing = ids.length;
+      await waitFor(async () => (missing = ids.length - (await count('SELECT count(*) AS n FROM screenings WHERE id = ANY($1)', [ids]))) === 0, {
+        what: () => `every acknowledged screening stored (${missing} of ${ids.length} missing)\n${logTail(b.logFile)}`,
         timeoutMs: 60_000,
       });
       // Exactly once each: the primary key makes twice impossible, the query shows it.
