@@ -18,6 +18,16 @@ export interface FleetOptions {
   bcryptCost: number;
   /** `kill -9` the `$MQTT_msgs` leader this many seconds into the load (undefined: no fault). */
   killNodeAtS?: number;
+  /**
+   * Read through this many real gateway processes (ingest.source jetstream) on one PostgreSQL
+   * instead of the sim's own consumer; stored/lost/duplicated then come from the database and the
+   * gateways' metrics (needs `postgres`).
+   */
+  gateways?: number;
+  /** Start a PostgreSQL for the gateways (the only store `gateways` can share). */
+  postgres?: boolean;
+  /** `kill -9` one gateway replica this many seconds into the load (needs `gateways` >= 2). */
+  killGatewayAtS?: number;
 }
 
 export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6 };
@@ -36,6 +46,15 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
   if (!(o.durationS > 0)) bad(`--duration must be positive seconds, got ${o.durationS}`);
   if (!(o.drainS >= 0)) bad(`--drain must be zero or positive seconds, got ${o.drainS}`);
   if (o.killNodeAtS !== undefined && !(o.killNodeAtS >= 0 && o.killNodeAtS < o.durationS)) bad(`--kill-node-at must be within the run (0 to --duration), got ${o.killNodeAtS}`);
+  if (o.gateways !== undefined) {
+    if (!Number.isInteger(o.gateways) || o.gateways < 1 || o.gateways > 8) bad(`--gateways must be an integer from 1 to 8, got ${o.gateways}`);
+    if (!o.postgres) bad('--gateways needs --postgres: replicas share one PostgreSQL');
+  }
+  if (o.postgres && o.gateways === undefined) bad('--postgres is for the gateway replicas: add --gateways N');
+  if (o.killGatewayAtS !== undefined) {
+    if ((o.gateways ?? 0) < 2) bad('--kill-gateway-at needs --gateways 2 or more (one must survive)');
+    if (!(o.killGatewayAtS >= 0 && o.killGatewayAtS < o.durationS)) bad(`--kill-gateway-at must be within the run (0 to --duration), got ${o.killGatewayAtS}`);
+  }
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
   return o;
 }
@@ -50,6 +69,43 @@ export interface SimDevice {
 /** Device i: user `sim-cp-<i>` at site `sim`, checkpoint `cp-<i>`. */
 export function simDevice(i: number, password: string): SimDevice {
   return { name: `sim-cp-${i}`, password, site: 'sim', checkpoint: `cp-${i}` };
+}
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+/** A ULID (the protocol's screening id): 48-bit time, 80 random bits, Crockford base32. */
+export function simUlid(timeMs: number, random: () => number): string {
+  let time = '';
+  for (let t = timeMs, i = 0; i < 10; i++, t = Math.floor(t / 32)) time = CROCKFORD[t % 32]! + time;
+  let rest = '';
+  for (let i = 0; i < 16; i++) rest += CROCKFORD[Math.floor(random() * 32) % 32]!;
+  return time + rest;
+}
+
+/** A protocol-valid screening (what an agent sends) for the gateways to store. */
+export function simScreening(device: SimDevice, id: string, atMs: number) {
+  return {
+    id,
+    ts: new Date(atMs).toISOString(),
+    site: device.site,
+    checkpoint: device.checkpoint,
+    trackId: 1,
+    temperatureC: 36.6,
+    method: 'canthus',
+    blackbody: { setC: 35, measuredC: 34.8, offsetC: 0.2 },
+    ambientC: 22,
+    mask: 'mask',
+    maskScore: 0.9,
+    faceScore: 0.95,
+    decision: 'pass',
+    reasons: [],
+    thresholdC: 37.3,
+    mode: 'absolute',
+    frames: 5,
+    latencyMs: 400,
+    model: { name: 'sim', sha256: 'a'.repeat(64) },
+    snapshot: false,
+  };
 }
 
 /** Splits device indexes 0..sessions-1 round-robin over `processes` workers. */

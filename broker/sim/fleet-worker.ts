@@ -5,11 +5,12 @@
  * (PUBACKed) screening ids with their send times, then a final count.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { nextArrivalMs, type SimDevice } from './fleet-core.js';
+import { nextArrivalMs, simScreening, simUlid, type SimDevice } from './fleet-core.js';
 
 export type WorkerCommand =
   | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number }
-  | { type: 'run'; ratePerCheckpoint: number; durationS: number }
+  /** `screening`: protocol-valid screenings (ULID ids) a gateway stores; `minimal`: `{id, t}` for the sim's own reader. */
+  | { type: 'run'; ratePerCheckpoint: number; durationS: number; payload?: 'minimal' | 'screening' }
   | { type: 'close' };
 
 export type WorkerReport =
@@ -61,7 +62,7 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number): 
   send({ type: 'opened', connected: clients.filter((c) => c.connected).length, failed });
 }
 
-async function run(devices: SimDevice[], ratePerCheckpoint: number, durationS: number): Promise<void> {
+async function run(devices: SimDevice[], ratePerCheckpoint: number, durationS: number, payload: 'minimal' | 'screening'): Promise<void> {
   const endAt = Date.now() + durationS * 1000;
   let published = 0;
   let failedPublishes = 0;
@@ -82,11 +83,12 @@ async function run(devices: SimDevice[], ratePerCheckpoint: number, durationS: n
       const timer = setTimeout(() => {
         timers.delete(timer);
         if (Date.now() >= endAt) return;
-        const id = `${device.name}-${n++}`;
         const sentAt = Date.now();
+        const id = payload === 'screening' ? simUlid(sentAt, Math.random) : `${device.name}-${n++}`;
         published++;
         pending++;
-        client.publish(topic, JSON.stringify({ id, t: sentAt }), { qos: 1 }, (err) => {
+        const body = payload === 'screening' ? simScreening(device, id, sentAt) : { id, t: sentAt };
+        client.publish(topic, JSON.stringify(body), { qos: 1 }, (err) => {
           if (err) failedPublishes++;
           else batch.push([id, sentAt]);
           if (--pending === 0 && Date.now() >= endAt) allDone();
@@ -115,7 +117,7 @@ process.on('message', (command: WorkerCommand) => {
         await open(command.urls, devices, command.connectConcurrency);
         return;
       case 'run':
-        await run(devices, command.ratePerCheckpoint, command.durationS);
+        await run(devices, command.ratePerCheckpoint, command.durationS, command.payload ?? 'minimal');
         return;
       case 'close':
         await Promise.all(clients.map((c) => c.endAsync(true)));

@@ -1,7 +1,8 @@
 /**
  * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
  *
- *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S] [--json]
+ *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S]
+ *                        [--gateways N --postgres [--kill-gateway-at S]] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
@@ -9,16 +10,33 @@
  * checkpoint and publish QoS 1 screenings at Poisson times, and reads everything back from the
  * stream. Prints accepted (PUBACKed) / stored (read back) / lost / duplicated, publish→read p50 and
  * p99, the longest ingest gap, and the nodes' CPU and memory; `--kill-node-at S` kills the leader of
- * `$MQTT_msgs` with SIGKILL mid-run. Not yet: telemetry, gateway replicas writing PostgreSQL (and killing one), an
+ * `$MQTT_msgs` with SIGKILL mid-run. With `--gateways N --postgres` the reading is done by N real
+ * gateway processes (ingest.source jetstream, sharing the durable consumer) on one PostgreSQL, the
+ * devices publish protocol-valid screenings, and stored/lost come from the database (duplicated:
+ * redeliveries the gateways absorbed, from their metrics; publish→stored from `received_ms`);
+ * `--kill-gateway-at S` kills one replica with SIGKILL. Not yet: telemetry, an
  * external cluster, resending failed publishes (agents have an outbox; simulated ones do not). Over 500 sessions needs --force.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AckPolicy, DeliverPolicy, connect as natsConnect } from 'nats';
-import { makeTempDir, removeTempDir, startNatsCluster, type NatsCluster } from '@checkpoint/test-support';
+import pg from 'pg';
+import {
+  freePort,
+  logTail,
+  makeTempDir,
+  removeTempDir,
+  spawnServer,
+  startNatsCluster,
+  startPostgres,
+  waitFor,
+  type NatsCluster,
+  type PostgresServer,
+  type ServerProcess,
+} from '@checkpoint/test-support';
 import { openUserStore } from '../src/user-store.js';
 import { exportNats } from '../src/nats-export.js';
 import { natsPasswordHash } from '../src/passwords.js';
@@ -26,6 +44,7 @@ import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, simDevice
 import type { WorkerCommand, WorkerReport } from './fleet-worker.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+const REPO = join(here, '../../');
 const STREAM = '$MQTT_msgs';
 const SCREENINGS = '$MQTT.msgs.checkpoint.v1.*.*.screening';
 
@@ -35,7 +54,52 @@ export interface FleetRun extends FleetReport {
   connectSeconds: number;
   /** The node killed (the $MQTT_msgs leader) and when, seconds into the load, if one was. */
   killed?: { node: string; atS: number };
+  /** With --gateways: the replicas (the one killed, and when) and their CPU and memory at the end. */
+  gateways?: { count: number; killedAtS?: number; usage: Array<{ name: string; cpuSeconds: number; rssMiB: number }> };
 }
+
+/** One gateway replica process on the shared PostgreSQL, reading the shared durable consumer. */
+interface Replica {
+  name: string;
+  proc: ServerProcess;
+  base: string;
+  metric(line: (l: string) => boolean): Promise<number>;
+}
+
+async function startReplica(dir: string, name: string, cluster: NatsCluster, postgres: PostgresServer, password: string, mqttNode: number): Promise<Replica> {
+  const port = await freePort();
+  const configFile = join(dir, `gateway-${name}.json`);
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      dataDir: join(dir, `gateway-${name}`),
+      logLevel: 'warn',
+      http: { host: '127.0.0.1', port: 0 },
+      opcua: { enabled: false },
+      influx: { url: null },
+      ingest: { source: 'jetstream' },
+      mqtt: { url: cluster.mqttUrls[mqttNode % cluster.mqttUrls.length], username: 'gw', password, clientId: `sim-gateway-${name}`, reconnectMs: 500 },
+      nats: { servers: cluster.natsUrls, user: 'gw', password },
+      store: { backend: 'postgres', postgres: { url: postgres.url } },
+    }),
+  );
+  // The gateway CLI from source (the test fixture), so the sim needs no build step.
+  const proc = spawnServer('node', [join(REPO, 'scripts/run-ts.mjs'), 'gateway/test/fixtures/gateway-process.ts', 'run', '--config', configFile], {
+    logFile: join(dir, `gateway-${name}.log`),
+    env: { ...process.env, CHECKPOINT_HTTP_PORT: String(port) },
+    cwd: REPO,
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status === 200, { what: `gateway ${name} healthy\n${logTail(proc.logFile)}`, timeoutMs: 90_000 });
+  const metric = async (match: (l: string) => boolean) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const line = text.split('\n').find((l) => !l.startsWith('#') && match(l));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  return { name, proc, base, metric };
+}
+
+const duplicateScreenings = (l: string) => l.startsWith('checkpoint_gateway_messages_total{') && l.includes('channel="screening"') && l.includes('result="duplicate"');
 
 async function nodeUsage(cluster: NatsCluster): Promise<FleetRun['nodes']> {
   return Promise.all(
@@ -74,11 +138,16 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
   const dir = makeTempDir('checkpoint-sim-fleet');
   const workers: Worker[] = [];
   let cluster: NatsCluster | undefined;
+  let postgres: PostgresServer | undefined;
+  let pool: pg.Pool | undefined;
+  const replicas: Replica[] = [];
+  const viaGateways = (options.gateways ?? 0) > 0;
   try {
     const password = 'sim-fleet-password-1';
     const store = openUserStore(join(dir, 'users.sqlite'), { mosquittoHashIterations: 0, natsBcryptCost: options.bcryptCost, scrypt: { N: 1024, r: 8, p: 1 } });
     const devices = Array.from({ length: options.sessions }, (_, i) => simDevice(i, password));
     for (const d of devices) await store.add({ name: d.name, role: 'edge', site: d.site, checkpoint: d.checkpoint }, password);
+    if (viaGateways) await store.add({ name: 'gw', role: 'gateway' }, password);
     const exported = exportNats(store, join(dir, 'auth.conf'));
     store.close();
     // The reader plays the gateway replicas (a test-only user allowed everything; the gateway
@@ -90,6 +159,14 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     );
     log(`starting a 3-node NATS cluster with ${exported.exported.length} device users`);
     cluster = await startNatsCluster({ authorization });
+    if (viaGateways) {
+      postgres = await startPostgres();
+      pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
+      // The first replica's MQTT connection makes nats-server create $MQTT_msgs, and its consumer
+      // exists before the first screening (interest retention); the first also migrates the database.
+      for (let i = 0; i < options.gateways!; i++) replicas.push(await startReplica(dir, String.fromCharCode(97 + i), cluster, postgres, password, i));
+      log(`${replicas.length} gateway replicas on PostgreSQL, reading the durable consumer checkpoint-gateway`);
+    }
 
     const reads = new Map<string, { firstAt: number; copies: number }>();
     const accepted = new Map<string, number>();
@@ -107,8 +184,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     // consumers that exist when they arrive (interest retention).
     const nc = await natsConnect({ servers: cluster.natsUrls, ...reader });
     const jsm = await nc.jetstreamManager();
-    await jsm.consumers.add(STREAM, { durable_name: 'sim-gateway', filter_subject: SCREENINGS, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New });
-    let reading = true;
+    if (!viaGateways) await jsm.consumers.add(STREAM, { durable_name: 'sim-gateway', filter_subject: SCREENINGS, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New });
+    let reading = !viaGateways;
     const readLoop = (async () => {
       while (reading) {
         // Looked up again each round: a long-lived iterator stalled after its consumer leader moved.
@@ -140,10 +217,36 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
               });
             }, options.killNodeAtS! * 1000),
           );
-    const ran = await Promise.all(workers.map((w) => w.request({ type: 'run', ratePerCheckpoint: options.ratePerCheckpoint, durationS: options.durationS }, 'ran')));
+    let gatewayKilledAt: number | undefined;
+    const gatewayFault =
+      options.killGatewayAtS === undefined
+        ? undefined
+        : new Promise<void>((resolve) =>
+            setTimeout(() => {
+              gatewayKilledAt = Date.now();
+              log(`kill -9 of gateway replica ${replicas[0]!.name}`);
+              void replicas[0]!.proc.stop({ signal: 'SIGKILL' }).then(() => resolve());
+            }, options.killGatewayAtS! * 1000),
+          );
+    const ran = await Promise.all(
+      workers.map((w) => w.request({ type: 'run', ratePerCheckpoint: options.ratePerCheckpoint, durationS: options.durationS, payload: viaGateways ? 'screening' : 'minimal' }, 'ran')),
+    );
     const loadSeconds = (Date.now() - started) / 1000;
+    await gatewayFault;
     const drainUntil = Date.now() + options.drainS * 1000;
-    while (Date.now() < drainUntil && [...accepted.keys()].some((id) => !reads.has(id))) await new Promise((r) => setTimeout(r, 200));
+    // Through gateways: what PostgreSQL holds of the accepted ids (received_ms: when a replica stored it).
+    const readStored = async () => {
+      const ids = [...accepted.keys()].filter((id) => !reads.has(id));
+      for (let i = 0; i < ids.length; i += 5000) {
+        const rows = (await pool!.query<{ id: string; r: string }>('SELECT id, received_ms AS r FROM screenings WHERE id = ANY($1)', [ids.slice(i, i + 5000)])).rows;
+        for (const row of rows) reads.set(row.id, { firstAt: Number(row.r), copies: 1 });
+      }
+    };
+    for (;;) {
+      if (viaGateways) await readStored();
+      if (Date.now() >= drainUntil || ![...accepted.keys()].some((id) => !reads.has(id))) break;
+      await new Promise((r) => setTimeout(r, viaGateways ? 1000 : 200));
+    }
     const nodes = await nodeUsage(cluster);
     reading = false;
     await readLoop;
@@ -152,10 +255,29 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
 
     const report = fleetReport({ sessions: options.sessions, connected, published: ran.reduce((s, r) => s + r.published, 0), accepted, reads, loadSeconds });
     const killed = await fault;
-    return { ...report, nodes, connectSeconds, ...(killed ? { killed: { node: killed.node, atS: (killed.at - started) / 1000 } } : {}) };
+    let gateways: FleetRun['gateways'];
+    if (viaGateways) {
+      const alive = replicas.filter((r) => !r.proc.hasExited());
+      // Each id is stored once (primary key); what came twice is what the replicas found already stored.
+      const absorbed = (await Promise.all(alive.map((r) => r.metric(duplicateScreenings)))).reduce((a, b) => a + b, 0);
+      const extra = (await pool!.query<{ n: string }>('SELECT count(*) AS n FROM (SELECT id FROM screenings GROUP BY id HAVING count(*) > 1) t')).rows[0]!.n;
+      report.duplicated = absorbed + Number(extra);
+      const usage = await Promise.all(
+        alive.map(async (r) => ({
+          name: r.name,
+          cpuSeconds: Math.round(await r.metric((l) => l.startsWith('checkpoint_gateway_process_cpu_seconds_total '))),
+          rssMiB: Math.round((await r.metric((l) => l.startsWith('checkpoint_gateway_process_resident_memory_bytes '))) / 2 ** 20),
+        })),
+      );
+      gateways = { count: replicas.length, ...(gatewayKilledAt ? { killedAtS: (gatewayKilledAt - started) / 1000 } : {}), usage };
+    }
+    return { ...report, nodes, connectSeconds, ...(killed ? { killed: { node: killed.node, atS: (killed.at - started) / 1000 } } : {}), ...(gateways ? { gateways } : {}) };
   } finally {
     workers.forEach((w) => w.kill());
+    await Promise.all(replicas.map((r) => r.proc.stop({ signal: 'SIGKILL' })));
+    await pool?.end();
     await cluster?.stop();
+    await postgres?.stop();
     removeTempDir(dir);
   }
 }
@@ -164,6 +286,13 @@ function formatReport(r: FleetRun): string {
   return [
     `sessions ${r.connected}/${r.sessions} connected in ${r.connectSeconds} s; published ${r.published}, accepted ${r.accepted} (${r.acceptedPerS}/s)`,
     `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms; longest ingest gap ${r.maxReadGapMs} ms`,
+    ...(r.gateways
+      ? [
+          `read by ${r.gateways.count} gateway replicas on PostgreSQL (stored/lost from the database; duplicated: redeliveries the replicas absorbed)` +
+            (r.gateways.killedAtS !== undefined ? `; replica a killed (SIGKILL) ${r.gateways.killedAtS} s into the load` : '') +
+            `; gateways: ${r.gateways.usage.map((g) => `${g.name} cpu ${g.cpuSeconds} s rss ${g.rssMiB} MiB`).join('; ')}`,
+        ]
+      : []),
     ...(r.killed ? [`node ${r.killed.node} ($MQTT_msgs leader) killed (SIGKILL) ${r.killed.atS} s into the load; publishes that failed were not accepted and are not counted as lost`] : []),
     `nodes: ${r.nodes.map((n) => `${n.name} cpu ${n.cpuPercent}% mem ${n.memMiB} MiB`).join('; ')}`,
   ].join('\n');
@@ -179,6 +308,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       drain: { type: 'string' },
       'bcrypt-cost': { type: 'string' },
       'kill-node-at': { type: 'string' },
+      gateways: { type: 'string' },
+      postgres: { type: 'boolean', default: false },
+      'kill-gateway-at': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -194,6 +326,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
         drainS: num(values.drain, DEFAULT_FLEET.drainS),
         bcryptCost: num(values['bcrypt-cost'], DEFAULT_FLEET.bcryptCost),
         ...(values['kill-node-at'] !== undefined ? { killNodeAtS: Number(values['kill-node-at']) } : {}),
+        ...(values.gateways !== undefined ? { gateways: Number(values.gateways) } : {}),
+        ...(values.postgres ? { postgres: true } : {}),
+        ...(values['kill-gateway-at'] !== undefined ? { killGatewayAtS: Number(values['kill-gateway-at']) } : {}),
       },
       values.force,
     );

@@ -1,6 +1,7 @@
 /** The fleet simulation's pure parts, and a small run of the real thing against a 3-node cluster. */
 import { describe, expect, it } from 'vitest';
-import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs } from '../sim/fleet-core.js';
+import { validatePayload } from '@checkpoint/protocol';
+import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs, simDevice, simScreening, simUlid } from '../sim/fleet-core.js';
 import { runFleet } from '../sim/fleet.js';
 
 describe('sim:fleet core', () => {
@@ -11,6 +12,22 @@ describe('sim:fleet core', () => {
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, processes: 0 })).toThrow(/--processes/);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, ratePerCheckpoint: 0 })).toThrow(/--rate/);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, durationS: 10, killNodeAtS: 10 })).toThrow(/--kill-node-at/);
+  });
+
+  it('asks for PostgreSQL with gateway replicas, and a survivor when one is killed', () => {
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, gateways: 2 })).toThrow(/--gateways needs --postgres/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, postgres: true })).toThrow(/add --gateways/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, gateways: 1, postgres: true, killGatewayAtS: 5 })).toThrow(/--kill-gateway-at needs --gateways 2/);
+    expect(checkFleetOptions({ ...DEFAULT_FLEET, gateways: 2, postgres: true, killGatewayAtS: 5 }).gateways).toBe(2);
+  });
+
+  it('makes protocol-valid screenings with ULID ids for the gateways', () => {
+    const atMs = Date.parse('2026-12-03T08:00:00.000Z');
+    const id = simUlid(atMs, () => 0.5);
+    expect(id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(simUlid(atMs + 1, () => 0.5) > id).toBe(true); // time first: sorts by time
+    const result = validatePayload('screening', simScreening(simDevice(7, 'x'), id, atMs));
+    expect(result.ok).toBe(true);
   });
 
   it('draws Poisson waits with the configured mean', () => {

@@ -146,6 +146,18 @@ export const GatewayConfigSchema = Type.Object(
       },
       'retention (every table: README "Retention")',
     ),
+    devices: Section(
+      {
+        offlineAfterS: Type.Integer({
+          minimum: 0,
+          maximum: 86_400,
+          default: 30,
+          description:
+            'a device silent this long (no telemetry, state or screening) is reported offline even without its last will (lost when a cluster node crashes); 3x the agent telemetry.intervalMs (10 s) by default; 0 turns the rule off',
+        }),
+      },
+      'device liveness (offline from silence)',
+    ),
     commands: Section(
       { timeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000, description: 'wait for the agent cmd/ack, then 504' }) },
       'commands to agents',

@@ -5,6 +5,7 @@ import { Type, type TLiteral, type TUnion } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
 import { Decision, ID_PATTERN, timestampProblem, ULID_PATTERN } from '@checkpoint/protocol';
 import { ALERT_STATUSES, OUTCOMES } from '../alerts.js';
+import { withSilenceRule } from '../device-liveness.js';
 import { INTERVAL_PATTERN, parseInterval } from '../series/store.js';
 import type { Session } from '../store/users.js';
 import type { ApiDeps } from './server.js';
@@ -255,7 +256,10 @@ export function registerRoutes(app: App, deps: ApiDeps): void {
   );
 
   // --- devices and snapshots ------------------------------------------------------------------
-  app.get('/api/devices', { config: { role: 'guard' }, schema: { tags: ['devices'] } }, async () => ({ devices: await store.devices() }));
+  app.get('/api/devices', { config: { role: 'guard' }, schema: { tags: ['devices'] } }, async () => {
+    const nowMs = deps.now();
+    return { devices: (await store.devices()).map((d) => withSilenceRule(d, nowMs, deps.config.devices.offlineAfterS * 1000)) };
+  });
 
   app.get(
     '/api/snapshots/:screeningId',
