@@ -153,7 +153,7 @@ export const GatewayConfigSchema = Type.Object(
           maximum: 86_400,
           default: 30,
           description:
-            'a device silent this long (no telemetry, state or screening) is reported offline even without its last will (lost when a cluster node crashes); 3x the agent telemetry.intervalMs (10 s) by default; 0 turns the rule off',
+            'a device silent this long (no telemetry, state or screening) is reported offline even without its last will (lost when a cluster node crashes); 3x the agent telemetry.intervalMs (10 s); default 30 with ingest.source jetstream, else 0 (off: one broker publishes the last will)',
         }),
       },
       'device liveness (offline from silence)',
@@ -344,6 +344,10 @@ export function resolveGatewayConfig(value: unknown, where = '(gateway options)'
   if (config.store.backend === 'postgres' && !config.store.postgres.url) {
     throw new ConfigError(where, [{ path: '/store/postgres/url', message: 'required when store.backend is postgres (or env CHECKPOINT_POSTGRES_URL)' }]);
   }
+  // Offline from silence is for cluster mode, where a crashed node takes devices' last wills with
+  // it; on one broker the will arrives, and the rule is off unless set.
+  const silenceSet = (value as { devices?: { offlineAfterS?: unknown } } | null)?.devices?.offlineAfterS !== undefined;
+  if (!silenceSet && config.ingest.source !== 'jetstream') config.devices.offlineAfterS = 0;
   return config;
 }
 

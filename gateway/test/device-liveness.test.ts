@@ -1,3 +1,4 @@
+import { resolveGatewayConfig } from '../src/config.js';
 import { describe, expect, it } from 'vitest';
 import { withSilenceRule } from '../src/device-liveness.js';
 import type { DeviceView } from '../src/store/devices.js';
@@ -31,5 +32,14 @@ describe('offline from silence (withSilenceRule)', () => {
   it('counts from the last message, whatever the clock skew of the device (lastSeen is the receipt time)', () => {
     // A device seen "in the future" relative to a slow clock is not silent.
     expect(withSilenceRule(device('online', T0 + 5_000), T0, 30_000).status).toBe('online');
+  });
+});
+
+describe('devices.offlineAfterS default', () => {
+  it('is on (30 s) in cluster mode, where last wills can be lost, off on one broker unless set', () => {
+    expect(resolveGatewayConfig({}).devices.offlineAfterS).toBe(0);
+    expect(resolveGatewayConfig({ ingest: { source: 'jetstream' }, nats: { servers: ['nats://127.0.0.1:4222'] } }).devices.offlineAfterS).toBe(30);
+    expect(resolveGatewayConfig({ devices: { offlineAfterS: 45 } }).devices.offlineAfterS).toBe(45);
+    expect(resolveGatewayConfig({ ingest: { source: 'jetstream' }, nats: { servers: ['nats://127.0.0.1:4222'] }, devices: { offlineAfterS: 0 } }).devices.offlineAfterS).toBe(0);
   });
 });
