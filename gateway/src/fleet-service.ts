@@ -260,7 +260,8 @@ export interface FleetService {
    */
   follow(): Promise<void>;
   isLeading(): boolean;
-  close(): void;
+  /** Stops the fleet; resolves once a step under way is stored and its orders published. */
+  close(): Promise<void>;
 }
 
 /** Robot events are sent when what a dashboard shows changes (battery in whole percent, position in 0.5 m). */
@@ -480,18 +481,23 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
   };
 
   let closed = false;
-  const lead = () =>
-    serially(async () => {
+  // The role asked for last: a lead() whose reads finish after a follow() was asked for does not start.
+  let wanted: 'lead' | 'follow' = deps.leading === false ? 'follow' : 'lead';
+  const lead = () => {
+    wanted = 'lead';
+    return serially(async () => {
       if (fleet || closed) return;
       await lastStep;
       const [restored, robots] = await Promise.all([ordered(() => store.activeTasks()), store.robots()]);
-      if (closed) return;
+      if (closed || wanted !== 'lead') return;
       await startCore(restored, robots, 'adopt');
       log.info({ adopted: [...active.values()].filter((t) => t.running).length }, 'leading the robot fleet');
     });
+  };
 
-  const follow = () =>
-    serially(async () => {
+  const follow = () => {
+    wanted = 'follow';
+    return serially(async () => {
       if (!fleet) return;
       // No new steps from here; the ones taken are stored and their orders published before this resolves.
       fleet = null;
@@ -500,6 +506,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
       await reload();
       log.info('following: another gateway leads the robot fleet');
     });
+  };
 
   // ---- timers --------------------------------------------------------------------------------------
 
@@ -753,13 +760,15 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
     lead,
     follow,
     isLeading: () => fleet !== null,
-    close() {
+    async close() {
       closed = true;
       fleet = null;
       clearInterval(tickTimer);
       clearInterval(reloadTimer);
       unsubscribeAck();
       listeners.clear();
+      // A step under way is stored and its orders published before the store may be closed.
+      await lastStep.catch(noop);
     },
   };
 }

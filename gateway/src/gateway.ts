@@ -650,6 +650,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   const timers: NodeJS.Timeout[] = [];
   const leaderJobs: LeaderJob[] = [];
   let writerHandOver: Promise<void> = Promise.resolve();
+  // The fleet's lead/follow changes, one at a time (PostgreSQL); awaited on close.
+  let fleetHandOver: Promise<void> = Promise.resolve();
   let stopping = false;
   if (sqliteStore) {
     timers.push(
@@ -683,17 +685,18 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         else await writer.stop({ flush: false });
       });
     };
-    leaderJobs.push({ stop: leadership.onChange(leadingChanged) });
+    const unsubscribeWriter = leadership.onChange(leadingChanged);
+    leaderJobs.push({ stop: async () => unsubscribeWriter() });
     if (leadership.isLeader()) leadingChanged(true);
     // The fleet follows the lock too: one gateway dispatches; the next leader adopts the running orders.
     if (fleet) {
-      let fleetHandOver = Promise.resolve();
       const fleetLeadingChanged = (leading: boolean) => {
         fleetHandOver = fleetHandOver
           .then(() => (stopping ? undefined : leading ? fleet.lead() : fleet.follow()))
           .catch((err: Error) => log.error({ err: err.message }, leading ? 'fleet: cannot take the lead' : 'fleet: cannot step down'));
       };
-      leaderJobs.push({ stop: leadership.onChange(fleetLeadingChanged) });
+      const unsubscribeFleet = leadership.onChange(fleetLeadingChanged);
+      leaderJobs.push({ stop: async () => unsubscribeFleet() });
       if (leadership.isLeader()) fleetLeadingChanged(true);
     }
   }
@@ -717,10 +720,14 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     close() {
       closing ??= (async () => {
         for (const t of timers) clearInterval(t);
-        for (const job of leaderJobs) job.stop();
+        // Jobs stop first; one under way finishes before the pool it uses is closed (below).
+        const jobsStopped = Promise.all(leaderJobs.map((job) => job.stop()));
         // Stop taking messages first: whatever the broker has not had a PUBACK for, it keeps.
         await consumer?.close().catch(() => undefined);
-        fleet?.close();
+        await jobsStopped;
+        await fleetHandOver;
+        // The fleet's last step is stored (and its orders published) before the connections close.
+        await fleet?.close();
         commands.cancelAll();
         provisioning.close();
         updateCommands.cancelAll();

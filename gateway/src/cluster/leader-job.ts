@@ -7,22 +7,24 @@
 import type { Leadership } from './postgres-leadership.js';
 
 export interface LeaderJob {
-  stop(): void;
+  /** Stops the job; resolves once a run under way has finished (so what it uses may be closed then). */
+  stop(): Promise<void>;
 }
 
 export function runWhileLeading(leadership: Pick<Leadership, 'isLeader' | 'onChange'>, intervalMs: number, run: () => Promise<void>, onError: (error: Error) => void): LeaderJob {
   let timer: NodeJS.Timeout | null = null;
-  let running = false;
+  let running: Promise<void> | null = null;
   const tick = async () => {
     if (running || !leadership.isLeader()) return;
-    running = true;
-    try {
-      await run();
-    } catch (error) {
-      onError(error as Error);
-    } finally {
-      running = false;
-    }
+    running = (async () => {
+      try {
+        await run();
+      } catch (error) {
+        onError(error as Error);
+      }
+    })();
+    await running;
+    running = null;
   };
   const start = () => {
     timer ??= setInterval(() => void tick(), intervalMs);
@@ -35,9 +37,10 @@ export function runWhileLeading(leadership: Pick<Leadership, 'isLeader' | 'onCha
   const unsubscribe = leadership.onChange((leading) => (leading ? start() : halt()));
   if (leadership.isLeader()) start();
   return {
-    stop() {
+    async stop() {
       unsubscribe();
       halt();
+      await running;
     },
   };
 }

@@ -94,7 +94,8 @@ export interface SettleOptions {
   maxAttemptsUnlessTransient: number;
   isTransient(error: Error): boolean;
   /** Keeps a message that cannot be stored (throws: then it is retried like the rest). */
-  setAside(message: IngestMessage, error: Error): void;
+  /** Keeps the message in ingest_failed; settles once stored (it is acknowledged only then). */
+  setAside(message: IngestMessage, error: Error): void | Promise<void>;
 }
 
 export interface SettleOutcome {
@@ -116,11 +117,11 @@ const redeliveryDelay = (o: SettleOptions, deliveries: number) => Math.min(o.ret
  */
 export async function storeAndSettle(batch: readonly FetchedMessage[], sink: AsyncIngestSink, o: SettleOptions): Promise<SettleOutcome> {
   const outcome: SettleOutcome = { stored: 0, setAside: 0, retried: 0 };
-  const fail = (m: FetchedMessage, error: Error) => {
+  const fail = async (m: FetchedMessage, error: Error) => {
     outcome.error = error;
     if (m.deliveries >= o.maxAttemptsUnlessTransient && !o.isTransient(error)) {
       try {
-        o.setAside({ topic: m.topic, payload: m.payload }, error);
+        await o.setAside({ topic: m.topic, payload: m.payload }, error);
         outcome.setAside++;
         m.ack();
         return;
@@ -140,18 +141,18 @@ export async function storeAndSettle(batch: readonly FetchedMessage[], sink: Asy
       result = answer instanceof Promise ? await answer : answer;
     } catch (error) {
       // The transaction as a whole failed (BEGIN, COMMIT): nothing of this run is stored.
-      for (const m of rest) fail(m, error as Error);
+      for (const m of rest) await fail(m, error as Error);
       return outcome;
     }
     const stored = Math.max(0, Math.min(rest.length, Math.trunc(result.stored)));
     for (const m of rest.slice(0, stored)) m.ack();
     outcome.stored += stored;
     if (result.error) {
-      fail(rest[stored]!, result.error);
+      await fail(rest[stored]!, result.error);
       rest = rest.slice(stored + 1);
     } else if (stored === 0) {
       // Nothing taken and no reason given: do not spin on it; it comes back later.
-      for (const m of rest) fail(m, new Error('the store took none of the batch'));
+      for (const m of rest) await fail(m, new Error('the store took none of the batch'));
       return outcome;
     } else {
       // The rest was not tried (a message that must be stored alone): next run.
@@ -302,7 +303,7 @@ export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
     log: Logger,
     subscriptions: readonly string[] = [],
     onRetry: () => void = () => undefined,
-    setAside: (topic: string, payload: Buffer, error: Error) => void = (_t, _p, error) => {
+    setAside: (topic: string, payload: Buffer, error: Error) => void | Promise<void> = (_t, _p, error) => {
       throw error;
     },
   ): Omit<Consumer, 'client'> => {
@@ -319,7 +320,7 @@ export interface JetStreamConsumerOptions {
   sink: AsyncIngestSink;
   log: Logger;
   onRetry?: () => void;
-  setAside?: (topic: string, payload: Buffer, error: Error) => void;
+  setAside?: (topic: string, payload: Buffer, error: Error) => void | Promise<void>;
 }
 
 /** The durable pull consumer every replica shares. */
@@ -357,8 +358,8 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     retryMaxMs: o.retry.storeRetryMaxMs,
     maxAttemptsUnlessTransient: MAX_ATTEMPTS_UNLESS_TRANSIENT,
     isTransient,
-    setAside: (m, error) => {
-      setAside(m.topic, m.payload, error);
+    setAside: async (m, error) => {
+      await setAside(m.topic, m.payload, error);
       log.error({ err: error.message, topic: m.topic.slice(0, 200) }, 'message set aside in ingest_failed (it failed every delivery, not for a busy or full database); acknowledging it');
     },
   };
