@@ -178,6 +178,10 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     await postgres.leadership.stop();
     await postgres.pool.end().catch(() => undefined);
   };
+  if (postgres && !config.influx.url) {
+    // The spool is shared, but the SQLite series store is not: points land with whoever leads when they drain.
+    log.warn('store.backend is postgres without influx.url: time series go to the SQLite file of whichever gateway leads when they are written; set influx.url when several gateways share the database');
+  }
   const series: SeriesStore = config.influx.url
     ? createInfluxSeriesStore(parseInfluxUrl(config.influx.url), config.influx)
     : createSqliteSeriesStore(db);
