@@ -190,7 +190,19 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   // The metrics exist only below (they probe the live feed): closures are counted through this.
   let countLiveClosed: (reason: 'session' | 'stalled') => void = () => undefined;
   // On PostgreSQL the feed is driven by the database's events (every gateway sees every gateway's), from the last seq now.
-  const followFrom = postgres ? (await postgres.store.eventRange()).last : 0;
+  let followFrom = 0;
+  if (postgres) {
+    try {
+      followFrom = (await postgres.store.eventRange()).last;
+    } catch (err) {
+      if (cacheTimer) clearInterval(cacheTimer);
+      await postgres.leadership.stop();
+      await postgres.pool.end().catch(() => undefined);
+      ownBrokerUsers?.close();
+      db.close();
+      throw new Error(`cannot read the live feed's position from PostgreSQL: ${(err as Error).message}`, { cause: err });
+    }
+  }
   const live = new LiveFeed(
     store,
     {
