@@ -44,7 +44,9 @@ export const INGEST_FILTER = `${MQTT_STREAM_PREFIX}checkpoint.v1.>`;
 /** Channels devices publish with QoS 0 (never in the stream): read on a plain subscription. */
 export const QOS0_SUBJECTS = ['checkpoint.v1.*.*.telemetry'] as const;
 /** The header nats-server 2.9 puts on messages from MQTT clients: their QoS, `0` or `1`. */
-export const MQTT_QOS_HEADER = 'Nmqtt-Pub';
+export /** QoS 0 messages being stored at once (see receivePlain). */
+const MAX_PLAIN_IN_FLIGHT = 64;
+const MQTT_QOS_HEADER = 'Nmqtt-Pub';
 /** Replies to the gateway's requests (API, fetches) come under this inbox prefix. */
 export const GATEWAY_INBOX_PREFIX = '_INBOX';
 
@@ -517,19 +519,35 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     log.error({ err: error.message, servers }, 'cannot connect to the NATS cluster');
   });
 
-  // Telemetry arrives at most once and is not acknowledged (QoS 0): stored in batches of one.
+  // Telemetry arrives at most once and is not acknowledged (QoS 0): stored in batches of one, at
+  // most MAX_PLAIN_IN_FLIGHT at a time, so that a slow store does not queue them without bound in
+  // front of the stream's batches (which would then pass their ack wait and come again). Past that,
+  // QoS 0 messages are dropped, as a broker drops them for a slow subscriber.
+  let plainInFlight = 0;
+  let plainDropped = 0;
+  let lastPlainError = '';
   const receivePlain = async (m: Msg) => {
     if (closing) return;
     // QoS 1 copies of the same subjects come through the stream.
     if (m.headers?.get(MQTT_QOS_HEADER) !== '0') return;
     const topic = topicOfSubject(m.subject);
     if (!topic) return;
+    if (plainInFlight >= MAX_PLAIN_IN_FLIGHT) {
+      if (plainDropped++ % 1000 === 0) log.warn({ dropped: plainDropped }, 'QoS 0 messages arrive faster than the store takes them; dropping some (as a broker would)');
+      return;
+    }
+    plainInFlight++;
     try {
       const answer = o.sink.storeBatch([{ topic, payload: Buffer.from(m.data) }]);
       const result = answer instanceof Promise ? await answer : answer;
       if (result.error) throw result.error;
+      lastPlainError = '';
     } catch (error) {
-      log.warn({ err: (error as Error).message, topic: topic.slice(0, 200) }, 'cannot store a QoS 0 message; dropped (as the broker would)');
+      // Once per distinct cause, not once per message during an outage.
+      if ((error as Error).message !== lastPlainError) log.warn({ err: (error as Error).message, topic: topic.slice(0, 200) }, 'cannot store a QoS 0 message; dropped (as the broker would)');
+      lastPlainError = (error as Error).message;
+    } finally {
+      plainInFlight--;
     }
   };
 
