@@ -44,9 +44,9 @@ export const INGEST_FILTER = `${MQTT_STREAM_PREFIX}checkpoint.v1.>`;
 /** Channels devices publish with QoS 0 (never in the stream): read on a plain subscription. */
 export const QOS0_SUBJECTS = ['checkpoint.v1.*.*.telemetry'] as const;
 /** The header nats-server 2.9 puts on messages from MQTT clients: their QoS, `0` or `1`. */
-export /** QoS 0 messages being stored at once (see receivePlain). */
+export const MQTT_QOS_HEADER = 'Nmqtt-Pub';
+/** QoS 0 messages being stored at once (see receivePlain). */
 const MAX_PLAIN_IN_FLIGHT = 64;
-const MQTT_QOS_HEADER = 'Nmqtt-Pub';
 /** Replies to the gateway's requests (API, fetches) come under this inbox prefix. */
 export const GATEWAY_INBOX_PREFIX = '_INBOX';
 
