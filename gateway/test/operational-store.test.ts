@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Screening } from '@checkpoint/protocol';
+import type { Screening, Telemetry } from '@checkpoint/protocol';
 import { makeTempDir, startPostgres, type PostgresServer } from '@checkpoint/test-support';
 import type { AlertPolicy } from '../src/alerts.js';
 import { createSqliteAlertStore } from '../src/store/alerts.js';
@@ -15,7 +15,7 @@ import { openDatabase } from '../src/store/db.js';
 import { createOperationalStore, type OperationalStore } from '../src/store/operational.js';
 import { createPostgresAlertStore } from '../src/store/postgres/alerts.js';
 import { migratePostgres } from '../src/store/postgres/migrations.js';
-import { createPostgresOperationalStore, type AsyncOperationalStore } from '../src/store/postgres/operational.js';
+import { createPostgresOperationalStore, type AsyncOperationalStore, type IngestItem } from '../src/store/postgres/operational.js';
 import { makeScreening } from './helpers/world.js';
 
 const POLICY: AlertPolicy = { escalateAfterMs: 60_000, invalidStormCount: 3, invalidStormWindowMs: 60_000 };
@@ -149,6 +149,83 @@ describe('group commit on PostgreSQL (ingestBatch)', () => {
       // The rest, as group commit hands them over again: stored, with the duplicates found.
       const again = await store.ingestBatch(batch.filter((_, i) => i !== 2).map((screening) => ({ kind: 'screening' as const, screening, receivedMs: 20 })));
       expect(again).toEqual({ outcomes: [false, false, true, true].map((stored) => ({ stored, alertChanges: [] })) });
+    } finally {
+      await pool.end();
+    }
+  }, 60_000);
+});
+
+describe('group commit on PostgreSQL: a run of passing screenings and telemetry (ingest-run.ts)', () => {
+  /** Every row ingest writes, seqs and all, in a comparable form. */
+  async function tables(pool: pg.Pool) {
+    const q = async (sql: string) => (await pool.query(sql)).rows;
+    return {
+      screenings: await q('SELECT id, ts_ms, site, checkpoint, decision, mask, temperature_c, payload, received_ms, ts_replaced FROM screenings ORDER BY id'),
+      devices: await q('SELECT * FROM devices ORDER BY site, checkpoint'),
+      spool: await q('SELECT seq, point, enqueued_ms FROM series_spool ORDER BY seq'),
+      events: await q('SELECT seq, type, data, at_ms FROM events ORDER BY seq'),
+      alerts: await q('SELECT kind, status, site, checkpoint, screening_id FROM alerts ORDER BY screening_id'),
+    };
+  }
+
+  it('writes the same rows, in the same order, as the messages stored one by one', async () => {
+    const [bulk, single] = [await pgPool(`run_${++schemas}`), await pgPool(`run_${++schemas}`)];
+    try {
+      const a = createPostgresOperationalStore(bulk, POLICY, newId);
+      const b = createPostgresOperationalStore(single, POLICY, newId);
+      const telemetry = (checkpoint: string, fps: number): Telemetry => ({
+        ts: new Date().toISOString(), site: 'hq', checkpoint, fps, stages: { detect: 12 }, cpuTempC: 51, ambientC: 22, blackbody: null, queueDepth: 0,
+      });
+      const earlier = makeScreening({ checkpoint: 'gate-2' });
+      const pass = Array.from({ length: 12 }, (_, i) => makeScreening({ checkpoint: `gate-${i % 3}` }));
+      const replaced = [{ path: '/ts', original: '2099-01-01T00:00:00.000Z' }];
+      const items: IngestItem[] = [
+        ...pass.slice(0, 5).map((screening, i) => ({ kind: 'screening' as const, screening, receivedMs: 1_000 + i })),
+        { kind: 'telemetry', telemetry: telemetry('gate-1', 9), receivedMs: 1_010 },
+        { kind: 'screening', screening: pass[1]!, receivedMs: 1_011 }, // delivered twice in one batch
+        { kind: 'screening', screening: earlier, receivedMs: 1_012 }, // stored by an earlier batch
+        { kind: 'screening', screening: makeScreening({ checkpoint: 'gate-1', decision: 'secondary_check' }), receivedMs: 1_013 },
+        ...pass.slice(5).map((screening, i) => ({ kind: 'screening' as const, screening, receivedMs: 1_020 + i, ...(i === 2 ? { tsReplaced: replaced } : {}) })),
+        { kind: 'telemetry', telemetry: telemetry('gate-1', 11), receivedMs: 1_030 },
+        { kind: 'telemetry', telemetry: telemetry('gate-7', 3), receivedMs: 1_031 }, // a device not seen before
+      ];
+      for (const store of [a, b]) await store.ingestScreening(earlier, 500);
+      const batched = await a.ingestBatch(items);
+      const oneByOne = [];
+      for (const item of items) {
+        const at = item.receivedMs;
+        if (item.kind === 'screening') oneByOne.push(await b.ingestScreening(item.screening, at, item.tsReplaced));
+        else if (item.kind === 'telemetry') oneByOne.push(await b.ingestTelemetry(item.telemetry, at, item.tsReplaced));
+      }
+      expect(batched.error).toBeUndefined();
+      expect(batched.outcomes.map((o) => o.stored)).toEqual(oneByOne.map((o) => o.stored));
+      expect(batched.outcomes.map((o) => o.stored).filter((x) => !x)).toHaveLength(2);
+      const [x, y] = [await tables(bulk), await tables(single)];
+      // Every message stored once, and the earlier screening's point.
+      expect(x.spool.length).toBe(items.length - 2 + 1);
+      for (const key of ['screenings', 'devices', 'spool', 'events', 'alerts'] as const) {
+        // Alert and audit ids are the id factory's (different per store); the rest must match.
+        const strip = (rows: unknown[]) => JSON.parse(JSON.stringify(rows).replace(/alert-\d{6}/g, 'alert-id'));
+        expect(strip(x[key]), key).toEqual(strip(y[key]));
+      }
+    } finally {
+      await Promise.all([bulk.end(), single.end()]);
+    }
+  }, 60_000);
+
+  it('a run that fails as a whole is retried message by message: the ones before the failing one commit', async () => {
+    const pool = await pgPool(`run_${++schemas}`);
+    try {
+      const store = createPostgresOperationalStore(pool, POLICY, newId);
+      // A rule of this database alone makes the third screening fail inside the run.
+      await pool.query("ALTER TABLE screenings ADD CONSTRAINT not_gate_9 CHECK (checkpoint <> 'gate-9')");
+      const batch = Array.from({ length: 4 }, (_, i) => makeScreening({ checkpoint: i === 2 ? 'gate-9' : 'gate-1' }));
+      const result = await store.ingestBatch(batch.map((screening, i) => ({ kind: 'screening' as const, screening, receivedMs: 10 + i })));
+      expect(result.outcomes.map((o) => o.stored)).toEqual([true, true]);
+      expect(result.error?.message).toMatch(/not_gate_9/);
+      const stored = new Set((await store.screenings({ limit: 100 })).map((s) => s.id));
+      expect(batch.map((s) => stored.has(s.id))).toEqual([true, true, false, false]);
+      expect((await pool.query('SELECT count(*)::int AS n FROM series_spool')).rows[0].n).toBe(2);
     } finally {
       await pool.end();
     }

@@ -78,7 +78,7 @@ export interface RetentionResult {
 export type AckOutcome = AckResult | { ok: false; reason: 'not_found'; message: string };
 
 /** A series point flagged with the timestamps the gateway replaced (a string field, always). */
-function flagged(point: SeriesPoint, tsReplaced: ReplacedTimestamp[] | undefined): SeriesPoint {
+export function flagged(point: SeriesPoint, tsReplaced: ReplacedTimestamp[] | undefined): SeriesPoint {
   if (tsReplaced?.length) point.fields.tsReplaced = tsReplaced.map((r) => `${r.path}=${r.original}`).join(',');
   return point;
 }

@@ -27,6 +27,7 @@ import { createPostgresScreeningStore } from './screenings.js';
 import { createPostgresSnapshotStore } from './snapshots.js';
 import { createPostgresSpoolStore } from './spool.js';
 import { createPostgresUserStore } from './users.js';
+import { ingestRun, inRun, type RunItem } from './ingest-run.js';
 import { inTransaction, type Queryable } from './values.js';
 
 /** One message for `ingestBatch`. */
@@ -48,8 +49,9 @@ export interface BatchOutcome {
 export interface AsyncOperationalStore extends OperationalStore<'async'> {
   /**
    * Group commit's contract (../../ingest/group-commit.ts) on PostgreSQL: the messages in order in
-   * one transaction, each in a savepoint; the first that fails is rolled back alone and ends the
-   * batch, the ones before it commit. Throws when the transaction itself failed (nothing stored).
+   * one transaction, each in a savepoint (a run of passing screenings and telemetry in one:
+   * ingest-run.ts); the first that fails is rolled back alone and ends the batch, the ones before
+   * it commit. Throws when the transaction itself failed (nothing stored).
    */
   ingestBatch(items: readonly IngestItem[]): Promise<BatchOutcome>;
 }
@@ -122,12 +124,27 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
         const st = storesOn(tx);
         const outcomes: IngestOutcome[] = [];
         await lockCheckpoints(tx, items.map(placeOf));
-        for (const item of items) {
-          try {
-            outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
-          } catch (error) {
-            return { outcomes, error: error as Error };
+        for (let i = 0; i < items.length; ) {
+          // A run of messages that need no alert decision: a few statements for all of them (ingest-run.ts).
+          let end = i;
+          while (end < items.length && inRun(items[end]!)) end++;
+          if (end - i > 1) {
+            try {
+              outcomes.push(...(await inTransaction(tx, (t) => ingestRun(t, items.slice(i, end) as RunItem[]))));
+              i = end;
+              continue;
+            } catch {
+              // Rolled back whole: the same messages one by one find the one that fails, and keep the ones before it.
+            }
           }
+          for (const item of items.slice(i, Math.max(end, i + 1))) {
+            try {
+              outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
+            } catch (error) {
+              return { outcomes, error: error as Error };
+            }
+          }
+          i = Math.max(end, i + 1);
         }
         return { outcomes };
       }),
