@@ -28,9 +28,11 @@ export interface FleetOptions {
   postgres?: boolean;
   /** `kill -9` one gateway replica this many seconds into the load (needs `gateways` >= 2). */
   killGatewayAtS?: number;
+  /** QoS 0 telemetry from each checkpoint every this many seconds, as agents send it (0: none). */
+  telemetryEveryS?: number;
 }
 
-export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6 };
+export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10 };
 
 /** This machine is shared: refuse sizes that would swamp it unless explicitly allowed. */
 export const MAX_SESSIONS_WITHOUT_FORCE = 500;
@@ -55,6 +57,7 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
     if ((o.gateways ?? 0) < 2) bad('--kill-gateway-at needs --gateways 2 or more (one must survive)');
     if (!(o.killGatewayAtS >= 0 && o.killGatewayAtS < o.durationS)) bad(`--kill-gateway-at must be within the run (0 to --duration), got ${o.killGatewayAtS}`);
   }
+  if (o.telemetryEveryS !== undefined && !(o.telemetryEveryS === 0 || (o.telemetryEveryS >= 1 && o.telemetryEveryS <= 600))) bad(`--telemetry-every must be 0 (none) or 1 to 600 seconds, got ${o.telemetryEveryS}`);
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
   return o;
 }
@@ -105,6 +108,21 @@ export function simScreening(device: SimDevice, id: string, atMs: number) {
     latencyMs: 400,
     model: { name: 'sim', sha256: 'a'.repeat(64) },
     snapshot: false,
+  };
+}
+
+/** Protocol-valid telemetry, as an agent sends it every `telemetry.intervalMs` (10 s by default). */
+export function simTelemetry(device: SimDevice, atMs: number) {
+  return {
+    ts: new Date(atMs).toISOString(),
+    site: device.site,
+    checkpoint: device.checkpoint,
+    fps: 9,
+    stages: { decode: 3, detect: 41, thermal: 2 },
+    cpuTempC: 55,
+    ambientC: 22,
+    blackbody: { setC: 35, measuredC: 34.8, status: 'ok' },
+    queueDepth: 0,
   };
 }
 

@@ -1,22 +1,33 @@
 /**
  * One worker process of `sim:fleet`: opens its share of the simulated checkpoints (persistent
  * MQTT sessions with their own users), and while told to run, publishes QoS 1 screenings at
- * Poisson-distributed times. Reports over IPC: sessions connected, then batches of accepted
+ * Poisson-distributed times (resending those whose publish failed, as an agent's outbox does) and
+ * QoS 0 telemetry at a fixed interval. Reports over IPC: sessions connected, then batches of accepted
  * (PUBACKed) screening ids with their send times, then a final count.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { nextArrivalMs, simScreening, simUlid, type SimDevice } from './fleet-core.js';
+import { nextArrivalMs, simScreening, simTelemetry, simUlid, type SimDevice } from './fleet-core.js';
 
 export type WorkerCommand =
   | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number }
   /** `screening`: protocol-valid screenings (ULID ids) a gateway stores; `minimal`: `{id, t}` for the sim's own reader. */
-  | { type: 'run'; ratePerCheckpoint: number; durationS: number; payload?: 'minimal' | 'screening' }
+  | {
+      type: 'run';
+      ratePerCheckpoint: number;
+      durationS: number;
+      payload?: 'minimal' | 'screening';
+      /** QoS 0 telemetry per checkpoint every this many seconds (0 or absent: none). */
+      telemetryEveryS?: number;
+      /** How long after the load failed publishes are still resent (default 30 s). */
+      retryForS?: number;
+    }
   | { type: 'close' };
 
 export type WorkerReport =
   | { type: 'opened'; connected: number; failed: string[] }
   | { type: 'accepted'; ids: Array<[string, number]> }
-  | { type: 'ran'; published: number; failedPublishes: number }
+  /** failedPublishes: never acknowledged, resends included; resent: publishes sent again; telemetry: QoS 0 messages sent. */
+  | { type: 'ran'; published: number; failedPublishes: number; resent: number; telemetry: number }
   | { type: 'closed' };
 
 const send = (report: WorkerReport) => process.send!(report);
@@ -62,16 +73,30 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number): 
   send({ type: 'opened', connected: clients.filter((c) => c.connected).length, failed });
 }
 
-async function run(devices: SimDevice[], ratePerCheckpoint: number, durationS: number, payload: 'minimal' | 'screening'): Promise<void> {
+async function run(devices: SimDevice[], o: Extract<WorkerCommand, { type: 'run' }>): Promise<void> {
+  const { ratePerCheckpoint, durationS } = o;
+  const payload = o.payload ?? 'minimal';
   const endAt = Date.now() + durationS * 1000;
+  // A publish that failed (connection lost mid-flight) is resent until this long after the load,
+  // as an agent's outbox does: it is lost only if it never gets its PUBACK.
+  const giveUpAt = endAt + (o.retryForS ?? 30) * 1000;
   let published = 0;
   let failedPublishes = 0;
+  let resent = 0;
+  let telemetry = 0;
   let batch: Array<[string, number]> = [];
   const flush = setInterval(() => {
     if (batch.length > 0) send({ type: 'accepted', ids: batch });
     batch = [];
   }, 250);
   const timers = new Set<NodeJS.Timeout>();
+  const later = (ms: number, fn: () => void) => {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, ms);
+    timers.add(timer);
+  };
   let pending = 0;
   let allDone: () => void = () => {};
   const done = new Promise<void>((resolve) => (allDone = resolve));
@@ -79,33 +104,49 @@ async function run(devices: SimDevice[], ratePerCheckpoint: number, durationS: n
     const client = clients[i]!;
     const topic = `checkpoint/v1/${device.site}/${device.checkpoint}/screening`;
     let n = 0;
-    const schedule = () => {
-      const timer = setTimeout(() => {
-        timers.delete(timer);
+    const attempt = (id: string, body: string, firstSentAt: number) => {
+      client.publish(topic, body, { qos: 1 }, (err) => {
+        if (!err) batch.push([id, firstSentAt]);
+        else if (Date.now() < giveUpAt) {
+          resent++;
+          return later(1000 + Math.random() * 1000, () => attempt(id, body, firstSentAt));
+        } else failedPublishes++;
+        if (--pending === 0 && Date.now() >= endAt) allDone();
+      });
+    };
+    const schedule = () =>
+      later(nextArrivalMs(ratePerCheckpoint, Math.random()), () => {
         if (Date.now() >= endAt) return;
         const sentAt = Date.now();
         const id = payload === 'screening' ? simUlid(sentAt, Math.random) : `${device.name}-${n++}`;
         published++;
         pending++;
-        const body = payload === 'screening' ? simScreening(device, id, sentAt) : { id, t: sentAt };
-        client.publish(topic, JSON.stringify(body), { qos: 1 }, (err) => {
-          if (err) failedPublishes++;
-          else batch.push([id, sentAt]);
-          if (--pending === 0 && Date.now() >= endAt) allDone();
-        });
+        attempt(id, JSON.stringify(payload === 'screening' ? simScreening(device, id, sentAt) : { id, t: sentAt }), sentAt);
         schedule();
-      }, nextArrivalMs(ratePerCheckpoint, Math.random()));
-      timers.add(timer);
-    };
+      });
     schedule();
+    // Telemetry as agents send it: QoS 0, every `telemetryEveryS`, from a random phase.
+    const every = (o.telemetryEveryS ?? 0) * 1000;
+    if (every > 0) {
+      const telemetryTopic = `checkpoint/v1/${device.site}/${device.checkpoint}/telemetry`;
+      const tick = () => {
+        if (Date.now() >= endAt) return;
+        if (client.connected) {
+          telemetry++;
+          client.publish(telemetryTopic, JSON.stringify(simTelemetry(device, Date.now())), { qos: 0 });
+        }
+        later(every, tick);
+      };
+      later(Math.random() * every, tick);
+    }
   });
   await new Promise((resolve) => setTimeout(resolve, durationS * 1000));
+  // Publishes still waiting for PUBACK (or to be resent): given until giveUpAt.
+  if (pending > 0) await Promise.race([done, new Promise((resolve) => setTimeout(resolve, giveUpAt - Date.now() + 2000))]);
   for (const t of timers) clearTimeout(t);
-  // Publishes still waiting for PUBACK: give them until the parent's drain ends them.
-  if (pending > 0) await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 30_000))]);
   clearInterval(flush);
   if (batch.length > 0) send({ type: 'accepted', ids: batch });
-  send({ type: 'ran', published, failedPublishes });
+  send({ type: 'ran', published, failedPublishes: failedPublishes + pending, resent, telemetry });
 }
 
 let devices: SimDevice[] = [];
@@ -117,7 +158,7 @@ process.on('message', (command: WorkerCommand) => {
         await open(command.urls, devices, command.connectConcurrency);
         return;
       case 'run':
-        await run(devices, command.ratePerCheckpoint, command.durationS, command.payload ?? 'minimal');
+        await run(devices, command);
         return;
       case 'close':
         await Promise.all(clients.map((c) => c.endAsync(true)));

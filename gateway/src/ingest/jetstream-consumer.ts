@@ -45,8 +45,8 @@ export const INGEST_FILTER = `${MQTT_STREAM_PREFIX}checkpoint.v1.>`;
 export const QOS0_SUBJECTS = ['checkpoint.v1.*.*.telemetry'] as const;
 /** The header nats-server 2.9 puts on messages from MQTT clients: their QoS, `0` or `1`. */
 export const MQTT_QOS_HEADER = 'Nmqtt-Pub';
-/** QoS 0 messages being stored at once (see receivePlain). */
-const MAX_PLAIN_IN_FLIGHT = 64;
+/** QoS 0 messages waiting to be stored, at most (see receivePlain). */
+const MAX_PLAIN_WAITING = 5_000;
 /** Replies to the gateway's requests (API, fetches) come under this inbox prefix. */
 export const GATEWAY_INBOX_PREFIX = '_INBOX';
 
@@ -519,35 +519,53 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     log.error({ err: error.message, servers }, 'cannot connect to the NATS cluster');
   });
 
-  // Telemetry arrives at most once and is not acknowledged (QoS 0): stored in batches of one, at
-  // most MAX_PLAIN_IN_FLIGHT at a time, so that a slow store does not queue them without bound in
-  // front of the stream's batches (which would then pass their ack wait and come again). Past that,
-  // QoS 0 messages are dropped, as a broker drops them for a slow subscriber.
-  let plainInFlight = 0;
+  // Telemetry arrives at most once and is not acknowledged (QoS 0). It is stored by group commit
+  // too (one transaction at a time; what arrives meanwhile goes in the next, up to the batch size):
+  // at 10,000 checkpoints sending every 10 s that is 1,000 messages/s, too many for a transaction
+  // each. At most MAX_PLAIN_WAITING wait, so that a slow store does not queue them without bound
+  // in front of the stream's batches (which would then pass their ack wait and come again); past
+  // that, QoS 0 messages are dropped, as a broker drops them for a slow subscriber.
+  let plainWaiting: IngestMessage[] = [];
+  let plainStoring: Promise<void> | null = null;
   let plainDropped = 0;
   let lastPlainError = '';
-  const receivePlain = async (m: Msg) => {
+  const receivePlain = (m: Msg) => {
     if (closing) return;
     // QoS 1 copies of the same subjects come through the stream.
     if (m.headers?.get(MQTT_QOS_HEADER) !== '0') return;
     const topic = topicOfSubject(m.subject);
     if (!topic) return;
-    if (plainInFlight >= MAX_PLAIN_IN_FLIGHT) {
+    if (plainWaiting.length >= MAX_PLAIN_WAITING) {
       if (plainDropped++ % 1000 === 0) log.warn({ dropped: plainDropped }, 'QoS 0 messages arrive faster than the store takes them; dropping some (as a broker would)');
       return;
     }
-    plainInFlight++;
-    try {
-      const answer = o.sink.storeBatch([{ topic, payload: Buffer.from(m.data) }]);
-      const result = answer instanceof Promise ? await answer : answer;
-      if (result.error) throw result.error;
-      lastPlainError = '';
-    } catch (error) {
-      // Once per distinct cause, not once per message during an outage.
-      if ((error as Error).message !== lastPlainError) log.warn({ err: (error as Error).message, topic: topic.slice(0, 200) }, 'cannot store a QoS 0 message; dropped (as the broker would)');
-      lastPlainError = (error as Error).message;
-    } finally {
-      plainInFlight--;
+    plainWaiting.push({ topic, payload: Buffer.from(m.data) });
+    plainStoring ??= storePlain().finally(() => (plainStoring = null));
+  };
+  const storePlain = async () => {
+    while (plainWaiting.length > 0 && !closing) {
+      const batch = plainWaiting.slice(0, o.groupCommit.batchMaxMessages);
+      plainWaiting = plainWaiting.slice(batch.length);
+      // storeBatch stores a prefix: what follows a failing message is handed over again, without it.
+      for (let from = 0; from < batch.length; ) {
+        let result: BatchResult;
+        try {
+          const answer = o.sink.storeBatch(batch.slice(from));
+          result = answer instanceof Promise ? await answer : answer;
+        } catch (error) {
+          result = { stored: 0, error: error as Error };
+        }
+        if (result.error) {
+          // Once per distinct cause, not once per message during an outage.
+          if (result.error.message !== lastPlainError) log.warn({ err: result.error.message, topic: batch[from + result.stored]!.topic.slice(0, 200) }, 'cannot store a QoS 0 message; dropped (as the broker would)');
+          lastPlainError = result.error.message;
+          from += result.stored + 1;
+        } else {
+          lastPlainError = '';
+          if (result.stored === 0) break;
+          from += result.stored;
+        }
+      }
     }
   };
 
@@ -567,6 +585,7 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
       await Promise.race([started, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       loop?.stop();
       await loop?.done;
+      await plainStoring;
       if (nc && !nc.isClosed()) await nc.drain().catch(() => nc?.close());
     },
   };
