@@ -41,6 +41,14 @@ function servers(urls: string[], start: number) {
   return [...list.slice(start % list.length), ...list.slice(0, start % list.length)];
 }
 
+/**
+ * Reconnect as an agent does with its defaults (edge-agent/src/outbox/connection.ts
+ * `reconnectDelay`: mean 2 s doubled per failed attempt up to 30 s, drawn from [0.5, 1.5) times
+ * the mean). A fixed short period made the 3,333 sessions of a killed node a storm the survivors
+ * never got out of (docs/scale.md).
+ */
+const reconnectWait = (failures: number) => Math.round(Math.min(2000 * 2 ** Math.min(failures, 10), 30_000) * (0.5 + Math.random()));
+
 async function open(urls: string[], devices: SimDevice[], concurrency: number): Promise<void> {
   const failed: string[] = [];
   let next = 0;
@@ -53,9 +61,12 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number): 
       password: device.password,
       clean: false,
       keepalive: 60,
-      reconnectPeriod: 500 + Math.round(Math.random() * 1000),
+      reconnectPeriod: reconnectWait(0),
       connectTimeout: 30_000,
     });
+    let failures = 0;
+    client.on('connect', () => (failures = 0));
+    client.prependListener('close', () => (client.options.reconnectPeriod = reconnectWait(failures++)));
     clients.push(client);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => (failed.push(device.name), resolve()), 60_000);

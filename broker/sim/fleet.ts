@@ -12,8 +12,8 @@
  * p99, the longest ingest gap, and the nodes' CPU and memory; `--kill-node-at S` kills the leader of
  * `$MQTT_msgs` with SIGKILL mid-run. With `--gateways N --postgres` the reading is done by N real
  * gateway processes (ingest.source jetstream, sharing the durable consumer) on one PostgreSQL, the
- * devices publish protocol-valid screenings, and stored/lost come from the database (duplicated:
- * redeliveries the gateways absorbed, from their metrics; publish→stored from `received_ms`);
+ * devices publish protocol-valid screenings, and stored/lost/duplicated come from the database
+ * (plus the redeliveries the gateways absorbed, from their metrics; publish→stored from `received_ms`);
  * `--kill-gateway-at S` kills one replica with SIGKILL. Devices also send QoS 0 telemetry every
  * `--telemetry-every` s (10, as agents; 0: none) and resend a failed publish until the drain ends,
  * as an agent's outbox does. Not yet: an external cluster. Over 500 sessions needs --force.
@@ -61,7 +61,7 @@ export interface FleetRun extends FleetReport {
   /** QoS 0 telemetry sent, and (through gateways) stored: at most once, so a kill may drop some. */
   telemetry: { published: number; stored?: number };
   /** With --gateways: the replicas (the one killed, and when) and their CPU and memory at the end. */
-  gateways?: { count: number; killedAtS?: number; usage: Array<{ name: string; cpuSeconds: number; rssMiB: number }> };
+  gateways?: { count: number; absorbed: number; killedAtS?: number; usage: Array<{ name: string; cpuSeconds: number; rssMiB: number }> };
 }
 
 /** One gateway replica process on the shared PostgreSQL, reading the shared durable consumer. */
@@ -290,7 +290,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
       // Each id is stored once (primary key); what came twice is what the replicas found already stored.
       const absorbed = (await Promise.all(alive.map((r) => r.metric(duplicateScreenings)))).reduce((a, b) => a + b, 0);
       const extra = (await pool!.query<{ n: string }>('SELECT count(*) AS n FROM (SELECT id FROM screenings GROUP BY id HAVING count(*) > 1) t')).rows[0]!.n;
-      report.duplicated = absorbed + Number(extra);
+      report.duplicated = Number(extra);
       const usage = await Promise.all(
         alive.map(async (r) => ({
           name: r.name,
@@ -298,7 +298,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
           rssMiB: Math.round((await r.metric((l) => l.startsWith('checkpoint_gateway_process_resident_memory_bytes '))) / 2 ** 20),
         })),
       );
-      gateways = { count: replicas.length, ...(gatewayKilledAt ? { killedAtS: (gatewayKilledAt - started) / 1000 } : {}), usage };
+      gateways = { count: replicas.length, absorbed, ...(gatewayKilledAt ? { killedAtS: (gatewayKilledAt - started) / 1000 } : {}), usage };
     }
     return {
       ...report,
@@ -324,7 +324,7 @@ function formatReport(r: FleetRun): string {
     `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms; longest ingest gap ${r.maxReadGapMs} ms`,
     ...(r.gateways
       ? [
-          `read by ${r.gateways.count} gateway replicas on PostgreSQL (stored/lost from the database; duplicated: redeliveries the replicas absorbed)` +
+          `read by ${r.gateways.count} gateway replicas on PostgreSQL (stored/lost/duplicated from the database); redeliveries absorbed (already stored, not stored again): ${r.gateways.absorbed}` +
             (r.gateways.killedAtS !== undefined ? `; replica a killed (SIGKILL) ${r.gateways.killedAtS} s into the load` : '') +
             `; gateways: ${r.gateways.usage.map((g) => `${g.name} cpu ${g.cpuSeconds} s rss ${g.rssMiB} MiB`).join('; ')}`,
         ]

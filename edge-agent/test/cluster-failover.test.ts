@@ -11,7 +11,7 @@ import path from 'node:path';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, connect as natsConnect, type NatsConnection } from 'nats';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startNatsCluster, waitFor } from '@checkpoint/test-support';
-import { brokerUrls, connectBroker, jitteredPeriod, serverList } from '../src/outbox/connection.js';
+import { brokerUrls, connectBroker, jitteredPeriod, reconnectDelay, serverList } from '../src/outbox/connection.js';
 import { OutboxSender } from '../src/outbox/sender.js';
 import { OutboxStore } from '../src/outbox/store.js';
 import { loadAgentConfig } from '../src/config/load.js';
@@ -38,6 +38,15 @@ describe('broker connection settings', () => {
     ]);
     expect(jitteredPeriod(2000, () => 0)).toBe(1000);
     expect(jitteredPeriod(2000, () => 0.999)).toBe(2998);
+  });
+
+  it('doubles the mean wait after each failed attempt, up to the cap, jittered around it', () => {
+    const mid = () => 0.5; // the mean itself
+    expect([0, 1, 2, 3, 4, 5, 6].map((failures) => reconnectDelay(failures, 2000, 30_000, mid))).toEqual([2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+    expect(reconnectDelay(1000, 2000, 30_000, () => 0)).toBe(15_000);
+    expect(reconnectDelay(3, 2000, 30_000, () => 0.999)).toBe(23_984);
+    // A cap below the base is the base.
+    expect(reconnectDelay(5, 2000, 500, mid)).toBe(2000);
   });
 });
 

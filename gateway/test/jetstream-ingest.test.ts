@@ -31,6 +31,8 @@ let reader: Database.Database;
 let admin: NatsConnection;
 /** When each screening id was first handed to the gateway's store, and how often. */
 const ingested = new Map<string, { atMs: number; copies: number }>();
+/** Telemetry messages per storeBatch call that stored some (group commit of QoS 0). */
+const telemetryBatches: number[] = [];
 
 const storedIds = () => new Set(reader.prepare<[], { id: string }>('SELECT id FROM screenings').all().map((r) => r.id));
 
@@ -102,6 +104,8 @@ beforeAll(async () => {
     nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 50 },
   }, {
     onIngested(messages, atMs) {
+      const telemetry = messages.filter((m) => m.topic.endsWith('/telemetry')).length;
+      if (telemetry) telemetryBatches.push(telemetry);
       for (const m of messages) {
         if (!m.topic.endsWith('/screening')) continue;
         const id = (JSON.parse(m.payload.toString()) as { id: string }).id;
@@ -150,6 +154,21 @@ describe('gateway ingest from a NATS cluster (ingest.source: jetstream)', () => 
     await waitFor(() => gateway.store.devices().find((d) => d.checkpoint === EDGE.checkpoint)?.telemetry?.ts === telemetry.ts, { what: 'QoS 0 telemetry stored', timeoutMs: 10_000 });
     await device.endAsync();
     expect(screenings.filter((s) => (ingested.get(s.id)?.copies ?? 0) > 1)).toEqual([]);
+  }, 60_000);
+
+  it('stores a burst of QoS 0 telemetry by group commit, every message and fewer transactions than messages', async () => {
+    const device = await connectDevice({ clientId: 'edge-hq-gate-1-burst' });
+    onTestFinished(() => device.endAsync());
+    telemetryBatches.length = 0;
+    const t0 = Date.now();
+    const burst = Array.from({ length: 500 }, (_, i) => ({
+      ts: new Date(t0 + i).toISOString(), ...EDGE, fps: 9, stages: { decode: 4 }, cpuTempC: 60, ambientC: 21, blackbody: null, queueDepth: i,
+    }));
+    for (const t of burst) device.publish(checkpointTopics.telemetry(EDGE), JSON.stringify(t), { qos: 0 });
+    await waitFor(() => telemetryBatches.reduce((a, b) => a + b, 0) >= burst.length, { what: '500 telemetry messages stored', timeoutMs: 20_000 });
+    expect(telemetryBatches.reduce((a, b) => a + b, 0)).toBe(burst.length);
+    expect(telemetryBatches.length).toBeLessThan(burst.length);
+    expect(gateway.store.devices().find((d) => d.checkpoint === EDGE.checkpoint)?.telemetry?.queueDepth).toBe(499);
   }, 60_000);
 
   it('sends a command the device gets as QoS 1 and returns its cmd/ack, which came through the stream', async () => {

@@ -540,7 +540,10 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
       return;
     }
     plainWaiting.push({ topic, payload: Buffer.from(m.data) });
-    plainStoring ??= storePlain().finally(() => (plainStoring = null));
+    // From the next turn of the event loop: the messages of one socket read go in one batch.
+    plainStoring ??= new Promise<void>((resolve) => setImmediate(resolve))
+      .then(storePlain)
+      .finally(() => (plainStoring = null));
   };
   const storePlain = async () => {
     while (plainWaiting.length > 0 && !closing) {
