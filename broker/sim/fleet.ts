@@ -58,8 +58,11 @@ export interface FleetRun extends FleetReport {
   /** Publishes that failed and were sent again (the outbox); failedPublishes: never acknowledged. */
   resent: number;
   failedPublishes: number;
-  /** QoS 0 telemetry sent, and (through gateways) stored: at most once, so a kill may drop some. */
-  telemetry: { published: number; stored?: number };
+  /**
+   * QoS 0 telemetry sent, and through gateways: stored (by the replicas alive at the end) and the
+   * devices whose telemetry is in the database. At most once: a kill may drop some.
+   */
+  telemetry: { published: number; stored?: number; devices?: number };
   /** With --gateways: the replicas (the one killed, and when) and their CPU and memory at the end. */
   gateways?: { count: number; absorbed: number; killedAtS?: number; usage: Array<{ name: string; cpuSeconds: number; rssMiB: number }> };
 }
@@ -105,6 +108,7 @@ async function startReplica(dir: string, name: string, cluster: NatsCluster, pos
   return { name, proc, base, metric };
 }
 
+const storedTelemetry = (l: string) => l.startsWith('checkpoint_gateway_messages_total{') && l.includes('channel="telemetry"') && l.includes('result="stored"');
 const duplicateScreenings = (l: string) => l.startsWith('checkpoint_gateway_messages_total{') && l.includes('channel="screening"') && l.includes('result="duplicate"');
 
 async function nodeUsage(cluster: NatsCluster): Promise<FleetRun['nodes']> {
@@ -281,8 +285,12 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
 
     const report = fleetReport({ sessions: options.sessions, connected, published: ran.reduce((s, r) => s + r.published, 0), accepted, reads, loadSeconds });
     const telemetry: FleetRun['telemetry'] = { published: ran.reduce((s, r) => s + r.telemetry, 0) };
-    // Without InfluxDB, PostgreSQL gateways keep every point in the spool: telemetry stored is counted there.
-    if (viaGateways) telemetry.stored = Number((await pool!.query<{ n: string }>(`SELECT count(*) AS n FROM series_spool WHERE point LIKE '{"measurement":"telemetry"%'`)).rows[0]!.n);
+    if (viaGateways) {
+      // The surviving replicas' counters (a killed replica's count died with it), and the devices whose last telemetry is stored.
+      const alive = replicas.filter((r) => !r.proc.hasExited());
+      telemetry.stored = (await Promise.all(alive.map((r) => r.metric(storedTelemetry)))).reduce((a, b) => a + b, 0);
+      telemetry.devices = Number((await pool!.query<{ n: string }>('SELECT count(*) AS n FROM devices WHERE telemetry IS NOT NULL')).rows[0]!.n);
+    }
     const killed = await fault;
     let gateways: FleetRun['gateways'];
     if (viaGateways) {
@@ -320,7 +328,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
 function formatReport(r: FleetRun): string {
   return [
     `sessions ${r.connected}/${r.sessions} connected in ${r.connectSeconds} s; published ${r.published}, accepted ${r.accepted} (${r.acceptedPerS}/s)`,
-    `outbox: ${r.resent} publishes resent, ${r.failedPublishes} never acknowledged; telemetry (QoS 0): ${r.telemetry.published} sent${r.telemetry.stored === undefined ? '' : `, ${r.telemetry.stored} stored`}`,
+    `outbox: ${r.resent} publishes resent, ${r.failedPublishes} never acknowledged; telemetry (QoS 0): ${r.telemetry.published} sent${r.telemetry.stored === undefined ? '' : `, ${r.telemetry.stored} stored by the replicas alive at the end, from ${r.telemetry.devices} devices`}`,
     `stored ${r.stored}, lost ${r.lost}, duplicated ${r.duplicated}; publish→stored p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms; longest ingest gap ${r.maxReadGapMs} ms`,
     ...(r.gateways
       ? [
