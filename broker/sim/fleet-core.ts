@@ -16,8 +16,10 @@ export interface FleetOptions {
   drainS: number;
   /** bcrypt cost of the generated users (nats-server checks it on every CONNECT). */
   bcryptCost: number;
-  /** `kill -9` the `$MQTT_msgs` leader this many seconds into the load (undefined: no fault). */
+  /** `kill -9` a node this many seconds into the load (undefined: no fault). */
   killNodeAtS?: number;
+  /** Which node: the `$MQTT_msgs` leader (default, the worst case) or one that is not. */
+  killNode?: 'leader' | 'follower';
   /**
    * Read through this many real gateway processes (ingest.source jetstream) on one PostgreSQL
    * instead of the sim's own consumer; stored/lost/duplicated then come from the database and the
@@ -34,7 +36,7 @@ export interface FleetOptions {
 
 export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10 };
 
-/** This machine is shared: refuse sizes that would swamp it unless explicitly allowed. */
+/** Past this many sessions a run takes minutes and most of a 2-core machine: `--force` says it is meant (10,000 ran here). */
 export const MAX_SESSIONS_WITHOUT_FORCE = 500;
 
 export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions {
@@ -48,6 +50,8 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
   if (!(o.durationS > 0)) bad(`--duration must be positive seconds, got ${o.durationS}`);
   if (!(o.drainS >= 0)) bad(`--drain must be zero or positive seconds, got ${o.drainS}`);
   if (o.killNodeAtS !== undefined && !(o.killNodeAtS >= 0 && o.killNodeAtS < o.durationS)) bad(`--kill-node-at must be within the run (0 to --duration), got ${o.killNodeAtS}`);
+  if (o.killNode !== undefined && !['leader', 'follower'].includes(o.killNode)) bad(`--kill-node must be leader or follower, got ${String(o.killNode)}`);
+  if (o.killNode !== undefined && o.killNodeAtS === undefined) bad('--kill-node needs --kill-node-at');
   if (o.gateways !== undefined) {
     if (!Number.isInteger(o.gateways) || o.gateways < 1 || o.gateways > 8) bad(`--gateways must be an integer from 1 to 8, got ${o.gateways}`);
     if (!o.postgres) bad('--gateways needs --postgres: replicas share one PostgreSQL');

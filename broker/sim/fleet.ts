@@ -2,7 +2,7 @@
  * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
  *
  *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S]
- *                        [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--json]
+ *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
@@ -53,8 +53,8 @@ export interface FleetRun extends FleetReport {
   nodes: Array<{ name: string; cpuPercent: number; memMiB: number }>;
   /** From the first CONNECT to the last session connected. */
   connectSeconds: number;
-  /** The node killed (the $MQTT_msgs leader) and when, seconds into the load, if one was. */
-  killed?: { node: string; atS: number };
+  /** The node killed (the $MQTT_msgs leader or not) and when, seconds into the load, if one was. */
+  killed?: { node: string; role: 'leader' | 'follower'; atS: number };
   /** Publishes that failed and were sent again (the outbox); failedPublishes: never acknowledged. */
   resent: number;
   failedPublishes: number;
@@ -215,15 +215,17 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     const fault =
       options.killNodeAtS === undefined
         ? undefined
-        : new Promise<{ at: number; node: string }>((resolve) =>
+        : new Promise<{ at: number; node: string; role: 'leader' | 'follower' }>((resolve) =>
             setTimeout(() => {
-              // The worst node to lose: the leader of the stream every screening is written to.
+              // By default the worst node to lose: the leader of the stream every screening is written to.
               void jsm.streams.info(STREAM).then(async (info) => {
-                const victim = cluster!.nodes.find((n) => n.name === info.cluster?.leader) ?? cluster!.nodes[1]!;
+                const leader = info.cluster?.leader;
+                const victim =
+                  (options.killNode === 'follower' ? cluster!.nodes.find((n) => n.name !== leader) : cluster!.nodes.find((n) => n.name === leader)) ?? cluster!.nodes[1]!;
                 const at = Date.now();
-                log(`kill -9 of node ${victim.name} (${STREAM} leader: ${info.cluster?.leader ?? 'unknown'})`);
+                log(`kill -9 of node ${victim.name} (${STREAM} leader: ${leader ?? 'unknown'})`);
                 await cluster!.kill(victim, 'SIGKILL');
-                resolve({ at, node: victim.name });
+                resolve({ at, node: victim.name, role: victim.name === leader ? 'leader' : 'follower' });
               });
             }, options.killNodeAtS! * 1000),
           );
@@ -314,7 +316,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
       failedPublishes: ran.reduce((s, r) => s + r.failedPublishes, 0),
       telemetry,
       nodes,
-      connectSeconds, ...(killed ? { killed: { node: killed.node, atS: (killed.at - started) / 1000 } } : {}), ...(gateways ? { gateways } : {}) };
+      connectSeconds, ...(killed ? { killed: { node: killed.node, role: killed.role, atS: (killed.at - started) / 1000 } } : {}), ...(gateways ? { gateways } : {}) };
   } finally {
     workers.forEach((w) => w.kill());
     await Promise.all(replicas.map((r) => r.proc.stop({ signal: 'SIGKILL' })));
@@ -337,7 +339,7 @@ function formatReport(r: FleetRun): string {
             `; gateways: ${r.gateways.usage.map((g) => `${g.name} cpu ${g.cpuSeconds} s rss ${g.rssMiB} MiB`).join('; ')}`,
         ]
       : []),
-    ...(r.killed ? [`node ${r.killed.node} ($MQTT_msgs leader) killed (SIGKILL) ${r.killed.atS} s into the load; lost counts acknowledged screenings only (a failed publish is resent, as an outbox does)`] : []),
+    ...(r.killed ? [`node ${r.killed.node} (${r.killed.role === 'leader' ? '$MQTT_msgs leader' : 'not the $MQTT_msgs leader'}) killed (SIGKILL) ${r.killed.atS} s into the load; lost counts acknowledged screenings only (a failed publish is resent, as an outbox does)`] : []),
     `nodes: ${r.nodes.map((n) => `${n.name} cpu ${n.cpuPercent}% mem ${n.memMiB} MiB`).join('; ')}`,
   ].join('\n');
 }
@@ -352,6 +354,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       drain: { type: 'string' },
       'bcrypt-cost': { type: 'string' },
       'kill-node-at': { type: 'string' },
+      'kill-node': { type: 'string' },
       gateways: { type: 'string' },
       postgres: { type: 'boolean', default: false },
       'kill-gateway-at': { type: 'string' },
@@ -371,6 +374,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
         drainS: num(values.drain, DEFAULT_FLEET.drainS),
         bcryptCost: num(values['bcrypt-cost'], DEFAULT_FLEET.bcryptCost),
         ...(values['kill-node-at'] !== undefined ? { killNodeAtS: Number(values['kill-node-at']) } : {}),
+        ...(values['kill-node'] !== undefined ? { killNode: values['kill-node'] as FleetOptions['killNode'] } : {}),
         ...(values.gateways !== undefined ? { gateways: Number(values.gateways) } : {}),
         ...(values.postgres ? { postgres: true } : {}),
         ...(values['kill-gateway-at'] !== undefined ? { killGatewayAtS: Number(values['kill-gateway-at']) } : {}),

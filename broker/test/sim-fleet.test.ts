@@ -1,17 +1,27 @@
 /** The fleet simulation's pure parts, and a small run of the real thing against a 3-node cluster. */
 import { describe, expect, it } from 'vitest';
 import { validatePayload } from '@checkpoint/protocol';
-import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs, simDevice, simScreening, simUlid } from '../sim/fleet-core.js';
+import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs, simDevice, simScreening, simTelemetry, simUlid } from '../sim/fleet-core.js';
 import { runFleet } from '../sim/fleet.js';
 
 describe('sim:fleet core', () => {
-  it('spreads devices over processes and refuses sizes this shared machine cannot take', () => {
+  it('spreads devices over processes and asks for --force past 500 sessions', () => {
     expect(assignDevices(5, 2)).toEqual([[0, 2, 4], [1, 3]]);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, sessions: 10_000 })).toThrow(/--sessions 10000 is over 500; add --force/);
     expect(checkFleetOptions({ ...DEFAULT_FLEET, sessions: 10_000 }, true).sessions).toBe(10_000);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, processes: 0 })).toThrow(/--processes/);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, ratePerCheckpoint: 0 })).toThrow(/--rate/);
     expect(() => checkFleetOptions({ ...DEFAULT_FLEET, durationS: 10, killNodeAtS: 10 })).toThrow(/--kill-node-at/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, killNode: 'leader' })).toThrow(/--kill-node needs --kill-node-at/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, killNodeAtS: 5, killNode: 'any' as 'leader' })).toThrow(/leader or follower/);
+    expect(checkFleetOptions({ ...DEFAULT_FLEET, killNodeAtS: 5, killNode: 'follower' }).killNode).toBe('follower');
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, telemetryEveryS: 0.5 })).toThrow(/--telemetry-every/);
+  });
+
+  it('makes protocol-valid telemetry, as agents send every 10 s by default', () => {
+    expect(DEFAULT_FLEET.telemetryEveryS).toBe(10);
+    const result = validatePayload('telemetry', simTelemetry(simDevice(3, 'x'), Date.parse('2026-12-03T08:00:00.000Z')));
+    expect(result.ok).toBe(true);
   });
 
   it('asks for PostgreSQL with gateway replicas, and a survivor when one is killed', () => {
