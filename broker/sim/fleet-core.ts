@@ -12,7 +12,7 @@ export interface FleetOptions {
   ratePerCheckpoint: number;
   /** How long the load runs, after every session is connected. */
   durationS: number;
-  /** How long to wait for acknowledged screenings to be read back before counting them lost. */
+  /** How long to wait, with nothing more read back, before counting what is missing as lost. */
   drainS: number;
   /** bcrypt cost of the generated users (nats-server checks it on every CONNECT). */
   bcryptCost: number;

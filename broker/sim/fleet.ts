@@ -265,7 +265,11 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     clearInterval(progress);
     const loadSeconds = (Date.now() - started) / 1000;
     await gatewayFault;
-    const drainUntil = Date.now() + options.drainS * 1000;
+    // The drain ends when everything accepted is read back, or when nothing more was read for
+    // drainS: a replica left alone after a kill may take minutes to work off the backlog, and
+    // what is still in the stream then is late, not lost.
+    let drainUntil = Date.now() + options.drainS * 1000;
+    let readBefore = reads.size;
     // Through gateways: what PostgreSQL holds of the accepted ids (received_ms: when a replica stored it).
     const readStored = async () => {
       const ids = [...accepted.keys()].filter((id) => !reads.has(id));
@@ -276,6 +280,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     };
     for (;;) {
       if (viaGateways) await readStored();
+      if (reads.size > readBefore) drainUntil = Date.now() + options.drainS * 1000;
+      readBefore = reads.size;
       if (Date.now() >= drainUntil || ![...accepted.keys()].some((id) => !reads.has(id))) break;
       await new Promise((r) => setTimeout(r, viaGateways ? 1000 : 200));
     }
