@@ -32,6 +32,8 @@ export interface FleetOptions {
   killGatewayAtS?: number;
   /** QoS 0 telemetry from each checkpoint every this many seconds, as agents send it (0: none). */
   telemetryEveryS?: number;
+  /** The devices' mean first reconnect wait, as the agent's `mqtt.reconnectMs` (2000). */
+  reconnectMs?: number;
 }
 
 export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10 };
@@ -62,6 +64,7 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
     if (!(o.killGatewayAtS >= 0 && o.killGatewayAtS < o.durationS)) bad(`--kill-gateway-at must be within the run (0 to --duration), got ${o.killGatewayAtS}`);
   }
   if (o.telemetryEveryS !== undefined && !(o.telemetryEveryS === 0 || (o.telemetryEveryS >= 1 && o.telemetryEveryS <= 600))) bad(`--telemetry-every must be 0 (none) or 1 to 600 seconds, got ${o.telemetryEveryS}`);
+  if (o.reconnectMs !== undefined && !(Number.isInteger(o.reconnectMs) && o.reconnectMs >= 100 && o.reconnectMs <= 60_000)) bad(`--reconnect-ms must be an integer from 100 to 60000, got ${o.reconnectMs}`);
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
   return o;
 }

@@ -9,7 +9,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { nextArrivalMs, simScreening, simTelemetry, simUlid, type SimDevice } from './fleet-core.js';
 
 export type WorkerCommand =
-  | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number }
+  | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number; reconnectMs?: number }
   /** `screening`: protocol-valid screenings (ULID ids) a gateway stores; `minimal`: `{id, t}` for the sim's own reader. */
   | {
       type: 'run';
@@ -42,12 +42,13 @@ function servers(urls: string[], start: number) {
 }
 
 /**
- * Reconnect as an agent does with its defaults (edge-agent/src/outbox/connection.ts
- * `reconnectDelay`: mean 2 s doubled per failed attempt up to 30 s, drawn from [0.5, 1.5) times
- * the mean). A fixed short period made the 3,333 sessions of a killed node a storm the survivors
+ * Reconnect as an agent does (edge-agent/src/outbox/connection.ts `reconnectDelay`: mean
+ * `reconnectMs`, 2 s by default, doubled per failed attempt up to 30 s, drawn from [0.5, 1.5)
+ * times the mean). A fixed short period made the 3,333 sessions of a killed node a storm the survivors
  * never got out of (docs/scale.md).
  */
-const reconnectWait = (failures: number) => Math.round(Math.min(2000 * 2 ** Math.min(failures, 10), 30_000) * (0.5 + Math.random()));
+let reconnectMs = 2000;
+const reconnectWait = (failures: number) => Math.round(Math.min(reconnectMs * 2 ** Math.min(failures, 10), Math.max(30_000, reconnectMs)) * (0.5 + Math.random()));
 
 async function open(urls: string[], devices: SimDevice[], concurrency: number): Promise<void> {
   const failed: string[] = [];
@@ -166,6 +167,7 @@ process.on('message', (command: WorkerCommand) => {
     switch (command.type) {
       case 'open':
         devices = command.devices;
+        reconnectMs = command.reconnectMs ?? reconnectMs;
         await open(command.urls, devices, command.connectConcurrency);
         return;
       case 'run':
