@@ -11,7 +11,7 @@ import path from 'node:path';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, connect as natsConnect, type NatsConnection } from 'nats';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startNatsCluster, waitFor } from '@checkpoint/test-support';
-import { brokerUrls, connectBroker, jitteredPeriod, reconnectDelay, serverList } from '../src/outbox/connection.js';
+import { brokerUrls, connectBroker, jitteredPeriod, reconnectDelay, reconnectMean, serverList } from '../src/outbox/connection.js';
 import { OutboxSender } from '../src/outbox/sender.js';
 import { OutboxStore } from '../src/outbox/store.js';
 import { loadAgentConfig } from '../src/config/load.js';
@@ -47,6 +47,16 @@ describe('broker connection settings', () => {
     expect(reconnectDelay(3, 2000, 30_000, () => 0.999)).toBe(23_984);
     // A cap below the base is the base.
     expect(reconnectDelay(5, 2000, 500, mid)).toBe(2000);
+  });
+
+  it('waits 2 s on average before reconnecting to one broker, 15 s in cluster mode, unless configured', async () => {
+    const single = await loadAgentConfig(undefined, {}, { site: 's', checkpoint: 'c' });
+    expect(reconnectMean(single.mqtt)).toBe(2000);
+    const cluster = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c' });
+    expect(reconnectMean(cluster.mqtt)).toBe(15_000);
+    expect(cluster.mqtt.reconnectMaxMs).toBe(30_000);
+    const set = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c', mqtt: { reconnectMs: 500 } });
+    expect(reconnectMean(set.mqtt)).toBe(500);
   });
 });
 

@@ -108,7 +108,14 @@ export const AgentConfigSchema = Type.Object(
         certFile: Type.Optional(Type.String()),
         keyFile: Type.Optional(Type.String()),
         keepaliveS: Type.Integer({ minimum: 5, maximum: 600, default: 30 }),
-        reconnectMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000, description: 'mean wait before the first reconnect attempt; each wait is drawn from [0.5, 1.5) times its mean, which doubles after each failed attempt up to reconnectMaxMs' }),
+        reconnectMs: Type.Optional(
+          Type.Integer({
+            minimum: 100,
+            maximum: 60_000,
+            description:
+              'mean wait before the first reconnect attempt; unset: 2000 with one broker, 15000 in cluster mode (mqtt.urls), so that the thousands of agents of a dead node do not swamp the survivors. Each wait is drawn from [0.5, 1.5) times its mean, which doubles after each failed attempt up to reconnectMaxMs',
+          }),
+        ),
         reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'longest mean wait between reconnect attempts (backoff cap): after a broker node dies, thousands of agents must not keep the survivors busy' }),
         maxInFlight: Type.Integer({ minimum: 1, maximum: 1000, default: 16 }),
       },
