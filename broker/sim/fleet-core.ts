@@ -32,7 +32,7 @@ export interface FleetOptions {
   killGatewayAtS?: number;
   /** QoS 0 telemetry from each checkpoint every this many seconds, as agents send it (0: none). */
   telemetryEveryS?: number;
-  /** The devices' mean first reconnect wait, as the agent's `mqtt.reconnectMs` (15000 in cluster mode). */
+  /** The devices' mean first reconnect wait, as the agent's `mqtt.reconnectMs` (30000 in cluster mode). */
   reconnectMs?: number;
 }
 

@@ -43,11 +43,11 @@ function servers(urls: string[], start: number) {
 
 /**
  * Reconnect as an agent in cluster mode does (edge-agent/src/outbox/connection.ts
- * `reconnectDelay`: mean `reconnectMs`, 15 s by default in cluster mode, doubled per failed
+ * `reconnectDelay`: mean `reconnectMs`, 30 s by default in cluster mode, doubled per failed
  * attempt up to 30 s, drawn from [0.5, 1.5) times the mean). A fixed short period made the 3,333 sessions of a killed node a storm the survivors
  * never got out of (docs/scale.md).
  */
-let reconnectMs = 15_000;
+let reconnectMs = 30_000;
 const reconnectWait = (failures: number) => Math.round(Math.min(reconnectMs * 2 ** Math.min(failures, 10), Math.max(30_000, reconnectMs)) * (0.5 + Math.random()));
 
 async function open(urls: string[], devices: SimDevice[], concurrency: number): Promise<void> {

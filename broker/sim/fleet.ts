@@ -2,7 +2,7 @@
  * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
  *
  *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S]
- *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--reconnect-ms 15000] [--json]
+ *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--reconnect-ms 30000] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
@@ -184,7 +184,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     for (let i = 0; i < groups.length; i++) workers.push(new Worker((ids) => ids.forEach(([id, sentAt]) => accepted.set(id, sentAt))));
     const connectStart = Date.now();
     const opened = await Promise.all(
-      workers.map((w, i) => w.request({ type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8, reconnectMs: options.reconnectMs ?? 15_000 }, 'opened')),
+      workers.map((w, i) => w.request({ type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8, reconnectMs: options.reconnectMs ?? 30_000 }, 'opened')),
     );
     const connected = opened.reduce((sum, o) => sum + o.connected, 0);
     const connectSeconds = (Date.now() - connectStart) / 1000;

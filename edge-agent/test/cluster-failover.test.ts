@@ -49,11 +49,11 @@ describe('broker connection settings', () => {
     expect(reconnectDelay(5, 2000, 500, mid)).toBe(2000);
   });
 
-  it('waits 2 s on average before reconnecting to one broker, 15 s in cluster mode, unless configured', async () => {
+  it('waits 2 s on average before reconnecting to one broker, 30 s in cluster mode, unless configured', async () => {
     const single = await loadAgentConfig(undefined, {}, { site: 's', checkpoint: 'c' });
     expect(reconnectMean(single.mqtt)).toBe(2000);
     const cluster = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c' });
-    expect(reconnectMean(cluster.mqtt)).toBe(15_000);
+    expect(reconnectMean(cluster.mqtt)).toBe(30_000);
     expect(cluster.mqtt.reconnectMaxMs).toBe(30_000);
     const set = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c', mqtt: { reconnectMs: 500 } });
     expect(reconnectMean(set.mqtt)).toBe(500);

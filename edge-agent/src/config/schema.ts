@@ -113,7 +113,7 @@ export const AgentConfigSchema = Type.Object(
             minimum: 100,
             maximum: 60_000,
             description:
-              'mean wait before the first reconnect attempt; unset: 2000 with one broker, 15000 in cluster mode (mqtt.urls), so that the thousands of agents of a dead node do not swamp the survivors. Each wait is drawn from [0.5, 1.5) times its mean, which doubles after each failed attempt up to reconnectMaxMs',
+              'mean wait before the first reconnect attempt; unset: 2000 with one broker, 30000 in cluster mode (mqtt.urls), so that the thousands of agents of a dead node do not swamp the survivors. Each wait is drawn from [0.5, 1.5) times its mean, which doubles after each failed attempt up to reconnectMaxMs',
           }),
         ),
         reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'longest mean wait between reconnect attempts (backoff cap): after a broker node dies, thousands of agents must not keep the survivors busy' }),
