@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, connect as natsConnect, type NatsConnection } from 'nats';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startNatsCluster, waitFor } from '@checkpoint/test-support';
+import { freePort, startNatsCluster, waitFor } from '@checkpoint/test-support';
 import { brokerUrls, connectBroker, jitteredPeriod, reconnectDelay, reconnectMean, serverList } from '../src/outbox/connection.js';
 import { OutboxSender } from '../src/outbox/sender.js';
 import { OutboxStore } from '../src/outbox/store.js';
@@ -47,6 +47,17 @@ describe('broker connection settings', () => {
     expect(reconnectDelay(3, 2000, 30_000, () => 0.999)).toBe(23_984);
     // A cap below the base is the base.
     expect(reconnectDelay(5, 2000, 500, mid)).toBe(2000);
+  });
+
+  it('backs off against brokers that refuse: each failed attempt doubles the next wait, up to the cap', async () => {
+    // Nothing listens on these ports: every attempt fails at once.
+    const urls = [`mqtt://127.0.0.1:${await freePort()}`, `mqtt://127.0.0.1:${await freePort()}`];
+    const client = connectBroker({ url: urls[0]!, urls, reconnectMs: 100, reconnectMaxMs: 800 }, { clientId: 'backoff', connectTimeout: 1000 }, () => 0.5);
+    onTestFinished(() => client.endAsync(true));
+    const waits: number[] = [];
+    client.on('close', () => waits.push(client.options.reconnectPeriod!));
+    await waitFor(() => waits.length >= 6, { what: 'six failed attempts', timeoutMs: 20_000 });
+    expect(waits.slice(0, 6)).toEqual([100, 200, 400, 800, 800, 800]);
   });
 
   it('waits 2 s on average before reconnecting to one broker, 30 s in cluster mode, unless configured', async () => {
