@@ -11,7 +11,7 @@ import path from 'node:path';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, connect as natsConnect, type NatsConnection } from 'nats';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort, startNatsCluster, waitFor } from '@checkpoint/test-support';
-import { brokerUrls, connectBroker, jitteredPeriod, reconnectDelay, reconnectMean, serverList } from '../src/outbox/connection.js';
+import { brokerUrls, connectBroker, jitteredPeriod, reconnectCap, reconnectDelay, reconnectMean, serverList } from '../src/outbox/connection.js';
 import { OutboxSender } from '../src/outbox/sender.js';
 import { OutboxStore } from '../src/outbox/store.js';
 import { loadAgentConfig } from '../src/config/load.js';
@@ -60,12 +60,15 @@ describe('broker connection settings', () => {
     expect(waits.slice(0, 6)).toEqual([100, 200, 400, 800, 800, 800]);
   });
 
-  it('waits 2 s on average before reconnecting to one broker, 30 s in cluster mode, unless configured', async () => {
+  it('waits 2 s on average before reconnecting to one broker, 30 s in cluster mode (a shorter mean backing off to 30 s), unless configured', async () => {
     const single = await loadAgentConfig(undefined, {}, { site: 's', checkpoint: 'c' });
     expect(reconnectMean(single.mqtt)).toBe(2000);
     const cluster = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c' });
     expect(reconnectMean(cluster.mqtt)).toBe(30_000);
-    expect(cluster.mqtt.reconnectMaxMs).toBe(30_000);
+    expect(reconnectCap(cluster.mqtt)).toBe(30_000);
+    expect(reconnectCap({ ...cluster.mqtt, reconnectMs: 2000 })).toBe(30_000);
+    // One broker: every wait around the same mean, as before cluster mode.
+    expect(reconnectCap(single.mqtt)).toBe(2000);
     const set = await loadAgentConfig(undefined, { CHECKPOINT_MQTT_URLS: 'mqtt://a:1,mqtt://b:2' }, { site: 's', checkpoint: 'c', mqtt: { reconnectMs: 500 } });
     expect(reconnectMean(set.mqtt)).toBe(500);
   });

@@ -116,7 +116,14 @@ export const AgentConfigSchema = Type.Object(
               'mean wait before the first reconnect attempt; unset: 2000 with one broker, 30000 in cluster mode (mqtt.urls), so that the thousands of agents of a dead node do not swamp the survivors. Each wait is drawn from [0.5, 1.5) times its mean, which doubles after each failed attempt up to reconnectMaxMs',
           }),
         ),
-        reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'longest mean wait between reconnect attempts (backoff cap): after a broker node dies, thousands of agents must not keep the survivors busy' }),
+        reconnectMaxMs: Type.Optional(
+          Type.Integer({
+            minimum: 100,
+            maximum: 600_000,
+            description:
+              'longest mean wait between reconnect attempts (the backoff cap); unset: reconnectMs with one broker (no backoff, as before), 30000 (or reconnectMs, if longer) in cluster mode, where after a node dies thousands of agents must not keep the survivors busy',
+          }),
+        ),
         maxInFlight: Type.Integer({ minimum: 1, maximum: 1000, default: 16 }),
       },
       'broker connection',

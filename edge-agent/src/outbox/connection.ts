@@ -2,7 +2,7 @@
  * The agent's MQTT connection: one broker (`mqtt.url`, the single-site default) or every node of
  * a cluster (`mqtt.urls`, cluster mode, docs/scale.md). mqtt.js tries the listed servers in turn
  * on each reconnect; each agent starts at a random node and waits a random period around
- * `reconnectMs`, doubled after each failed attempt up to `reconnectMaxMs`, so that when a node
+ * `reconnectMs`, in cluster mode doubled after each failed attempt up to `reconnectMaxMs`, so that when a node
  * dies its thousands of clients neither come back at the same instant nor all onto the same
  * survivor, nor keep the survivors busy with attempts they cannot serve yet. Seen in
  * `sim:fleet` with 10,000 sessions on nats-server 2.9.10: after a kill -9 of one node, 3,333
@@ -16,7 +16,7 @@ export interface BrokerConnectionSettings {
   urls?: string[];
   /** Mean first wait; unset: 2 s with one broker, CLUSTER_RECONNECT_MS in cluster mode. */
   reconnectMs?: number;
-  /** The longest wait between attempts, however many failed (default: 30 times reconnectMs, at most 60 s). */
+  /** The longest mean wait between attempts, however many failed (unset: see reconnectCap). */
   reconnectMaxMs?: number;
 }
 
@@ -33,6 +33,11 @@ export const SINGLE_BROKER_RECONNECT_MS = 2000;
 /** The mean first reconnect wait: as configured, else by mode. */
 export function reconnectMean(m: BrokerConnectionSettings): number {
   return m.reconnectMs ?? (brokerUrls(m).length > 1 ? CLUSTER_RECONNECT_MS : SINGLE_BROKER_RECONNECT_MS);
+}
+
+/** The backoff cap: as configured, else none with one broker (every wait around the mean, as before cluster mode) and 30 s (or the mean, if longer) in cluster mode, as measured with sim:fleet. */
+export function reconnectCap(m: BrokerConnectionSettings): number {
+  return m.reconnectMaxMs ?? (brokerUrls(m).length > 1 ? Math.max(30_000, reconnectMean(m)) : reconnectMean(m));
 }
 
 /** The broker URLs to use, in the order given: `urls` when set (cluster mode), else `url`. */
@@ -81,7 +86,7 @@ export function connectBroker(m: BrokerConnectionSettings, options: IClientOptio
       : connectServers(serverList(urls, Math.floor(random() * urls.length)), { ...options, reconnectPeriod });
   // mqtt.js reads reconnectPeriod when a connection closes (its own 'close' listener, also after
   // each failed attempt): draw the next wait just before it does. A period of 0 (tests, tools) stays 0.
-  const maxMs = m.reconnectMaxMs ?? Math.min(30 * meanMs, 60_000);
+  const maxMs = reconnectCap(m);
   let failures = 0;
   client.on('connect', () => (failures = 0));
   client.prependListener('close', () => {
