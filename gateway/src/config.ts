@@ -17,6 +17,14 @@ export const GatewayConfigSchema = Type.Object(
     mqtt: Section(
       {
         url: Type.String({ pattern: '^(mqtts?|wss?)://', default: 'mqtt://127.0.0.1:1883', description: 'env CHECKPOINT_MQTT_URL' }),
+        urls: Type.Optional(
+          Type.Array(Type.String({ pattern: '^(mqtts?|wss?)://[^/?#,\\s]+/?$' }), {
+            minItems: 1,
+            maxItems: 32,
+            description:
+              'cluster mode: every node\'s MQTT listener (replaces url; tried in turn); the robot fleet\'s connection uses them (docs/scale.md); env CHECKPOINT_MQTT_URLS, comma-separated',
+          }),
+        ),
         username: Type.Optional(Type.String({ description: 'a broker user of role gateway; env CHECKPOINT_MQTT_USERNAME' })),
         password: Type.Optional(Type.String({ description: 'env CHECKPOINT_MQTT_PASSWORD; never logged' })),
         clientId: Type.String({
@@ -309,6 +317,7 @@ export function envOverrides(env: Env): Record<string, unknown> {
   const mqtt: Record<string, unknown> = {};
   if (env.CHECKPOINT_DATA_DIR) o.dataDir = env.CHECKPOINT_DATA_DIR;
   if (env.CHECKPOINT_MQTT_URL) mqtt.url = env.CHECKPOINT_MQTT_URL;
+  if (env.CHECKPOINT_MQTT_URLS) mqtt.urls = env.CHECKPOINT_MQTT_URLS.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.CHECKPOINT_MQTT_USERNAME) mqtt.username = env.CHECKPOINT_MQTT_USERNAME;
   if (env.CHECKPOINT_MQTT_PASSWORD) mqtt.password = env.CHECKPOINT_MQTT_PASSWORD;
   if (Object.keys(mqtt).length) o.mqtt = mqtt;

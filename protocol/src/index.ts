@@ -5,3 +5,4 @@ export * from './config.js';
 export * from './vda5050.js';
 export * from './timestamps.js';
 export * from './version.js';
+export * from './brokers.js';

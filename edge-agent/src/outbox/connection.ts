@@ -10,6 +10,7 @@
  * waited 15-30 s) and no stream regained a leader in 200 s: no publish was accepted anywhere.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { serverList } from '@checkpoint/protocol';
 
 export interface BrokerConnectionSettings {
   url: string;
@@ -43,18 +44,6 @@ export function reconnectCap(m: BrokerConnectionSettings): number {
 /** The broker URLs to use, in the order given: `urls` when set (cluster mode), else `url`. */
 export function brokerUrls(m: BrokerConnectionSettings): string[] {
   return m.urls && m.urls.length > 0 ? m.urls : [m.url];
-}
-
-/** mqtt.js `servers` entries for URLs, starting at `start` and wrapping around. */
-export function serverList(urls: string[], start: number): NonNullable<IClientOptions['servers']> {
-  const servers = urls.map((raw) => {
-    const u = new URL(raw);
-    const protocol = u.protocol.replace(/:$/, '') as 'mqtt' | 'mqtts' | 'ws' | 'wss';
-    const port = u.port ? Number(u.port) : protocol === 'mqtts' ? 8883 : protocol === 'ws' ? 80 : protocol === 'wss' ? 443 : 1883;
-    return { host: u.hostname, port, protocol };
-  });
-  const offset = ((start % servers.length) + servers.length) % servers.length;
-  return [...servers.slice(offset), ...servers.slice(0, offset)];
 }
 
 /** A reconnect period drawn uniformly from [base/2, 3·base/2): the mean stays `base`. */

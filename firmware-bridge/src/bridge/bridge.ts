@@ -14,7 +14,7 @@
  *   reopened every `reopenMs` until it comes back; OFFLINE on a graceful stop.
  * - order / instantActions (QoS 1) are validated (invalid ones counted by cause and dropped with a
  *   clear log line), deduplicated by orderId/orderUpdateId and actionId, and sent as reliable serial
- *   commands; `state` on every change (at most one per `stateMinIntervalMs`, the latest winning:
+ *   commands; `state` (QoS 0, VDA 5050 §6.2) on every change (at most one per `stateMinIntervalMs`, the latest winning:
  *   a STATUS flood is coalesced) and at least every `statePeriodMs`.
  */
 import mqtt, { type MqttClient } from 'mqtt';
@@ -137,7 +137,10 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
     key: (state) => JSON.stringify(state),
     publish: (state) => {
       if (!online) return;
-      client.publish(vda5050Topic(robot, 'state'), JSON.stringify({ ...header('state'), ...state }), { qos: 1 });
+      // QoS 0, as VDA 5050 §6.2 asks: the next state supersedes a lost one. A QoS 1 publisher is
+      // also disconnected by nats-server (cluster mode) while a stream elects a leader: its will
+      // would say CONNECTIONBROKEN and its task would be re-queued (docs/scale.md).
+      client.publish(vda5050Topic(robot, 'state'), JSON.stringify({ ...header('state'), ...state }), { qos: 0 });
     },
   });
   const publishState = (force = false) => {

@@ -147,7 +147,8 @@ async function mqttFront(o: SimulatedRobotOptions, model: RobotModel, capabiliti
   const publishState = () => {
     const s = model.snapshot();
     const msg: Vda5050State = { ...header('state'), ...stateBody(s) };
-    client.publish(vda5050Topic(robot, 'state'), JSON.stringify(msg), { qos: 1 });
+    // QoS 0 as VDA 5050 §6.2 asks (see bridge.ts: QoS 1 publishers are disconnected during a cluster's elections).
+    client.publish(vda5050Topic(robot, 'state'), JSON.stringify(msg), { qos: 0 });
   };
   const publishFactsheet = (c: MqttClient) => {
     const factsheet: Vda5050Factsheet = { ...header('factsheet'), ...factsheetBody(capabilities, model.speed) };

@@ -23,6 +23,7 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { serverList } from '@checkpoint/protocol';
 import { redactUrl, type GatewayConfig } from '../config.js';
 import { createGroupCommitter, type BatchResult } from './group-commit.js';
 
@@ -45,6 +46,17 @@ export function isTransient(err: Error | null): boolean {
 }
 /** With a fleet: what robots publish (VDA 5050 §6.1), never `order`/`instantActions` (ours). */
 export const FLEET_SUBSCRIPTIONS = ['state', 'connection', 'factsheet', 'visualization'].map((c) => `uagv/v2/+/+/${c}`);
+
+/**
+ * How the broker keeps the gateway's session. The default: persistent (clean: false) and QoS 1,
+ * so that nothing published while the gateway is away is lost. Cluster mode's robot connection
+ * (jetstream-consumer.ts) is a clean session at QoS 0 instead.
+ */
+export interface SessionOptions {
+  clean: boolean;
+  qos: 0 | 1;
+}
+export const PERSISTENT_SESSION: SessionOptions = { clean: false, qos: 1 };
 
 export interface Consumer {
   client: MqttClient;
@@ -91,10 +103,13 @@ export function startConsumer(
   setAside: (topic: string, payload: Buffer, error: Error) => void | Promise<void> = (_t, _p, error) => {
     throw error;
   },
+  session: SessionOptions = PERSISTENT_SESSION,
 ): Consumer {
   const options: IClientOptions = {
     clientId: config.clientId,
-    clean: false,
+    clean: session.clean,
+    // Every node of a cluster (mqtt.urls), tried in turn on each reconnect.
+    ...(config.urls?.length ? { servers: serverList(config.urls, 0) } : {}),
     protocolVersion: 4,
     keepalive: config.keepaliveS,
     reconnectPeriod: config.reconnectMs,
@@ -105,7 +120,7 @@ export function startConsumer(
     ...(config.password !== undefined ? { password: config.password } : {}),
     ...(config.caFile ? { ca: readFileSync(config.caFile) } : {}),
   };
-  const client = mqtt.connect(config.url, options);
+  const client = mqtt.connect(config.urls?.[0] ?? config.url, options);
 
   let closing = false;
   let lastStoreError = '';
@@ -198,8 +213,10 @@ export function startConsumer(
   });
   client.on('connect', (connack) => {
     lastError = '';
-    log.info({ url: redactUrl(config.url), clientId: config.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
-    client.subscribe([...subscriptions], { qos: 1 }, (err, granted) => {
+    const socket = client.stream as { remoteAddress?: string; remotePort?: number };
+    const where = config.urls?.length ? { cluster: config.urls.map(redactUrl), node: `${socket.remoteAddress}:${socket.remotePort}` } : { url: redactUrl(config.url) };
+    log.info({ ...where, clientId: config.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
+    client.subscribe([...subscriptions], { qos: session.qos }, (err, granted) => {
       const refused = granted?.filter((g) => g.qos === 128).map((g) => g.topic) ?? [];
       if (err || refused.length) log.error({ err: err?.message, refused }, 'subscription refused (is the MQTT user of role gateway?)');
       else subscribed = true;

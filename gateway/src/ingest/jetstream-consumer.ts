@@ -26,13 +26,17 @@
  *
  * Commands to devices go into `$MQTT_msgs` through JetStream (header `Nmqtt-Pub: 1`), so a device
  * subscribed with QoS 1 gets them as QoS 1, kept for it while it is offline.
+ *
+ * Robot topics (VDA 5050) go over an MQTT connection of each replica instead: see
+ * `jetStreamConsumerFor`.
  */
 import { AckPolicy, DeliverPolicy, connect, headers, type ConsumerConfig, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import mqtt from 'mqtt';
 import type { Logger } from 'pino';
 import { redactUrl, type GatewayConfig } from '../config.js';
-import { isTransient, type Consumer, type IngestMessage } from './consumer.js';
+import { isTransient, startConsumer, type Consumer, type IngestMessage, type SessionOptions } from './consumer.js';
 import type { BatchResult } from './group-commit.js';
 
 /** nats-server's MQTT message stream (internal name, pinned by test/jetstream-ingest.test.ts). */
@@ -287,19 +291,43 @@ export function runFetchLoop(deps: FetchLoopDeps): FetchLoop {
  * The MQTT section: its store retry applies here too; its URL and user, when a user is set, are
  * used once to make nats-server create its MQTT streams if they do not exist yet (see below).
  */
-type MqttSection = Pick<GatewayConfig['mqtt'], 'storeRetryMinMs' | 'storeRetryMaxMs'> & Partial<Pick<GatewayConfig['mqtt'], 'url' | 'username' | 'password' | 'caFile'>>;
+type MqttSection = Pick<GatewayConfig['mqtt'], 'storeRetryMinMs' | 'storeRetryMaxMs'> & Partial<Pick<GatewayConfig['mqtt'], 'url' | 'urls' | 'username' | 'password' | 'caFile'>>;
 
 /** A message failing this often for a non-transient reason is set aside (as in consumer.ts). */
 const MAX_ATTEMPTS_UNLESS_TRANSIENT = 5;
 
+/** Checkpoint topics: read from the stream (and the QoS 0 queue group), commands published into it. */
+const isCheckpointTopic = (topicOrFilter: string) => topicOrFilter.startsWith('checkpoint/v1/');
+
 /**
- * Starts the JetStream ingest; same signature as `startConsumer` after the NATS section, so the
- * composition root picks one by `ingest.source`. `subscriptions` is ignored: the filter is fixed
- * (robot topics are not read in cluster mode yet).
+ * The robot fleet's session in cluster mode: clean and QoS 0. Each replica holds its own (every
+ * replica must see the robots; the leading one acts, see fleet-service.ts), so nothing is kept for
+ * a replica that is away. Robots repeat their state (VDA 5050: at least every 30 s), and on
+ * every (re)subscribe nats-server sends the retained `connection` and `factsheet`.
+ */
+export const ROBOT_SESSION: SessionOptions = { clean: true, qos: 0 };
+
+/**
+ * The robot connection's client id: one per process, since replicas often share `mqtt.clientId`'s
+ * default and nats-server closes the older of two connections with one id (they would take
+ * turns forever).
+ */
+export const robotClientId = (clientId: string) => `${clientId}-robots-${hostname()}-${process.pid}`.slice(0, 128);
+
+/**
+ * Starts cluster mode's ingest; same signature as `startConsumer` after the NATS section, so the
+ * composition root picks one by `ingest.source`. Checkpoint topics come from the stream (below);
+ * other subscriptions (the robot fleet's `uagv/v2/...`) over an MQTT connection of this replica
+ * to the cluster (`mqtt.urls`, every node), in a clean session at QoS 0 (ROBOT_SESSION).
+ *
+ * Why MQTT and not a plain NATS subscription: robots' `connection` and `factsheet` are retained,
+ * and only an MQTT subscription gets the retained messages (a replica started after the robots
+ * would see them as UNKNOWN); and an order published over MQTT with QoS 1 reaches the robot
+ * whichever QoS it subscribed with, where a JetStream publish reaches QoS 1 subscribers only.
  */
 export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
   return (
-    mqtt: MqttSection,
+    mqtt: GatewayConfig['mqtt'],
     groupCommit: GatewayConfig['ingest'],
     sink: AsyncIngestSink,
     log: Logger,
@@ -309,9 +337,18 @@ export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
       throw error;
     },
   ): Omit<Consumer, 'client'> => {
-    const unread = subscriptions.filter((filter) => !filter.startsWith('checkpoint/v1/'));
-    if (unread.length > 0) log.warn({ unread }, 'cluster mode reads checkpoint topics only: these subscriptions (the robot fleet) are not read');
-    return startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside });
+    const devices = startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside });
+    const robotFilters = subscriptions.filter((filter) => !isCheckpointTopic(filter));
+    if (robotFilters.length === 0) return devices;
+    const robots = startConsumer({ ...mqtt, clientId: robotClientId(mqtt.clientId) }, groupCommit, sink, log.child({ connection: 'robots' }), robotFilters, onRetry, setAside, ROBOT_SESSION);
+    return {
+      connected: () => devices.connected() && robots.connected(),
+      storeFailing: () => devices.storeFailing() || robots.storeFailing(),
+      publish: (topic, payload) => (isCheckpointTopic(topic) ? devices.publish(topic, payload) : robots.publish(topic, payload)),
+      async close() {
+        await Promise.all([devices.close(), robots.close()]);
+      },
+    };
   };
 }
 
@@ -410,7 +447,9 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
    * connects once itself (its MQTT user) and creates the consumer on the next round.
    */
   const createMqttStreams = async () => {
-    const { url, username, password, caFile } = o.retry;
+    const { username, password, caFile } = o.retry;
+    // Any node will do: the stream is the cluster's.
+    const url = o.retry.urls?.[0] ?? o.retry.url;
     if (!url || username === undefined) return;
     try {
       const client = await mqtt.connectAsync(url, {
