@@ -53,8 +53,8 @@ export const GATEWAY_DURABLE = 'checkpoint-gateway';
 /**
  * What a gateway replica needs beyond its topics (gateway/src/ingest/jetstream-consumer.ts):
  * look up the stream, create, look up and pull from its one durable consumer, acknowledge what
- * that consumer delivered, get replies (inbox), and store commands into the stream (publish
- * subject `$MQTT.msgs.` + topic) so devices get them as QoS 1. Nothing else of the JetStream
+ * that consumer delivered, get replies (inbox), and store commands to checkpoints into the stream
+ * (publish subject `$MQTT.msgs.` + topic) so devices get them as QoS 1. Nothing else of the JetStream
  * API: no other consumer, no delete, no stream edits.
  */
 export function gatewayJetStreamGrants(publishTopics: readonly string[], durable = GATEWAY_DURABLE): NatsUserPermissions {
@@ -68,7 +68,9 @@ export function gatewayJetStreamGrants(publishTopics: readonly string[], durable
       `${api}.CONSUMER.DURABLE.CREATE.${MQTT_MSGS_STREAM}.${durable}`,
       `${api}.CONSUMER.MSG.NEXT.${MQTT_MSGS_STREAM}.${durable}`,
       `$JS.ACK.${MQTT_MSGS_STREAM}.${durable}.>`,
-      ...publishTopics.map((subject) => `$MQTT.msgs.${subject}`),
+      // Commands to checkpoints only: robot orders go over the replica's MQTT connection (a
+      // JetStream publish reaches QoS 1 subscribers only; VDA 5050 robots may subscribe with QoS 0).
+      ...publishTopics.filter((subject) => subject.startsWith('checkpoint.')).map((subject) => `$MQTT.msgs.${subject}`),
     ],
     subscribe: ['_INBOX.>'],
   };

@@ -48,7 +48,7 @@ describe('nats-export (pure parts)', () => {
         '$MQTT.msgs.checkpoint.v1.*.*.cmd',
       ]),
     );
-    expect(gateway.publish.filter((p) => p.startsWith('$MQTT.msgs.'))).toEqual(['$MQTT.msgs.checkpoint.v1.*.*.cmd', '$MQTT.msgs.uagv.v2.*.*.order', '$MQTT.msgs.uagv.v2.*.*.instantActions']);
+    expect(gateway.publish.filter((p) => p.startsWith('$MQTT.msgs.'))).toEqual(['$MQTT.msgs.checkpoint.v1.*.*.cmd']);
     expect(gateway.publish.some((p) => /DELETE|STREAM\.(CREATE|UPDATE|PURGE)|\$JS\.API\.>/.test(p))).toBe(false);
     expect(gateway.subscribe).toContain('_INBOX.>');
     for (const user of [{ name: 'e', role: 'edge', site: 'hq', checkpoint: 'gate-1' }, { name: 'v', role: 'viewer' }] as const) {
