@@ -34,9 +34,16 @@ export interface FleetOptions {
   telemetryEveryS?: number;
   /** The devices' mean first reconnect wait, as the agent's `mqtt.reconnectMs` (30000 in cluster mode). */
   reconnectMs?: number;
+  /**
+   * Each device subscribes to its `cmd` topic with QoS 1 on every connect, as agents do (on
+   * nats-server 2.9: one JetStream consumer per session). Default true.
+   */
+  cmdSubscriptions?: boolean;
+  /** Commands per second to random devices during the load, sent as the gateway sends them (into `$MQTT_msgs`); needs cmdSubscriptions. */
+  commandsPerS?: number;
 }
 
-export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10 };
+export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10, cmdSubscriptions: true, commandsPerS: 1 };
 
 /** Past this many sessions a run takes minutes and most of a 2-core machine: `--force` says it is meant (10,000 ran here). */
 export const MAX_SESSIONS_WITHOUT_FORCE = 500;
@@ -65,6 +72,8 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
   }
   if (o.telemetryEveryS !== undefined && !(o.telemetryEveryS === 0 || (o.telemetryEveryS >= 1 && o.telemetryEveryS <= 600))) bad(`--telemetry-every must be 0 (none) or 1 to 600 seconds, got ${o.telemetryEveryS}`);
   if (o.reconnectMs !== undefined && !(Number.isInteger(o.reconnectMs) && o.reconnectMs >= 100 && o.reconnectMs <= 60_000)) bad(`--reconnect-ms must be an integer from 100 to 60000, got ${o.reconnectMs}`);
+  if (o.commandsPerS !== undefined && !(o.commandsPerS >= 0 && o.commandsPerS <= 1000)) bad(`--commands-per-s must be from 0 to 1000, got ${o.commandsPerS}`);
+  if ((o.commandsPerS ?? 0) > 0 && o.cmdSubscriptions === false) bad('--commands-per-s needs the devices subscribed to cmd (--cmd-subscriptions on)');
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);
   return o;
 }
@@ -148,6 +157,42 @@ export function nextArrivalMs(ratePerS: number, u: number): number {
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Commands sent to devices and what reached them (QoS 1: kept in an offline device's session). */
+export interface CommandReport {
+  /** Sessions whose `cmd` subscription was granted on their first connect. */
+  subscribed: number;
+  sent: number;
+  /** Distinct commands that reached their device. */
+  delivered: number;
+  /** Sent but never received by the end of the drain. */
+  lost: number;
+  /** Extra copies received (QoS 1 redeliveries). */
+  duplicated: number;
+  /** Send → received by the device, ms. */
+  latencyMs: { p50: number; p99: number };
+}
+
+/** The command report from what was sent (id → send time) and received (id → [first receive time, copies]). */
+export function commandReport(subscribed: number, sent: ReadonlyMap<string, number>, received: ReadonlyMap<string, { firstAt: number; copies: number }>): CommandReport {
+  const latencies: number[] = [];
+  let duplicated = 0;
+  for (const [id, sentAt] of sent) {
+    const r = received.get(id);
+    if (!r) continue;
+    latencies.push(r.firstAt - sentAt);
+    duplicated += r.copies - 1;
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    subscribed,
+    sent: sent.size,
+    delivered: latencies.length,
+    lost: sent.size - latencies.length,
+    duplicated,
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+  };
 }
 
 export interface FleetReport {

@@ -3,13 +3,15 @@
  * MQTT sessions with their own users), and while told to run, publishes QoS 1 screenings at
  * Poisson-distributed times (resending those whose publish failed, as an agent's outbox does) and
  * QoS 0 telemetry at a fixed interval. Reports over IPC: sessions connected, then batches of accepted
- * (PUBACKed) screening ids with their send times, then a final count.
+ * (PUBACKed) screening ids with their send times, then a final count; with `subscribeCmd`, each
+ * session subscribes to its `cmd` topic (QoS 1) as agents do, and the commands received are reported.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { nextArrivalMs, simScreening, simTelemetry, simUlid, type SimDevice } from './fleet-core.js';
 
 export type WorkerCommand =
-  | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number; reconnectMs?: number }
+  /** subscribeCmd: subscribe each session to its `cmd` topic (QoS 1) on every connect, as agents do. */
+  | { type: 'open'; urls: string[]; devices: SimDevice[]; connectConcurrency: number; reconnectMs?: number; subscribeCmd?: boolean }
   /** `screening`: protocol-valid screenings (ULID ids) a gateway stores; `minimal`: `{id, t}` for the sim's own reader. */
   | {
       type: 'run';
@@ -24,8 +26,11 @@ export type WorkerCommand =
   | { type: 'close' };
 
 export type WorkerReport =
-  | { type: 'opened'; connected: number; failed: string[] }
+  /** subscribed: sessions whose `cmd` subscription was granted when they first connected. */
+  | { type: 'opened'; connected: number; subscribed: number; failed: string[] }
   | { type: 'accepted'; ids: Array<[string, number]> }
+  /** Commands devices received: id and receive time (every copy). */
+  | { type: 'commands'; received: Array<[string, number]> }
   /** failedPublishes: never acknowledged, resends included; resent: publishes sent again; telemetry: QoS 0 messages sent. */
   | { type: 'ran'; published: number; failedPublishes: number; resent: number; telemetry: number }
   | { type: 'closed' };
@@ -50,8 +55,16 @@ function servers(urls: string[], start: number) {
 let reconnectMs = 30_000;
 const reconnectWait = (failures: number) => Math.round(Math.min(reconnectMs * 2 ** Math.min(failures, 10), Math.max(30_000, reconnectMs)) * (0.5 + Math.random()));
 
-async function open(urls: string[], devices: SimDevice[], concurrency: number): Promise<void> {
+/** Commands received since the last report, sent to the parent every 250 ms. */
+let commandsReceived: Array<[string, number]> = [];
+const reportCommands = setInterval(() => {
+  if (commandsReceived.length > 0) send({ type: 'commands', received: commandsReceived });
+  commandsReceived = [];
+}, 250);
+
+async function open(urls: string[], devices: SimDevice[], concurrency: number, subscribeCmd: boolean): Promise<void> {
   const failed: string[] = [];
+  let subscribed = 0;
   let next = 0;
   const connectOne = async (device: SimDevice, index: number) => {
     const client = mqtt.connect({
@@ -69,10 +82,31 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number): 
     client.on('connect', () => (failures = 0));
     client.prependListener('close', () => (client.options.reconnectPeriod = reconnectWait(failures++)));
     clients.push(client);
+    const cmdTopic = `checkpoint/v1/${device.site}/${device.checkpoint}/cmd`;
+    // As the agent: subscribe on every connect (the session may be new), read commands.
+    let firstSubscription: Promise<boolean> | undefined;
+    if (subscribeCmd) {
+      client.on('connect', () => {
+        const granted = client.subscribeAsync(cmdTopic, { qos: 1 }).then(
+          (grants) => grants.every((g) => g.qos !== 128),
+          () => false,
+        );
+        firstSubscription ??= granted;
+      });
+      client.on('message', (topic, payload) => {
+        if (topic !== cmdTopic) return;
+        try {
+          commandsReceived.push([(JSON.parse(payload.toString()) as { id: string }).id, Date.now()]);
+        } catch {
+          // not one of ours
+        }
+      });
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => (failed.push(device.name), resolve()), 60_000);
       client.once('connect', () => (clearTimeout(timer), resolve()));
     });
+    if (firstSubscription && (await Promise.race([firstSubscription, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 60_000))]))) subscribed++;
   };
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -82,7 +116,7 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number): 
       }
     }),
   );
-  send({ type: 'opened', connected: clients.filter((c) => c.connected).length, failed });
+  send({ type: 'opened', connected: clients.filter((c) => c.connected).length, subscribed, failed });
 }
 
 async function run(devices: SimDevice[], o: Extract<WorkerCommand, { type: 'run' }>): Promise<void> {
@@ -168,13 +202,14 @@ process.on('message', (command: WorkerCommand) => {
       case 'open':
         devices = command.devices;
         reconnectMs = command.reconnectMs ?? reconnectMs;
-        await open(command.urls, devices, command.connectConcurrency);
+        await open(command.urls, devices, command.connectConcurrency, command.subscribeCmd ?? false);
         return;
       case 'run':
         await run(devices, command);
         return;
       case 'close':
         await Promise.all(clients.map((c) => c.endAsync(true)));
+        clearInterval(reportCommands);
         send({ type: 'closed' });
         process.disconnect();
         return;

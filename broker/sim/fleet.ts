@@ -2,7 +2,8 @@
  * `npm run sim:fleet` (skeleton, issue #18): simulated checkpoints against a NATS cluster.
  *
  *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S]
- *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--reconnect-ms 30000] [--json]
+ *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--reconnect-ms 30000]
+ *                        [--cmd-subscriptions on|off] [--commands-per-s 1] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
@@ -16,14 +17,17 @@
  * (plus the redeliveries the gateways absorbed, from their metrics; publish→stored from `received_ms`);
  * `--kill-gateway-at S` kills one replica with SIGKILL. Devices also send QoS 0 telemetry every
  * `--telemetry-every` s (10, as agents; 0: none) and resend a failed publish until the drain ends,
- * as an agent's outbox does. Not yet: an external cluster. Over 500 sessions needs --force.
+ * as an agent's outbox does. Each device subscribes to its `cmd` topic with QoS 1 as agents do
+ * (`--cmd-subscriptions off`: not), and `--commands-per-s` commands go to random devices through
+ * the stream as the gateway sends them; sent/delivered/lost and send→device latency are printed.
+ * Not yet: an external cluster. Over 500 sessions needs --force.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AckPolicy, DeliverPolicy, connect as natsConnect } from 'nats';
+import { AckPolicy, DeliverPolicy, connect as natsConnect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
 import {
   freePort,
@@ -41,7 +45,7 @@ import {
 import { openUserStore } from '../src/user-store.js';
 import { exportNats } from '../src/nats-export.js';
 import { natsPasswordHash } from '../src/passwords.js';
-import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, simDevice, type FleetOptions, type FleetReport } from './fleet-core.js';
+import { assignDevices, checkFleetOptions, commandReport, DEFAULT_FLEET, fleetReport, simDevice, type CommandReport, type FleetOptions, type FleetReport } from './fleet-core.js';
 import type { WorkerCommand, WorkerReport } from './fleet-worker.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -63,6 +67,8 @@ export interface FleetRun extends FleetReport {
    * devices whose telemetry is in the database. At most once: a kill may drop some.
    */
   telemetry: { published: number; stored?: number; devices?: number };
+  /** With cmd subscriptions (the default): commands sent to devices, and what reached them. */
+  commands?: CommandReport;
   /** With --gateways: the replicas (the one killed, and when) and their CPU and memory at the end. */
   gateways?: { count: number; absorbed: number; killedAtS?: number; usage: Array<{ name: string; cpuSeconds: number; rssMiB: number }> };
 }
@@ -125,10 +131,11 @@ async function nodeUsage(cluster: NatsCluster): Promise<FleetRun['nodes']> {
 class Worker {
   private readonly child: ChildProcess;
   private readonly waiters = new Map<WorkerReport['type'], (r: WorkerReport) => void>();
-  constructor(onAccepted: (ids: Array<[string, number]>) => void) {
+  constructor(onAccepted: (ids: Array<[string, number]>) => void, onCommands: (received: Array<[string, number]>) => void) {
     this.child = fork(join(here, '../../scripts/run-ts.mjs'), [join(here, 'fleet-worker.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child.on('message', (report: WorkerReport) => {
       if (report.type === 'accepted') onAccepted(report.ids);
+      else if (report.type === 'commands') onCommands(report.received);
       else this.waiters.get(report.type)?.(report);
     });
   }
@@ -181,14 +188,28 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     const reads = new Map<string, { firstAt: number; copies: number }>();
     const accepted = new Map<string, number>();
     const groups = assignDevices(options.sessions, options.processes);
-    for (let i = 0; i < groups.length; i++) workers.push(new Worker((ids) => ids.forEach(([id, sentAt]) => accepted.set(id, sentAt))));
+    const commandsSent = new Map<string, number>();
+    const commandsReceived = new Map<string, { firstAt: number; copies: number }>();
+    const onCommands = (received: Array<[string, number]>) =>
+      received.forEach(([id, at]) => {
+        const r = commandsReceived.get(id);
+        if (r) r.copies++;
+        else commandsReceived.set(id, { firstAt: at, copies: 1 });
+      });
+    for (let i = 0; i < groups.length; i++) workers.push(new Worker((ids) => ids.forEach(([id, sentAt]) => accepted.set(id, sentAt)), onCommands));
     const connectStart = Date.now();
     const opened = await Promise.all(
-      workers.map((w, i) => w.request({ type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8, reconnectMs: options.reconnectMs ?? 30_000 }, 'opened')),
+      workers.map((w, i) =>
+        w.request(
+          { type: 'open', urls: cluster!.mqttUrls, devices: groups[i]!.map((d) => devices[d]!), connectConcurrency: 8, reconnectMs: options.reconnectMs ?? 30_000, subscribeCmd: options.cmdSubscriptions !== false },
+          'opened',
+        ),
+      ),
     );
     const connected = opened.reduce((sum, o) => sum + o.connected, 0);
+    const subscribed = opened.reduce((sum, o) => sum + o.subscribed, 0);
     const connectSeconds = (Date.now() - connectStart) / 1000;
-    log(`${connected}/${options.sessions} sessions connected in ${connectSeconds} s`);
+    log(`${connected}/${options.sessions} sessions connected in ${connectSeconds} s${options.cmdSubscriptions !== false ? `, ${subscribed} subscribed to their cmd topic (QoS 1)` : ''}`);
 
     // The consumer exists before the first screening: the stream keeps messages only for
     // consumers that exist when they arrive (interest retention).
@@ -240,6 +261,25 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
               void replicas[0]!.proc.stop({ signal: 'SIGKILL' }).then(() => resolve());
             }, options.killGatewayAtS! * 1000),
           );
+    // Commands as the gateway sends them (ingest/jetstream-consumer.ts `publish`): stored into
+    // $MQTT_msgs with the QoS 1 header, so a device whose node died gets them once it is back.
+    const commandEveryMs = (options.commandsPerS ?? 0) > 0 ? 1000 / options.commandsPerS! : 0;
+    let commandCount = 0;
+    const commandTimer =
+      commandEveryMs > 0
+        ? setInterval(() => {
+            const device = devices[Math.floor(Math.random() * devices.length)]!;
+            const id = `cmd-${commandCount++}`;
+            const h = natsHeaders();
+            h.set('Nmqtt-Pub', '1');
+            const sentAt = Date.now();
+            nc.jetstream()
+              .publish(`$MQTT.msgs.checkpoint.v1.${device.site}.${device.checkpoint}.cmd`, JSON.stringify({ id, t: sentAt }), { headers: h })
+              .then(() => commandsSent.set(id, sentAt))
+              // Not stored (an election under way): the gateway reports it failed; not counted as sent.
+              .catch(() => undefined);
+          }, commandEveryMs)
+        : undefined;
     // A line every 30 s: a 10-minute run shows it is alive, and where it starts to fall behind.
     const progress = setInterval(() => {
       void (async () => {
@@ -263,6 +303,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
       ),
     );
     clearInterval(progress);
+    clearInterval(commandTimer);
     const loadSeconds = (Date.now() - started) / 1000;
     await gatewayFault;
     // The drain ends when everything accepted is read back, or when nothing more was read for
@@ -278,11 +319,15 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
         for (const row of rows) reads.set(row.id, { firstAt: Number(row.r), copies: 1 });
       }
     };
+    // Commands for devices that were offline are delivered when they are back: waited for too.
+    let commandsBefore = commandsReceived.size;
     for (;;) {
       if (viaGateways) await readStored();
-      if (reads.size > readBefore) drainUntil = Date.now() + options.drainS * 1000;
+      if (reads.size > readBefore || commandsReceived.size > commandsBefore) drainUntil = Date.now() + options.drainS * 1000;
       readBefore = reads.size;
-      if (Date.now() >= drainUntil || ![...accepted.keys()].some((id) => !reads.has(id))) break;
+      commandsBefore = commandsReceived.size;
+      const commandsPending = [...commandsSent.keys()].some((id) => !commandsReceived.has(id));
+      if (Date.now() >= drainUntil || (!commandsPending && ![...accepted.keys()].some((id) => !reads.has(id)))) break;
       await new Promise((r) => setTimeout(r, viaGateways ? 1000 : 200));
     }
     const nodes = await nodeUsage(cluster);
@@ -321,6 +366,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
       resent: ran.reduce((s, r) => s + r.resent, 0),
       failedPublishes: ran.reduce((s, r) => s + r.failedPublishes, 0),
       telemetry,
+      ...(options.cmdSubscriptions !== false ? { commands: commandReport(subscribed, commandsSent, commandsReceived) } : {}),
       nodes,
       connectSeconds, ...(killed ? { killed: { node: killed.node, role: killed.role, atS: (killed.at - started) / 1000 } } : {}), ...(gateways ? { gateways } : {}) };
   } finally {
@@ -345,6 +391,11 @@ function formatReport(r: FleetRun): string {
             `; gateways: ${r.gateways.usage.map((g) => `${g.name} cpu ${g.cpuSeconds} s rss ${g.rssMiB} MiB`).join('; ')}`,
         ]
       : []),
+    ...(r.commands
+      ? [
+          `commands (QoS 1, each session subscribed to its cmd topic: ${r.commands.subscribed}/${r.sessions}): ${r.commands.sent} sent, ${r.commands.delivered} delivered, ${r.commands.lost} lost, ${r.commands.duplicated} duplicated; send→device p50 ${r.commands.latencyMs.p50} ms, p99 ${r.commands.latencyMs.p99} ms`,
+        ]
+      : []),
     ...(r.killed ? [`node ${r.killed.node} (${r.killed.role === 'leader' ? '$MQTT_msgs leader' : 'not the $MQTT_msgs leader'}) killed (SIGKILL) ${r.killed.atS} s into the load; lost counts acknowledged screenings only (a failed publish is resent, as an outbox does)`] : []),
     `nodes: ${r.nodes.map((n) => `${n.name} cpu ${n.cpuPercent}% mem ${n.memMiB} MiB`).join('; ')}`,
   ].join('\n');
@@ -366,11 +417,18 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       'kill-gateway-at': { type: 'string' },
       'telemetry-every': { type: 'string' },
       'reconnect-ms': { type: 'string' },
+      'cmd-subscriptions': { type: 'string' },
+      'commands-per-s': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const onOff = (v: string | undefined, flag: string, d: boolean) => {
+    if (v === undefined) return d;
+    if (v !== 'on' && v !== 'off') throw new Error(`sim:fleet: ${flag} must be on or off, got ${v}`);
+    return v === 'on';
+  };
   try {
     const options = checkFleetOptions(
       {
@@ -387,6 +445,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
         ...(values['kill-gateway-at'] !== undefined ? { killGatewayAtS: Number(values['kill-gateway-at']) } : {}),
         telemetryEveryS: num(values['telemetry-every'], DEFAULT_FLEET.telemetryEveryS!),
         ...(values['reconnect-ms'] !== undefined ? { reconnectMs: Number(values['reconnect-ms']) } : {}),
+        cmdSubscriptions: onOff(values['cmd-subscriptions'], '--cmd-subscriptions', DEFAULT_FLEET.cmdSubscriptions!),
+        commandsPerS: num(values['commands-per-s'], values['cmd-subscriptions'] === 'off' ? 0 : DEFAULT_FLEET.commandsPerS!),
       },
       values.force,
     );

@@ -1,7 +1,7 @@
 /** The fleet simulation's pure parts, and a small run of the real thing against a 3-node cluster. */
 import { describe, expect, it } from 'vitest';
 import { validatePayload } from '@checkpoint/protocol';
-import { assignDevices, checkFleetOptions, DEFAULT_FLEET, fleetReport, nextArrivalMs, simDevice, simScreening, simTelemetry, simUlid } from '../sim/fleet-core.js';
+import { assignDevices, checkFleetOptions, commandReport, DEFAULT_FLEET, fleetReport, nextArrivalMs, simDevice, simScreening, simTelemetry, simUlid } from '../sim/fleet-core.js';
 import { runFleet } from '../sim/fleet.js';
 
 describe('sim:fleet core', () => {
@@ -58,9 +58,24 @@ describe('sim:fleet core', () => {
   });
 });
 
+describe('sim:fleet commands', () => {
+  it('subscribes devices to cmd by default, as agents do, and counts delivered, lost and duplicated commands', () => {
+    expect(DEFAULT_FLEET.cmdSubscriptions).toBe(true);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, cmdSubscriptions: false, commandsPerS: 1 })).toThrow(/--commands-per-s needs/);
+    expect(() => checkFleetOptions({ ...DEFAULT_FLEET, commandsPerS: -1 })).toThrow(/--commands-per-s must be/);
+    expect(checkFleetOptions({ ...DEFAULT_FLEET, cmdSubscriptions: false, commandsPerS: 0 }).cmdSubscriptions).toBe(false);
+    const report = commandReport(
+      3,
+      new Map([['c1', 1000], ['c2', 1000], ['c3', 1000]]),
+      new Map([['c1', { firstAt: 1040, copies: 1 }], ['c2', { firstAt: 1100, copies: 2 }], ['other', { firstAt: 1000, copies: 1 }]]),
+    );
+    expect(report).toEqual({ subscribed: 3, sent: 3, delivered: 2, lost: 1, duplicated: 1, latencyMs: { p50: 100, p99: 100 } });
+  });
+});
+
 describe('sim:fleet against a local 3-node NATS cluster', () => {
-  it('connects every session with its own user and reads back every accepted screening', async () => {
-    const run = await runFleet({ sessions: 20, processes: 2, ratePerCheckpoint: 2, durationS: 4, drainS: 30, bcryptCost: 4 });
+  it('connects every session with its own user, reads back every accepted screening, and delivers every command', async () => {
+    const run = await runFleet({ sessions: 20, processes: 2, ratePerCheckpoint: 2, durationS: 4, drainS: 30, bcryptCost: 4, commandsPerS: 5 });
     expect(run.connected).toBe(20);
     expect(run.accepted).toBeGreaterThan(0);
     expect(run.accepted).toBe(run.published);
@@ -68,5 +83,10 @@ describe('sim:fleet against a local 3-node NATS cluster', () => {
     expect(run.stored).toBe(run.accepted);
     expect(run.latencyMs.p50).toBeGreaterThanOrEqual(0);
     expect(run.nodes.map((n) => n.name)).toEqual(['n1', 'n2', 'n3']);
+    // Every session subscribed to its cmd topic; the commands sent through the stream reached their devices.
+    expect(run.commands?.subscribed).toBe(20);
+    expect(run.commands?.sent).toBeGreaterThanOrEqual(10);
+    expect(run.commands?.delivered).toBe(run.commands?.sent);
+    expect(run.commands?.lost).toBe(0);
   }, 180_000);
 });
