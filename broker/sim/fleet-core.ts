@@ -39,11 +39,18 @@ export interface FleetOptions {
    * nats-server 2.9: one JetStream consumer per session). Default true.
    */
   cmdSubscriptions?: boolean;
+  /**
+   * The consumer nats-server makes for each QoS 1 subscription: `r1-memory` (default; nats-server
+   * `mqtt { consumer_replicas: 1, consumer_memory_storage: true }`), `r3-memory`, or `r3-file`
+   * (2.9's default with R3 streams: a raft group on disk per session, which stalled the cluster at
+   * ~8,600 sessions here).
+   */
+  mqttConsumers?: 'r1-memory' | 'r3-memory' | 'r3-file';
   /** Commands per second to random devices during the load, sent as the gateway sends them (into `$MQTT_msgs`); needs cmdSubscriptions. */
   commandsPerS?: number;
 }
 
-export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10, cmdSubscriptions: true, commandsPerS: 1 };
+export const DEFAULT_FLEET: FleetOptions = { sessions: 100, processes: 2, ratePerCheckpoint: 0.1, durationS: 30, drainS: 30, bcryptCost: 6, telemetryEveryS: 10, cmdSubscriptions: true, commandsPerS: 1, mqttConsumers: 'r1-memory' };
 
 /** Past this many sessions a run takes minutes and most of a 2-core machine: `--force` says it is meant (10,000 ran here). */
 export const MAX_SESSIONS_WITHOUT_FORCE = 500;
@@ -72,6 +79,7 @@ export function checkFleetOptions(o: FleetOptions, force = false): FleetOptions 
   }
   if (o.telemetryEveryS !== undefined && !(o.telemetryEveryS === 0 || (o.telemetryEveryS >= 1 && o.telemetryEveryS <= 600))) bad(`--telemetry-every must be 0 (none) or 1 to 600 seconds, got ${o.telemetryEveryS}`);
   if (o.reconnectMs !== undefined && !(Number.isInteger(o.reconnectMs) && o.reconnectMs >= 100 && o.reconnectMs <= 60_000)) bad(`--reconnect-ms must be an integer from 100 to 60000, got ${o.reconnectMs}`);
+  if (o.mqttConsumers !== undefined && !['r1-memory', 'r3-memory', 'r3-file'].includes(o.mqttConsumers)) bad(`--mqtt-consumers must be r1-memory, r3-memory or r3-file, got ${String(o.mqttConsumers)}`);
   if (o.commandsPerS !== undefined && !(o.commandsPerS >= 0 && o.commandsPerS <= 1000)) bad(`--commands-per-s must be from 0 to 1000, got ${o.commandsPerS}`);
   if ((o.commandsPerS ?? 0) > 0 && o.cmdSubscriptions === false) bad('--commands-per-s needs the devices subscribed to cmd (--cmd-subscriptions on)');
   if (!Number.isInteger(o.bcryptCost) || o.bcryptCost < 4 || o.bcryptCost > 14) bad(`--bcrypt-cost must be an integer from 4 to 14, got ${o.bcryptCost}`);

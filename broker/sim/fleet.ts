@@ -3,7 +3,7 @@
  *
  *   npm run sim:fleet -- [--sessions 100] [--processes 2] [--rate 0.1] [--duration 30] [--drain 30] [--bcrypt-cost 6] [--kill-node-at S]
  *                        [--kill-node leader|follower] [--gateways N --postgres [--kill-gateway-at S]] [--telemetry-every 10] [--reconnect-ms 30000]
- *                        [--cmd-subscriptions on|off] [--commands-per-s 1] [--json]
+ *                        [--cmd-subscriptions on|off] [--commands-per-s 1] [--mqtt-consumers r1-memory|r3-memory|r3-file] [--json]
  *
  * Creates one broker user per checkpoint in a throwaway user store, exports them with
  * nats-export, starts a local 3-node cluster (test-support), makes the durable JetStream consumer
@@ -49,6 +49,12 @@ import { assignDevices, checkFleetOptions, commandReport, DEFAULT_FLEET, fleetRe
 import type { WorkerCommand, WorkerReport } from './fleet-worker.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+/** nats-server `mqtt { consumer_replicas, consumer_memory_storage }` for each `--mqtt-consumers`. */
+const MQTT_CONSUMERS: Record<NonNullable<FleetOptions['mqttConsumers']>, { replicas?: number; memoryStorage?: boolean }> = {
+  'r1-memory': { replicas: 1, memoryStorage: true },
+  'r3-memory': { replicas: 3, memoryStorage: true },
+  'r3-file': {},
+};
 const REPO = join(here, '../../');
 const STREAM = '$MQTT_msgs';
 const SCREENINGS = '$MQTT.msgs.checkpoint.v1.*.*.screening';
@@ -174,8 +180,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
       '  users = [\n',
       `  users = [\n    { user: ${JSON.stringify(reader.user)}, password: ${JSON.stringify(await natsPasswordHash(reader.pass, 4))}, permissions: { publish: ">", subscribe: ">" } }\n`,
     );
-    log(`starting a 3-node NATS cluster with ${exported.exported.length} device users`);
-    cluster = await startNatsCluster({ authorization });
+    log(`starting a 3-node NATS cluster with ${exported.exported.length} device users (MQTT QoS 1 subscriptions: ${options.mqttConsumers ?? 'r1-memory'} consumers)`);
+    cluster = await startNatsCluster({ authorization, mqttConsumers: MQTT_CONSUMERS[options.mqttConsumers ?? 'r1-memory'] });
     if (viaGateways) {
       postgres = await startPostgres();
       pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
@@ -419,6 +425,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       'reconnect-ms': { type: 'string' },
       'cmd-subscriptions': { type: 'string' },
       'commands-per-s': { type: 'string' },
+      'mqtt-consumers': { type: 'string' },
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -446,6 +453,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
         telemetryEveryS: num(values['telemetry-every'], DEFAULT_FLEET.telemetryEveryS!),
         ...(values['reconnect-ms'] !== undefined ? { reconnectMs: Number(values['reconnect-ms']) } : {}),
         cmdSubscriptions: onOff(values['cmd-subscriptions'], '--cmd-subscriptions', DEFAULT_FLEET.cmdSubscriptions!),
+        mqttConsumers: (values['mqtt-consumers'] ?? DEFAULT_FLEET.mqttConsumers) as FleetOptions['mqttConsumers'],
         commandsPerS: num(values['commands-per-s'], values['cmd-subscriptions'] === 'off' ? 0 : DEFAULT_FLEET.commandsPerS!),
       },
       values.force,

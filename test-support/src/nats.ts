@@ -14,6 +14,14 @@ export interface NatsClusterOptions {
   authorization?: string;
   /** More config lines for every node, appended verbatim. */
   extraConfig?: string;
+  /**
+   * The JetStream consumer nats-server creates for each MQTT QoS 1 subscription: `replicas`
+   * (`mqtt.consumer_replicas`; unset: as the stream, R3) and `memoryStorage`
+   * (`mqtt.consumer_memory_storage`). One R3 file consumer per session stalled a 3-node cluster
+   * at ~8,600 sessions (docs/scale.md); `{ replicas: 1, memoryStorage: true }` is what cluster
+   * mode recommends.
+   */
+  mqttConsumers?: { replicas?: number; memoryStorage?: boolean };
   /** The nats-server executable (default: `nats-server` from PATH, /usr/bin). */
   binary?: string;
   /** How long to wait for the cluster (and later a restarted node) to be ready (default 60 s). */
@@ -77,6 +85,7 @@ export interface NatsNodeConfigSettings {
   routePorts: number[];
   authorization?: string;
   extraConfig?: string;
+  mqttConsumers?: NatsClusterOptions['mqttConsumers'];
 }
 
 /** nats-server 2.9 config of one node of a throwaway loopback cluster with JetStream and MQTT. */
@@ -107,6 +116,8 @@ export function natsNodeConfig(s: NatsNodeConfigSettings): string {
     // Left unset, 2.9 sized its streams by the nodes it saw at the first CONNECT (R2 of 3 was
     // seen: a single crash then stalls every session). Pin R3 so one node may die.
     `  stream_replicas: ${Math.min(3, s.routePorts.length + 1)}`,
+    ...(s.mqttConsumers?.replicas !== undefined ? [`  consumer_replicas: ${s.mqttConsumers.replicas}`] : []),
+    ...(s.mqttConsumers?.memoryStorage !== undefined ? [`  consumer_memory_storage: ${s.mqttConsumers.memoryStorage}`] : []),
     '}',
   ];
   if (s.authorization) lines.push(s.authorization.trimEnd());
@@ -213,6 +224,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
           routePorts: planned.filter((other) => other !== node).map((other) => other.clusterPort),
           authorization: options.authorization,
           extraConfig: options.extraConfig,
+          mqttConsumers: options.mqttConsumers,
         }),
         { mode: 0o600 },
       );
