@@ -271,6 +271,7 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     // $MQTT_msgs with the QoS 1 header, so a device whose node died gets them once it is back.
     const commandEveryMs = (options.commandsPerS ?? 0) > 0 ? 1000 / options.commandsPerS! : 0;
     let commandCount = 0;
+    const commandsInFlight = new Set<Promise<void>>();
     const commandTimer =
       commandEveryMs > 0
         ? setInterval(() => {
@@ -279,11 +280,14 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
             const h = natsHeaders();
             h.set('Nmqtt-Pub', '1');
             const sentAt = Date.now();
-            nc.jetstream()
+            const publish = nc
+              .jetstream()
               .publish(`$MQTT.msgs.checkpoint.v1.${device.site}.${device.checkpoint}.cmd`, JSON.stringify({ id, t: sentAt }), { headers: h })
-              .then(() => commandsSent.set(id, sentAt))
+              .then(() => void commandsSent.set(id, sentAt))
               // Not stored (an election under way): the gateway reports it failed; not counted as sent.
-              .catch(() => undefined);
+              .catch(() => undefined)
+              .finally(() => commandsInFlight.delete(publish));
+            commandsInFlight.add(publish);
           }, commandEveryMs)
         : undefined;
     // A line every 30 s: a 10-minute run shows it is alive, and where it starts to fall behind.
@@ -310,6 +314,8 @@ export async function runFleet(options: FleetOptions, log: (line: string) => voi
     );
     clearInterval(progress);
     clearInterval(commandTimer);
+    // A command stored just now is waited for in the drain like the others.
+    await Promise.all(commandsInFlight);
     const loadSeconds = (Date.now() - started) / 1000;
     await gatewayFault;
     // The drain ends when everything accepted is read back, or when nothing more was read for

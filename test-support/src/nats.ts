@@ -17,9 +17,9 @@ export interface NatsClusterOptions {
   /**
    * The JetStream consumer nats-server creates for each MQTT QoS 1 subscription: `replicas`
    * (`mqtt.consumer_replicas`; unset: as the stream, R3) and `memoryStorage`
-   * (`mqtt.consumer_memory_storage`). One R3 file consumer per session stalled a 3-node cluster
-   * at ~8,600 sessions (docs/scale.md); `{ replicas: 1, memoryStorage: true }` is what cluster
-   * mode recommends.
+   * (`mqtt.consumer_memory_storage`). Default `{ replicas: 1, memoryStorage: true }`, what cluster
+   * mode recommends: one R3 consumer per session stalled a 3-node cluster at ~8,600 sessions
+   * (docs/scale.md). `{}`: nats-server's defaults.
    */
   mqttConsumers?: { replicas?: number; memoryStorage?: boolean };
   /** The nats-server executable (default: `nats-server` from PATH, /usr/bin). */
@@ -87,6 +87,9 @@ export interface NatsNodeConfigSettings {
   extraConfig?: string;
   mqttConsumers?: NatsClusterOptions['mqttConsumers'];
 }
+
+/** What cluster mode recommends for the consumer of each MQTT QoS 1 subscription (docs/scale.md). */
+export const RECOMMENDED_MQTT_CONSUMERS = { replicas: 1, memoryStorage: true } as const;
 
 /** nats-server 2.9 config of one node of a throwaway loopback cluster with JetStream and MQTT. */
 export function natsNodeConfig(s: NatsNodeConfigSettings): string {
@@ -224,7 +227,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
           routePorts: planned.filter((other) => other !== node).map((other) => other.clusterPort),
           authorization: options.authorization,
           extraConfig: options.extraConfig,
-          mqttConsumers: options.mqttConsumers,
+          mqttConsumers: options.mqttConsumers ?? RECOMMENDED_MQTT_CONSUMERS,
         }),
         { mode: 0o600 },
       );

@@ -12,7 +12,7 @@
  *   the port closes or nothing valid arrived for `linkTimeoutMs` (heartbeats; counted in watchdog
  *   ticks, so a stall of this process is not taken for the robot's silence); the port is
  *   reopened every `reopenMs` until it comes back; OFFLINE on a graceful stop.
- * - order / instantActions (QoS 1) are validated (invalid ones counted by cause and dropped with a
+ * - order / instantActions (subscribed with QoS 0, VDA 5050 §6.2) are validated (invalid ones counted by cause and dropped with a
  *   clear log line), deduplicated by orderId/orderUpdateId and actionId, and sent as reliable serial
  *   commands; `state` (QoS 0, VDA 5050 §6.2) on every change (at most one per `stateMinIntervalMs`, the latest winning:
  *   a STATUS flood is coalesced) and at least every `statePeriodMs`.
@@ -186,7 +186,9 @@ async function startRobotBridge(cfg: BridgeRobotConfig, o: BridgeOptions): Promi
       publishState(true);
     }
   });
-  await client.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 1 });
+  // QoS 0 as VDA 5050 §6.2 asks: the session is clean, so QoS 1 would keep nothing while offline
+  // either; on a NATS cluster it would cost a JetStream consumer per topic (docs/scale.md).
+  await client.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 0 });
   // Until the MCU has said hello, the robot is not reachable (and a stale retained ONLINE must go).
   setConnection('CONNECTIONBROKEN', 'waiting for the robot to say hello');
 

@@ -180,7 +180,9 @@ async function mqttFront(o: SimulatedRobotOptions, model: RobotModel, capabiliti
   };
   const start = async (c: MqttClient) => {
     wire(c);
-    await c.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 1 });
+    // QoS 0 as VDA 5050 §6.2 asks. The session is clean, so QoS 1 would keep nothing while offline
+    // either; on a NATS cluster it would cost a JetStream consumer per topic (docs/scale.md).
+    await c.subscribeAsync([vda5050Topic(robot, 'order'), vda5050Topic(robot, 'instantActions')], { qos: 0 });
     await c.publishAsync(vda5050Topic(robot, 'connection'), connection('ONLINE'), { qos: 1, retain: true });
     await publishFactsheet(c);
     publishState();
