@@ -13,6 +13,8 @@ import {
   streamSubjectOfTopic,
   topicOfStreamSubject,
   topicOfSubject,
+  robotClientId,
+  ROBOT_SESSION,
   type FetchedMessage,
   type PullRound,
   type SettleOptions,
@@ -30,6 +32,25 @@ describe('config', () => {
     expect(() => resolveGatewayConfig({ ingest: { source: 'kafka' } })).toThrow(/ingest\/source/);
     expect(() => resolveGatewayConfig({ nats: { servers: ['mqtt://x:1883'] } })).toThrow(/nats\/servers/);
     expect(() => resolveGatewayConfig({ nats: { durable: 'a.b' } })).toThrow(/nats\/durable/);
+  });
+
+  it('takes every node\'s MQTT listener for the robot connection (mqtt.urls), from the file or the environment', () => {
+    expect(resolveGatewayConfig({}).mqtt.urls).toBeUndefined();
+    const fromEnv = resolveGatewayConfig(envOverrides({ CHECKPOINT_MQTT_URLS: 'mqtt://n1:1883, mqtts://n2:8883,' }));
+    expect(fromEnv.mqtt.urls).toEqual(['mqtt://n1:1883', 'mqtts://n2:8883']);
+    // One URL per entry: a comma-joined string or a path would be one broken address.
+    expect(() => resolveGatewayConfig({ mqtt: { urls: ['mqtt://n1:1883,mqtt://n2:1883'] } })).toThrow(/mqtt\/urls\/0/);
+    expect(() => resolveGatewayConfig({ mqtt: { urls: ['nats://n1:4222'] } })).toThrow(/mqtt\/urls\/0/);
+    expect(() => resolveGatewayConfig({ mqtt: { urls: [] } })).toThrow(/mqtt\/urls/);
+  });
+
+  it('gives each process its own robot connection id: replicas often share mqtt.clientId', () => {
+    const id = robotClientId('checkpoint-gateway');
+    expect(id).toMatch(new RegExp(`^checkpoint-gateway-robots-.+-${process.pid}$`));
+    const long = robotClientId('x'.repeat(128));
+    expect(long).toHaveLength(128);
+    expect(long.endsWith(`-${process.pid}`)).toBe(true);
+    expect(ROBOT_SESSION).toEqual({ clean: true, qos: 0 });
   });
 });
 

@@ -312,7 +312,11 @@ export const ROBOT_SESSION: SessionOptions = { clean: true, qos: 0 };
  * default and nats-server closes the older of two connections with one id (they would take
  * turns forever).
  */
-export const robotClientId = (clientId: string) => `${clientId}-robots-${hostname()}-${process.pid}`.slice(0, 128);
+export function robotClientId(clientId: string): string {
+  // At most 128 characters (the config's limit), shortening the configured part: the suffix is what makes it unique.
+  const suffix = `-robots-${hostname().slice(0, 40)}-${process.pid}`;
+  return clientId.slice(0, 128 - suffix.length) + suffix;
+}
 
 /**
  * Starts cluster mode's ingest; same signature as `startConsumer` after the NATS section, so the
