@@ -11,20 +11,18 @@
  * screening is stored exactly once, and each alert is escalated exactly once (audit): one before
  * the kill by the leader, one due after it by the survivor.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { createSimulatedRobot, type SimulatedRobot } from '@checkpoint/firmware-bridge';
+import type { SimulatedRobot } from '@checkpoint/firmware-bridge';
 import { checkpointTopics, type Screening } from '@checkpoint/protocol';
-import { freePort, logTail, makeTempDir, spawnServer, startMosquitto, startPostgres, waitFor, type MosquittoServer, type PostgresServer, type ServerProcess } from '@checkpoint/test-support';
+import { logTail, makeTempDir, startMosquitto, startPostgres, waitFor, type MosquittoServer, type PostgresServer, type ServerProcess } from '@checkpoint/test-support';
 import { createPostgresUserStore } from '../src/store/postgres/users.js';
-import { DELIVERY_ACTIONS, FLEET_MAP, MANUFACTURER } from './fleet-world.js';
+import { FLEET_MAP, MANUFACTURER } from './fleet-world.js';
+import { startGatewayProcess, startRecordingRobot, type GatewayProcess, type ReceivedOrder } from './helpers/fleet-processes.js';
 import { API_PASSWORD, ApiClient, BROKER_PASSWORD, connectEdge, gatewayConfig, makeScreening } from './helpers/world.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SERIALS = ['DEL-1', 'DEL-2'];
 
 let broker: MosquittoServer;
@@ -72,76 +70,25 @@ async function until(probe: () => Promise<unknown>, what: string, timeoutMs: num
   }
 }
 
-interface GatewayProcess {
-  name: string;
-  url: string;
-  proc: ServerProcess;
-  logFile: string;
-  role(): Promise<string>;
-}
-
+/** One of the two gateways: the shared database and broker, a site map, fast timers. */
 async function startGateway(dir: string, name: string): Promise<GatewayProcess> {
-  const port = await freePort();
-  const configFile = join(dir, `${name}.json`);
   const { mqtt, ...rest } = gatewayConfig({ dataDir: join(dir, name), mqttUrl: broker.url });
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      ...rest,
-      mqtt: { ...mqtt, clientId: `gw-fleet-pair-${name}` },
-      alerts: { escalateAfterS: 4, checkIntervalMs: 200 },
-      // Leadership timings left at their defaults (1000 ms): the hand-over measured is what an operator gets.
-      store: { backend: 'postgres', postgres: { url: postgres.url } },
-      fleet: { map: FLEET_MAP, rules: [], tickMs: 200, reloadMs: 500 },
-    }),
-  );
-  const logFile = join(dir, `${name}.log`);
-  const proc = spawnServer('node', [join(REPO, 'scripts/run-ts.mjs'), 'gateway/test/fixtures/gateway-process.ts', 'run', '--config', configFile], {
-    logFile,
-    env: { ...process.env, CHECKPOINT_HTTP_PORT: String(port), CHECKPOINT_LOG_LEVEL: 'info' },
-    cwd: REPO,
+  const g = await startGatewayProcess(dir, name, {
+    ...rest,
+    mqtt: { ...mqtt, clientId: `gw-fleet-pair-${name}` },
+    alerts: { escalateAfterS: 4, checkIntervalMs: 200 },
+    // Leadership timings left at their defaults (1000 ms): the hand-over measured is what an operator gets.
+    store: { backend: 'postgres', postgres: { url: postgres.url } },
+    fleet: { map: FLEET_MAP, rules: [], tickMs: 200, reloadMs: 500 },
   });
-  gateways.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  const role = async () => {
-    const res = await fetch(`${url}/healthz`);
-    return res.status === 200 ? ((await res.json()) as { store: { role: string } }).store.role : 'unhealthy';
-  };
-  await waitFor(async () => ['leader', 'follower'].includes(await role()), { what: () => `${name} healthy\n${logTail(logFile)}`, timeoutMs: 60_000 });
-  return { name, url, proc, logFile, role };
+  gateways.push(g.proc);
+  return g;
 }
 
-/** Every order a robot accepted or refused, as it arrived on the wire. */
-interface ReceivedOrder {
-  robot: string;
-  orderId: string;
-  orderUpdateId: number;
-  result: string;
-  atMs: number;
-}
-
+/** A delivery robot on the broker (10-15 s for a delivery across the map: still running when the leader dies). */
 async function startRobot(serial: string, startNode: string, x: number, y: number, received: ReceivedOrder[]): Promise<SimulatedRobot> {
-  const robot = await createSimulatedRobot({
-    manufacturer: MANUFACTURER,
-    serialNumber: serial,
-    startNode,
-    x,
-    y,
-    speed: 2,
-    // 10–15 s of real time for a delivery across the map or a patrol: still running when the leader dies.
-    timeScale: 3,
-    batteryPct: 90,
-    capabilities: DELIVERY_ACTIONS,
-    reportMs: 1000,
-    transport: { kind: 'mqtt', url: broker.url, username: `robot-${serial.toLowerCase()}`, password: BROKER_PASSWORD },
-  });
+  const robot = await startRecordingRobot({ serial, startNode, x, y, url: broker.url, username: `robot-${serial.toLowerCase()}`, password: BROKER_PASSWORD }, received);
   robots.push(robot);
-  const accept = robot.model.acceptOrder.bind(robot.model);
-  robot.model.acceptOrder = (order) => {
-    const outcome = accept(order);
-    received.push({ robot: serial, orderId: order.orderId, orderUpdateId: order.orderUpdateId, result: outcome.result, atMs: Date.now() });
-    return outcome;
-  };
   return robot;
 }
 

@@ -15,20 +15,17 @@
  * - No task is dispatched twice (one order id per task, update ids only rising), and every
  *   screening an edge had acknowledged meanwhile is stored.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportNats, openUserStore } from '@checkpoint/broker';
-import { createSimulatedRobot, type SimulatedRobot } from '@checkpoint/firmware-bridge';
+import type { SimulatedRobot } from '@checkpoint/firmware-bridge';
 import { checkpointTopics, serverList, type Screening } from '@checkpoint/protocol';
 import {
-  freePort,
   logTail,
   makeTempDir,
-  spawnServer,
   startNatsCluster,
   startPostgres,
   waitFor,
@@ -37,10 +34,10 @@ import {
   type ServerProcess,
 } from '@checkpoint/test-support';
 import { createPostgresUserStore } from '../src/store/postgres/users.js';
-import { DELIVERY_ACTIONS, FLEET_MAP, MANUFACTURER } from './fleet-world.js';
+import { FLEET_MAP, MANUFACTURER } from './fleet-world.js';
+import { startGatewayProcess, startRecordingRobot, type GatewayProcess, type ReceivedOrder } from './helpers/fleet-processes.js';
 import { API_PASSWORD, ApiClient, makeScreening } from './helpers/world.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const PASSWORD = 'nats-fleet-password-1';
 const SERIALS = ['DEL-1', 'DEL-2'] as const;
 /** The node both replicas' connections start on; killed once the survivor leads. */
@@ -84,78 +81,28 @@ const count = async (sql: string, params: unknown[] = []) => Number((await pool.
 /** Every node's URL, starting at `node` (what an installer lists; the order says where a client starts). */
 const urlsFrom = (urls: string[], node: number) => [...urls.slice(node), ...urls.slice(0, node)];
 
-interface Replica {
-  name: string;
-  url: string;
-  proc: ServerProcess;
-  logFile: string;
-  role(): Promise<string>;
-}
-
 /** A gateway replica: cluster mode, the shared database, a site map; `mqtt.clientId` left at its default on purpose. */
-async function startReplica(name: string): Promise<Replica> {
-  const port = await freePort();
-  const configFile = join(dir, `${name}.json`);
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      dataDir: join(dir, name),
-      logLevel: 'silent',
-      http: { host: '127.0.0.1', port: 0 },
-      opcua: { enabled: false },
-      influx: { url: null },
-      ingest: { source: 'jetstream' },
-      mqtt: { urls: urlsFrom(cluster.mqttUrls, GATEWAY_NODE), username: 'gw', password: PASSWORD, reconnectMs: 200 },
-      nats: { servers: urlsFrom(cluster.natsUrls, GATEWAY_NODE), user: 'gw', password: PASSWORD, fetchBatch: 100 },
-      store: { backend: 'postgres', postgres: { url: postgres.url } },
-      fleet: { map: FLEET_MAP, rules: [], tickMs: 200, reloadMs: 500 },
-    }),
-  );
-  const logFile = join(dir, `${name}.log`);
-  const proc = spawnServer('node', [join(REPO, 'scripts/run-ts.mjs'), 'gateway/test/fixtures/gateway-process.ts', 'run', '--config', configFile], {
-    logFile,
-    env: { ...process.env, CHECKPOINT_HTTP_PORT: String(port), CHECKPOINT_LOG_LEVEL: 'info' },
-    cwd: REPO,
+async function startReplica(name: string): Promise<GatewayProcess> {
+  const g = await startGatewayProcess(dir, name, {
+    dataDir: join(dir, name),
+    logLevel: 'silent',
+    http: { host: '127.0.0.1', port: 0 },
+    opcua: { enabled: false },
+    influx: { url: null },
+    ingest: { source: 'jetstream' },
+    mqtt: { urls: urlsFrom(cluster.mqttUrls, GATEWAY_NODE), username: 'gw', password: PASSWORD, reconnectMs: 200 },
+    nats: { servers: urlsFrom(cluster.natsUrls, GATEWAY_NODE), user: 'gw', password: PASSWORD, fetchBatch: 100 },
+    store: { backend: 'postgres', postgres: { url: postgres.url } },
+    fleet: { map: FLEET_MAP, rules: [], tickMs: 200, reloadMs: 500 },
   });
-  gateways.push(proc);
-  const url = `http://127.0.0.1:${port}`;
-  const role = async () => {
-    const res = await fetch(`${url}/healthz`).catch(() => null);
-    return res?.status === 200 ? ((await res.json()) as { store: { role: string } }).store.role : 'unhealthy';
-  };
-  await waitFor(async () => ['leader', 'follower'].includes(await role()), { what: () => `${name} healthy\n${logTail(logFile)}`, timeoutMs: 60_000 });
-  return { name, url, proc, logFile, role };
+  gateways.push(g.proc);
+  return g;
 }
 
-interface ReceivedOrder {
-  robot: string;
-  orderId: string;
-  orderUpdateId: number;
-  result: string;
-}
-
+/** A delivery robot on one node of the cluster, with its own user. */
 async function startRobot(serial: (typeof SERIALS)[number], node: number, startNode: string, x: number, y: number, received: ReceivedOrder[]): Promise<SimulatedRobot> {
-  const robot = await createSimulatedRobot({
-    manufacturer: MANUFACTURER,
-    serialNumber: serial,
-    startNode,
-    x,
-    y,
-    speed: 2,
-    // A delivery across the map takes 10-15 s: still running when the leader dies.
-    timeScale: 3,
-    batteryPct: 90,
-    capabilities: DELIVERY_ACTIONS,
-    reportMs: 1000,
-    transport: { kind: 'mqtt', url: cluster.mqttUrls[node]!, username: `robot-${serial.toLowerCase()}`, password: PASSWORD },
-  });
+  const robot = await startRecordingRobot({ serial, startNode, x, y, url: cluster.mqttUrls[node]!, username: `robot-${serial.toLowerCase()}`, password: PASSWORD }, received);
   robots.push(robot);
-  const accept = robot.model.acceptOrder.bind(robot.model);
-  robot.model.acceptOrder = (order) => {
-    const outcome = accept(order);
-    received.push({ robot: serial, orderId: order.orderId, orderUpdateId: order.orderUpdateId, result: outcome.result });
-    return outcome;
-  };
   return robot;
 }
 
@@ -229,7 +176,7 @@ describe('the robot fleet in cluster mode: two gateway replicas, three NATS node
       const t = await task(id);
       return `${id} on ${t.robotId ?? '-'}: ${t.status}; ${JSON.stringify(t.history.map((h: any) => `${h.at.slice(11, 23)} ${h.status}: ${h.reason}`))}`;
     };
-    const until = async (probe: () => Promise<unknown>, what: string, timeoutMs: number, ids: string[], g: Replica) => {
+    const until = async (probe: () => Promise<unknown>, what: string, timeoutMs: number, ids: string[], g: GatewayProcess) => {
       try {
         await waitFor(probe, { what, timeoutMs, intervalMs: 50 });
       } catch (error) {
