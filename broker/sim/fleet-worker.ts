@@ -7,6 +7,7 @@
  * session subscribes to its `cmd` topic (QoS 1) as agents do, and the commands received are reported.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { reconnectDelay, serverList } from '@checkpoint/protocol';
 import { nextArrivalMs, simScreening, simTelemetry, simUlid, type SimDevice } from './fleet-core.js';
 
 export type WorkerCommand =
@@ -38,22 +39,14 @@ export type WorkerReport =
 const send = (report: WorkerReport) => process.send!(report);
 const clients: MqttClient[] = [];
 
-function servers(urls: string[], start: number) {
-  const list = urls.map((raw) => {
-    const u = new URL(raw);
-    return { host: u.hostname, port: Number(u.port || 1883), protocol: 'mqtt' as const };
-  });
-  return [...list.slice(start % list.length), ...list.slice(0, start % list.length)];
-}
-
 /**
- * Reconnect as an agent in cluster mode does (edge-agent/src/outbox/connection.ts
- * `reconnectDelay`: mean `reconnectMs`, 30 s by default in cluster mode, doubled per failed
- * attempt up to 30 s, drawn from [0.5, 1.5) times the mean). A fixed short period made the 3,333 sessions of a killed node a storm the survivors
- * never got out of (docs/scale.md).
+ * Reconnect as an agent in cluster mode does (`reconnectDelay`, as edge-agent's connection.ts
+ * calls it: mean `reconnectMs`, 30 s by default in cluster mode, doubled per failed attempt up to
+ * 30 s, drawn from [0.5, 1.5) times the mean). A fixed short period made the 3,333 sessions of a
+ * killed node a storm the survivors never got out of (docs/scale.md).
  */
 let reconnectMs = 30_000;
-const reconnectWait = (failures: number) => Math.round(Math.min(reconnectMs * 2 ** Math.min(failures, 10), Math.max(30_000, reconnectMs)) * (0.5 + Math.random()));
+const reconnectWait = (failures: number) => reconnectDelay(failures, reconnectMs, Math.max(30_000, reconnectMs));
 
 /** Commands received since the last report, sent to the parent every 250 ms. */
 let commandsReceived: Array<[string, number]> = [];
@@ -68,7 +61,7 @@ async function open(urls: string[], devices: SimDevice[], concurrency: number, s
   let next = 0;
   const connectOne = async (device: SimDevice, index: number) => {
     const client = mqtt.connect({
-      servers: servers(urls, index),
+      servers: serverList(urls, index),
       protocol: 'mqtt',
       clientId: device.name,
       username: device.name,

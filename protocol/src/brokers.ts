@@ -1,7 +1,8 @@
 /**
  * Broker addresses as MQTT clients take them. In cluster mode a client lists every node's MQTT
  * listener (edge agents' and gateways' `mqtt.urls`); mqtt.js tries its `servers` in turn on each
- * reconnect.
+ * reconnect, after a jittered wait that grows with failed attempts (agents, and `sim:fleet`'s
+ * simulated ones).
  */
 
 /** One entry of mqtt.js's `servers` option. */
@@ -21,4 +22,17 @@ export function serverList(urls: readonly string[], start: number): MqttServer[]
   });
   const offset = ((start % servers.length) + servers.length) % servers.length;
   return [...servers.slice(offset), ...servers.slice(0, offset)];
+}
+
+/** A reconnect period drawn uniformly from [base/2, 3·base/2): the mean stays `base`. */
+export function jitteredPeriod(baseMs: number, random: () => number = Math.random): number {
+  return Math.max(1, Math.round(baseMs * (0.5 + random())));
+}
+
+/**
+ * The wait before the next attempt after `failures` failed attempts in a row (0: the connection
+ * just dropped): `baseMs` doubled per failure, capped at `maxMs`, then jittered as above.
+ */
+export function reconnectDelay(failures: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  return jitteredPeriod(Math.min(baseMs * 2 ** Math.min(failures, 30), Math.max(maxMs, baseMs)), random);
 }

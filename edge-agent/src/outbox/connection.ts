@@ -10,7 +10,7 @@
  * waited 15-30 s) and no stream regained a leader in 200 s: no publish was accepted anywhere.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { serverList } from '@checkpoint/protocol';
+import { jitteredPeriod, reconnectDelay, serverList } from '@checkpoint/protocol';
 
 export interface BrokerConnectionSettings {
   url: string;
@@ -44,19 +44,6 @@ export function reconnectCap(m: BrokerConnectionSettings): number {
 /** The broker URLs to use, in the order given: `urls` when set (cluster mode), else `url`. */
 export function brokerUrls(m: BrokerConnectionSettings): string[] {
   return m.urls && m.urls.length > 0 ? m.urls : [m.url];
-}
-
-/** A reconnect period drawn uniformly from [base/2, 3·base/2): the mean stays `base`. */
-export function jitteredPeriod(baseMs: number, random: () => number = Math.random): number {
-  return Math.max(1, Math.round(baseMs * (0.5 + random())));
-}
-
-/**
- * The wait before the next attempt after `failures` failed attempts in a row (0: the connection
- * just dropped): `baseMs` doubled per failure, capped at `maxMs`, then jittered as above.
- */
-export function reconnectDelay(failures: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  return jitteredPeriod(Math.min(baseMs * 2 ** Math.min(failures, 30), Math.max(maxMs, baseMs)), random);
 }
 
 /**
