@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { AckPolicy, DeliverPolicy, connect as natsConnect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
 import {
+  RECOMMENDED_MQTT_CONSUMERS,
   freePort,
   logTail,
   makeTempDir,
@@ -51,7 +52,7 @@ import type { WorkerCommand, WorkerReport } from './fleet-worker.js';
 const here = fileURLToPath(new URL('.', import.meta.url));
 /** nats-server `mqtt { consumer_replicas, consumer_memory_storage }` for each `--mqtt-consumers`. */
 const MQTT_CONSUMERS: Record<NonNullable<FleetOptions['mqttConsumers']>, { replicas?: number; memoryStorage?: boolean }> = {
-  'r1-memory': { replicas: 1, memoryStorage: true },
+  'r1-memory': RECOMMENDED_MQTT_CONSUMERS,
   'r3-memory': { replicas: 3, memoryStorage: true },
   'r3-file': {},
 };

@@ -10,7 +10,7 @@ export { startMosquitto, mosquittoConfig, answersMqttConnect } from './mosquitto
 export type { MosquittoOptions, MosquittoServer } from './mosquitto.js';
 export { openPtyPair } from './pty.js';
 export type { PtyPair } from './pty.js';
-export { startNatsCluster, natsNodeConfig } from './nats.js';
+export { startNatsCluster, natsNodeConfig, RECOMMENDED_MQTT_CONSUMERS } from './nats.js';
 export type { NatsClusterOptions, NatsCluster, NatsNode, NatsNodeConfigSettings } from './nats.js';
 export { startPostgres } from './postgres.js';
 export type { PostgresOptions, PostgresServer } from './postgres.js';
