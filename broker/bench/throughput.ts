@@ -15,6 +15,11 @@
  * alternating which goes first, after a warm-up on fresh connections. Latency = receive time -
  * send time, both read from `performance.now()` in this one process (all clients run here).
  * Loopback only. Nothing may be lost: a round fails naming what it missed.
+ *
+ * A third row (`--reference`, on by default) runs our broker with the same auth and ACL but its
+ * sessions and queues in memory only: no PUBACK waits for the disk. It is not a configuration to
+ * deploy (a restart loses every queued message); it shows what aedes itself costs, so the ceiling
+ * any persistence could reach is measured in the same run.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,12 +32,15 @@ import { startMosquitto } from '@checkpoint/test-support';
 import { exportMosquitto, openUserStore } from '../src/index.js';
 
 const { values: opts } = parseArgs({
+  allowNegative: true,
   options: {
     publishers: { type: 'string', default: '4' },
     messages: { type: 'string', default: '5000' },
     window: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
     clean: { type: 'boolean', default: false },
+    /** Also measure our broker without persistence (--no-reference to skip). */
+    reference: { type: 'boolean', default: true },
     /** Write a V8 CPU profile of our broker's process into this directory (node --cpu-prof). */
     'cpu-prof': { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -168,10 +176,13 @@ async function measure(broker: BrokerUnderTest, roundNo: number): Promise<Result
   };
 }
 
-async function startOurBroker(dataDir: string): Promise<BrokerUnderTest> {
-  const profile = opts['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', opts['cpu-prof']] : [];
+const OURS = 'aedes (checkpoint-broker)';
+const OURS_IN_MEMORY = 'aedes, memory only (ref)';
+
+async function startOurBroker(dataDir: string, persistence: 'level' | 'memory'): Promise<BrokerUnderTest> {
+  const profile = opts['cpu-prof'] && persistence === 'level' ? ['--cpu-prof', '--cpu-prof-dir', opts['cpu-prof']] : [];
   const nodeFlags = (process.env.BENCH_BROKER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeFlags, ...profile, join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeFlags, ...profile, join(here, '../../scripts/run-ts.mjs'), join(here, 'serve.ts'), dataDir, persistence], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -182,7 +193,7 @@ async function startOurBroker(dataDir: string): Promise<BrokerUnderTest> {
     child.once('exit', (code) => reject(new Error(`broker process exited with ${code}`)));
   });
   return {
-    name: 'aedes (checkpoint-broker)',
+    name: persistence === 'level' ? OURS : OURS_IN_MEMORY,
     url: `mqtt://127.0.0.1:${port}`,
     pid: child.pid!,
     stop: () => new Promise((resolve) => (child.once('exit', () => resolve()), child.kill('SIGTERM'))),
@@ -199,7 +210,7 @@ try {
   store.close();
 
   const loadAtStart = load1();
-  brokers.push(await startOurBroker(dir));
+  brokers.push(await startOurBroker(dir, 'level'));
   const mosquitto = await startMosquitto({
     acl: readFileSync(exported.aclFile, 'utf8'),
     persistence: true,
@@ -214,6 +225,7 @@ try {
     ].join('\n'),
   });
   brokers.push({ name: 'mosquitto', url: mosquitto.url, pid: mosquitto.pid, stop: () => mosquitto.stop() });
+  if (opts.reference) brokers.push(await startOurBroker(dir, 'memory'));
 
   // Auth really is on for both: a client without credentials is refused.
   for (const broker of brokers) {
@@ -240,13 +252,21 @@ try {
       cpuUsPerMessage: median(mine.map((r) => r.cpuUsPerMessage)),
     };
   });
-  const [aedes, mosq] = summary as [(typeof summary)[0], (typeof summary)[0]];
+  const named = (name: string) => summary.find((s) => s.broker === name);
+  const aedes = named(OURS)!;
+  const mosq = named('mosquitto')!;
+  const reference = named(OURS_IN_MEMORY);
   const throughputRatio = round2(aedes.perSecond / mosq.perSecond);
   const p99Ratio = round2(aedes.p99 / mosq.p99);
   const cpuRatio = round2(aedes.cpuUsPerMessage / mosq.cpuUsPerMessage);
+  const referenceRatios = reference && {
+    throughput: round2(reference.perSecond / mosq.perSecond),
+    p99: round2(reference.p99 / mosq.p99),
+    cpu: round2(reference.cpuUsPerMessage / mosq.cpuUsPerMessage),
+  };
   const loadAtEnd = load1();
   if (opts.json) {
-    print(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, rounds: ROUNDS, cleanSession: opts.clean, loadAverage: { start: loadAtStart, end: loadAtEnd }, results, medians: summary, throughputRatio, p99Ratio, cpuRatio }, null, 2));
+    print(JSON.stringify({ publishers: PUBLISHERS, messagesPerPublisher: MESSAGES, window: WINDOW, rounds: ROUNDS, cleanSession: opts.clean, loadAverage: { start: loadAtStart, end: loadAtEnd }, results, medians: summary, throughputRatio, p99Ratio, cpuRatio, referenceRatios }, null, 2));
   } else {
     print(`QoS 1, auth + ACL + persistence, ${PUBLISHERS} publishers x ${MESSAGES} messages (window ${WINDOW}), 1 subscriber (${opts.clean ? 'clean' : 'persistent'} session), loopback, ${ROUNDS} rounds`);
     print(`load average (1 min): ${loadAtStart} at start, ${loadAtEnd} at end, ${availableParallelism()} cores`);
@@ -260,6 +280,11 @@ try {
     print(`throughput ratio aedes / mosquitto: ${throughputRatio} (target >= 1.0: ${throughputRatio >= 1 ? 'met' : 'NOT met'})`);
     print(`p99 ratio aedes / mosquitto: ${p99Ratio} (target <= 2.0: ${p99Ratio <= 2 ? 'met' : 'NOT met'})`);
     print(`CPU per message ratio aedes / mosquitto: ${cpuRatio}`);
+    if (referenceRatios) {
+      print(
+        `reference, aedes without persistence / mosquitto: throughput ${referenceRatios.throughput}, p99 ${referenceRatios.p99}, CPU per message ${referenceRatios.cpu} (the ceiling for any persistence under aedes; not a deployable setting)`,
+      );
+    }
   }
 } finally {
   for (const broker of brokers) await broker.stop();
