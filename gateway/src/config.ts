@@ -203,6 +203,12 @@ export const GatewayConfigSchema = Type.Object(
           default: 60,
           description: 'a gateway that takes over the fleet adopts the running orders; a robot silent this long after that loses its task (re-queued or failed)',
         }),
+        linkLossGraceS: Type.Integer({
+          minimum: 0,
+          maximum: 3600,
+          default: 30,
+          description: 'a robot whose link broke mid-task (CONNECTIONBROKEN) keeps its task this long before it is re-queued; 0 = at once',
+        }),
         reloadMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 2000, description: 'the leading gateway picks up tasks other gateways stored (queued) this often' }),
       },
       'robot fleet: VDA 5050 master control',

@@ -453,6 +453,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService {
       robots,
       restore,
       adoptTimeoutS: deps.config.adoptTimeoutS,
+      linkLossGraceS: deps.config.linkLossGraceS,
       now: at,
       newTaskId: deps.newId,
       maxAttempts: deps.config.maxAttempts,

@@ -248,7 +248,8 @@ describe('reconnects and last wills', () => {
   it('re-queues the task of a robot whose last will (timestamped at connect, long ago) arrives, and waits for a fresh state after it reconnects', () => {
     let t = Date.parse('2025-03-01T08:00:00Z');
     const now = () => (t += 1000);
-    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    // No grace for a broken link here (fleet-core.test.ts covers it): the will alone re-queues.
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false }, linkLossGraceS: 0 });
     const r = new StepRobot('WILL-1', 'P1');
     // The will is composed at connect time, just before ONLINE.
     const will = r.connection('CONNECTIONBROKEN', now());

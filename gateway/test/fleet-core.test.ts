@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createFleet, loadRules, TaskStateError } from '../src/fleet/index.js';
 import { bringOnline, clock, deliver, hospitalMap, run, StepRobot } from './fleet-fixtures.js';
+import type { Vda5050Order } from '@checkpoint/protocol';
 
 let ids = 0;
 const newTaskId = () => `T${++ids}`;
@@ -64,9 +65,10 @@ describe('fleet core (master control without sockets)', () => {
     expect(Object.values(actions)).toEqual(['FINISHED', 'FINISHED', 'FINISHED']); // wait, UV at G2, UV at G2b
   });
 
-  it('re-queues the task of a robot whose link broke and lets another robot finish it; cancels the stale order on return', () => {
+  /** Two robots online, a patrol underway on AMR-1 (one step driven). */
+  const patrolUnderway = (options: { linkLossGraceS?: number } = {}) => {
     const now = clock();
-    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false }, ...options });
     const r1 = new StepRobot('AMR-1', 'C1');
     const r2 = new StepRobot('AMR-2', 'P2');
     bringOnline(fleet, [r1, r2], now);
@@ -75,11 +77,29 @@ describe('fleet core (master control without sockets)', () => {
     expect(fleet.task(task.id)!.robot).toBe('acme/AMR-1');
     run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'underway');
     r1.step();
+    /** Lets `seconds` pass on the clock; returns the time reached. */
+    const wait = (seconds: number) => {
+      let t = now();
+      for (let i = 1; i < seconds; i++) t = now();
+      return t;
+    };
+    return { now, wait, fleet, r1, r2, task };
+  };
+  const reasons = (fleet: ReturnType<typeof createFleet>, id: string) => fleet.task(id)!.history.map((h) => h.reason).join('\n');
 
-    const fx = fleet.handleMessage(...r1.connection('CONNECTIONBROKEN', now()), now());
-    deliver(fx, [r1, r2]);
+  it('re-queues the task of a robot whose link stays broken past the grace period, lets another robot finish it, and cancels the stale order on return', () => {
+    const { now, wait, fleet, r1, r2, task } = patrolUnderway();
+
+    deliver(fleet.handleMessage(...r1.connection('CONNECTIONBROKEN', now()), now()), [r1, r2]);
+    // The robot may still be driving: it keeps the task for the grace period (default 30 s).
+    expect(fleet.task(task.id)).toMatchObject({ status: 'underway', robot: 'acme/AMR-1', attempts: 1 });
+    expect(reasons(fleet, task.id)).toMatch(/robot acme\/AMR-1 lost its link \(CONNECTIONBROKEN\); it keeps the task up to 30 s/);
+    deliver(fleet.tick(wait(27)), [r1, r2]);
+    expect(fleet.task(task.id)).toMatchObject({ status: 'underway', robot: 'acme/AMR-1' });
+
+    deliver(fleet.tick(wait(3)), [r1, r2]);
     const t = fleet.task(task.id)!;
-    expect(t.history.map((h) => h.reason).join('\n')).toMatch(/robot acme\/AMR-1 is CONNECTIONBROKEN mid-task; re-queued \(attempt 1 of 3 used\)/);
+    expect(reasons(fleet, task.id)).toMatch(/robot acme\/AMR-1 is CONNECTIONBROKEN \(no link for 30 s\) mid-task; re-queued \(attempt 1 of 3 used\)/);
     expect(t).toMatchObject({ status: 'assigned', robot: 'acme/AMR-2' });
     run(fleet, [r2], now, () => fleet.task(task.id)!.status === 'completed');
     expect(fleet.task(task.id)!).toMatchObject({ status: 'completed', attempts: 2 });
@@ -88,6 +108,56 @@ describe('fleet core (master control without sockets)', () => {
     deliver(fleet.handleMessage(...r1.connection('ONLINE', now()), now()), [r1, r2]);
     const back = fleet.handleMessage(...r1.state(now()), now());
     expect(back.publish.map((p) => JSON.parse(p.payload).actions?.[0]?.actionType)).toContain('cancelOrder');
+  });
+
+  it('keeps the task of a robot whose link came back within the grace period: same order, one attempt, nothing sent to another robot', () => {
+    const { now, wait, fleet, r1, r2, task } = patrolUnderway();
+    const orderId = fleet.task(task.id)!.orderId;
+    deliver(fleet.handleMessage(...r1.connection('CONNECTIONBROKEN', now()), now()), [r1, r2]);
+    // It drives on while offline; nobody hears its states.
+    r1.step();
+    r1.step();
+    deliver(fleet.tick(wait(20)), [r1, r2]);
+    deliver(fleet.handleMessage(...r1.connection('ONLINE', now()), now()), [r1, r2]);
+    expect(reasons(fleet, task.id)).toMatch(/robot acme\/AMR-1 back ONLINE after 2\d\.0 s/);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)).toMatchObject({ status: 'completed', robot: 'acme/AMR-1', attempts: 1, orderId });
+    expect(r2.received.filter((m) => 'nodes' in m)).toEqual([]);
+    // The grace does not come back to haunt it: a tick much later changes nothing.
+    deliver(fleet.tick(wait(60)), [r1, r2]);
+    expect(fleet.task(task.id)!.status).toBe('completed');
+  });
+
+  it('plans the task again from where it stands for a robot back within the grace period without its order (rebooted)', () => {
+    const { now, fleet, r1, r2, task } = patrolUnderway();
+    const orderId = fleet.task(task.id)!.orderId!;
+    deliver(fleet.handleMessage(...r1.connection('CONNECTIONBROKEN', now()), now()), [r1, r2]);
+    const stoodAt = r1.lastNodeId;
+    Object.assign(r1, { orderId: '', orderUpdateId: 0, nodes: [], edges: [], actions: [] });
+    deliver(fleet.handleMessage(...r1.connection('ONLINE', now()), now()), [r1, r2]);
+    expect(fleet.task(task.id)!.orderId).toBe(orderId);
+    deliver(fleet.handleMessage(...r1.state(now()), now()), [r1, r2]);
+    expect(reasons(fleet, task.id)).toMatch(new RegExp(`robot acme/AMR-1 came back without order ${orderId} mid-task; re-queued \\(attempt 1 of 3 used\\)`));
+    run(fleet, [r1, r2], now, () => fleet.task(task.id)!.status === 'completed');
+    const done = fleet.task(task.id)!;
+    expect(done).toMatchObject({ status: 'completed', attempts: 2 });
+    expect(done.orderId).not.toBe(orderId);
+    // Whoever took it, the new order starts where that robot stood, not where AMR-1 was first sent from.
+    const taker = done.robot === r1.key ? r1 : r2;
+    const firstOrder = taker.received.find((m): m is Vda5050Order => 'nodes' in m && m.orderId === done.orderId)!;
+    expect(firstOrder.nodes[0]!.nodeId).toBe(taker === r1 ? stoodAt : 'P2');
+  });
+
+  it('re-queues at once when the robot disconnects cleanly (OFFLINE), or on CONNECTIONBROKEN with linkLossGraceS 0', () => {
+    for (const [state, options] of [
+      ['OFFLINE', {}],
+      ['CONNECTIONBROKEN', { linkLossGraceS: 0 }],
+    ] as const) {
+      const { now, fleet, r1, r2, task } = patrolUnderway(options);
+      deliver(fleet.handleMessage(...r1.connection(state, now()), now()), [r1, r2]);
+      expect(reasons(fleet, task.id)).toMatch(new RegExp(`robot acme/AMR-1 is ${state} mid-task; re-queued \\(attempt 1 of 3 used\\)`));
+      expect(fleet.task(task.id)).toMatchObject({ status: 'assigned', robot: 'acme/AMR-2' });
+    }
   });
 
   it('sends a low robot to charge with a visible charge task', () => {

@@ -71,7 +71,8 @@ beforeAll(async () => {
       { serialNumber: 'DEL-N', transport: 'mqtt', startNode: 'P2', x: 0, y: 10, speed: 2, timeScale: 10, capabilities: DELIVERY_ACTIONS },
       { serialNumber: 'UV-N', transport: 'mqtt', startNode: 'P3', x: 0, y: 20, speed: 2, timeScale: 10, capabilities: UV_ACTIONS },
     ],
-    { extraRobotUsers: ['FAKE-1'] },
+    // A short grace for a broken link (default 30 s), so the unplugged robot's task moves on quickly.
+    { extraRobotUsers: ['FAKE-1'], fleet: { linkLossGraceS: 2 } },
   );
   await login();
   sse = openSse(`${world.gateway.url}/api/live`, { authorization: `Bearer ${dispatcher.token}` });
@@ -178,7 +179,7 @@ describe('the fleet through the API', () => {
     expect(audit).toContainEqual(expect.objectContaining({ actor: 'dispatcher', action: 'task.confirm', target: uvId, detail: { kind: 'area_clear' } }));
   });
 
-  it('re-queues the task of a serial robot unplugged mid-task (CONNECTIONBROKEN) and another robot finishes it', async () => {
+  it('re-queues the task of a serial robot unplugged mid-task (CONNECTIONBROKEN) once the grace period ends, and another robot finishes it', async () => {
     await robotsReady([DEL_S, DEL_N]);
     // Two deliveries for the two delivery robots; the serial one is unplugged once its task is underway.
     const a = (await dispatcher.post('/api/tasks', { type: 'delivery', from: 'PH', to: 'W1', what: 'blood samples', confirmRecipient: false })).body.task;
@@ -199,11 +200,16 @@ describe('the fleet through the API', () => {
     const requeued = await waitFor(
       async () => {
         const t = await task(onSerial.id);
-        return t.history.some((h: any) => h.status === 'queued' && h.reason.includes(`robot ${DEL_S} is CONNECTIONBROKEN mid-task`)) ? t : null;
+        return t.history.some((h: any) => h.status === 'queued' && h.reason.includes(`robot ${DEL_S} is CONNECTIONBROKEN (no link for 2 s) mid-task`)) ? t : null;
       },
       { what: 're-queued with the reason', timeoutMs: 10_000 },
     );
     expect(requeued.history.find((h: any) => h.status === 'queued' && h.reason.includes('CONNECTIONBROKEN')).reason).toMatch(/re-queued \(attempt 1 of 3 used\)/);
+    // It kept the task for the grace period first, and the history says so.
+    const graceNote = requeued.history.find((h: any) => h.reason === `robot ${DEL_S} lost its link (CONNECTIONBROKEN); it keeps the task up to 2 s`);
+    expect(graceNote).toMatchObject({ status: 'underway' });
+    const requeuedAt = requeued.history.find((h: any) => h.status === 'queued' && h.reason.includes('CONNECTIONBROKEN')).at;
+    expect(Date.parse(requeuedAt) - Date.parse(graceNote.at)).toBeGreaterThanOrEqual(2000);
     await waitFor(async () => (await task(a.id)).status === 'completed' && (await task(b.id)).status === 'completed', { what: 'both deliveries completed', timeoutMs: 40_000 });
     const done = await task(onSerial.id);
     expect(done.robotId).toBe(DEL_N);

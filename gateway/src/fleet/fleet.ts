@@ -131,6 +131,14 @@ export interface FleetOptions {
   restore?: 'requeue' | 'adopt';
   /** After adopting, a robot that sends no state this long loses its task (re-queued or failed), s; default 60. */
   adoptTimeoutS?: number;
+  /**
+   * A robot whose link broke mid-task (its CONNECTIONBROKEN will) keeps its task this long, s,
+   * default 30: robots keep driving their order while offline, and a Wi-Fi hand-over or a lift
+   * should not restart a delivery under a new order. Back ONLINE in time, its first state is
+   * checked as after a hand-over (it runs the order, or gets it again). 0 re-queues at once.
+   * OFFLINE (a clean disconnect) and fatal errors never wait.
+   */
+  linkLossGraceS?: number;
   /** When the fleet is created (ms): the time of restore notes and of the adoption deadline. */
   now?: number;
 }
@@ -268,6 +276,11 @@ export function createFleet(options: FleetOptions): Fleet {
   const adoptTimeoutMs = (options.adoptTimeoutS ?? 60) * 1000;
   /** Robots given adopted work, and until when (ms) they must send a state to keep it. */
   const adopting = new Map<RobotKey, number>();
+  const linkLossGraceMs = (options.linkLossGraceS ?? 30) * 1000;
+  /** Robots whose link broke while they had work: since when (ms); they keep it until the grace ends. */
+  const linkLost = new Map<RobotKey, number>();
+  /** Robots back ONLINE within the grace, and until when (ms) their first state must come to keep the work. */
+  const returning = new Map<RobotKey, number>();
   /** Robots known from the store that have not spoken to this fleet yet: no new work for them (their record may be stale). */
   const unheard = new Set<RobotKey>();
   for (const r of options.robots ?? []) {
@@ -484,6 +497,15 @@ export function createFleet(options: FleetOptions): Fleet {
     r.next = null;
   };
 
+  /** A note on the task a robot runs (and the one queued behind it). */
+  const noteWork = (fx: FleetEffects, key: RobotKey, text: string, now: number) => {
+    const r = rt(key);
+    for (const id of [r.current?.kind === 'task' ? r.current.taskId : null, r.next]) {
+      const task = id ? tasks.get(id) : undefined;
+      if (task && !TERMINAL.has(task.status)) save(fx, note(task, text, new Date(now)));
+    }
+  };
+
   // ---- robot messages --------------------------------------------------------------------------
 
   const onRobotState = (fx: FleetEffects, key: RobotKey, now: number) => {
@@ -589,6 +611,18 @@ export function createFleet(options: FleetOptions): Fleet {
     dirty = true;
   };
 
+  /**
+   * The first state of a robot back from a broken link: it still runs its order (it drove on
+   * offline), or it lost it (it rebooted). Then the task is planned again from where the robot
+   * is now, as for a lost robot: the old order starts where the robot was when it was sent.
+   */
+  const checkReturned = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const work = rt(key).current;
+    if (work?.kind !== 'task' || !work.plan || robots.get(key)!.orderId === work.plan.orderId) return;
+    loseRobot(fx, key, `came back without order ${work.plan.orderId}`, now);
+    dirty = true;
+  };
+
   let dirty = true;
 
   const handleMessage = (topic: string, payload: Buffer | string, now = Date.now()): FleetEffects => {
@@ -635,12 +669,27 @@ export function createFleet(options: FleetOptions): Fleet {
         : robot.errors.some((e) => e.errorLevel === 'FATAL')
           ? `reported fatal error ${robot.errors.find((e) => e.errorLevel === 'FATAL')!.errorType}`
           : null;
-    if (lost && (rt(key).current || rt(key).next)) {
+    const hasWork = rt(key).current !== null || rt(key).next !== null;
+    if (lost && hasWork && robot.connection === 'CONNECTIONBROKEN' && linkLossGraceMs > 0 && !robot.errors.some((e) => e.errorLevel === 'FATAL')) {
+      // Its will: the link broke, the robot may well still be driving. Wait for it (tick ends the wait).
+      if (!linkLost.has(key)) {
+        linkLost.set(key, now);
+        noteWork(fx, key, `robot ${key} lost its link (CONNECTIONBROKEN); it keeps the task up to ${linkLossGraceMs / 1000} s`, now);
+      }
+    } else if (lost && hasWork) {
       adopting.delete(key);
+      linkLost.delete(key);
+      returning.delete(key);
       loseRobot(fx, key, lost, now);
       dirty = true;
+    } else if (kind === 'connection' && robot.connection === 'ONLINE' && linkLost.has(key)) {
+      const since = linkLost.get(key)!;
+      linkLost.delete(key);
+      noteWork(fx, key, `robot ${key} back ONLINE after ${((now - since) / 1000).toFixed(1)} s; its next state shows whether it still runs the order`, now);
+      returning.set(key, now + adoptTimeoutMs);
     } else if (kind === 'state') {
       if (adopting.has(key)) checkAdopted(fx, key, now);
+      if (returning.delete(key)) checkReturned(fx, key, now);
       onRobotState(fx, key, now);
     }
     if (kind === 'state') {
@@ -889,6 +938,22 @@ export function createFleet(options: FleetOptions): Fleet {
         if (now < deadline) continue;
         adopting.delete(key);
         if (rt(key).current || rt(key).next) loseRobot(fx, key, `sent no state within ${adoptTimeoutMs / 1000} s of the hand-over`, now);
+      }
+      for (const [key, deadline] of returning) {
+        if (now < deadline) continue;
+        returning.delete(key);
+        if (rt(key).current || rt(key).next) {
+          loseRobot(fx, key, `sent no state within ${adoptTimeoutMs / 1000} s of coming back`, now);
+          dirty = true;
+        }
+      }
+      for (const [key, since] of linkLost) {
+        if (now - since < linkLossGraceMs) continue;
+        linkLost.delete(key);
+        if (rt(key).current || rt(key).next) {
+          loseRobot(fx, key, `is CONNECTIONBROKEN (no link for ${linkLossGraceMs / 1000} s)`, now);
+          dirty = true;
+        }
       }
       for (const key of robots.keys()) askFactsheet(fx, key, now);
       for (const [key, r] of runtime) {
