@@ -148,6 +148,46 @@ describe('fleet core (master control without sockets)', () => {
     expect(firstOrder.nodes[0]!.nodeId).toBe(taker === r1 ? stoodAt : 'P2');
   });
 
+  it('sends an order the robot has not shown again after 10 s (it was lost on the way), and the task goes on under the same order', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r1 = new StepRobot('AMR-1', 'C1');
+    bringOnline(fleet, [r1], now);
+    const { task, effects } = fleet.submitTask({ type: 'patrol', nodes: ['C2', 'G2'], repeat: 1 }, 'disp', now());
+    const lost = effects.publish.filter((p) => p.topic.endsWith('/order'));
+    expect(lost).toHaveLength(1); // and never delivered
+    const orderId = fleet.task(task.id)!.orderId;
+    deliver(fleet.handleMessage(...r1.state(now()), now()), [r1]);
+    // Not yet: 10 s after the send.
+    expect(fleet.tick(now()).publish.filter((p) => p.topic.endsWith('/order'))).toEqual([]);
+    let again: ReturnType<typeof fleet.tick>['publish'] = [];
+    for (let i = 0; i < 12 && again.length === 0; i++) again = deliver(fleet.tick(now()), [r1]).filter((p) => p.topic.endsWith('/order'));
+    expect(again).toHaveLength(1);
+    expect(JSON.parse(again[0]!.payload)).toMatchObject({ orderId, orderUpdateId: 0 });
+    expect(reasons(fleet, task.id)).toMatch(new RegExp(`robot acme/AMR-1 has not shown order ${orderId} for 10 s: sent again \\(1 of 3\\)`));
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)).toMatchObject({ status: 'completed', attempts: 1, orderId });
+    // Shown by the robot: no more resends.
+    for (let i = 0; i < 30; i++) expect(fleet.tick(now()).publish.filter((p) => p.topic.endsWith('/order'))).toEqual([]);
+  });
+
+  it('re-queues the task of a robot that shows none of 3 resends of its order', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const deaf = new StepRobot('AMR-1', 'C1');
+    bringOnline(fleet, [deaf], now);
+    const { task } = fleet.submitTask({ type: 'patrol', nodes: ['C2', 'G2'], repeat: 1 }, 'disp', now());
+    const orderId = fleet.task(task.id)!.orderId;
+    let sent = 1;
+    // It keeps publishing its (idle) state, and every order is lost.
+    for (let i = 0; i < 60 && fleet.task(task.id)!.attempts === 1 && fleet.task(task.id)!.status !== 'queued'; i++) {
+      fleet.handleMessage(...deaf.state(now()), now());
+      sent += fleet.tick(now()).publish.filter((p) => p.topic.endsWith('/order') && JSON.parse(p.payload).orderId === orderId).length;
+    }
+    expect(sent).toBe(4);
+    expect(reasons(fleet, task.id)).toMatch(new RegExp(`robot acme/AMR-1 did not show order ${orderId} after 3 resends mid-task; re-queued \\(attempt 1 of 3 used\\)`));
+  });
+
   it('re-queues at once when the robot disconnects cleanly (OFFLINE), or on CONNECTIONBROKEN with linkLossGraceS 0', () => {
     for (const [state, options] of [
       ['OFFLINE', {}],

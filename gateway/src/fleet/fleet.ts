@@ -157,6 +157,8 @@ type Work =
       retryAt?: number;
       /** stopCharging sent before this task's order (the robot was charging). */
       stopChargingSent?: boolean;
+      /** The order (or update) in `plan` was sent at `since` and the robot's state has not shown it yet. */
+      unconfirmed?: { since: number; resends: number };
     }
   | { kind: 'move'; plan: OrderPlan; target: string };
 
@@ -182,6 +184,15 @@ const REFUSAL_RETRY_MAX_MS = 120_000;
 const CHARGE_RETRY_MS = 30_000;
 const CHARGE_RETRY_MAX_MS = 600_000;
 const PARK_RETRY_MS = 30_000;
+/**
+ * An order (or update) the robot's state has not shown this long is sent again, at most
+ * ORDER_RESENDS times, then the robot loses the task. Robots publish a state when an order
+ * arrives (VDA 5050 §6.10) and drop a repeat of the orderId and orderUpdateId they have (§6.6.2),
+ * so a resend is harmless; without it an order lost on the way (the robot subscribes at QoS 0,
+ * §6.2; a reconnect shorter than its keep-alive leaves no will) left the task assigned for good.
+ */
+const ORDER_RESEND_MS = 10_000;
+const ORDER_RESENDS = 3;
 const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
 
 /** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
@@ -381,6 +392,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const sendOrder = (fx: FleetEffects, key: RobotKey, plan: OrderPlan, now: number) => {
     const r = rt(key);
     publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now), versionOf(key)));
+    if (r.current?.kind === 'task' && r.current.plan === plan) r.current.unconfirmed = { since: now, resends: 0 };
   };
   const sendCancel = (fx: FleetEffects, key: RobotKey, now: number) => {
     const r = rt(key);
@@ -541,9 +553,11 @@ export function createFleet(options: FleetOptions): Fleet {
       const waitMs = backoff(REFUSAL_RETRY_MS, task.attempts, REFUSAL_RETRY_MAX_MS);
       save(fx, note(task, `robot ${key} refused order ${work.plan.orderId} (${refusal}); sending it again in ${waitMs / 1000} s`, at));
       work.plan = null;
+      work.unconfirmed = undefined;
       work.retryAt = now + waitMs;
       return;
     }
+    if (work.unconfirmed && robot.orderId === work.plan.orderId && robot.orderUpdateId >= work.plan.orderUpdateId) work.unconfirmed = undefined;
     // A `trigger` the robot rejected (error naming it, or FAILED): the confirmation did not reach it; let the human confirm again.
     for (const [triggerId, waitingId] of work.triggersSent ?? []) {
       const failed = robot.actionStates.find((a) => a.actionId === triggerId && a.actionStatus === 'FAILED');
@@ -621,6 +635,25 @@ export function createFleet(options: FleetOptions): Fleet {
     if (work?.kind !== 'task' || !work.plan || robots.get(key)!.orderId === work.plan.orderId) return;
     loseRobot(fx, key, `came back without order ${work.plan.orderId}`, now);
     dirty = true;
+  };
+
+  /** An order the robot has not shown within ORDER_RESEND_MS while ONLINE: sent again, or given up. */
+  const resendUnconfirmed = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const work = rt(key).current;
+    if (work?.kind !== 'task' || !work.plan || !work.unconfirmed || now - work.unconfirmed.since < ORDER_RESEND_MS) return;
+    // Away, or its first state since coming back is still awaited: those have their own deadlines.
+    if (robots.get(key)?.connection !== 'ONLINE' || linkLost.has(key) || returning.has(key) || adopting.has(key)) return;
+    const what = `order ${work.plan.orderId}${work.plan.orderUpdateId > 0 ? ` update ${work.plan.orderUpdateId}` : ''}`;
+    const { resends } = work.unconfirmed;
+    if (resends >= ORDER_RESENDS) {
+      loseRobot(fx, key, `did not show ${what} after ${ORDER_RESENDS} resends`, now);
+      dirty = true;
+      return;
+    }
+    sendOrder(fx, key, work.plan, now);
+    work.unconfirmed = { since: now, resends: resends + 1 };
+    const task = tasks.get(work.taskId)!;
+    save(fx, note(task, `robot ${key} has not shown ${what} for ${ORDER_RESEND_MS / 1000} s: sent again (${resends + 1} of ${ORDER_RESENDS})`, new Date(now)));
   };
 
   let dirty = true;
@@ -967,6 +1000,7 @@ export function createFleet(options: FleetOptions): Fleet {
       }
       // Orders waiting out a refusal back-off.
       for (const [key, r] of runtime) if (r.current?.kind === 'task' && !r.current.plan) startIfReady(fx, key, now);
+      for (const key of runtime.keys()) resendUnconfirmed(fx, key, now);
       dispatch(fx, now);
       return stamp(fx);
     },
