@@ -134,9 +134,10 @@ export interface FleetOptions {
   /**
    * A robot whose link broke mid-task (its CONNECTIONBROKEN will) keeps its task this long, s,
    * default 30: robots keep driving their order while offline, and a Wi-Fi hand-over or a lift
-   * should not restart a delivery under a new order. Back ONLINE in time, its first state is
-   * checked as after a hand-over (it runs the order, or gets it again). 0 re-queues at once.
-   * OFFLINE (a clean disconnect) and fatal errors never wait.
+   * should not restart a delivery under a new order. Back ONLINE in time, its first state decides:
+   * still running the order, it goes on; without it (rebooted), the task is re-queued and planned
+   * from where the robot stands. 0 re-queues at once. OFFLINE (a clean disconnect) and fatal
+   * errors never wait.
    */
   linkLossGraceS?: number;
   /** When the fleet is created (ms): the time of restore notes and of the adoption deadline. */
