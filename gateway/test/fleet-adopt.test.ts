@@ -89,6 +89,23 @@ describe('adopting running orders after a hand-over', () => {
     expect(next.task(taskId)!.history.some((h) => h.reason.includes('does not run adopted order'))).toBe(true);
   });
 
+  it('re-queues (to plan again) an adopted order the robot never got when the robot no longer stands at its start', () => {
+    const { now, store, old, robot, taskId } = firstLeader(false);
+    const stored = store.active().find((t) => t.id === taskId)!;
+    const start = stored.running!.plan.nodes[0]!.nodeId;
+    const movedTo = start === 'C2' ? 'C1' : 'C2';
+    robot.lastNodeId = movedTo; // it moved meanwhile
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', now: now() });
+    deliver(next.handleMessage(...robot.state(now()), now()), [robot]);
+    const reasons = next.task(taskId)!.history.map((h) => h.reason).join('\n');
+    expect(reasons).toContain(`does not run adopted order ${stored.orderId} (it stands at ${movedTo}, the order starts at ${start})`);
+    run(next, [robot], now, () => ordersOf(robot).length > 0, 5);
+    // Never the old order; a new one planned from where it stands.
+    expect(ordersOf(robot).map((o) => o.orderId)).not.toContain(stored.orderId);
+    expect(ordersOf(robot)[0]!.nodes[0]!.nodeId).toBe(movedTo);
+    expect(next.task(taskId)!.attempts).toBe(2);
+  });
+
   it('re-queues the task of an adopted robot that sends no state within adoptTimeoutS', () => {
     const { now, store, old, robot, taskId } = firstLeader();
     const at = now();

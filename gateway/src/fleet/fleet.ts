@@ -617,12 +617,16 @@ export function createFleet(options: FleetOptions): Fleet {
     const work = rt(key).current;
     if (work?.kind !== 'task' || !work.plan || robot.orderId === work.plan.orderId || !isIdle(robot) || refusalOf(robot, work.plan.orderId)) return;
     const task = tasks.get(work.taskId)!;
-    if (work.plan.orderUpdateId === 0) {
+    const start = work.plan.nodes[0]?.nodeId;
+    if (work.plan.orderUpdateId === 0 && robot.lastNodeId === start) {
       save(fx, note(task, `robot ${key} does not run adopted order ${work.plan.orderId}: sent again`, new Date(now)));
       sendOrder(fx, key, work.plan, now);
       return;
     }
-    loseRobot(fx, key, `does not run adopted order ${work.plan.orderId} (update ${work.plan.orderUpdateId})`, now);
+    // An update needs the order before it; an order starting elsewhere than the robot stands (it
+    // moved, e.g. it lost its link and rebooted meanwhile) would be refused: plan it again.
+    const why = work.plan.orderUpdateId > 0 ? `update ${work.plan.orderUpdateId}` : `it stands at ${robot.lastNodeId}, the order starts at ${start}`;
+    loseRobot(fx, key, `does not run adopted order ${work.plan.orderId} (${why})`, now);
     dirty = true;
   };
 
