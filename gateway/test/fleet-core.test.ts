@@ -188,6 +188,63 @@ describe('fleet core (master control without sockets)', () => {
     expect(reasons(fleet, task.id)).toMatch(new RegExp(`robot acme/AMR-1 did not show order ${orderId} after 3 resends mid-task; re-queued \\(attempt 1 of 3 used\\)`));
   });
 
+  /** A delivery on AMR-1 waiting at W3 for the recipient (the confirmation is a `trigger` to the robot). */
+  const deliveryAwaitingRecipient = () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r1 = new StepRobot('AMR-1', 'P1');
+    bringOnline(fleet, [r1], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', recipient: 'ward 3 nurse' }, 'disp', now());
+    deliver(effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.awaiting === 'recipient');
+    return { now, fleet, r1, task };
+  };
+  const instantActionsIn = (publish: Array<{ topic: string; payload: string }>) =>
+    publish.filter((p) => p.topic.endsWith('/instantActions')).flatMap((p) => JSON.parse(p.payload).actions as Array<{ actionId: string; actionType: string }>);
+
+  it('sends a confirmation trigger the robot shows no trace of again after 10 s (same action id), and the delivery completes', () => {
+    const { now, fleet, r1, task } = deliveryAwaitingRecipient();
+    const [lost] = instantActionsIn(fleet.confirmTask(task.id, 'recipient', 'nurse-3', now()).effects.publish); // never reaches the robot
+    expect(lost).toMatchObject({ actionType: 'trigger' });
+    const resent: Array<{ actionId: string; actionType: string }> = [];
+    for (let i = 0; i < 15 && resent.length === 0; i++) {
+      resent.push(...instantActionsIn(deliver(fleet.handleMessage(...r1.state(now()), now()), [r1])));
+    }
+    expect(resent).toEqual([expect.objectContaining({ actionType: 'trigger', actionId: lost!.actionId })]);
+    expect(fleet.task(task.id)!.history.map((h) => h.reason).join('\n')).toMatch(/still waits and shows no confirmation trigger after 10 s: sent again \(1 of 3\)/);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
+  });
+
+  it('asks the human to confirm again when the robot takes none of 4 triggers', () => {
+    const { now, fleet, r1, task } = deliveryAwaitingRecipient();
+    fleet.confirmTask(task.id, 'recipient', 'nurse-3', now());
+    let triggers = 1;
+    for (let i = 0; i < 60 && fleet.task(task.id)!.awaiting !== 'recipient'; i++) {
+      triggers += instantActionsIn(fleet.handleMessage(...r1.state(now()), now()).publish).filter((a) => a.actionType === 'trigger').length;
+    }
+    expect(triggers).toBe(4);
+    expect(fleet.task(task.id)).toMatchObject({ status: 'underway', awaiting: 'recipient' });
+    expect(fleet.task(task.id)!.history.at(-1)!.reason).toBe('robot acme/AMR-1 took none of 4 confirmation triggers; confirm again');
+    deliver(fleet.confirmTask(task.id, 'recipient', 'nurse-3', now()).effects, [r1]);
+    run(fleet, [r1], now, () => fleet.task(task.id)!.status === 'completed');
+    expect(fleet.task(task.id)!.status).toBe('completed');
+  });
+
+  it('sends cancelOrder again every 10 s while the robot still runs the cancelled order', () => {
+    const { now, wait, fleet, r1, task } = patrolUnderway();
+    const orderId = fleet.task(task.id)!.orderId;
+    const first = instantActionsIn(fleet.cancelTask(task.id, 'disp', now()).effects.publish); // lost
+    expect(first).toEqual([expect.objectContaining({ actionType: 'cancelOrder' })]);
+    expect(r1.orderId).toBe(orderId);
+    // A state 5 s later: not yet.
+    expect(instantActionsIn(fleet.handleMessage(...r1.state(wait(5)), wait(0)).publish)).toEqual([]);
+    const again = instantActionsIn(deliver(fleet.handleMessage(...r1.state(wait(6)), wait(0)), [r1]));
+    expect(again).toEqual([expect.objectContaining({ actionType: 'cancelOrder' })]);
+    // Delivered this time: the robot stops, and nothing more is sent.
+    for (let i = 0; i < 5; i++) expect(instantActionsIn(fleet.handleMessage(...r1.state(wait(11)), wait(0)).publish)).toEqual([]);
+  });
+
   it('re-queues at once when the robot disconnects cleanly (OFFLINE), or on CONNECTIONBROKEN with linkLossGraceS 0', () => {
     for (const [state, options] of [
       ['OFFLINE', {}],

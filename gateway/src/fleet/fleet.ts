@@ -152,8 +152,8 @@ type Work =
       waitingSince: number | null;
       /** Waiting action ids (or holdId) already confirmed. */
       triggered: Set<string>;
-      /** `trigger` instant actions sent and not yet seen through: trigger action id → waiting action id. */
-      triggersSent?: Map<string, string>;
+      /** `trigger` instant actions sent and not yet seen through, by trigger action id: the waiting action it ends, when it was last sent and how often again. */
+      triggersSent?: Map<string, { waitingId: string; sentAt: number; resends: number }>;
       /** After a refusal: do not send the order again before this time (ms). */
       retryAt?: number;
       /** stopCharging sent before this task's order (the robot was charging). */
@@ -169,7 +169,8 @@ interface RobotRuntime {
   headerIds: { order: number; instantActions: number };
   /** Orders we no longer want this robot to run; cancelled when it shows them. */
   abandoned: Set<string>;
-  cancelsSent: Set<string>;
+  /** cancelOrder sent for these orders, and when last (ms). */
+  cancelsSent: Map<string, number>;
   /** factsheetRequest back-off while the robot has not published a factsheet (null: none sent yet). */
   factsheetAsk: { nextAt: number; delayMs: number } | null;
   /** Failed charge tasks in a row, and no new charge task before `chargeRetryAt`. */
@@ -194,6 +195,13 @@ const PARK_RETRY_MS = 30_000;
  */
 const ORDER_RESEND_MS = 10_000;
 const ORDER_RESENDS = 3;
+/**
+ * Instant actions the robot's state shows no effect of this long are sent again, same action id:
+ * a cancelOrder while the robot still runs the abandoned order (for as long as it does), a
+ * confirmation `trigger` while the robot still waits and does not list it (at most
+ * ORDER_RESENDS times, then the human is asked to confirm again).
+ */
+const INSTANT_RESEND_MS = 10_000;
 const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
 
 /** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
@@ -246,6 +254,12 @@ function remember(set: Set<string>, value: string, max = MAX_REMEMBERED_ORDERS):
   while (set.size > max) set.delete(set.values().next().value!);
 }
 
+function rememberAt(map: Map<string, number>, key: string, at: number, max = MAX_REMEMBERED_ORDERS): void {
+  map.delete(key);
+  map.set(key, at);
+  while (map.size > max) map.delete(map.keys().next().value!);
+}
+
 /** The error a robot reports when it rejects an order (VDA 5050 §6.6: errorReferences name the orderId), or null. */
 function refusalOf(robot: RobotRecord, orderId: string): string | null {
   const e = robot.errors.find((x) => x.errorReferences?.some((ref) => ref.referenceKey === 'orderId' && ref.referenceValue === orderId));
@@ -269,7 +283,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const rt = (key: RobotKey): RobotRuntime => {
     let r = runtime.get(key);
     if (!r) {
-      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Set(), factsheetAsk: null, chargeFailures: 0, chargeRetryAt: 0, parkRetryAt: 0 };
+      r = { current: null, next: null, headerIds: { order: 0, instantActions: 0 }, abandoned: new Set(), cancelsSent: new Map(), factsheetAsk: null, chargeFailures: 0, chargeRetryAt: 0, parkRetryAt: 0 };
       runtime.set(key, r);
     }
     return r;
@@ -401,6 +415,12 @@ export function createFleet(options: FleetOptions): Fleet {
     publish(fx, vda5050Topic(addressOf(key), 'instantActions'), msg);
   };
 
+  /** The `trigger` instant action that ends waiting action `waitingId` (a human confirmed). */
+  const sendTrigger = (fx: FleetEffects, key: RobotKey, triggerId: string, waitingId: string, now: number) => {
+    const r = rt(key);
+    publish(fx, vda5050Topic(addressOf(key), 'instantActions'), triggerMessage(addressOf(key), r.headerIds.instantActions++, triggerId, waitingId, new Date(now), versionOf(key)));
+  };
+
   const sendInstant = (fx: FleetEffects, key: RobotKey, actionType: string, now: number) => {
     const r = rt(key);
     const msg = instantActionMessage(addressOf(key), r.headerIds.instantActions++, actionType, `${actionType}-${now}-${actionSeq++}`, new Date(now), versionOf(key));
@@ -430,7 +450,7 @@ export function createFleet(options: FleetOptions): Fleet {
     remember(r.abandoned, orderId);
     const robot = robots.get(key);
     if (robot && robot.orderId === orderId && !isIdle(robot) && !r.cancelsSent.has(orderId)) {
-      remember(r.cancelsSent, orderId);
+      rememberAt(r.cancelsSent, orderId, now);
       sendCancel(fx, key, now);
     }
   };
@@ -524,10 +544,14 @@ export function createFleet(options: FleetOptions): Fleet {
   const onRobotState = (fx: FleetEffects, key: RobotKey, now: number) => {
     const robot = robots.get(key)!;
     const r = rt(key);
-    // A robot still running an order we gave up on (it was lost, or the task was cancelled): stop it.
-    if (robot.orderId && r.abandoned.has(robot.orderId) && !isIdle(robot) && !r.cancelsSent.has(robot.orderId)) {
-      remember(r.cancelsSent, robot.orderId);
-      sendCancel(fx, key, now);
+    // A robot still running an order we gave up on (it was lost, or the task was cancelled): stop
+    // it, and again every INSTANT_RESEND_MS while it still runs it (the cancelOrder was lost).
+    if (robot.orderId && r.abandoned.has(robot.orderId) && !isIdle(robot)) {
+      const sentAt = r.cancelsSent.get(robot.orderId);
+      if (sentAt === undefined || now - sentAt >= INSTANT_RESEND_MS) {
+        rememberAt(r.cancelsSent, robot.orderId, now);
+        sendCancel(fx, key, now);
+      }
     }
     const work = r.current;
     if (!work) return;
@@ -560,12 +584,31 @@ export function createFleet(options: FleetOptions): Fleet {
     }
     if (work.unconfirmed && robot.orderId === work.plan.orderId && robot.orderUpdateId >= work.plan.orderUpdateId) work.unconfirmed = undefined;
     // A `trigger` the robot rejected (error naming it, or FAILED): the confirmation did not reach it; let the human confirm again.
-    for (const [triggerId, waitingId] of work.triggersSent ?? []) {
+    for (const [triggerId, sent] of work.triggersSent ?? []) {
+      const waitingId = sent.waitingId;
       const failed = robot.actionStates.find((a) => a.actionId === triggerId && a.actionStatus === 'FAILED');
       const error = robot.errors.find((e) => e.errorReferences?.some((ref) => ref.referenceKey === 'actionId' && ref.referenceValue === triggerId));
       const done = robot.actionStates.some((a) => a.actionId === triggerId && a.actionStatus === 'FINISHED');
       if (!failed && !error) {
-        if (done) work.triggersSent!.delete(triggerId);
+        if (done) {
+          work.triggersSent!.delete(triggerId);
+          continue;
+        }
+        // No trace of it and the robot still waits: the trigger was lost on the way.
+        const stillWaiting = robot.actionStates.some((a) => a.actionId === waitingId && a.actionStatus === 'RUNNING');
+        const seen = robot.actionStates.some((a) => a.actionId === triggerId);
+        if (!stillWaiting || seen || now - sent.sentAt < INSTANT_RESEND_MS) continue;
+        if (sent.resends < ORDER_RESENDS) {
+          sent.sentAt = now;
+          sent.resends += 1;
+          sendTrigger(fx, key, triggerId, waitingId, now);
+          task = note(task, `robot ${key} still waits and shows no confirmation trigger after ${INSTANT_RESEND_MS / 1000} s: sent again (${sent.resends} of ${ORDER_RESENDS})`, at);
+          continue;
+        }
+        work.triggersSent!.delete(triggerId);
+        work.triggered.delete(waitingId);
+        work.waitingSince = now;
+        task = note(task, `robot ${key} took none of ${ORDER_RESENDS + 1} confirmation triggers; confirm again`, at, { awaiting: work.plan.triggers[waitingId] ?? null });
         continue;
       }
       work.triggersSent!.delete(triggerId);
@@ -830,7 +873,7 @@ export function createFleet(options: FleetOptions): Fleet {
           return startIfReady(fx, key, now);
         }
         remember(r.abandoned, current.plan.orderId);
-        remember(r.cancelsSent, current.plan.orderId);
+        rememberAt(r.cancelsSent, current.plan.orderId, now);
         sendCancel(fx, key, now);
         return;
       }
@@ -934,10 +977,9 @@ export function createFleet(options: FleetOptions): Fleet {
         if (waiting) {
           work.triggered.add(waiting[0]);
           work.waitingSince = null;
-          const addr = addressOf(task.robot!);
           const triggerId = `trigger-${now}-${actionSeq++}`;
-          (work.triggersSent ??= new Map()).set(triggerId, waiting[0]);
-          publish(fx, vda5050Topic(addr, 'instantActions'), triggerMessage(addr, r.headerIds.instantActions++, triggerId, waiting[0], new Date(now), versionOf(task.robot!)));
+          (work.triggersSent ??= new Map()).set(triggerId, { waitingId: waiting[0], sentAt: now, resends: 0 });
+          sendTrigger(fx, task.robot!, triggerId, waiting[0], now);
         }
       }
       return { task, effects: stamp(fx) };
