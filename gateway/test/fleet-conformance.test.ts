@@ -178,6 +178,34 @@ describe('dispatch rules', () => {
     expect(fleet.task(task.id)!.status).toBe('completed');
   });
 
+  it('sends stopCharging again while the robot still charges 10 s later, at most 3 times', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const r = new StepRobot('CHG-2', 'CH1', 80);
+    r.charging = true;
+    bringOnline(fleet, [r], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', confirmRecipient: false }, 'disp', now());
+    const stops = (publish: Array<{ topic: string; payload: string }>) =>
+      publish.filter((m) => m.topic.endsWith('/instantActions') && JSON.parse(m.payload).actions[0].actionType === 'stopCharging').length;
+    let sent = stops(effects.publish); // none reaches the robot: it keeps charging
+    const firstStates: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const n = stops(fleet.handleMessage(...r.state(now()), now()).publish);
+      if (n > 0) firstStates.push(i);
+      sent += n;
+    }
+    expect(sent).toBe(4);
+    // About every 10 s (one state a second here), not on every state.
+    expect(firstStates.length).toBe(3);
+    for (let i = 1; i < firstStates.length; i++) expect(firstStates[i]! - firstStates[i - 1]!).toBeGreaterThanOrEqual(5);
+    const reasons = fleet.task(task.id)!.history.map((h) => h.reason).join('\n');
+    expect(reasons).toMatch(/robot acme\/CHG-2 still charging 10 s after stopCharging: sent again \(3 of 3\); no more after this one/);
+    expect(fleet.task(task.id)).toMatchObject({ status: 'assigned', robot: 'acme/CHG-2', attempts: 0 });
+    // Once it stops, the order goes out.
+    r.charging = false;
+    expect(ordersIn(deliver(fleet.handleMessage(...r.state(now()), now()), [r]))).toHaveLength(1);
+  });
+
   it('starts the order after a cancel mid-edge at the robot\'s position (allowedDeviationXY, §6.6.3.1)', () => {
     const now = clock();
     const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });

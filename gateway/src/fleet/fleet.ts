@@ -156,8 +156,8 @@ type Work =
       triggersSent?: Map<string, { waitingId: string; sentAt: number; resends: number }>;
       /** After a refusal: do not send the order again before this time (ms). */
       retryAt?: number;
-      /** stopCharging sent before this task's order (the robot was charging). */
-      stopChargingSent?: boolean;
+      /** stopCharging sent before this task's order (the robot was charging): when last, and how often again. */
+      stopCharging?: { sentAt: number; resends: number };
       /** The order (or update) in `plan` was sent at `since` and the robot's state has not shown it yet. */
       unconfirmed?: { since: number; resends: number };
     }
@@ -196,10 +196,11 @@ const PARK_RETRY_MS = 30_000;
 const ORDER_RESEND_MS = 10_000;
 const ORDER_RESENDS = 3;
 /**
- * Instant actions the robot's state shows no effect of this long are sent again, same action id:
- * a cancelOrder while the robot still runs the abandoned order (for as long as it does), a
- * confirmation `trigger` while the robot still waits and does not list it (at most
- * ORDER_RESENDS times, then the human is asked to confirm again).
+ * Instant actions the robot's state shows no effect of this long are sent again: a cancelOrder
+ * while the robot still runs the abandoned order (for as long as it does), a confirmation
+ * `trigger` (same action id) while the robot still waits and does not list it (at most
+ * ORDER_RESENDS times, then the human is asked to confirm again), a stopCharging while it still
+ * charges (at most ORDER_RESENDS times).
  */
 const INSTANT_RESEND_MS = 10_000;
 const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
@@ -466,10 +467,17 @@ export function createFleet(options: FleetOptions): Fleet {
     let task = tasks.get(work.taskId)!;
     if (robot.charging && task.type !== 'charge') {
       // A charging robot refuses orders (vda-5050-lib does): stop charging first, start on the state that shows it stopped.
-      if (!work.stopChargingSent) {
-        work.stopChargingSent = true;
+      if (!work.stopCharging) {
+        work.stopCharging = { sentAt: now, resends: 0 };
         sendInstant(fx, key, 'stopCharging', now);
         save(fx, note(task, `robot ${key} is charging: stopCharging sent`, new Date(now)));
+      } else if (work.stopCharging.resends < ORDER_RESENDS && now - work.stopCharging.sentAt >= INSTANT_RESEND_MS) {
+        // Lost on the way, most likely: ask again. A robot that will not stop keeps the task
+        // waiting (as the history says); re-queuing would only hand it back to the same robot.
+        work.stopCharging = { sentAt: now, resends: work.stopCharging.resends + 1 };
+        sendInstant(fx, key, 'stopCharging', now);
+        const last = work.stopCharging.resends === ORDER_RESENDS ? '; no more after this one: cancel the task, or stop the charge at the robot' : '';
+        save(fx, note(task, `robot ${key} still charging ${INSTANT_RESEND_MS / 1000} s after stopCharging: sent again (${work.stopCharging.resends} of ${ORDER_RESENDS})${last}`, new Date(now)));
       }
       return;
     }
