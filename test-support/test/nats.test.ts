@@ -80,34 +80,45 @@ describe('startNatsCluster', () => {
     // The two survivors keep a JetStream majority: QoS 1 still goes through.
     // Until JetStream has elected new leaders, CONNECT and SUBSCRIBE can be refused ("JetStream
     // system temporarily unavailable" in the log); clients retry, as agents do.
-    const subscriber = await waitFor(async () => {
-      const client = await connect(cluster.nodes[0]!.mqttUrl, { clientId: 'ts-sub-2' });
-      try {
-        await client.subscribeAsync('checkpoint/v1/hq/gate-2/screening', { qos: 1 });
-        return client;
-      } catch (error) {
-        await client.endAsync(true);
-        throw error;
-      }
-    }, { what: 'CONNACK and SUBACK from node n1 after the crash', timeoutMs: 30_000, intervalMs: 250 });
-    const publisher = await connectWhenReady(cluster.nodes[1]!.mqttUrl, { clientId: 'ts-pub-2' });
-    // Published again every 2 s until one arrives, as agents' outboxes resend: right after the crash
-    // a PUBACK can come while the subscription's JetStream consumer is still being re-elected, and
-    // that message may then never be delivered (seen once in a clean-clone CI run: the test hung).
+    // Two clean-clone CI runs in a row (the full run and its rerun) waited 120 s on one
+    // subscription that had its SUBACK and got none of ~60 publishes; six runs since passed on the
+    // first subscription. The likely cause: a QoS 1 subscription is a JetStream consumer (R1, in
+    // memory: test-support's default) that the cluster places itself, and one made within seconds
+    // of the crash may land on the dead node, which serves nothing until it returns (docs/scale.md,
+    // "Node configuration"). So each try is a fresh client and subscription (a new consumer,
+    // placed anew), and the test asserts that the survivors serve QoS 1 end to end within a bound.
     const topic = 'checkpoint/v1/hq/gate-2/screening';
-    const received: string[] = [];
-    subscriber.on('message', (t, payload) => {
-      if (t === topic) received.push(payload.toString());
-    });
+    const publisher = await connectWhenReady(cluster.nodes[1]!.mqttUrl, { clientId: 'ts-pub-2' });
     let sent = 0;
-    await waitFor(
-      () => {
-        if (received.length === 0) void publisher.publishAsync(topic, `after-kill-${++sent}`, { qos: 1 }).catch(() => undefined);
-        return received.length > 0;
+    let tries = 0;
+    let silent = 0;
+    const received = await waitFor(
+      async () => {
+        tries += 1;
+        const subscriber = await connect(cluster.nodes[0]!.mqttUrl, { clientId: `ts-sub-2-${tries}` });
+        try {
+          await subscriber.subscribeAsync(topic, { qos: 1 });
+          silent += 1; // until a message comes
+          const arrived = nextMessage(subscriber, topic);
+          // Published again every 2 s, as agents' outboxes resend: right after the crash a PUBACK can
+          // come while the stream is still re-electing its leader.
+          for (let i = 0; i < 10; i++) {
+            void publisher.publishAsync(topic, `after-kill-${++sent}`, { qos: 1 }).catch(() => undefined);
+            const got = await Promise.race([arrived, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
+            if (got !== null) {
+              silent -= 1;
+              return got;
+            }
+          }
+          throw new Error(`subscription ${tries} got none of the messages published to it for 20 s`);
+        } finally {
+          await subscriber.endAsync(true);
+        }
       },
-      { what: 'a QoS 1 message through the cluster with one node down', timeoutMs: 120_000, intervalMs: 2000 },
+      { what: 'a QoS 1 message through the cluster with one node down', timeoutMs: 150_000, intervalMs: 250 },
     );
-    expect(received[0]).toMatch(/^after-kill-\d+$/);
+    expect(received).toMatch(/^after-kill-\d+$/);
+    if (silent > 0) console.warn(`kill -9 test: ${silent} subscription(s) acknowledged but served nothing for 20 s (consumer on the dead node, most likely); ${tries} tries in all`);
 
     // restart() after kill -9 is not tested here: on nats-server 2.9.10 the restarted node hung
     // (no answer within 300 s) in 2 of 4 clean-clone CI runs on this 2-core box, unexplained so
