@@ -76,6 +76,25 @@ describe('adopting running orders after a hand-over', () => {
     }
   });
 
+  it('carries a confirmation trigger that never reached the robot across the hand-over: the new leader sends it again (same action id)', () => {
+    const { now, store, old, robot, taskId } = firstLeader();
+    const confirmed = store.keep(old.confirmTask(taskId, 'recipient', 'nurse', now()).effects); // the trigger is lost
+    const [trigger] = confirmed.publish.filter((m) => m.topic.endsWith('/instantActions')).flatMap((m) => JSON.parse(m.payload).actions as Array<{ actionId: string; actionType: string }>);
+    expect(trigger).toMatchObject({ actionType: 'trigger' });
+    expect(store.active().find((t) => t.id === taskId)!.running!.triggersSent).toEqual([expect.objectContaining({ triggerId: trigger!.actionId, resends: 0 })]);
+
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', now: now() });
+    const resent: string[] = [];
+    for (let i = 0; i < 15 && resent.length === 0; i++) {
+      const t = now();
+      const fx = deliver(next.handleMessage(...robot.state(t), t), [robot]);
+      resent.push(...fx.filter((m) => m.topic.endsWith('/instantActions')).flatMap((m) => (JSON.parse(m.payload).actions as Array<{ actionId: string }>).map((a) => a.actionId)));
+    }
+    expect(resent).toEqual([trigger!.actionId]);
+    run(next, [robot], now, () => next.task(taskId)?.status === 'completed');
+    expect(next.task(taskId)).toMatchObject({ status: 'completed', attempts: 1 });
+  });
+
   it('sends the same order once when the robot never got it (the old leader stopped before publishing)', () => {
     const { now, store, old, robot, taskId } = firstLeader(false);
     const stored = store.active().find((t) => t.id === taskId)!;

@@ -336,8 +336,9 @@ export function createFleet(options: FleetOptions): Fleet {
         tasks.set(t.id, requeueRestored(withoutRunning(t), `robot ${t.robot} already runs an adopted order; re-queued`));
         continue;
       }
-      const { plan, waitingSince, triggered, headerIds } = t.running;
+      const { plan, waitingSince, triggered, headerIds, triggersSent } = t.running;
       r.current = { kind: 'task', taskId: t.id, plan, waitingSince, triggered: new Set(triggered) };
+      if (triggersSent?.length) r.current.triggersSent = new Map(triggersSent.map(({ triggerId, ...sent }) => [triggerId, sent]));
       r.headerIds = { order: Math.max(r.headerIds.order, headerIds.order), instantActions: Math.max(r.headerIds.instantActions, headerIds.instantActions) };
       adopting.set(t.robot, restoredAt.getTime() + adoptTimeoutMs);
       tasks.set(t.id, note(withoutRunning(t), `order ${plan.orderId} adopted by the gateway now leading the fleet`, restoredAt));
@@ -392,7 +393,17 @@ export function createFleet(options: FleetOptions): Fleet {
       const r = t.robot && !TERMINAL.has(t.status) ? runtime.get(t.robot) : undefined;
       const work = r?.current;
       if (r && work?.kind === 'task' && work.taskId === t.id && work.plan) {
-        return { ...t, running: { plan: work.plan, triggered: [...work.triggered], waitingSince: work.waitingSince, headerIds: { ...r.headerIds } } };
+        const triggersSent = [...(work.triggersSent ?? [])].map(([triggerId, sent]) => ({ triggerId, ...sent }));
+        return {
+          ...t,
+          running: {
+            plan: work.plan,
+            triggered: [...work.triggered],
+            waitingSince: work.waitingSince,
+            headerIds: { ...r.headerIds },
+            ...(triggersSent.length > 0 ? { triggersSent } : {}),
+          },
+        };
       }
       if (!t.running) return t;
       const { running: _gone, ...rest } = t;

@@ -126,6 +126,8 @@ export interface RunningOrder {
   waitingSince: number | null;
   /** The robot's header ids (order, instantActions) next to use, so that they keep increasing across a hand-over. */
   headerIds: { order: number; instantActions: number };
+  /** Confirmation `trigger`s sent and not yet seen through: whoever leads next sends a lost one again. */
+  triggersSent?: Array<{ triggerId: string; waitingId: string; sentAt: number; resends: number }>;
 }
 
 export class TaskRequestError extends Error {
