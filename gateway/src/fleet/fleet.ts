@@ -153,13 +153,13 @@ type Work =
       /** Waiting action ids (or holdId) already confirmed. */
       triggered: Set<string>;
       /** `trigger` instant actions sent and not yet seen through, by trigger action id: the waiting action it ends, when it was last sent and how often again. */
-      triggersSent?: Map<string, { waitingId: string; sentAt: number; resends: number }>;
+      triggersSent?: Map<string, Resend & { waitingId: string }>;
       /** After a refusal: do not send the order again before this time (ms). */
       retryAt?: number;
       /** stopCharging sent before this task's order (the robot was charging): when last, and how often again. */
-      stopCharging?: { sentAt: number; resends: number };
-      /** The order (or update) in `plan` was sent at `since` and the robot's state has not shown it yet. */
-      unconfirmed?: { since: number; resends: number };
+      stopCharging?: Resend;
+      /** The order (or update) in `plan`, while the robot's state has not shown it yet. */
+      unconfirmed?: Resend;
     }
   | { kind: 'move'; plan: OrderPlan; target: string };
 
@@ -187,22 +187,24 @@ const CHARGE_RETRY_MS = 30_000;
 const CHARGE_RETRY_MAX_MS = 600_000;
 const PARK_RETRY_MS = 30_000;
 /**
- * An order (or update) the robot's state has not shown this long is sent again, at most
- * ORDER_RESENDS times, then the robot loses the task. Robots publish a state when an order
- * arrives (VDA 5050 §6.10) and drop a repeat of the orderId and orderUpdateId they have (§6.6.2),
- * so a resend is harmless; without it an order lost on the way (the robot subscribes at QoS 0,
- * §6.2; a reconnect shorter than its keep-alive leaves no will) left the task assigned for good.
+ * What the robot's state shows no effect of RESEND_AFTER_MS after it was sent is sent again:
+ * - an order (or update), same orderId and orderUpdateId, at most MAX_RESENDS times, then the
+ *   robot loses the task. Robots publish a state when an order arrives (VDA 5050 §6.10) and drop a
+ *   repeat of what they have (§6.6.2); without it an order lost on the way (the robot subscribes
+ *   at QoS 0, §6.2; a reconnect shorter than its keep-alive leaves no will) left the task
+ *   assigned for good;
+ * - a cancelOrder while the robot still runs the abandoned order (for as long as it does);
+ * - a confirmation `trigger` (same action id) while the robot still waits and does not list it (at
+ *   most MAX_RESENDS times, then the human is asked to confirm again);
+ * - a stopCharging while it still charges (at most MAX_RESENDS times).
  */
-const ORDER_RESEND_MS = 10_000;
-const ORDER_RESENDS = 3;
-/**
- * Instant actions the robot's state shows no effect of this long are sent again: a cancelOrder
- * while the robot still runs the abandoned order (for as long as it does), a confirmation
- * `trigger` (same action id) while the robot still waits and does not list it (at most
- * ORDER_RESENDS times, then the human is asked to confirm again), a stopCharging while it still
- * charges (at most ORDER_RESENDS times).
- */
-const INSTANT_RESEND_MS = 10_000;
+const RESEND_AFTER_MS = 10_000;
+const MAX_RESENDS = 3;
+/** Something sent that the robot has not shown yet: when it was last sent, and how often again. */
+interface Resend {
+  sentAt: number;
+  resends: number;
+}
 const backoff = (baseMs: number, n: number, maxMs: number) => Math.min(maxMs, baseMs * 2 ** Math.max(0, n - 1));
 
 /** First wait after a factsheetRequest, doubled per unanswered request up to the maximum. */
@@ -419,7 +421,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const sendOrder = (fx: FleetEffects, key: RobotKey, plan: OrderPlan, now: number) => {
     const r = rt(key);
     publish(fx, vda5050Topic(addressOf(key), 'order'), orderMessage(plan, addressOf(key), r.headerIds.order++, new Date(now), versionOf(key)));
-    if (r.current?.kind === 'task' && r.current.plan === plan) r.current.unconfirmed = { since: now, resends: 0 };
+    if (r.current?.kind === 'task' && r.current.plan === plan) r.current.unconfirmed = { sentAt: now, resends: 0 };
   };
   const sendCancel = (fx: FleetEffects, key: RobotKey, now: number) => {
     const r = rt(key);
@@ -482,13 +484,13 @@ export function createFleet(options: FleetOptions): Fleet {
         work.stopCharging = { sentAt: now, resends: 0 };
         sendInstant(fx, key, 'stopCharging', now);
         save(fx, note(task, `robot ${key} is charging: stopCharging sent`, new Date(now)));
-      } else if (work.stopCharging.resends < ORDER_RESENDS && now - work.stopCharging.sentAt >= INSTANT_RESEND_MS) {
+      } else if (work.stopCharging.resends < MAX_RESENDS && now - work.stopCharging.sentAt >= RESEND_AFTER_MS) {
         // Lost on the way, most likely: ask again. A robot that will not stop keeps the task
         // waiting (as the history says); re-queuing would only hand it back to the same robot.
         work.stopCharging = { sentAt: now, resends: work.stopCharging.resends + 1 };
         sendInstant(fx, key, 'stopCharging', now);
-        const last = work.stopCharging.resends === ORDER_RESENDS ? '; no more after this one: cancel the task, or stop the charge at the robot' : '';
-        save(fx, note(task, `robot ${key} still charging ${INSTANT_RESEND_MS / 1000} s after stopCharging: sent again (${work.stopCharging.resends} of ${ORDER_RESENDS})${last}`, new Date(now)));
+        const last = work.stopCharging.resends === MAX_RESENDS ? '; no more after this one: cancel the task, or stop the charge at the robot' : '';
+        save(fx, note(task, `robot ${key} still charging ${RESEND_AFTER_MS / 1000} s after stopCharging: sent again (${work.stopCharging.resends} of ${MAX_RESENDS})${last}`, new Date(now)));
       }
       return;
     }
@@ -564,10 +566,10 @@ export function createFleet(options: FleetOptions): Fleet {
     const robot = robots.get(key)!;
     const r = rt(key);
     // A robot still running an order we gave up on (it was lost, or the task was cancelled): stop
-    // it, and again every INSTANT_RESEND_MS while it still runs it (the cancelOrder was lost).
+    // it, and again every RESEND_AFTER_MS while it still runs it (the cancelOrder was lost).
     if (robot.orderId && r.abandoned.has(robot.orderId) && !isIdle(robot)) {
       const sentAt = r.cancelsSent.get(robot.orderId);
-      if (sentAt === undefined || now - sentAt >= INSTANT_RESEND_MS) {
+      if (sentAt === undefined || now - sentAt >= RESEND_AFTER_MS) {
         rememberAt(r.cancelsSent, robot.orderId, now);
         sendCancel(fx, key, now);
       }
@@ -616,18 +618,18 @@ export function createFleet(options: FleetOptions): Fleet {
         // No trace of it and the robot still waits: the trigger was lost on the way.
         const stillWaiting = robot.actionStates.some((a) => a.actionId === waitingId && a.actionStatus === 'RUNNING');
         const seen = robot.actionStates.some((a) => a.actionId === triggerId);
-        if (!stillWaiting || seen || now - sent.sentAt < INSTANT_RESEND_MS) continue;
-        if (sent.resends < ORDER_RESENDS) {
+        if (!stillWaiting || seen || now - sent.sentAt < RESEND_AFTER_MS) continue;
+        if (sent.resends < MAX_RESENDS) {
           sent.sentAt = now;
           sent.resends += 1;
           sendTrigger(fx, key, triggerId, waitingId, now);
-          task = note(task, `robot ${key} still waits and shows no confirmation trigger after ${INSTANT_RESEND_MS / 1000} s: sent again (${sent.resends} of ${ORDER_RESENDS})`, at);
+          task = note(task, `robot ${key} still waits and shows no confirmation trigger after ${RESEND_AFTER_MS / 1000} s: sent again (${sent.resends} of ${MAX_RESENDS})`, at);
           continue;
         }
         work.triggersSent!.delete(triggerId);
         work.triggered.delete(waitingId);
         work.waitingSince = now;
-        task = note(task, `robot ${key} took none of ${ORDER_RESENDS + 1} confirmation triggers; confirm again`, at, { awaiting: work.plan.triggers[waitingId] ?? null });
+        task = note(task, `robot ${key} took none of ${MAX_RESENDS + 1} confirmation triggers; confirm again`, at, { awaiting: work.plan.triggers[waitingId] ?? null });
         continue;
       }
       work.triggersSent!.delete(triggerId);
@@ -704,23 +706,23 @@ export function createFleet(options: FleetOptions): Fleet {
     dirty = true;
   };
 
-  /** An order the robot has not shown within ORDER_RESEND_MS while ONLINE: sent again, or given up. */
+  /** An order the robot has not shown within RESEND_AFTER_MS while ONLINE: sent again, or given up. */
   const resendUnconfirmed = (fx: FleetEffects, key: RobotKey, now: number) => {
     const work = rt(key).current;
-    if (work?.kind !== 'task' || !work.plan || !work.unconfirmed || now - work.unconfirmed.since < ORDER_RESEND_MS) return;
+    if (work?.kind !== 'task' || !work.plan || !work.unconfirmed || now - work.unconfirmed.sentAt < RESEND_AFTER_MS) return;
     // Away, or its first state since coming back is still awaited: those have their own deadlines.
     if (robots.get(key)?.connection !== 'ONLINE' || linkLost.has(key) || returning.has(key) || adopting.has(key)) return;
     const what = `order ${work.plan.orderId}${work.plan.orderUpdateId > 0 ? ` update ${work.plan.orderUpdateId}` : ''}`;
     const { resends } = work.unconfirmed;
-    if (resends >= ORDER_RESENDS) {
-      loseRobot(fx, key, `did not show ${what} after ${ORDER_RESENDS} resends`, now);
+    if (resends >= MAX_RESENDS) {
+      loseRobot(fx, key, `did not show ${what} after ${MAX_RESENDS} resends`, now);
       dirty = true;
       return;
     }
     sendOrder(fx, key, work.plan, now);
-    work.unconfirmed = { since: now, resends: resends + 1 };
+    work.unconfirmed = { sentAt: now, resends: resends + 1 };
     const task = tasks.get(work.taskId)!;
-    save(fx, note(task, `robot ${key} has not shown ${what} for ${ORDER_RESEND_MS / 1000} s: sent again (${resends + 1} of ${ORDER_RESENDS})`, new Date(now)));
+    save(fx, note(task, `robot ${key} has not shown ${what} for ${RESEND_AFTER_MS / 1000} s: sent again (${resends + 1} of ${MAX_RESENDS})`, new Date(now)));
   };
 
   let dirty = true;
