@@ -12,6 +12,10 @@ import { backupGateway, restoreGateway } from './store/backup.js';
 import { createUserStore, ROLES, type Role, type UserStore } from './store/users.js';
 import pg from 'pg';
 import { createSqliteAuditStore, type AuditStore } from './store/audit.js';
+import { createSqliteDeviceStore } from './store/devices.js';
+import { createPostgresDeviceStore } from './store/postgres/devices.js';
+import { createPostgresProvisioningStore } from './store/postgres/provisioning.js';
+import { createProvisioningStore } from './provisioning/store.js';
 import type { Backend } from './store/backend.js';
 import { migratePostgres } from './store/postgres/migrations.js';
 import { createPostgresAuditStore } from './store/postgres/audit.js';
@@ -65,31 +69,35 @@ function refuseOnPostgres(config: GatewayConfig, command: 'backup' | 'restore'):
   throw new Error(`${command}: store.backend is postgres, whose state this command cannot copy; use PostgreSQL's own tools (pg_dump / pg_restore) on store.postgres.url`);
 }
 
-/** Provisioning on the data dir and the broker users file of the config, for one CLI command. */
-function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof createProvisioning>) => T): T {
+/**
+ * Provisioning in the store of the config (its SQLite file, or the shared PostgreSQL database,
+ * migrated first) and the broker users file of the config, for one CLI command.
+ */
+async function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof createProvisioning>) => Promise<T>): Promise<T> {
   const file = config.provisioning.brokerUsersFile;
   if (!file) throw new Error("provisioning.brokerUsersFile is not set: point it at the broker's users.sqlite (config file)");
-  const db = openDatabase(config.dataDir);
+  const postgres = config.store.backend === 'postgres' ? new pg.Pool({ connectionString: config.store.postgres.url!, max: 2, application_name: 'checkpoint-gateway-cli' }) : null;
+  const db = postgres ? null : openDatabase(config.dataDir);
   const credentials = openUserStore(file);
   try {
+    if (postgres) await migratePostgres(postgres);
+    const store = postgres ? createPostgresProvisioningStore(postgres) : createProvisioningStore(db!, config.provisioning.modelsDir ?? join(config.dataDir, 'models'));
+    const audit = postgres ? createPostgresAuditStore(postgres) : createSqliteAuditStore(db!);
+    const seen = await (postgres ? createPostgresDeviceStore(postgres) : createSqliteDeviceStore(db!)).list();
     const provisioning = createProvisioning({
-      db,
+      store,
       credentials,
       // The CLI serves no downloads; a guard is still the only way to check a device's password.
       loginGuard: createLoginGuard({ maxFailures: config.auth.loginMaxFailures, windowMs: config.auth.loginWindowS * 1000 }),
       sendCommand: () => Promise.reject(new Error('the CLI sends no commands')),
-      audit: (atMs, actor, action, target, detail) =>
-        void db.prepare('INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(atMs, actor, action, target, detail === undefined || detail === null ? null : JSON.stringify(detail)),
-      seenDevices: () =>
-        db
-          .prepare<[], { site: string; checkpoint: string; state: string | null }>('SELECT site, checkpoint, state FROM devices ORDER BY site, checkpoint')
-          .all()
-          .map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.state ? ((JSON.parse(d.state) as { model?: { name: string; sha256: string } }).model ?? null) : null })),
+      // Roll-outs are the gateways' business: the CLI never sends their commands.
+      drives: () => false,
+      audit: (atMs, actor, action, target, detail) => audit.append(atMs, actor, action, target, detail ?? null),
+      seenDevices: () => seen.map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
       settings: {
         deviceMqttUrl: config.provisioning.deviceMqttUrl ?? config.mqtt.url,
         caCert: readCaCert(config.provisioning.caFile),
         tokenTtlMs: config.provisioning.tokenTtlS * 1000,
-        modelsDir: config.provisioning.modelsDir ?? join(config.dataDir, 'models'),
         updateTimeoutMs: config.provisioning.updateTimeoutS * 1000,
         publicUrl: () => config.provisioning.publicUrl ?? `https://<gateway>:${config.http.port}`,
       },
@@ -97,10 +105,11 @@ function withProvisioning<T>(config: GatewayConfig, run: (p: ReturnType<typeof c
       now: Date.now,
       newId: ulid,
     });
-    return run(provisioning);
+    return await run(provisioning);
   } finally {
     credentials.close();
-    db.close();
+    db?.close();
+    await postgres?.end().catch(() => undefined);
   }
 }
 
@@ -167,7 +176,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .action(async (where: string, opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
       const d = parseDevice(where);
-      const issued = withProvisioning(config, (p) => p.register(d, 'cli'));
+      const issued = await withProvisioning(config, (p) => p.register(d, 'cli'));
       const gatewayUrl = config.provisioning.publicUrl ?? `https://<this gateway>:${config.http.port}`;
       io.stdout.write(`checkpoint ${d.site}/${d.checkpoint} registered; one-time enrollment token (valid until ${issued.expiresAt}):\n${issued.token}\n`);
       io.stdout.write(`on the edge box: edge-agent enroll --gateway ${gatewayUrl} --token ${issued.token}\n`);
@@ -177,7 +186,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .addOption(configOption())
     .action(async (opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
-      for (const d of withProvisioning(config, (p) => p.devices())) {
+      for (const d of await withProvisioning(config, (p) => p.devices())) {
         io.stdout.write(`${d.site}/${d.checkpoint}\t${d.status}\t${d.model ? `${d.model.name} ${d.model.sha256.slice(0, 12)}` : '-'}\n`);
       }
     });
@@ -187,7 +196,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     .addOption(configOption())
     .action(async (where: string, opts: { config?: string }) => {
       const config = await loadGatewayConfig(opts.config, io.env);
-      const result = withProvisioning(config, (p) => p.revoke(parseDevice(where), 'cli'));
+      const result = await withProvisioning(config, (p) => p.revoke(parseDevice(where), 'cli'));
       io.stdout.write(`${where} revoked${result.brokerUserRemoved ? `; broker user ${result.brokerUserRemoved} removed` : ' (it had no broker user)'}\n`);
     });
 

@@ -9,7 +9,7 @@
  * The operational store is SQLite (embedded, the default) or PostgreSQL (`store.backend`), where
  * several gateways share one database: each ingests what it receives (a screening id is stored
  * once), and the once-only jobs (alert check, retention, spool -> series store) run on the one
- * holding the leadership lock (cluster/). Users and provisioning stay on the gateway's own SQLite file.
+ * holding the leadership lock (cluster/), which also sends roll-out commands.
  */
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -43,6 +43,8 @@ import type { Backend } from './store/backend.js';
 import { followPostgresEvents } from './store/postgres/event-follower.js';
 import { createPostgresEventStore } from './store/postgres/events.js';
 import { createPostgresUserStore } from './store/postgres/users.js';
+import { createPostgresProvisioningStore } from './store/postgres/provisioning.js';
+import { createProvisioningStore } from './provisioning/store.js';
 import type { FleetView } from './opcua/fleet-view.js';
 import type { GatewayOpcuaServer } from './opcua/server.js';
 import { join } from 'node:path';
@@ -101,6 +103,8 @@ export type StoreRole = 'single' | 'leader' | 'follower' | 'connecting';
 
 /** Never log health data or secrets, whatever a call site passes by mistake. */
 const REDACT = ['password', 'token', 'authorization', 'temperatureC', 'jpeg', 'payload', '*.password', '*.token', '*.temperatureC'];
+/** How often the leader sends what roll-outs started or advanced on another gateway are waiting for. */
+const ROLLOUT_DRIVE_MS = 1000;
 
 export function createLogger(level: GatewayConfig['logLevel']): Logger {
   return pino({ name: 'checkpoint-gateway', level, redact: { paths: REDACT, censor: '[redacted]' } }, pino.destination(2));
@@ -311,21 +315,18 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   }, config.provisioning.updateTimeoutS * 1000);
   let selfUrl = '';
   const provisioning = createProvisioning({
-    db,
+    // On PostgreSQL tokens, devices, models (their files too) and roll-outs are shared by every gateway.
+    store: postgres ? createPostgresProvisioningStore(postgres.pool) : createProvisioningStore(db, config.provisioning.modelsDir ?? join(config.dataDir, 'models')),
+    drives: () => role() !== 'follower',
     credentials: deps.brokerUsers ?? ownBrokerUsers,
     loginGuard,
     sendCommand: (site, checkpoint, body) => updateCommands.send(site, checkpoint, body),
-    audit: (atMs, actor, action, target, detail) => {
-      const done = store.audit(atMs, actor, action, target, detail);
-      // pg-integration: on PostgreSQL the audit row is written after the call returns (provisioning's audit is synchronous).
-      if (done instanceof Promise) done.catch((err: Error) => log.error({ action, err: err.message }, 'cannot write an audit row'));
-    },
+    audit: (atMs, actor, action, target, detail) => store.audit(atMs, actor, action, target, detail),
     seenDevices: () => devicesNow().map((d) => ({ site: d.site, checkpoint: d.checkpoint, model: d.model })),
     settings: {
       deviceMqttUrl: config.provisioning.deviceMqttUrl ?? config.mqtt.url,
       caCert: provisioningCa,
       tokenTtlMs: config.provisioning.tokenTtlS * 1000,
-      modelsDir: config.provisioning.modelsDir ?? join(config.dataDir, 'models'),
       updateTimeoutMs: config.provisioning.updateTimeoutS * 1000,
       publicUrl: () => config.provisioning.publicUrl?.replace(/\/+$/, '') ?? selfUrl,
     },
@@ -402,7 +403,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   function handledWithoutStore(topic: string, c: Exclude<Classified, { kind: 'screening' | 'state' | 'telemetry' | 'snapshot' }>, receivedMs: number): () => void {
     switch (c.kind) {
       case 'cmd/ack':
-        provisioning.onAck(c.where, c.ack);
+        provisioning.onAck(c.where, c.ack).catch((err: Error) => log.error({ err: err.message, command: c.ack.id }, 'cannot record a roll-out ack'));
         metrics.messages.inc({ channel: 'cmd/ack', result: commands.onAck(c.where, c.ack) || updateCommands.onAck(c.where, c.ack) ? 'stored' : 'ignored' });
         return nothingMore;
       case 'robot':
@@ -632,7 +633,8 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
       metrics.ingestFailed.inc();
     },
   );
-  provisioning.resume();
+  // Alone, a restart lost the commands in flight: they are sent again. Sharing a database, the leader's drive() below ends those of a gateway gone.
+  if (!postgres) await provisioning.resume();
 
   // --- periodic jobs --------------------------------------------------------------------------
   // On SQLite they run here; on PostgreSQL on the leader only (one gateway of those sharing the database).
@@ -691,6 +693,7 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     leaderJobs.push(
       runWhileLeading(leadership, config.alerts.checkIntervalMs, async () => noteAlertChanges(await pgStore.runPeriodic(now())), (err) => log.error({ err: err.message }, 'alert check failed')),
       runWhileLeading(leadership, config.retention.intervalS * 1000, async () => void (await runRetention()), (err) => log.error({ err: err.message }, 'retention job failed')),
+      runWhileLeading(leadership, ROLLOUT_DRIVE_MS, () => provisioning.drive(), (err) => log.error({ err: err.message }, 'roll-out step failed')),
     );
     // The series writer drains the shared spool on the leader only; one change at a time, in order.
     const leadingChanged = (leading: boolean) => {

@@ -13,6 +13,7 @@ import { createPostgresEventStore } from '../src/store/postgres/events.js';
 import { createPostgresFailedMessageStore } from '../src/store/postgres/failed-messages.js';
 import { createPostgresFleetStore } from '../src/store/postgres/fleet.js';
 import { createPostgresUserStore } from '../src/store/postgres/users.js';
+import { createPostgresProvisioningStore } from '../src/store/postgres/provisioning.js';
 import { createPostgresScreeningStore } from '../src/store/postgres/screenings.js';
 import { createPostgresSnapshotStore } from '../src/store/postgres/snapshots.js';
 import { createPostgresSpoolStore } from '../src/store/postgres/spool.js';
@@ -28,6 +29,7 @@ import {
   snapshotStoreContract,
   spoolStoreContract,
   userStoreContract,
+  provisioningStoreContract,
   type Factory,
 } from './helpers/store-contracts.js';
 
@@ -74,6 +76,7 @@ fleetStoreContract(
   postgres((pool) => ({ fleet: createPostgresFleetStore(pool), spool: createPostgresSpoolStore(pool), events: createPostgresEventStore(pool), audit: createPostgresAuditStore(pool) })),
 );
 userStoreContract('PostgreSQL', postgres((pool) => createPostgresUserStore(pool)));
+provisioningStoreContract('PostgreSQL', postgres((pool) => createPostgresProvisioningStore(pool)));
 
 describe('PostgreSQL migrations', () => {
   it('records each migration once, in one transaction, and refuses a newer database', async () => {

@@ -13,6 +13,7 @@ import { createSqliteScreeningStore } from '../src/store/screenings.js';
 import { createSqliteSnapshotStore } from '../src/store/snapshots.js';
 import { createSqliteSpoolStore } from '../src/store/spool.js';
 import { createUserStore } from '../src/store/users.js';
+import { createProvisioningStore } from '../src/provisioning/store.js';
 import { makeTempDir } from '@checkpoint/test-support';
 import {
   alertStoreContract,
@@ -25,6 +26,7 @@ import {
   snapshotStoreContract,
   spoolStoreContract,
   userStoreContract,
+  provisioningStoreContract,
   type Factory,
 } from './helpers/store-contracts.js';
 
@@ -53,3 +55,4 @@ fleetStoreContract(
   sqlite((db) => ({ fleet: createFleetStore(db), spool: createSqliteSpoolStore(db), events: createSqliteEventStore(db), audit: createSqliteAuditStore(db) })),
 );
 userStoreContract('SQLite', sqlite((db) => createUserStore(db)));
+provisioningStoreContract('SQLite', sqlite((db) => createProvisioningStore(db, makeTempDir('gw-models'))));

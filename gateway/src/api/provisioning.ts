@@ -57,7 +57,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     { config: { role: 'engineer' }, schema: { tags: ['provisioning'], description: 'register a checkpoint (or re-issue its token): a one-time enrollment token, shown once', body: Where } },
     async (request, reply) => {
       try {
-        const issued = p.register(request.body, request.session!.user);
+        const issued = await p.register(request.body, request.session!.user);
         return reply.code(201).send({
           ...request.body,
           status: issued.device.status,
@@ -72,7 +72,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
   );
 
   app.get('/api/checkpoints', { config: { role: 'engineer' }, schema: { tags: ['provisioning'], description: 'provisioned checkpoints and the model each one runs' } }, async () => ({
-    checkpoints: p.devices(),
+    checkpoints: await p.devices(),
   }));
 
   app.post(
@@ -80,7 +80,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     { config: { role: 'engineer' }, schema: { tags: ['provisioning'], description: 'remove the device\'s broker user; the broker drops its connection', params: Where } },
     async (request, reply) => {
       try {
-        return p.revoke(request.params, request.session!.user);
+        return await p.revoke(request.params, request.session!.user);
       } catch (err) {
         return fail(reply, err);
       }
@@ -140,7 +140,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     );
   });
 
-  app.get('/api/models', { config: { role: 'engineer' }, schema: { tags: ['provisioning'] } }, async () => ({ models: p.models() }));
+  app.get('/api/models', { config: { role: 'engineer' }, schema: { tags: ['provisioning'] } }, async () => ({ models: await p.models() }));
 
   app.get(
     '/api/models/:name/:version/file',
@@ -199,20 +199,20 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     },
     async (request, reply) => {
       try {
-        return reply.code(201).send(withCurrentModels(p.startRollout(request.body, request.session!.user)));
+        return reply.code(201).send(withCurrentModels(await p.startRollout(request.body, request.session!.user)));
       } catch (err) {
         return fail(reply, err);
       }
     },
   );
 
-  app.get('/api/rollouts', { config: { role: 'engineer' }, schema: { tags: ['provisioning'] } }, async () => ({ rollouts: p.rollouts().map(withCurrentModels) }));
+  app.get('/api/rollouts', { config: { role: 'engineer' }, schema: { tags: ['provisioning'] } }, async () => ({ rollouts: (await p.rollouts()).map(withCurrentModels) }));
 
   app.get(
     '/api/rollouts/:id',
     { config: { role: 'engineer' }, schema: { tags: ['provisioning'], params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }) } },
     async (request, reply) => {
-      const r = p.rollout(request.params.id);
+      const r = await p.rollout(request.params.id);
       return r ? withCurrentModels(r) : fail(reply, new ProvisioningError(404, `no roll-out ${request.params.id}`));
     },
   );
@@ -222,7 +222,7 @@ export function registerProvisioningRoutes(app: App, deps: ProvisioningRouteDeps
     { config: { role: 'engineer' }, schema: { tags: ['provisioning'], params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }) } },
     async (request, reply) => {
       try {
-        return withCurrentModels(p.cancelRollout(request.params.id, request.session!.user));
+        return withCurrentModels(await p.cancelRollout(request.params.id, request.session!.user));
       } catch (err) {
         return fail(reply, err);
       }

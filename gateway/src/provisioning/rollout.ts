@@ -167,7 +167,9 @@ function findDevice(r: Rollout, where: DeviceRef): RolloutDevice {
   return d;
 }
 
+/** The command went out to a pending device of a running roll-out; anything else (cancelled, or already sent by another gateway) is left alone. */
 export function markSent(r: Rollout, where: DeviceRef, commandId: string, nowMs: number): Rollout {
+  if (r.status !== 'running' || findDevice(r, where).status !== 'pending') return r;
   const next = copy(r);
   const d = findDevice(next, where);
   Object.assign(d, { status: 'sent', commandId, sentMs: nowMs, progress: 0, error: null });

@@ -7,17 +7,22 @@
  *  - Engineers publish model versions (sha256-checked) and roll them out in stages with
  *    `update-model` commands; devices download from the gateway with their broker credentials.
  * Every step is in the audit log. Tokens and passwords are never logged.
+ *
+ * Several gateways on one PostgreSQL share all of it (store/postgres/provisioning.ts): a token
+ * issued by one enrolls through another, a model published on one downloads from any. Roll-out
+ * commands are sent by one gateway only (`drives()`: the leader); a roll-out started on another is
+ * picked up by the leader's `drive()` within a second. Every step of a roll-out is one locked
+ * read-modify-write of its state (`updateRollout`), so a final ack recorded by whichever gateway
+ * received it, a cancel on another and the leader's next send never overwrite each other.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LoginGuard, UserStore as BrokerUserStore } from '@checkpoint/broker';
 import { MODELS } from '@checkpoint/models';
 import type { CommandAck } from '@checkpoint/protocol';
 import type { CommandResult } from '../commands.js';
-import type { Db } from '../store/db.js';
+import type { Backend } from '../store/backend.js';
 import {
   advance,
   cancel,
@@ -35,7 +40,7 @@ import {
   type StagesSpec,
   type Target,
 } from './rollout.js';
-import { createProvisioningStore, type ModelVersion, type ProvisionedDevice } from './store.js';
+import { modelFileName, type ModelVersion, type ProvisionedDevice, type ProvisioningStore, type RolloutChange } from './store.js';
 import { brokerUserName, deviceKey, hashToken, judgeToken, newDevicePassword, newEnrollmentToken, type DeviceRef, type TokenRefusal } from './tokens.js';
 
 /** The broker's user store, as far as provisioning uses it (`openUserStore` from @checkpoint/broker). */
@@ -57,21 +62,23 @@ export interface ProvisioningSettings {
   /** PEM text devices get to trust the broker, or null. */
   caCert: string | null;
   tokenTtlMs: number;
-  modelsDir: string;
   updateTimeoutMs: number;
   /** Base URL devices reach the gateway at (model downloads). */
   publicUrl: () => string;
 }
 
 export interface ProvisioningDeps {
-  db: Db;
+  /** SQLite (provisioning/store.ts) or PostgreSQL (store/postgres/provisioning.ts). */
+  store: ProvisioningStore<Backend>;
+  /** Whether this gateway sends roll-out commands: always alone, the leader when several share a database. Default: yes. */
+  drives?: () => boolean;
   /** null: enrollment and revocation answer 503 (no broker user store configured). */
   credentials: DeviceCredentialStore | null;
   /** Login limits and password checks (the gateway's one guard): the model download's Basic auth goes through it. */
   loginGuard: LoginGuard;
   /** Sends a command and resolves with its final ack (a CommandDispatcher with the update timeout). */
   sendCommand(site: string, checkpoint: string, body: Record<string, unknown>): Promise<CommandResult>;
-  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): void;
+  audit(atMs: number, actor: string, action: string, target: string | null, detail?: unknown): void | Promise<void>;
   /** Checkpoints that reported state (the devices table), for percentage targets. */
   seenDevices(): Array<DeviceRef & { model: { name: string; sha256: string } | null }>;
   settings: ProvisioningSettings;
@@ -106,10 +113,9 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 export type Provisioning = ReturnType<typeof createProvisioning>;
 
 export function createProvisioning(deps: ProvisioningDeps) {
-  const { settings, log, now } = deps;
-  const store = createProvisioningStore(deps.db);
-  mkdirSync(settings.modelsDir, { recursive: true });
-  /** Command id -> rollout id, for progress acks. */
+  const { settings, log, now, store } = deps;
+  const drives = deps.drives ?? (() => true);
+  /** Command id -> rollout id, for the commands this gateway sent and still waits for. */
   const inFlight = new Map<string, string>();
   let closed = false;
 
@@ -121,29 +127,29 @@ export function createProvisioning(deps: ProvisioningDeps) {
   }
 
   // --- checkpoints and enrollment ---------------------------------------------------------------
-  function register(d: DeviceRef, by: string): { token: string; expiresAt: string; device: ProvisionedDevice } {
+  async function register(d: DeviceRef, by: string): Promise<{ token: string; expiresAt: string; device: ProvisionedDevice }> {
     credentials();
     const { token, hash } = newEnrollmentToken();
     const t = now();
     const expiresMs = t + settings.tokenTtlMs;
-    store.issueToken(d, hash, by, t, expiresMs);
-    deps.audit(t, by, 'device.token_issued', deviceKey(d), { expiresAt: new Date(expiresMs).toISOString() });
-    return { token, expiresAt: new Date(expiresMs).toISOString(), device: store.device(d)! };
+    await store.issueToken(d, hash, by, t, expiresMs);
+    await deps.audit(t, by, 'device.token_issued', deviceKey(d), { expiresAt: new Date(expiresMs).toISOString() });
+    return { token, expiresAt: new Date(expiresMs).toISOString(), device: (await store.device(d))! };
   }
 
   async function enroll(token: string, address: string): Promise<Enrollment> {
     const users = credentials();
     const hash = hashToken(token);
-    const row = store.token(hash);
-    const refuse = (reason: TokenRefusal, message: string): never => {
-      deps.audit(now(), row ? `device:${deviceKey(row)}` : 'anonymous', 'device.enroll_refused', row ? deviceKey(row) : null, { reason, address });
+    const row = await store.token(hash);
+    const refuse = async (reason: TokenRefusal, message: string): Promise<never> => {
+      await deps.audit(now(), row ? `device:${deviceKey(row)}` : 'anonymous', 'device.enroll_refused', row ? deviceKey(row) : null, { reason, address });
       throw new ProvisioningError(reason === 'unknown' ? 401 : 410, message, reason);
     };
     const judged = judgeToken(row, now());
     if (!judged.ok) return refuse(judged.reason, judged.message);
-    if (!store.useToken(hash, now())) {
+    if (!(await store.useToken(hash, now()))) {
       // Somebody else used it between our read and now.
-      const again = judgeToken(store.token(hash), now());
+      const again = judgeToken(await store.token(hash), now());
       return refuse(again.ok ? 'used' : again.reason, again.ok ? 'enrollment token was used concurrently' : again.message);
     }
     const d: DeviceRef = { site: row!.site, checkpoint: row!.checkpoint };
@@ -154,37 +160,37 @@ export function createProvisioning(deps: ProvisioningDeps) {
       users.remove(username);
       await users.add({ name: username, role: 'edge', site: d.site, checkpoint: d.checkpoint }, password);
     } catch (err) {
-      store.unuseToken(hash);
+      await store.unuseToken(hash);
       log.error({ err: (err as Error).message, device: deviceKey(d) }, 'cannot create the broker user of an enrolling device');
       throw new ProvisioningError(503, `cannot create the broker user: ${(err as Error).message}; the token still works`);
     }
-    store.markEnrolled(d, username, now());
-    deps.audit(now(), `device:${deviceKey(d)}`, 'device.enrolled', deviceKey(d), { brokerUser: username, address });
+    await store.markEnrolled(d, username, now());
+    await deps.audit(now(), `device:${deviceKey(d)}`, 'device.enrolled', deviceKey(d), { brokerUser: username, address });
     log.info({ device: deviceKey(d), brokerUser: username }, 'device enrolled');
     const mqtt = { url: settings.deviceMqttUrl, username, password };
     return { ...d, mqtt, caCert: settings.caCert, config: { ...d, mqtt } };
   }
 
-  function revoke(d: DeviceRef, by: string): { device: ProvisionedDevice | null; brokerUserRemoved: string | null } {
+  async function revoke(d: DeviceRef, by: string): Promise<{ device: ProvisionedDevice | null; brokerUserRemoved: string | null }> {
     const users = credentials();
-    const device = store.device(d);
+    const device = await store.device(d);
     const username = device?.brokerUser ?? brokerUserName(d);
     const existing = users.get(username);
     // Only ever remove an edge user bound to this very checkpoint.
     const removable = existing && existing.role === 'edge' && existing.site === d.site && existing.checkpoint === d.checkpoint;
     if (!device && !removable) throw new ProvisioningError(404, `no provisioned device ${deviceKey(d)} and no broker user ${username} bound to it`);
     if (removable) users.remove(username);
-    if (device) store.markRevoked(d, now());
-    deps.audit(now(), by, 'device.revoked', deviceKey(d), { brokerUser: removable ? username : null });
+    if (device) await store.markRevoked(d, now());
+    await deps.audit(now(), by, 'device.revoked', deviceKey(d), { brokerUser: removable ? username : null });
     log.warn({ device: deviceKey(d), brokerUser: removable ? username : null, by }, 'device revoked');
-    return { device: store.device(d), brokerUserRemoved: removable ? username : null };
+    return { device: await store.device(d), brokerUserRemoved: removable ? username : null };
   }
 
-  function devices() {
+  async function devices() {
     const seen = new Map(deps.seenDevices().map((s) => [deviceKey(s), s]));
-    const versions = store.models();
+    const versions = await store.models();
     const versionOf = (m: { name: string; sha256: string } | null) => (m ? versions.filter((v) => v.name === m.name && v.sha256 === m.sha256).map((v) => v.version) : []);
-    const provisioned = store.devices();
+    const provisioned = await store.devices();
     const keys = new Set(provisioned.map(deviceKey));
     return [
       ...provisioned.map((p) => ({ ...p, model: seen.get(deviceKey(p))?.model ?? null, modelVersions: versionOf(seen.get(deviceKey(p))?.model ?? null) })),
@@ -206,21 +212,20 @@ export function createProvisioning(deps: ProvisioningDeps) {
     if (actual !== input.sha256.toLowerCase()) {
       throw new ProvisioningError(400, `sha256: the uploaded bytes (${input.bytes.length}) have sha256 ${actual}, not the declared ${input.sha256}; nothing was stored`);
     }
-    if (store.model(input.name, input.version)) throw new ProvisioningError(409, `model ${input.name} ${input.version} is already published; versions are immutable`);
-    const file = join(input.name, `${input.version}.onnx`);
-    const target = join(settings.modelsDir, file);
-    mkdirSync(join(settings.modelsDir, input.name), { recursive: true });
-    const temp = `${target}.${process.pid}.partial`;
-    try {
-      await writeFile(temp, input.bytes, { mode: 0o644, flush: true });
-      await rename(temp, target);
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw err;
-    }
-    const model: ModelVersion = { name: input.name, version: input.version, sha256: actual, sizeBytes: input.bytes.length, file, publishedBy: input.by, publishedMs: now() };
-    store.addModel(model);
-    deps.audit(now(), input.by, 'model.published', `${input.name}/${input.version}`, { sha256: actual, sizeBytes: input.bytes.length });
+    const exists = () => new ProvisioningError(409, `model ${input.name} ${input.version} is already published; versions are immutable`);
+    if (await store.model(input.name, input.version)) throw exists();
+    const model: ModelVersion = {
+      name: input.name,
+      version: input.version,
+      sha256: actual,
+      sizeBytes: input.bytes.length,
+      file: modelFileName(input.name, input.version),
+      publishedBy: input.by,
+      publishedMs: now(),
+    };
+    // Another gateway (or request) may have published the same version meanwhile: the store keeps the first.
+    if (!(await store.addModel(model, input.bytes))) throw exists();
+    await deps.audit(now(), input.by, 'model.published', `${input.name}/${input.version}`, { sha256: actual, sizeBytes: input.bytes.length });
     return model;
   }
 
@@ -245,35 +250,36 @@ export function createProvisioning(deps: ProvisioningDeps) {
     const principal = verdict.value;
     if (principal.role !== 'edge') throw new ProvisioningError(403, `broker user ${principal.name} is not an edge device`);
     const device = { site: principal.site, checkpoint: principal.checkpoint };
-    const model = store.model(name, version);
+    const model = await store.model(name, version);
     if (!model) throw new ProvisioningError(404, `no model ${name} ${version}`);
-    const allowed = store.rollouts({ limit: 1000 }).some((r) => r.model.name === name && r.model.version === version && mayDownload(r, device));
+    const allowed = (await store.rollouts({ limit: 1000 })).some((r) => r.model.name === name && r.model.version === version && mayDownload(r, device));
     if (!allowed) throw new ProvisioningError(403, `${deviceKey(device)} is not in a roll-out of ${name} ${version} waiting for this download`);
-    const bytes = await readFile(join(settings.modelsDir, model.file));
-    // Bit rot on the gateway's disk must not reach devices as a "valid" file: check before serving.
+    const bytes = await store.modelBytes(model);
+    // Bit rot in storage must not reach devices as a "valid" file: check before serving.
     if (sha256(bytes) !== model.sha256) {
       log.error({ model: `${name}/${version}`, file: model.file }, 'stored model file does not match its sha256; not served');
       throw new ProvisioningError(500, `stored file of ${name} ${version} is corrupt; publish it again under a new version`);
     }
-    deps.audit(now(), `device:${deviceKey(device)}`, 'model.downloaded', `${name}/${version}`, null);
+    await deps.audit(now(), `device:${deviceKey(device)}`, 'model.downloaded', `${name}/${version}`, null);
     return { bytes: deps.tamperDownload ? deps.tamperDownload(device, bytes) : bytes, model, device };
   }
 
   // --- roll-outs --------------------------------------------------------------------------------
-  function knownDevices(): DeviceRef[] {
-    const revoked = new Set(store.devices().filter((d) => d.status === 'revoked').map(deviceKey));
+  async function knownDevices(): Promise<DeviceRef[]> {
+    const provisioned = await store.devices();
+    const revoked = new Set(provisioned.filter((d) => d.status === 'revoked').map(deviceKey));
     const all = new Map<string, DeviceRef>();
-    for (const d of store.devices()) if (d.status === 'enrolled') all.set(deviceKey(d), d);
+    for (const d of provisioned) if (d.status === 'enrolled') all.set(deviceKey(d), d);
     for (const d of deps.seenDevices()) if (!revoked.has(deviceKey(d))) all.set(deviceKey(d), { site: d.site, checkpoint: d.checkpoint });
     return [...all.values()];
   }
 
-  function startRollout(req: RolloutRequest, by: string): Rollout {
-    const model = store.model(req.model, req.version);
+  async function startRollout(req: RolloutRequest, by: string): Promise<Rollout> {
+    const model = await store.model(req.model, req.version);
     if (!model) throw new ProvisioningError(404, `model ${req.model} ${req.version} is not published (POST /api/models first)`);
     let rollout: Rollout;
     try {
-      const devicesList = resolveTargets(req.targets, knownDevices());
+      const devicesList = resolveTargets(req.targets, await knownDevices());
       const stages: StagesSpec = { ...(req.stages ? { stages: req.stages } : {}), ...(req.batchSizes ? { batchSizes: req.batchSizes } : {}) };
       rollout = planRollout({
         id: deps.newId(),
@@ -288,90 +294,136 @@ export function createProvisioning(deps: ProvisioningDeps) {
       if (err instanceof RolloutPlanError) throw new ProvisioningError(400, err.message);
       throw err;
     }
-    store.saveRollout(rollout, now());
-    deps.audit(now(), by, 'rollout.started', rollout.id, { model: `${model.name}/${model.version}`, devices: rollout.devices.length, stageEnds: rollout.stageEnds, failureThreshold: rollout.failureThreshold });
-    pump(rollout.id);
-    return store.rollout(rollout.id)!;
+    await store.createRollout(rollout, now());
+    await deps.audit(now(), by, 'rollout.started', rollout.id, { model: `${model.name}/${model.version}`, devices: rollout.devices.length, stageEnds: rollout.stageEnds, failureThreshold: rollout.failureThreshold });
+    await pump(rollout.id);
+    return (await store.rollout(rollout.id))!;
   }
 
-  function save(before: Rollout, after: Rollout): void {
-    if (after === before) return;
-    store.saveRollout(after, now());
+  /** One step of a roll-out's state machine, stored atomically; a finished roll-out or stage goes to the audit log (once, by whoever made the step). */
+  async function change(id: string, step: (r: Rollout) => Rollout): Promise<RolloutChange | null> {
+    const changed = await store.updateRollout(id, step, now());
+    if (!changed || changed.after === changed.before) return changed;
+    const { before, after } = changed;
     if (after.status !== before.status) {
-      deps.audit(now(), 'system', `rollout.${after.status}`, after.id, { reason: after.reason, counts: counts(after) });
+      await deps.audit(now(), 'system', `rollout.${after.status}`, after.id, { reason: after.reason, counts: counts(after) });
       log[after.status === 'halted' ? 'warn' : 'info']({ rollout: after.id, status: after.status, reason: after.reason }, 'roll-out finished');
     } else if (after.stage !== before.stage) {
-      deps.audit(now(), 'system', 'rollout.stage', after.id, { stage: after.stage + 1, of: after.stageEnds.length });
+      await deps.audit(now(), 'system', 'rollout.stage', after.id, { stage: after.stage + 1, of: after.stageEnds.length });
     }
+    return changed;
   }
 
-  function pump(id: string): void {
-    if (closed) return;
-    let r = store.rollout(id);
+  /** Sends the command to every device of the current stage not sent yet (on the gateway that drives roll-outs). */
+  async function pump(id: string): Promise<void> {
+    if (closed || !drives()) return;
+    const r = await store.rollout(id);
     if (!r) return;
     for (const d of devicesToSend(r)) {
       const commandId = deps.newId();
-      const next = markSent(r, d, commandId, now());
-      save(r, next);
-      r = next;
+      const sent = await change(id, (current) => markSent(current, d, commandId, now()));
+      // Cancelled meanwhile, or sent by a pump running at the same time: not sent again.
+      if (!sent || sent.after === sent.before) continue;
       inFlight.set(commandId, id);
-      void sendUpdate(id, d, commandId);
+      void sendUpdate(r, d, commandId);
     }
   }
 
-  async function sendUpdate(id: string, d: DeviceRef, commandId: string): Promise<void> {
-    const r = store.rollout(id)!;
+  /** A device's final ack (or the timeout) as a roll-out outcome. */
+  const ackOutcome = (ack: CommandAck): DeviceOutcome =>
+    ack.ok ? { ok: true, detail: (ack.detail as Record<string, unknown> | undefined) ?? null } : { ok: false, error: ack.error ?? 'failed without a reason' };
+  const outcomeOf = (result: CommandResult): DeviceOutcome =>
+    result.kind === 'ack'
+      ? ackOutcome(result.ack)
+      : result.kind === 'timeout'
+        ? { ok: false, error: `no final ack within ${Math.round(settings.updateTimeoutMs / 1000)} s` }
+        : { ok: false, error: result.message };
+
+  async function sendUpdate(r: Rollout, d: DeviceRef, commandId: string): Promise<void> {
     const { name, version, sha256: sha, sizeBytes } = r.model;
     const url = `${settings.publicUrl()}/api/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}/file`;
     let outcome: DeviceOutcome;
     try {
-      const result = await deps.sendCommand(d.site, d.checkpoint, { id: commandId, type: 'update-model', model: { name, version, url, sha256: sha, sizeBytes } });
-      outcome =
-        result.kind === 'ack'
-          ? result.ack.ok
-            ? { ok: true, detail: (result.ack.detail as Record<string, unknown> | undefined) ?? null }
-            : { ok: false, error: result.ack.error ?? 'failed without a reason' }
-          : result.kind === 'timeout'
-            ? { ok: false, error: `no final ack within ${Math.round(settings.updateTimeoutMs / 1000)} s` }
-            : { ok: false, error: result.message };
+      outcome = outcomeOf(await deps.sendCommand(d.site, d.checkpoint, { id: commandId, type: 'update-model', model: { name, version, url, sha256: sha, sizeBytes } }));
     } catch (err) {
       outcome = { ok: false, error: `command not sent: ${(err as Error).message}` };
     }
     inFlight.delete(commandId);
     if (closed) return;
-    const before = store.rollout(id)!;
-    const after = markResult(before, d, commandId, outcome, now());
-    save(before, after);
-    deps.audit(now(), `device:${deviceKey(d)}`, outcome.ok ? 'rollout.device_updated' : 'rollout.device_failed', id, outcome.ok ? outcome.detail : { error: outcome.error.slice(0, 500) });
-    if (after.status === 'running') pump(id);
+    try {
+      await recordResult(r.id, d, commandId, outcome);
+      await pump(r.id);
+    } catch (err) {
+      // The outcome is not lost for good: a final ack seen by any gateway records it, else the leader's deadline does.
+      log.error({ rollout: r.id, device: deviceKey(d), err: (err as Error).message }, 'cannot record a roll-out result');
+    }
   }
 
-  /** Every cmd/ack the gateway receives: progress of roll-out commands is recorded. */
-  function onAck(where: DeviceRef, ack: CommandAck): void {
-    const id = inFlight.get(ack.id);
-    if (!id || ack.done || ack.progress === undefined) return;
-    const before = store.rollout(id);
-    if (!before) return;
-    save(before, markProgress(before, where, ack.id, ack.progress));
+  /** Records a device's outcome once, whoever records it first (the sender, or a gateway that got the ack). */
+  async function recordResult(id: string, d: DeviceRef, commandId: string, outcome: DeviceOutcome): Promise<void> {
+    const changed = await change(id, (current) => markResult(current, d, commandId, outcome, now()));
+    if (!changed || changed.after === changed.before) return;
+    await deps.audit(now(), `device:${deviceKey(d)}`, outcome.ok ? 'rollout.device_updated' : 'rollout.device_failed', id, outcome.ok ? outcome.detail : { error: outcome.error.slice(0, 500) });
   }
 
-  function cancelRollout(id: string, by: string): Rollout {
-    const r = store.rollout(id);
-    if (!r) throw new ProvisioningError(404, `no roll-out ${id}`);
-    if (r.status !== 'running') throw new ProvisioningError(409, `roll-out ${id} is ${r.status}, not running`);
-    const after = cancel(r, by, now());
-    save(r, after);
-    return after;
+  /** The running roll-out waiting for command `commandId`, if any (acks of commands another gateway sent). */
+  async function rolloutWaitingFor(commandId: string): Promise<string | undefined> {
+    const local = inFlight.get(commandId);
+    if (local) return local;
+    const running = await store.rollouts({ status: 'running', limit: 1000 });
+    return running.find((r) => r.devices.some((d) => d.commandId === commandId && (d.status === 'sent' || d.status === 'updating')))?.id;
   }
 
-  /** After a restart: commands in flight were lost with the old process; send them again. */
-  function resume(): void {
-    for (const r of store.rollouts({ status: 'running', limit: 1000 })) {
-      const reset = structuredClone(r);
-      for (const d of reset.devices) if (d.status === 'sent' || d.status === 'updating') Object.assign(d, { status: 'pending', commandId: null, progress: null });
-      save(r, advance(reset, now()));
+  /**
+   * Every cmd/ack the gateway receives: progress and results of roll-out commands are recorded,
+   * also of commands another gateway sent (in cluster mode an ack reaches one replica only).
+   */
+  async function onAck(where: DeviceRef, ack: CommandAck): Promise<void> {
+    if (closed) return;
+    const id = await rolloutWaitingFor(ack.id);
+    if (!id) return;
+    if (ack.progress !== undefined && ack.done !== true) {
+      await change(id, (current) => markProgress(current, where, ack.id, ack.progress!));
+      return;
+    }
+    await recordResult(id, where, ack.id, ackOutcome(ack));
+    await pump(id);
+  }
+
+  async function cancelRollout(id: string, by: string): Promise<Rollout> {
+    const changed = await change(id, (r) => cancel(r, by, now()));
+    if (!changed) throw new ProvisioningError(404, `no roll-out ${id}`);
+    if (changed.before.status !== 'running') throw new ProvisioningError(409, `roll-out ${id} is ${changed.before.status}, not running`);
+    return changed.after;
+  }
+
+  /** After a restart of a gateway alone: commands in flight were lost with the old process; send them again. */
+  async function resume(): Promise<void> {
+    for (const r of await store.rollouts({ status: 'running', limit: 1000 })) {
+      await change(r.id, (current) => {
+        const reset = structuredClone(current);
+        for (const d of reset.devices) if (d.status === 'sent' || d.status === 'updating') Object.assign(d, { status: 'pending', commandId: null, progress: null });
+        return advance(reset, now());
+      });
       log.info({ rollout: r.id }, 'resuming roll-out');
-      pump(r.id);
+      await pump(r.id);
+    }
+  }
+
+  /**
+   * The leader's periodic step when several gateways share a database: sends what roll-outs started
+   * elsewhere (or advanced by an ack elsewhere) are waiting for, and ends the wait for commands sent
+   * by a gateway that stopped leading: without a final ack by the update timeout, as the sender would
+   * have, they count as failed.
+   */
+  async function drive(): Promise<void> {
+    if (closed || !drives()) return;
+    for (const r of await store.rollouts({ status: 'running', limit: 1000 })) {
+      for (const d of r.devices) {
+        const orphaned = (d.status === 'sent' || d.status === 'updating') && d.commandId && !inFlight.has(d.commandId) && (d.sentMs ?? 0) + settings.updateTimeoutMs <= now();
+        if (orphaned) await recordResult(r.id, d, d.commandId!, { ok: false, error: `no final ack within ${Math.round(settings.updateTimeoutMs / 1000)} s (sent by a gateway that stopped leading)` });
+      }
+      await pump(r.id);
     }
   }
 
@@ -381,14 +433,15 @@ export function createProvisioning(deps: ProvisioningDeps) {
     revoke,
     devices,
     publishModel,
-    models: () => store.models(),
+    models: async () => store.models(),
     modelDownload,
     startRollout,
-    rollout: (id: string) => store.rollout(id),
-    rollouts: (limit = 100) => store.rollouts({ limit }),
+    rollout: async (id: string) => store.rollout(id),
+    rollouts: async (limit = 100) => store.rollouts({ limit }),
     cancelRollout,
     onAck,
     resume,
+    drive,
     close() {
       closed = true;
     },

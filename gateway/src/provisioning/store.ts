@@ -1,8 +1,14 @@
 /**
- * Provisioning state in the gateway's SQLite file: the checkpoints engineers registered, their
- * enrollment tokens (hashes only), the published model versions and the roll-outs (each one a
- * JSON snapshot of the state machine in rollout.ts).
+ * Provisioning state: the checkpoints engineers registered, their enrollment tokens (hashes only),
+ * the published model versions with their files, and the roll-outs (each one a JSON snapshot of
+ * the state machine in rollout.ts). `ProvisioningStore<B>` is the contract; this file has the
+ * SQLite one (model files in `modelsDir`), ../store/postgres/provisioning.ts the PostgreSQL one
+ * (model files in the database, so every gateway sharing it serves every model).
  */
+import { mkdirSync } from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backend, Result } from '../store/backend.js';
 import type { Db } from '../store/db.js';
 import type { Rollout } from './rollout.js';
 import type { DeviceRef, TokenRow } from './tokens.js';
@@ -112,12 +118,63 @@ const toModel = (r: ModelRow): ModelVersion => ({
   publishedMs: r.published_ms,
 });
 
-export type ProvisioningStore = ReturnType<typeof createProvisioningStore>;
+/** A roll-out changed by {@link ProvisioningStore.updateRollout}: as it was and as it is now stored. */
+export interface RolloutChange {
+  before: Rollout;
+  after: Rollout;
+}
 
-export function createProvisioningStore(db: Db) {
+export interface ProvisioningStore<B extends Backend = 'sync'> {
+  /** Registers a checkpoint (or re-registers a revoked one) and stores a new token, withdrawing older unused ones. */
+  issueToken(d: DeviceRef, tokenHash: string, by: string, nowMs: number, expiresMs: number): Result<void, B>;
+  token(tokenHash: string): Result<TokenRow | null, B>;
+  /** Single use, enforced by the database: true for exactly one caller of a valid token. */
+  useToken(tokenHash: string, nowMs: number): Result<boolean, B>;
+  /** Gives a token back when enrollment failed on our side (e.g. the user store was unavailable). */
+  unuseToken(tokenHash: string): Result<void, B>;
+  markEnrolled(d: DeviceRef, brokerUser: string, nowMs: number): Result<void, B>;
+  markRevoked(d: DeviceRef, nowMs: number): Result<void, B>;
+  device(d: DeviceRef): Result<ProvisionedDevice | null, B>;
+  devices(): Result<ProvisionedDevice[], B>;
+  /** Stores a model version and its file; false (and nothing stored) when that version exists: versions are immutable. */
+  addModel(m: ModelVersion, bytes: Buffer): Promise<boolean>;
+  model(name: string, version: string): Result<ModelVersion | null, B>;
+  models(): Result<ModelVersion[], B>;
+  /** The file of a published version, as stored (the caller checks its sha256). */
+  modelBytes(m: ModelVersion): Promise<Buffer>;
+  createRollout(r: Rollout, nowMs: number): Result<void, B>;
+  /**
+   * Applies `change` (a pure function of rollout.ts) to the stored roll-out, with nobody else
+   * changing it meanwhile (a transaction; on PostgreSQL the row is locked, so two gateways never
+   * overwrite each other's step). Null when there is no such roll-out.
+   */
+  updateRollout(id: string, change: (r: Rollout) => Rollout, nowMs: number): Result<RolloutChange | null, B>;
+  rollout(id: string): Result<Rollout | null, B>;
+  rollouts(filter: { status?: string; limit: number }): Result<Rollout[], B>;
+}
+
+/** Where a version's file goes, relative to the models folder (also its name in the `file` column). */
+export const modelFileName = (name: string, version: string) => join(name, `${version}.onnx`);
+
+export function createProvisioningStore(db: Db, modelsDir: string): ProvisioningStore {
   db.exec(SCHEMA);
+  mkdirSync(modelsDir, { recursive: true });
+  const saveRollout = (r: Rollout, nowMs: number) =>
+    db
+      .prepare(
+        `INSERT INTO rollouts (id, status, created_ms, updated_ms, rollout) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_ms = excluded.updated_ms, rollout = excluded.rollout`,
+      )
+      .run(r.id, r.status, r.createdMs, nowMs, JSON.stringify(r));
+  const rollout = (id: string): Rollout | null => {
+    const row = db.prepare<[string], { rollout: string }>('SELECT rollout FROM rollouts WHERE id = ?').get(id);
+    return row ? (JSON.parse(row.rollout) as Rollout) : null;
+  };
+  const model = (name: string, version: string): ModelVersion | null => {
+    const row = db.prepare<[string, string], ModelRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?').get(name, version);
+    return row ? toModel(row) : null;
+  };
   return {
-    /** Registers a checkpoint (or re-registers a revoked one) and stores a new token, withdrawing older unused ones. */
     issueToken(d: DeviceRef, tokenHash: string, by: string, nowMs: number, expiresMs: number): void {
       db.transaction(() => {
         db.prepare(
@@ -138,7 +195,6 @@ export function createProvisioningStore(db: Db) {
         .get(tokenHash);
       return row ? { site: row.site, checkpoint: row.checkpoint, createdMs: row.created_ms, expiresMs: row.expires_ms, usedMs: row.used_ms, invalidatedMs: row.invalidated_ms } : null;
     },
-    /** Single use, enforced by the database: true for exactly one caller of a valid token. */
     useToken(tokenHash: string, nowMs: number): boolean {
       return (
         db
@@ -146,7 +202,6 @@ export function createProvisioningStore(db: Db) {
           .run(nowMs, tokenHash, nowMs).changes === 1
       );
     },
-    /** Gives a token back when enrollment failed on our side (e.g. the user store was unavailable). */
     unuseToken(tokenHash: string): void {
       db.prepare('UPDATE enrollment_tokens SET used_ms = NULL WHERE token_hash = ?').run(tokenHash);
     },
@@ -167,39 +222,48 @@ export function createProvisioningStore(db: Db) {
       return db.prepare<[], DeviceRow>('SELECT * FROM provisioned_devices ORDER BY site, checkpoint').all().map(toDevice);
     },
 
-    addModel(m: ModelVersion): void {
-      db.prepare('INSERT INTO model_versions (name, version, sha256, size_bytes, file, published_by, published_ms) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-        m.name,
-        m.version,
-        m.sha256,
-        m.sizeBytes,
-        m.file,
-        m.publishedBy,
-        m.publishedMs,
+    async addModel(m: ModelVersion, bytes: Buffer): Promise<boolean> {
+      if (model(m.name, m.version)) return false;
+      // The file first, then its row: a version is listed only once its file is complete.
+      const target = join(modelsDir, m.file);
+      mkdirSync(join(modelsDir, m.name), { recursive: true });
+      const temp = `${target}.${process.pid}.partial`;
+      try {
+        await writeFile(temp, bytes, { mode: 0o644, flush: true });
+        await rename(temp, target);
+      } catch (err) {
+        await rm(temp, { force: true });
+        throw err;
+      }
+      return (
+        db
+          .prepare('INSERT OR IGNORE INTO model_versions (name, version, sha256, size_bytes, file, published_by, published_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(m.name, m.version, m.sha256, m.sizeBytes, m.file, m.publishedBy, m.publishedMs).changes === 1
       );
     },
-    model(name: string, version: string): ModelVersion | null {
-      const row = db.prepare<[string, string], ModelRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?').get(name, version);
-      return row ? toModel(row) : null;
-    },
+    model,
+    modelBytes: (m) => readFile(join(modelsDir, m.file)),
     models(): ModelVersion[] {
       return db.prepare<[], ModelRow>('SELECT * FROM model_versions ORDER BY name, published_ms').all().map(toModel);
     },
 
-    saveRollout(r: Rollout, nowMs: number): void {
-      db.prepare(
-        `INSERT INTO rollouts (id, status, created_ms, updated_ms, rollout) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated_ms = excluded.updated_ms, rollout = excluded.rollout`,
-      ).run(r.id, r.status, r.createdMs, nowMs, JSON.stringify(r));
+    createRollout(r, nowMs) {
+      saveRollout(r, nowMs);
     },
-    rollout(id: string): Rollout | null {
-      const row = db.prepare<[string], { rollout: string }>('SELECT rollout FROM rollouts WHERE id = ?').get(id);
-      return row ? (JSON.parse(row.rollout) as Rollout) : null;
+    updateRollout(id, change, nowMs) {
+      return db.transaction((): RolloutChange | null => {
+        const before = rollout(id);
+        if (!before) return null;
+        const after = change(before);
+        if (after !== before) saveRollout(after, nowMs);
+        return { before, after };
+      })();
     },
+    rollout,
     rollouts(filter: { status?: string; limit: number }): Rollout[] {
       const rows = filter.status
-        ? db.prepare<[string, number], { rollout: string }>('SELECT rollout FROM rollouts WHERE status = ? ORDER BY created_ms DESC LIMIT ?').all(filter.status, filter.limit)
-        : db.prepare<[number], { rollout: string }>('SELECT rollout FROM rollouts ORDER BY created_ms DESC LIMIT ?').all(filter.limit);
+        ? db.prepare<[string, number], { rollout: string }>('SELECT rollout FROM rollouts WHERE status = ? ORDER BY created_ms DESC, id DESC LIMIT ?').all(filter.status, filter.limit)
+        : db.prepare<[number], { rollout: string }>('SELECT rollout FROM rollouts ORDER BY created_ms DESC, id DESC LIMIT ?').all(filter.limit);
       return rows.map((r) => JSON.parse(r.rollout) as Rollout);
     },
   };

@@ -20,6 +20,8 @@ import type { SnapshotStore } from '../../src/store/snapshots.js';
 import type { SpoolStore } from '../../src/store/spool.js';
 import type { SeriesPoint } from '../../src/series/points.js';
 import type { UserStore } from '../../src/store/users.js';
+import type { ProvisioningStore } from '../../src/provisioning/store.js';
+import { cancel, markSent, planRollout } from '../../src/provisioning/rollout.js';
 import { makeScreening } from './world.js';
 
 export interface Made<S> {
@@ -480,6 +482,77 @@ export function userStoreContract(backend: string, make: Factory<UserStore<Backe
       const d = await users.createSession('ann', 60_000, 1_000);
       await users.remove('ann');
       expect(await users.session(d.token, 2_000)).toBeNull();
+    });
+  });
+}
+
+export function provisioningStoreContract(backend: string, make: Factory<ProvisioningStore<Backend>>): void {
+  describe(`ProvisioningStore (${backend})`, () => {
+    const store = eachFresh(make);
+    const gate = { site: 'hq', checkpoint: 'gate-1' };
+
+    it('issues tokens (a new one withdraws the unused old one), uses each once, and follows a device through enroll and revoke', async () => {
+      const s = store();
+      await s.issueToken(gate, 'hash-1', 'ann', 1_000, 61_000);
+      await s.issueToken(gate, 'hash-2', 'ann', 2_000, 62_000);
+      expect(await s.token('hash-1')).toEqual({ ...gate, createdMs: 1_000, expiresMs: 61_000, usedMs: null, invalidatedMs: 2_000 });
+      expect(await s.useToken('hash-1', 3_000)).toBe(false);
+      expect(await s.token('nope')).toBeNull();
+      // Five gateways racing with the same token: exactly one wins.
+      const uses = await Promise.all([1, 2, 3, 4, 5].map(() => s.useToken('hash-2', 3_000)));
+      expect(uses.filter(Boolean)).toHaveLength(1);
+      await s.unuseToken('hash-2');
+      expect(await s.useToken('hash-2', 62_000)).toBe(false); // expired
+      expect(await s.useToken('hash-2', 4_000)).toBe(true);
+      await s.markEnrolled(gate, 'hq.gate-1', 4_000);
+      expect(await s.device(gate)).toEqual({ ...gate, status: 'enrolled', brokerUser: 'hq.gate-1', registeredBy: 'ann', registeredMs: 2_000, enrolledMs: 4_000, revokedMs: null });
+      await s.issueToken(gate, 'hash-3', 'bob', 5_000, 65_000);
+      await s.markRevoked(gate, 6_000);
+      expect((await s.device(gate))?.status).toBe('revoked');
+      expect((await s.token('hash-3'))?.invalidatedMs).toBe(6_000);
+      await s.issueToken(gate, 'hash-4', 'bob', 7_000, 67_000);
+      expect(await s.device(gate)).toMatchObject({ status: 'registered', registeredBy: 'bob', registeredMs: 7_000 });
+      await s.issueToken({ site: 'a-site', checkpoint: 'z' }, 'hash-5', 'bob', 7_000, 67_000);
+      await s.issueToken({ site: 'a-site', checkpoint: 'B' }, 'hash-6', 'bob', 7_000, 67_000);
+      expect((await s.devices()).map((d) => `${d.site}/${d.checkpoint}`)).toEqual(['a-site/B', 'a-site/z', 'hq/gate-1']);
+      expect(await s.device({ site: 'hq', checkpoint: 'nope' })).toBeNull();
+    });
+
+    it('keeps model versions immutable: the same version again stores nothing; files come back byte for byte', async () => {
+      const s = store();
+      const bytes = Buffer.from([0, 1, 2, 255, 0, 39, 92, 10, 0]);
+      const model = { name: 'face', version: '2.0', sha256: 'a'.repeat(64), sizeBytes: bytes.length, file: 'face/2.0.onnx', publishedBy: 'ann', publishedMs: 2_000 };
+      expect(await s.addModel(model, bytes)).toBe(true);
+      expect(await s.addModel({ ...model, sha256: 'b'.repeat(64), publishedBy: 'eve' }, Buffer.from('other'))).toBe(false);
+      expect(await s.model('face', '2.0')).toEqual(model);
+      expect(Buffer.compare(await s.modelBytes(model), bytes)).toBe(0);
+      await s.addModel({ ...model, version: '1.0', publishedMs: 1_000, file: 'face/1.0.onnx' }, Buffer.from('one'));
+      await s.addModel({ ...model, name: 'age', version: '9', file: 'age/9.onnx' }, Buffer.from('age'));
+      expect((await s.models()).map((m) => `${m.name} ${m.version}`)).toEqual(['age 9', 'face 1.0', 'face 2.0']);
+      expect(await s.model('face', '3.0')).toBeNull();
+    });
+
+    it('changes a roll-out one step at a time: concurrent steps all land, an unchanged step writes nothing', async () => {
+      const s = store();
+      const devices = Array.from({ length: 8 }, (_, i) => ({ site: 'hq', checkpoint: `gate-${i}` }));
+      const plan = (id: string, createdMs: number) =>
+        planRollout({ id, model: { name: 'face', version: '2.0', sha256: 'a'.repeat(64), sizeBytes: 9 }, devices, stages: {}, failureThreshold: 0, createdBy: 'ann', nowMs: createdMs });
+      await s.createRollout(plan('r-1', 1_000), 1_000);
+      await s.createRollout(plan('r-2', 2_000), 2_000);
+      // Eight steps at once (eight acks on two gateways): none overwrites another.
+      const steps = await Promise.all(devices.map((d, i) => s.updateRollout('r-1', (r) => markSent(r, d, `cmd-${i}`, 3_000), 3_000)));
+      expect(steps.every((c) => c !== null && c.after !== c.before)).toBe(true);
+      expect((await s.rollout('r-1'))!.devices.map((d) => d.commandId)).toEqual(devices.map((_, i) => `cmd-${i}`));
+      // The same step again changes nothing (the device is no longer pending).
+      const again = await s.updateRollout('r-1', (r) => markSent(r, devices[0]!, 'cmd-again', 4_000), 4_000);
+      expect(again!.after).toBe(again!.before);
+      expect(await s.updateRollout('no-such', (r) => r, 4_000)).toBeNull();
+      await s.updateRollout('r-2', (r) => cancel(r, 'bob', 5_000), 5_000);
+      expect((await s.rollouts({ limit: 10 })).map((r) => r.id)).toEqual(['r-2', 'r-1']);
+      expect((await s.rollouts({ status: 'running', limit: 10 })).map((r) => r.id)).toEqual(['r-1']);
+      expect((await s.rollouts({ status: 'cancelled', limit: 10 }))[0]).toMatchObject({ id: 'r-2', reason: 'cancelled by bob' });
+      expect(await s.rollouts({ limit: 1 })).toHaveLength(1);
+      expect(await s.rollout('no-such')).toBeNull();
     });
   });
 }

@@ -3,7 +3,7 @@
  * (version, name, applied_at). `migratePostgres` applies the missing ones in order, in one
  * transaction, under an advisory lock, so that gateways starting together on one database apply
  * each migration once. Append-only, as the SQLite ones (../migrations.ts). Every aggregate has
- * its tables here (migration 3 completed them).
+ * its tables here (migration 3 completed them; 4 added provisioning).
  */
 import type { Pool, PoolClient } from 'pg';
 
@@ -158,6 +158,59 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         created_ms BIGINT NOT NULL,
         expires_ms BIGINT NOT NULL
       );
+    `,
+  },
+  {
+    version: 4,
+    name: 'provisioning: checkpoints, enrollment tokens, model versions with their files, roll-outs (as provisioning/store.ts)',
+    sql: `
+      CREATE TABLE provisioned_devices (
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        status TEXT NOT NULL,
+        broker_user TEXT,
+        registered_by TEXT NOT NULL,
+        registered_ms BIGINT NOT NULL,
+        enrolled_ms BIGINT,
+        revoked_ms BIGINT,
+        PRIMARY KEY (site, checkpoint)
+      );
+      CREATE TABLE enrollment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        used_ms BIGINT,
+        invalidated_ms BIGINT
+      );
+      CREATE INDEX enrollment_tokens_by_device ON enrollment_tokens (site, checkpoint);
+      CREATE TABLE model_versions (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        file TEXT NOT NULL,
+        published_by TEXT NOT NULL,
+        published_ms BIGINT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+      -- The files themselves, apart from the list (which is read often): any gateway serves any version.
+      CREATE TABLE model_files (
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (name, version),
+        FOREIGN KEY (name, version) REFERENCES model_versions (name, version)
+      );
+      CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        rollout TEXT NOT NULL
+      );
+      CREATE INDEX rollouts_by_status ON rollouts (status, created_ms);
     `,
   },
 ];
