@@ -129,6 +129,16 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     });
   });
 
+  // A stop must not wait out a keep-alive timeout (72 s): close() ends idle connections only, so a
+  // connection whose request was under way then (a device downloading a model) is ended after its response.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onResponse', async (request) => {
+    if (closing) request.raw.socket?.end();
+  });
+
   // Authentication and roles, per route config.
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const role = request.routeOptions.config.role;
