@@ -3,8 +3,11 @@
  * the shared database (a gateway on it lets them log in), the addition is audited there, the
  * password never reaches the output, and backup/restore refuse with what to use instead.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openUserStore } from '@checkpoint/broker';
 import { makeTempDir, startPostgres, type PostgresServer } from '@checkpoint/test-support';
 import { main, type CliIo } from '../src/cli.js';
 import { createGateway } from '../src/index.js';
@@ -62,6 +65,44 @@ describe('checkpoint-gateway CLI on PostgreSQL', () => {
     const again = io('', env);
     expect(await main(['user', 'remove', 'nurse-pg'], again)).toBe(1);
     expect(again.err()).toContain('no user nurse-pg');
+  });
+
+  it('device add puts the token into the shared database: a gateway on it enrolls the device; device list and revoke see it', async () => {
+    const dir = makeTempDir('gw-cli-pg-device');
+    const usersFile = join(dir, 'broker-users.sqlite');
+    const configFile = join(dir, 'gateway.yaml');
+    writeFileSync(configFile, `dataDir: ${join(dir, 'cli')}\nstore:\n  backend: postgres\n  postgres:\n    url: ${postgres.url}\nprovisioning:\n  brokerUsersFile: ${usersFile}\n`);
+    const add = io('', {});
+    expect(await main(['device', 'add', 'hq/gate-pg', '--config', configFile], add)).toBe(0);
+    const token = /^(cpe_\S+)$/m.exec(add.out())![1]!;
+    // Nothing went into the CLI's own data dir: another gateway, on another data dir, knows the token.
+    const brokerUsers = openUserStore(usersFile);
+    const gateway = await createGateway(
+      {
+        dataDir: makeTempDir('gw-cli-pg-device-run'),
+        logLevel: 'silent',
+        http: { host: '127.0.0.1', port: 0 },
+        mqtt: { url: 'mqtt://127.0.0.1:1' },
+        opcua: { enabled: false },
+        store: { backend: 'postgres', postgres: { url: postgres.url } },
+      },
+      { brokerUsers },
+    );
+    try {
+      const res = await fetch(`${gateway.url}/api/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
+      expect(res.status).toBe(200);
+      expect(brokerUsers.get('hq.gate-pg')).toMatchObject({ role: 'edge', site: 'hq', checkpoint: 'gate-pg' });
+    } finally {
+      await gateway.close();
+    }
+    const list = io('', {});
+    expect(await main(['device', 'list', '--config', configFile], list)).toBe(0);
+    expect(list.out()).toMatch(/^hq\/gate-pg\tenrolled\t/m);
+    const revoke = io('', {});
+    expect(await main(['device', 'revoke', 'hq/gate-pg', '--config', configFile], revoke)).toBe(0);
+    expect(revoke.out()).toContain('broker user hq.gate-pg removed');
+    expect(brokerUsers.get('hq.gate-pg')).toBeUndefined();
+    brokerUsers.close();
   });
 
   it('refuses backup and restore, naming the tools to use instead', async () => {
