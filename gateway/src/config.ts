@@ -298,7 +298,7 @@ export const GatewayConfigSchema = Type.Object(
         caFile: Type.Optional(Type.String({ description: 'CA certificate (PEM) enrolled devices get to trust the broker (mqtts://)' })),
         publicUrl: Type.Optional(Type.String({ pattern: '^https?://', description: 'this gateway as devices reach it (model downloads, enroll hint); default its own http://host:port' })),
         tokenTtlS: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 3600, description: 'enrollment token lifetime' }),
-        modelsDir: Type.Optional(Type.String({ description: 'published model files; default <dataDir>/models' })),
+        modelsDir: Type.Optional(Type.String({ description: 'published model files on SQLite; default <dataDir>/models (on PostgreSQL the files are in the database, shared by every gateway)' })),
         maxModelBytes: Type.Integer({ minimum: 1024, maximum: 1024 ** 3, default: 64 * 1024 ** 2, description: 'largest model upload' }),
         updateTimeoutS: Type.Integer({ minimum: 5, maximum: 86_400, default: 600, description: 'a device without a final update-model ack after this counts as failed' }),
       },
