@@ -377,7 +377,14 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
    * what to do once that committed (metrics, live feed, series writer).
    */
   function storeClassified(topic: string, c: Classified, receivedMs: number): () => void {
-    noteReplaced(topic, c);
+    const effect = storeClassifiedOnly(c, topic, receivedMs);
+    // Counted once the message is stored (a batch rolled back and stored again counts it once).
+    return () => {
+      noteReplaced(topic, c);
+      effect();
+    };
+  }
+  function storeClassifiedOnly(c: Classified, topic: string, receivedMs: number): () => void {
     const sqlite = sqliteStore as OperationalStore;
     switch (c.kind) {
       case 'screening':
@@ -423,27 +430,36 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
     }
   }
 
-  // One message inside a batch: a savepoint, so that a message that throws leaves no trace and the batch commits what came before it.
+  /**
+   * A batch in one transaction, two ways. First without a savepoint per message (4 statements less
+   * each): a message that throws rolls the whole batch back, and it is stored again the second
+   * way, one savepoint per message, so that a message that throws leaves no trace and the batch
+   * commits what came before it. Messages that throw are rare (a full disk, a poison message).
+   */
   const storeInSavepoint = db.transaction(storeClassified);
   type Batch = { messages: readonly IngestMessage[]; stored: number; error?: Error; effects: Array<() => void> };
-  const storeGroup = db.transaction((batch: Batch) => {
-    for (const m of batch.messages) {
-      const stop = metrics.ingestSeconds.startTimer();
-      const receivedMs = now();
-      const c = classifyMessage(m.topic, m.payload, receivedMs);
-      // Stored alone, in the next batch (of its own): this one commits without it.
-      if (storedAlone(c)) break;
-      try {
-        batch.effects.push(storeInSavepoint(m.topic, c, receivedMs));
-      } catch (err) {
-        batch.error = err as Error;
-        break;
-      } finally {
-        stop();
+  const groupOf = (store: typeof storeClassified, catchPerMessage: boolean) =>
+    db.transaction((batch: Batch) => {
+      for (const m of batch.messages) {
+        const stop = metrics.ingestSeconds.startTimer();
+        const receivedMs = now();
+        const c = classifyMessage(m.topic, m.payload, receivedMs);
+        // Stored alone, in the next batch (of its own): this one commits without it.
+        if (storedAlone(c)) break;
+        try {
+          batch.effects.push(store(m.topic, c, receivedMs));
+        } catch (err) {
+          if (!catchPerMessage) throw err;
+          batch.error = err as Error;
+          break;
+        } finally {
+          stop();
+        }
+        batch.stored++;
       }
-      batch.stored++;
-    }
-  });
+    });
+  const storeGroupDirect = groupOf(storeClassified, false);
+  const storeGroup = groupOf(storeInSavepoint, true);
 
   /**
    * Group commit (ingest/group-commit.ts): the messages in one transaction, up to the first that
@@ -467,9 +483,16 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
         stop();
       }
     }
-    const batch: Batch = { messages, stored: 0, effects: [] };
+    let batch: Batch = { messages, stored: 0, effects: [] };
     // IMMEDIATE: take the write lock first, so a busy database fails the batch before any work.
-    storeGroup.immediate(batch);
+    try {
+      storeGroupDirect.immediate(batch);
+    } catch {
+      // Rolled back as a whole. Again with a savepoint per message: that commits the messages
+      // before the one that throws (and throws again if the transaction itself cannot be had).
+      batch = { messages, stored: 0, effects: [] };
+      storeGroup.immediate(batch);
+    }
     for (const effect of batch.effects) effect();
     if (deps.onIngested && batch.stored > 0) deps.onIngested(messages.slice(0, batch.stored), now());
     metrics.ingestBatchSize.observe(batch.stored);

@@ -1,9 +1,10 @@
 /**
  * Group commit against a real broker (ours) and the gateway's real SQLite file: 200 screenings
- * with 64 in flight, one of them poisoned by an injected trigger. Every PUBACK the broker receives
- * comes after its screening is committed (checked on a second connection at that moment), in the
- * order they were stored; messages share transactions; the poisoned one is set aside and its
- * neighbours are stored once each.
+ * with 64 in flight, two of them poisoned by injected triggers: one fails on its first write, the
+ * other after three (its screening, device and spool rows are written, then its live-feed event
+ * fails). Every PUBACK the broker receives comes after its screening is committed (checked on a
+ * second connection at that moment), in the order they were stored; messages share transactions;
+ * the poisoned ones are set aside, leave no row behind, and their neighbours are stored once each.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -47,9 +48,16 @@ describe('group commit through a real broker', () => {
   it('acknowledges each message after its batch committed, in order, and sets a poisoned one aside without losing its neighbours', async () => {
     const screenings = Array.from({ length: 200 }, (_, i) => makeScreening({ trackId: i, decision: i % 10 === 0 ? 'secondary_check' : 'pass' }));
     const poison = screenings[101]!;
+    // A secondary check: it would also open an alert, after the event that fails.
+    const latePoison = screenings[150]!;
+    expect(latePoison.decision).toBe('secondary_check');
+    const poisoned = [poison, latePoison];
     const fault = new Database(join(gateway.config.dataDir, 'gateway.sqlite'));
     try {
       fault.exec(`CREATE TRIGGER injected_fault BEFORE INSERT ON screenings WHEN NEW.id = '${poison.id}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`);
+      fault.exec(
+        `CREATE TRIGGER injected_late_fault BEFORE INSERT ON events WHEN NEW.type = 'screening' AND NEW.data LIKE '%${latePoison.id}%' BEGIN SELECT RAISE(ABORT, 'injected late fault'); END`,
+      );
     } finally {
       fault.close();
     }
@@ -60,21 +68,26 @@ describe('group commit through a real broker', () => {
     // Stored once each, but the poisoned one; PUBACKs in the order the messages were stored (the
     // order they arrived in: MQTT wants PUBACKs in PUBLISH order).
     const storedIds = reader.prepare<[], { id: string }>('SELECT id FROM screenings ORDER BY rowid').all().map((r) => r.id);
-    expect([...storedIds].sort()).toEqual(screenings.filter((s) => s !== poison).map((s) => s.id).sort());
-    expect(acks.map((a) => a.id).filter((id) => id !== poison.id)).toEqual(storedIds);
+    expect([...storedIds].sort()).toEqual(screenings.filter((s) => !poisoned.includes(s)).map((s) => s.id).sort());
+    expect(acks.map((a) => a.id).filter((id) => !poisoned.some((p) => p.id === id))).toEqual(storedIds);
     expect(acks.map((a) => a.id).sort()).toEqual(screenings.map((s) => s.id).sort());
     const failed = reader.prepare<[], { payload: Buffer; error: string }>('SELECT payload, error FROM ingest_failed').all();
-    expect(failed.map((f) => (JSON.parse(f.payload.toString()) as { id: string }).id)).toEqual([poison.id]);
-    expect(failed[0]!.error).toContain('injected fault');
-    // One alert per stored non-pass screening: no alert from the rolled-back poison, none twice.
+    expect(failed.map((f) => (JSON.parse(f.payload.toString()) as { id: string }).id)).toEqual([poison.id, latePoison.id]);
+    expect(failed.map((f) => f.error)).toEqual([expect.stringContaining('injected fault'), expect.stringContaining('injected late fault')]);
+    // Nothing of the late poison's first writes stayed (its screening row: above): no point of it, queued or written.
+    await waitFor(() => gateway.spoolDepth() === 0, { what: 'the spool drained' });
+    const points = reader.prepare<[string], { n: number }>(`SELECT count(*) AS n FROM series_points WHERE measurement = 'screening' AND fields LIKE ?`);
+    expect(points.get(`%${latePoison.id}%`)).toEqual({ n: 0 });
+    expect(points.get(`%${screenings[149]!.id}%`)).toEqual({ n: 1 });
+    // One alert per stored non-pass screening: none from the rolled-back poisons, none twice.
     expect(poison.decision).toBe('pass');
-    expect(reader.prepare(`SELECT count(*) AS n, count(DISTINCT screening_id) AS distinct_screenings FROM alerts WHERE kind = 'screening'`).get()).toEqual({ n: 20, distinct_screenings: 20 });
+    expect(reader.prepare(`SELECT count(*) AS n, count(DISTINCT screening_id) AS distinct_screenings FROM alerts WHERE kind = 'screening'`).get()).toEqual({ n: 19, distinct_screenings: 19 });
 
     // Messages shared transactions: fewer transactions than messages (the poison's own retries are single).
     const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
     const batches = Number(/^checkpoint_gateway_ingest_batch_messages_count (\d+)/m.exec(metrics)?.[1]);
     const batched = Number(/^checkpoint_gateway_ingest_batch_messages_sum (\d+)/m.exec(metrics)?.[1]);
-    expect(batched).toBe(screenings.length - 1);
+    expect(batched).toBe(screenings.length - poisoned.length);
     expect(batches).toBeLessThan(batched);
   }, 120_000);
 });

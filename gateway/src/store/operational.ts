@@ -103,13 +103,20 @@ export function createOperationalStore(db: Db, policy: AlertPolicy, newId: () =>
   };
 
   // The workflows (workflows.ts), each in one SQLite transaction: nothing in them is awaited.
-  const ingestScreening = db.transaction((s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
+  // Ingest called inside a caller's transaction (group commit) runs in it without a savepoint of
+  // its own: two statements less per message. The caller owns atomicity then: a message that throws
+  // has its writes undone by the caller's savepoint, or by rolling the batch back.
+  const inCallersTransaction = <A extends unknown[], R>(work: (...args: A) => R) => {
+    const alone = db.transaction(work);
+    return (...args: A): R => (db.inTransaction ? work(...args) : alone(...args));
+  };
+  const ingestScreening = inCallersTransaction((s: Screening, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
     runSync(workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
   );
-  const ingestState = db.transaction((state: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
+  const ingestState = inCallersTransaction((state: CheckpointState, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
     runSync(workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
   );
-  const ingestTelemetry = db.transaction((t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
+  const ingestTelemetry = inCallersTransaction((t: Telemetry, receivedMs: number, tsReplaced?: ReplacedTimestamp[]) =>
     runSync(workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),
   );
 
