@@ -643,7 +643,12 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
   selfUrl = `http://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
   log.info({ port: httpPort }, 'API listening (OpenAPI at /docs)');
 
-  consumer = (config.ingest.source === 'jetstream' ? jetStreamConsumerFor(config.nats) : startConsumer)(
+  // Cluster mode: an ack reaches one replica through the stream; every replica also gets a copy, so the one waiting for it answers its API call.
+  const resolveCommand = (topic: string, payload: Buffer) => {
+    const c = classifyMessage(topic, payload, now());
+    if (c.kind === 'cmd/ack' && !commands.onAck(c.where, c.ack)) updateCommands.onAck(c.where, c.ack);
+  };
+  consumer = (config.ingest.source === 'jetstream' ? jetStreamConsumerFor(config.nats, resolveCommand) : startConsumer)(
     config.mqtt,
     config.ingest,
     { storeBatch: postgres ? (messages) => storeBatchOnPostgres(postgres.store, messages) : storeBatch },

@@ -221,6 +221,46 @@ describe('gateway ingest from a NATS cluster (ingest.source: jetstream)', () => 
     }
   }, 90_000);
 
+  it('answers every command API call with its ack, also when the ack came through the stream to the other replica', async () => {
+    // The other replica takes its share of the stream (acks included) and stores nothing.
+    let acksTakenByReplica = 0;
+    const replica = startJetStreamConsumer({
+      nats: resolveGatewayConfig({ nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 20 } }).nats,
+      retry: { storeRetryMinMs: 20, storeRetryMaxMs: 1000 },
+      groupCommit: { batchMaxMessages: 50, batchMaxWaitMs: 5 },
+      sink: {
+        storeBatch: async (messages) => {
+          acksTakenByReplica += messages.filter((m) => m.topic.endsWith('/cmd/ack')).length;
+          return { stored: messages.length };
+        },
+      },
+      log: pino({ level: 'silent' }),
+    });
+    const device = await connectDevice({ clientId: 'edge-hq-gate-1-cmd-shared', clean: false, node: 2 });
+    try {
+      await waitFor(() => replica.connected(), { what: 'second replica pulling', timeoutMs: 20_000 });
+      await device.subscribeAsync(checkpointTopics.cmd(EDGE), { qos: 1 });
+      device.on('message', (_topic, payload) => {
+        const cmd = JSON.parse(payload.toString()) as { id: string; type: string };
+        void device.publishAsync(checkpointTopics.cmdAck(EDGE), JSON.stringify({ id: cmd.id, ts: new Date().toISOString(), ok: true, detail: { type: cmd.type } }), { qos: 1 });
+      });
+      const engineer = await ApiClient.login(gateway.url, 'engineer');
+      // Until the other replica took at least two of the acks from the stream (the case this is about), at most 20 commands.
+      const answers: Array<{ status: number; acked: boolean; ms: number }> = [];
+      while (answers.length < 20 && (acksTakenByReplica < 2 || answers.length < 4)) {
+        const startedAt = Date.now();
+        const res = await engineer.post(`/api/checkpoints/${EDGE.site}/${EDGE.checkpoint}/cmd`, { type: 'ping' });
+        answers.push({ status: res.status, acked: res.body.ack?.id === res.body.command?.id && res.body.ack?.ok === true, ms: Date.now() - startedAt });
+      }
+      log(`${answers.length} commands, ${acksTakenByReplica} of their acks taken from the stream by the other replica; slowest answer ${Math.max(...answers.map((a) => a.ms))} ms`);
+      expect(acksTakenByReplica).toBeGreaterThanOrEqual(2);
+      expect(answers.filter((a) => a.status !== 200 || !a.acked)).toEqual([]);
+    } finally {
+      await device.endAsync();
+      await replica.close();
+    }
+  }, 120_000);
+
   it('delivers what a replica that died held unacknowledged to the surviving one after the ack wait', async () => {
     // The dying replica: pulls like a gateway, stores nothing, acks nothing, then its connection ends.
     const doomed = await natsConnect({ servers: cluster.natsUrls, user: 'gw', pass: PASSWORD });

@@ -25,7 +25,10 @@
  * stalled for good after the consumer's leader moved to another node; a fresh `fetch()` recovers.
  *
  * Commands to devices go into `$MQTT_msgs` through JetStream (header `Nmqtt-Pub: 1`), so a device
- * subscribed with QoS 1 gets them as QoS 1, kept for it while it is offline.
+ * subscribed with QoS 1 gets them as QoS 1, kept for it while it is offline. Their `cmd/ack`s come
+ * through the shared consumer like any message, so to one replica, often not the one whose API
+ * call waits for the ack: every replica also reads every ack on a plain subscription of its own
+ * (`onCommandAck`, no queue group; nats-server hands MQTT QoS 1 publishes to plain subscribers too).
  *
  * Robot topics (VDA 5050) go over an MQTT connection of each replica instead: see
  * `jetStreamConsumerFor`.
@@ -45,6 +48,8 @@ export const MQTT_STREAM = '$MQTT_msgs';
 export const MQTT_STREAM_PREFIX = '$MQTT.msgs.';
 /** What the gateway's durable consumer reads: every checkpoint topic stored as QoS 1. */
 export const INGEST_FILTER = `${MQTT_STREAM_PREFIX}checkpoint.v1.>`;
+/** Command acks: each replica reads all of them on a plain subscription (see the file comment). */
+export const COMMAND_ACK_SUBJECT = 'checkpoint.v1.*.*.cmd.ack';
 /** Channels devices publish with QoS 0 (never in the stream): read on a plain subscription. */
 export const QOS0_SUBJECTS = ['checkpoint.v1.*.*.telemetry'] as const;
 /** The header nats-server 2.9 puts on messages from MQTT clients: their QoS, `0` or `1`. */
@@ -329,7 +334,7 @@ export function robotClientId(clientId: string): string {
  * would see them as UNKNOWN); and an order published over MQTT with QoS 1 reaches the robot
  * whichever QoS it subscribed with, where a JetStream publish reaches QoS 1 subscribers only.
  */
-export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
+export function jetStreamConsumerFor(nats: GatewayConfig['nats'], onCommandAck?: JetStreamConsumerOptions['onCommandAck']) {
   return (
     mqtt: GatewayConfig['mqtt'],
     groupCommit: GatewayConfig['ingest'],
@@ -341,7 +346,7 @@ export function jetStreamConsumerFor(nats: GatewayConfig['nats']) {
       throw error;
     },
   ): Omit<Consumer, 'client'> => {
-    const devices = startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside });
+    const devices = startJetStreamConsumer({ nats, retry: mqtt, groupCommit, sink, log, onRetry, setAside, ...(onCommandAck ? { onCommandAck } : {}) });
     const robotFilters = subscriptions.filter((filter) => !isCheckpointTopic(filter));
     if (robotFilters.length === 0) return devices;
     const robots = startConsumer({ ...mqtt, clientId: robotClientId(mqtt.clientId) }, groupCommit, sink, log.child({ connection: 'robots' }), robotFilters, onRetry, setAside, ROBOT_SESSION);
@@ -364,6 +369,8 @@ export interface JetStreamConsumerOptions {
   log: Logger;
   onRetry?: () => void;
   setAside?: (topic: string, payload: Buffer, error: Error) => void | Promise<void>;
+  /** Every device's `cmd/ack`, to this replica as to every other (not stored: the stream's copy is). */
+  onCommandAck?: (topic: string, payload: Buffer) => void;
 }
 
 /** The durable pull consumer every replica shares. */
@@ -515,6 +522,18 @@ export function startJetStreamConsumer(o: JetStreamConsumerOptions): Omit<Consum
     plain = QOS0_SUBJECTS.map((subject) =>
       conn.subscribe(subject, { queue: nats.durable, callback: (error, m) => (error ? log.warn({ err: error.message, subject }, 'QoS 0 subscription') : void receivePlain(m)) }),
     );
+    const onCommandAck = o.onCommandAck;
+    if (onCommandAck) {
+      plain.push(
+        conn.subscribe(COMMAND_ACK_SUBJECT, {
+          callback: (error, m) => {
+            if (error) return log.warn({ err: error.message, subject: COMMAND_ACK_SUBJECT }, 'command ack subscription');
+            const topic = topicOfSubject(m.subject);
+            if (topic && !closing) onCommandAck(topic, Buffer.from(m.data));
+          },
+        }),
+      );
+    }
 
     const js = conn.jetstream();
     loop = runFetchLoop({
