@@ -267,6 +267,46 @@ describe('wire check', () => {
     expect(bot.paused).toBe(false);
   });
 
+  it('sends startPause again while the robot does not show it paused, at most 3 times; stopPause likewise', () => {
+    const now = clock();
+    const fleet = createFleet({ map: hospitalMap(), newTaskId, policy: { parkIdleRobots: false } });
+    const bot = new StepRobot('PAU-3', 'P1', 90, ['pick', 'drop', 'startPause', 'stopPause']);
+    bringOnline(fleet, [bot], now);
+    const { task, effects } = fleet.submitTask({ type: 'delivery', from: 'PH', to: 'W3', what: 'insulin', confirmRecipient: false }, 'disp', now());
+    deliver(effects, [bot]);
+    const pauses = (publish: Array<{ topic: string; payload: string }>, type: string) =>
+      publish.filter((m) => m.topic.endsWith('/instantActions') && JSON.parse(m.payload).actions[0].actionType === type);
+    // The first startPause is lost on the way (QoS 0 to the robot): the robot drives on.
+    expect(pauses(fleet.setPaused(bot.key, true, 'disp', now()).effects.publish, 'startPause')).toHaveLength(1);
+    const resent: number[] = [];
+    for (let i = 0; i < 15 && resent.length === 0; i++) {
+      bot.step();
+      fleet.handleMessage(...bot.state(now()), now());
+      const again = pauses(fleet.tick(now()).publish, 'startPause');
+      if (again.length > 0) resent.push(i);
+      for (const m of again) bot.receive(m.topic, m.payload);
+    }
+    // About 10 s later (two clock reads per round here), not on every tick; this one arrives.
+    expect(resent).toHaveLength(1);
+    expect(resent[0]).toBeGreaterThanOrEqual(3);
+    run(fleet, [bot], now, () => false, 3);
+    expect(fleet.robot(bot.key)).toMatchObject({ paused: true, driving: false });
+    expect(fleet.task(task.id)!.history.map((h) => h.reason).join('\n')).toMatch(/robot acme\/PAU-3 has not shown startPause for 10 s: sent again \(1 of 3\)/);
+    // Shown: no more resends.
+    let more = 0;
+    for (let i = 0; i < 30; i++) more += pauses(fleet.tick(now()).publish, 'startPause').length;
+    expect(more).toBe(0);
+    // Every stopPause lost: sent 4 times in all, then the history says to check the robot.
+    let stops = pauses(fleet.setPaused(bot.key, false, 'disp', now()).effects.publish, 'stopPause').length;
+    for (let i = 0; i < 60; i++) {
+      fleet.handleMessage(...bot.state(now()), now());
+      stops += pauses(fleet.tick(now()).publish, 'stopPause').length;
+    }
+    expect(stops).toBe(4);
+    expect(fleet.task(task.id)!.history.map((h) => h.reason).join('\n')).toMatch(/robot acme\/PAU-3 did not show stopPause after 3 resends; check it at the robot/);
+    expect(bot.paused).toBe(true);
+  });
+
   it('checked every message of the tests above against the official schemas', () => {
     for (const kind of ['order', 'instantActions', 'state', 'connection', 'factsheet']) expect(checkedCount[kind] ?? 0).toBeGreaterThan(0);
   });

@@ -178,6 +178,8 @@ interface RobotRuntime {
   chargeRetryAt: number;
   /** A refused parking order: no new one before this time. */
   parkRetryAt: number;
+  /** startPause (true) or stopPause (false) sent, while the robot's state does not show it yet. */
+  pause?: Resend & { paused: boolean };
 }
 
 /** Back-off after a refused order: base × 2^(attempt − 1), capped. */
@@ -196,7 +198,9 @@ const PARK_RETRY_MS = 30_000;
  * - a cancelOrder while the robot still runs the abandoned order (for as long as it does);
  * - a confirmation `trigger` (same action id) while the robot still waits and does not list it (at
  *   most MAX_RESENDS times, then the human is asked to confirm again);
- * - a stopCharging while it still charges (at most MAX_RESENDS times).
+ * - a stopCharging while it still charges (at most MAX_RESENDS times);
+ * - a startPause or stopPause while the robot's state does not show it (at most MAX_RESENDS
+ *   times): a dispatcher who paused a robot in a corridor must not find it still driving.
  */
 const RESEND_AFTER_MS = 10_000;
 const MAX_RESENDS = 3;
@@ -706,6 +710,34 @@ export function createFleet(options: FleetOptions): Fleet {
     dirty = true;
   };
 
+  /** A note in the history of the robot's current task, if it has one that is not finished. */
+  const noteOnTask = (fx: FleetEffects, key: RobotKey, text: string, now: number) => {
+    const work = rt(key).current;
+    const task = work?.kind === 'task' ? tasks.get(work.taskId) : undefined;
+    if (task && !TERMINAL.has(task.status)) save(fx, note(task, text, new Date(now)));
+  };
+
+  /** A startPause/stopPause the ONLINE robot's state has not shown within RESEND_AFTER_MS: sent again, at most MAX_RESENDS times. */
+  const resendPause = (fx: FleetEffects, key: RobotKey, now: number) => {
+    const r = rt(key);
+    const robot = robots.get(key);
+    if (!r.pause) return;
+    if (!robot || robot.paused === r.pause.paused) {
+      delete r.pause;
+      return;
+    }
+    if (robot.connection !== 'ONLINE' || now - r.pause.sentAt < RESEND_AFTER_MS) return;
+    const actionType = r.pause.paused ? 'startPause' : 'stopPause';
+    if (r.pause.resends >= MAX_RESENDS) {
+      delete r.pause;
+      noteOnTask(fx, key, `robot ${key} did not show ${actionType} after ${MAX_RESENDS} resends; check it at the robot`, now);
+      return;
+    }
+    r.pause = { ...r.pause, sentAt: now, resends: r.pause.resends + 1 };
+    sendInstant(fx, key, actionType, now);
+    noteOnTask(fx, key, `robot ${key} has not shown ${actionType} for ${RESEND_AFTER_MS / 1000} s: sent again (${r.pause.resends} of ${MAX_RESENDS})`, now);
+  };
+
   /** An order the robot has not shown within RESEND_AFTER_MS while ONLINE: sent again, or given up. */
   const resendUnconfirmed = (fx: FleetEffects, key: RobotKey, now: number) => {
     const work = rt(key).current;
@@ -1026,11 +1058,8 @@ export function createFleet(options: FleetOptions): Fleet {
       }
       const fx = effects();
       sendInstant(fx, key, actionType, now);
-      const work = rt(key).current;
-      if (work?.kind === 'task') {
-        const task = tasks.get(work.taskId);
-        if (task && !TERMINAL.has(task.status)) save(fx, note(task, `${actionType} sent to ${key} by ${by}`, new Date(now)));
-      }
+      rt(key).pause = { paused, sentAt: now, resends: 0 };
+      noteOnTask(fx, key, `${actionType} sent to ${key} by ${by}`, now);
       return { robot, effects: stamp(fx) };
     },
     tick(now = Date.now()) {
@@ -1069,6 +1098,7 @@ export function createFleet(options: FleetOptions): Fleet {
       // Orders waiting out a refusal back-off.
       for (const [key, r] of runtime) if (r.current?.kind === 'task' && !r.current.plan) startIfReady(fx, key, now);
       for (const key of runtime.keys()) resendUnconfirmed(fx, key, now);
+      for (const key of runtime.keys()) resendPause(fx, key, now);
       dispatch(fx, now);
       return stamp(fx);
     },
