@@ -77,6 +77,22 @@ async function publishAll(client: MqttClient, screenings: Screening[], window: n
   return { retries };
 }
 
+/** A second replica on the shared durable consumer: it takes its share of the stream, stores nothing, and shows each message it took to `took`. */
+function startSecondReplica(took: (m: { topic: string; payload: Buffer }) => void) {
+  return startJetStreamConsumer({
+    nats: resolveGatewayConfig({ nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 20 } }).nats,
+    retry: { storeRetryMinMs: 20, storeRetryMaxMs: 1000 },
+    groupCommit: { batchMaxMessages: 50, batchMaxWaitMs: 5 },
+    sink: {
+      storeBatch: async (messages) => {
+        messages.forEach(took);
+        return { stored: messages.length };
+      },
+    },
+    log: pino({ level: 'silent' }),
+  });
+}
+
 beforeAll(async () => {
   const dir = makeTempDir('gw-jetstream');
   const users = openUserStore(join(dir, 'users.sqlite'), { scrypt: { N: 1024, r: 8, p: 1 }, mosquittoHashIterations: 0, natsBcryptCost: 4 });
@@ -192,17 +208,8 @@ describe('gateway ingest from a NATS cluster (ingest.source: jetstream)', () => 
 
   it('shares the durable consumer: a second replica takes part of the stream, nothing is lost', async () => {
     const replicaIds = new Set<string>();
-    const replica = startJetStreamConsumer({
-      nats: resolveGatewayConfig({ nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 20 } }).nats,
-      retry: { storeRetryMinMs: 20, storeRetryMaxMs: 1000 },
-      groupCommit: { batchMaxMessages: 50, batchMaxWaitMs: 5 },
-      sink: {
-        storeBatch: async (messages) => {
-          for (const m of messages) if (m.topic.endsWith('/screening')) replicaIds.add((JSON.parse(m.payload.toString()) as { id: string }).id);
-          return { stored: messages.length };
-        },
-      },
-      log: pino({ level: 'silent' }),
+    const replica = startSecondReplica((m) => {
+      if (m.topic.endsWith('/screening')) replicaIds.add((JSON.parse(m.payload.toString()) as { id: string }).id);
     });
     try {
       await waitFor(() => replica.connected(), { what: 'second replica pulling', timeoutMs: 20_000 });
@@ -224,17 +231,8 @@ describe('gateway ingest from a NATS cluster (ingest.source: jetstream)', () => 
   it('answers every command API call with its ack, also when the ack came through the stream to the other replica', async () => {
     // The other replica takes its share of the stream (acks included) and stores nothing.
     let acksTakenByReplica = 0;
-    const replica = startJetStreamConsumer({
-      nats: resolveGatewayConfig({ nats: { servers: cluster.natsUrls, user: 'gw', password: PASSWORD, fetchBatch: 20 } }).nats,
-      retry: { storeRetryMinMs: 20, storeRetryMaxMs: 1000 },
-      groupCommit: { batchMaxMessages: 50, batchMaxWaitMs: 5 },
-      sink: {
-        storeBatch: async (messages) => {
-          acksTakenByReplica += messages.filter((m) => m.topic.endsWith('/cmd/ack')).length;
-          return { stored: messages.length };
-        },
-      },
-      log: pino({ level: 'silent' }),
+    const replica = startSecondReplica((m) => {
+      if (m.topic.endsWith('/cmd/ack')) acksTakenByReplica++;
     });
     const device = await connectDevice({ clientId: 'edge-hq-gate-1-cmd-shared', clean: false, node: 2 });
     try {

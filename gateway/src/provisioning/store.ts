@@ -76,46 +76,69 @@ export interface ModelVersion {
   publishedMs: number;
 }
 
-interface DeviceRow {
+/** Rows as both backends return them: PostgreSQL gives BIGINT columns as strings. */
+type Int = number | string;
+const int = (v: Int) => Number(v);
+const intOrNull = (v: Int | null) => (v === null ? null : Number(v));
+
+export interface DeviceRow {
   site: string;
   checkpoint: string;
   status: ProvisionedStatus;
   broker_user: string | null;
   registered_by: string;
-  registered_ms: number;
-  enrolled_ms: number | null;
-  revoked_ms: number | null;
+  registered_ms: Int;
+  enrolled_ms: Int | null;
+  revoked_ms: Int | null;
 }
 
-const toDevice = (r: DeviceRow): ProvisionedDevice => ({
+export const toDevice = (r: DeviceRow): ProvisionedDevice => ({
   site: r.site,
   checkpoint: r.checkpoint,
   status: r.status,
   brokerUser: r.broker_user,
   registeredBy: r.registered_by,
-  registeredMs: r.registered_ms,
-  enrolledMs: r.enrolled_ms,
-  revokedMs: r.revoked_ms,
+  registeredMs: int(r.registered_ms),
+  enrolledMs: intOrNull(r.enrolled_ms),
+  revokedMs: intOrNull(r.revoked_ms),
 });
 
-interface ModelRow {
+export interface ModelRow {
   name: string;
   version: string;
   sha256: string;
-  size_bytes: number;
+  size_bytes: Int;
   file: string;
   published_by: string;
-  published_ms: number;
+  published_ms: Int;
 }
 
-const toModel = (r: ModelRow): ModelVersion => ({
+export const toModel = (r: ModelRow): ModelVersion => ({
   name: r.name,
   version: r.version,
   sha256: r.sha256,
-  sizeBytes: r.size_bytes,
+  sizeBytes: int(r.size_bytes),
   file: r.file,
   publishedBy: r.published_by,
-  publishedMs: r.published_ms,
+  publishedMs: int(r.published_ms),
+});
+
+export interface TokenRowColumns {
+  site: string;
+  checkpoint: string;
+  created_ms: Int;
+  expires_ms: Int;
+  used_ms: Int | null;
+  invalidated_ms: Int | null;
+}
+
+export const toTokenRow = (r: TokenRowColumns): TokenRow => ({
+  site: r.site,
+  checkpoint: r.checkpoint,
+  createdMs: int(r.created_ms),
+  expiresMs: int(r.expires_ms),
+  usedMs: intOrNull(r.used_ms),
+  invalidatedMs: intOrNull(r.invalidated_ms),
 });
 
 /** A roll-out changed by {@link ProvisioningStore.updateRollout}: as it was and as it is now stored. */
@@ -188,12 +211,8 @@ export function createProvisioningStore(db: Db, modelsDir: string): Provisioning
       })();
     },
     token(tokenHash: string): TokenRow | null {
-      const row = db
-        .prepare<[string], { site: string; checkpoint: string; created_ms: number; expires_ms: number; used_ms: number | null; invalidated_ms: number | null }>(
-          'SELECT * FROM enrollment_tokens WHERE token_hash = ?',
-        )
-        .get(tokenHash);
-      return row ? { site: row.site, checkpoint: row.checkpoint, createdMs: row.created_ms, expiresMs: row.expires_ms, usedMs: row.used_ms, invalidatedMs: row.invalidated_ms } : null;
+      const row = db.prepare<[string], TokenRowColumns>('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(tokenHash);
+      return row ? toTokenRow(row) : null;
     },
     useToken(tokenHash: string, nowMs: number): boolean {
       return (

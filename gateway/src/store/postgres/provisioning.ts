@@ -4,51 +4,8 @@
  * gateway sharing the database; roll-outs change under a row lock (`updateRollout`).
  */
 import type { Rollout } from '../../provisioning/rollout.js';
-import type { ModelVersion, ProvisionedDevice, ProvisionedStatus, ProvisioningStore } from '../../provisioning/store.js';
-import type { TokenRow } from '../../provisioning/tokens.js';
-import { inTransaction, num, numOrNull, type Queryable } from './values.js';
-
-interface DeviceRow {
-  site: string;
-  checkpoint: string;
-  status: ProvisionedStatus;
-  broker_user: string | null;
-  registered_by: string;
-  registered_ms: string;
-  enrolled_ms: string | null;
-  revoked_ms: string | null;
-}
-
-const toDevice = (r: DeviceRow): ProvisionedDevice => ({
-  site: r.site,
-  checkpoint: r.checkpoint,
-  status: r.status,
-  brokerUser: r.broker_user,
-  registeredBy: r.registered_by,
-  registeredMs: num(r.registered_ms),
-  enrolledMs: numOrNull(r.enrolled_ms),
-  revokedMs: numOrNull(r.revoked_ms),
-});
-
-interface ModelRow {
-  name: string;
-  version: string;
-  sha256: string;
-  size_bytes: string;
-  file: string;
-  published_by: string;
-  published_ms: string;
-}
-
-const toModel = (r: ModelRow): ModelVersion => ({
-  name: r.name,
-  version: r.version,
-  sha256: r.sha256,
-  sizeBytes: num(r.size_bytes),
-  file: r.file,
-  publishedBy: r.published_by,
-  publishedMs: num(r.published_ms),
-});
+import { toDevice, toModel, toTokenRow, type DeviceRow, type ModelRow, type ProvisioningStore, type TokenRowColumns } from '../../provisioning/store.js';
+import { inTransaction, type Queryable } from './values.js';
 
 const MODEL_COLUMNS = 'name, version, sha256, size_bytes, file, published_by, published_ms';
 const parseRollouts = (rows: Array<{ rollout: string }>) => rows.map((r) => JSON.parse(r.rollout) as Rollout);
@@ -70,15 +27,9 @@ export function createPostgresProvisioningStore(pool: Queryable): ProvisioningSt
         await tx.query('INSERT INTO enrollment_tokens (token_hash, site, checkpoint, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)', [tokenHash, d.site, d.checkpoint, nowMs, expiresMs]);
       });
     },
-    async token(tokenHash): Promise<TokenRow | null> {
-      const { rows } = await pool.query<{ site: string; checkpoint: string; created_ms: string; expires_ms: string; used_ms: string | null; invalidated_ms: string | null }>(
-        'SELECT * FROM enrollment_tokens WHERE token_hash = $1',
-        [tokenHash],
-      );
-      const row = rows[0];
-      return row
-        ? { site: row.site, checkpoint: row.checkpoint, createdMs: num(row.created_ms), expiresMs: num(row.expires_ms), usedMs: numOrNull(row.used_ms), invalidatedMs: numOrNull(row.invalidated_ms) }
-        : null;
+    async token(tokenHash) {
+      const { rows } = await pool.query<TokenRowColumns>('SELECT * FROM enrollment_tokens WHERE token_hash = $1', [tokenHash]);
+      return rows[0] ? toTokenRow(rows[0]) : null;
     },
     async useToken(tokenHash, nowMs) {
       // One statement: of two gateways using the same token at once, the second finds used_ms set.
