@@ -49,9 +49,10 @@ export interface BatchOutcome {
 export interface AsyncOperationalStore extends OperationalStore<'async'> {
   /**
    * Group commit's contract (../../ingest/group-commit.ts) on PostgreSQL: the messages in order in
-   * one transaction, each in a savepoint (a run of passing screenings and telemetry in one:
-   * ingest-run.ts); the first that fails is rolled back alone and ends the batch, the ones before
-   * it commit. Throws when the transaction itself failed (nothing stored).
+   * one transaction (a run of passing screenings and telemetry in a few statements: ingest-run.ts);
+   * the first that fails is rolled back alone and ends the batch, the ones before it commit. Throws
+   * when the transaction itself failed (nothing stored). Savepoints per message and run are taken
+   * only when storing the batch again after a failure rolled it back.
    */
   ingestBatch(items: readonly IngestItem[]): Promise<BatchOutcome>;
 }
@@ -118,36 +119,60 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
     }
   };
 
-  return {
-    ingestBatch: (items) =>
-      inTransaction(pool, async (tx) => {
-        const st = storesOn(tx);
-        const outcomes: IngestOutcome[] = [];
-        await lockCheckpoints(tx, items.map(placeOf));
-        for (let i = 0; i < items.length; ) {
-          // A run of messages that need no alert decision: a few statements for all of them (ingest-run.ts).
-          let end = i;
-          while (end < items.length && inRun(items[end]!)) end++;
-          if (end - i > 1) {
-            try {
-              outcomes.push(...(await inTransaction(tx, (t) => ingestRun(t, items.slice(i, end) as RunItem[]))));
-              i = end;
-              continue;
-            } catch {
-              // Rolled back whole: the same messages one by one find the one that fails, and keep the ones before it.
-            }
+  /** The batch with a savepoint per run and per message: the first that fails is rolled back alone and ends the batch. */
+  const ingestBatchInSavepoints = (items: readonly IngestItem[]): Promise<BatchOutcome> =>
+    inTransaction(pool, async (tx) => {
+      const st = storesOn(tx);
+      const outcomes: IngestOutcome[] = [];
+      await lockCheckpoints(tx, items.map(placeOf));
+      for (let i = 0; i < items.length; ) {
+        // A run of messages that need no alert decision: a few statements for all of them (ingest-run.ts).
+        let end = i;
+        while (end < items.length && inRun(items[end]!)) end++;
+        if (end - i > 1) {
+          try {
+            outcomes.push(...(await inTransaction(tx, (t) => ingestRun(t, items.slice(i, end) as RunItem[]))));
+            i = end;
+            continue;
+          } catch {
+            // Rolled back whole: the same messages one by one find the one that fails, and keep the ones before it.
           }
-          for (const item of items.slice(i, Math.max(end, i + 1))) {
-            try {
-              outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
-            } catch (error) {
-              return { outcomes, error: error as Error };
-            }
-          }
-          i = Math.max(end, i + 1);
         }
-        return { outcomes };
-      }),
+        for (const item of items.slice(i, Math.max(end, i + 1))) {
+          try {
+            outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
+          } catch (error) {
+            return { outcomes, error: error as Error };
+          }
+        }
+        i = Math.max(end, i + 1);
+      }
+      return { outcomes };
+    });
+
+  return {
+    async ingestBatch(items) {
+      // First without savepoints (two round trips less per run and per message): any failure rolls
+      // the whole batch back, and it is stored again the careful way below. Failures are rare.
+      try {
+        return await inTransaction(pool, async (tx) => {
+          const st = storesOn(tx);
+          const outcomes: IngestOutcome[] = [];
+          await lockCheckpoints(tx, items.map(placeOf));
+          for (let i = 0; i < items.length; ) {
+            let end = i;
+            while (end < items.length && inRun(items[end]!)) end++;
+            if (end - i > 1) outcomes.push(...(await ingestRun(tx, items.slice(i, end) as RunItem[])));
+            else outcomes.push(await runAsync(workflowOf(st, items[i]!)));
+            i = Math.max(end, i + 1);
+          }
+          return { outcomes };
+        });
+      } catch {
+        return ingestBatchInSavepoints(items);
+      }
+    },
+
     ingestScreening: (s, receivedMs, tsReplaced) => transact([s], (st) => workflows.ingestScreening(st, policy, newId, s, receivedMs, tsReplaced)),
     ingestState: (state, receivedMs, tsReplaced) => transact([state], (st) => workflows.ingestState(st, newId, state, receivedMs, tsReplaced)),
     ingestTelemetry: (t, receivedMs, tsReplaced) => transact([t], (st) => workflows.ingestTelemetry(st, t, receivedMs, tsReplaced)),
