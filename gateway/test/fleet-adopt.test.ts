@@ -125,6 +125,20 @@ describe('adopting running orders after a hand-over', () => {
     expect(next.task(taskId)!.attempts).toBe(2);
   });
 
+  it('keeps the rest of the link-loss grace of a robot whose link broke before the hand-over, counted from when it broke', () => {
+    const { now, store, old, robot, taskId } = firstLeader();
+    const brokeAt = now();
+    store.keep(old.handleMessage(...robot.connection('CONNECTIONBROKEN', brokeAt), brokeAt));
+    expect(old.task(taskId)!.history.at(-1)!.reason).toMatch(/lost its link \(CONNECTIONBROKEN\); it keeps the task up to 30 s/);
+    // The hand-over 20 s into the grace: 10 s are left, not a fresh 30 (nor the 60 s adopt timeout).
+    const at = brokeAt + 20_000;
+    const next = createFleet({ map: hospitalMap(), newTaskId, policy, tasks: store.active(), robots: old.robots(), restore: 'adopt', adoptTimeoutS: 60, linkLossGraceS: 30, now: at });
+    expect(next.tick(at + 9_000).tasks.find((t) => t.id === taskId)).toBeUndefined();
+    const lost = next.tick(at + 10_500).tasks.find((t) => t.id === taskId);
+    expect(lost?.history.map((h) => h.reason).join('\n')).toMatch(/CONNECTIONBROKEN \(no link for 30 s\)/);
+    expect(lost?.status).toBe('queued');
+  });
+
   it('re-queues the task of an adopted robot that sends no state within adoptTimeoutS', () => {
     const { now, store, old, robot, taskId } = firstLeader();
     const at = now();

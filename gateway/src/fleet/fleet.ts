@@ -365,6 +365,11 @@ export function createFleet(options: FleetOptions): Fleet {
       }
       tasks.set(t.id, requeueRestored(withoutRunning(t), 'no running order to adopt after the hand-over; re-queued'));
     }
+    // A robot whose link broke before the hand-over keeps the rest of its grace, counted from when it broke, not anew.
+    for (const key of adopting.keys()) {
+      const robot = robots.get(key);
+      if (robot?.connection === 'CONNECTIONBROKEN' && linkLossGraceMs > 0) linkLost.set(key, Math.min(restoredAt.getTime(), robot.connectionSince));
+    }
   } else {
     // Restart: tasks that were in progress lost their order with the old process.
     for (const t of options.tasks ?? []) tasks.set(t.id, inProgress(t) ? requeueRestored(t, 'gateway restarted; re-queued') : t);
@@ -807,7 +812,7 @@ export function createFleet(options: FleetOptions): Fleet {
     if (lost && hasWork && robot.connection === 'CONNECTIONBROKEN' && linkLossGraceMs > 0 && !robot.errors.some((e) => e.errorLevel === 'FATAL')) {
       // Its will: the link broke, the robot may well still be driving. Wait for it (tick ends the wait).
       if (!linkLost.has(key)) {
-        linkLost.set(key, now);
+        linkLost.set(key, Math.min(now, robot.connectionSince || now));
         noteWork(fx, key, `robot ${key} lost its link (CONNECTIONBROKEN); it keeps the task up to ${linkLossGraceMs / 1000} s`, now);
       }
     } else if (lost && hasWork) {
