@@ -87,15 +87,19 @@ describe('startNatsCluster', () => {
     // of the crash may land on the dead node, which serves nothing until it returns (docs/scale.md,
     // "Node configuration"). So each try is a fresh client and subscription (a new consumer,
     // placed anew), and the test asserts that the survivors serve QoS 1 end to end within a bound.
+    // A later clean-clone run had ten fresh subscriptions in a row stay silent, so the publisher is
+    // fresh on each try too (its session may be the stuck part), and the error counts its PUBACKs:
+    // none means the stream took nothing, some means the subscriptions were served nothing.
     const topic = 'checkpoint/v1/hq/gate-2/screening';
-    const publisher = await connectWhenReady(cluster.nodes[1]!.mqttUrl, { clientId: 'ts-pub-2' });
     let sent = 0;
     let tries = 0;
     let silent = 0;
     const received = await waitFor(
       async () => {
         tries += 1;
+        const publisher = await connectWhenReady(cluster.nodes[1]!.mqttUrl, { clientId: `ts-pub-2-${tries}` });
         const subscriber = await connect(cluster.nodes[0]!.mqttUrl, { clientId: `ts-sub-2-${tries}` });
+        let pubacks = 0;
         try {
           await subscriber.subscribeAsync(topic, { qos: 1 });
           silent += 1; // until a message comes
@@ -103,16 +107,20 @@ describe('startNatsCluster', () => {
           // Published again every 2 s, as agents' outboxes resend: right after the crash a PUBACK can
           // come while the stream is still re-electing its leader.
           for (let i = 0; i < 10; i++) {
-            void publisher.publishAsync(topic, `after-kill-${++sent}`, { qos: 1 }).catch(() => undefined);
+            void publisher.publishAsync(topic, `after-kill-${++sent}`, { qos: 1 }).then(
+              () => void (pubacks += 1),
+              () => undefined,
+            );
             const got = await Promise.race([arrived, new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000))]);
             if (got !== null) {
               silent -= 1;
               return got;
             }
           }
-          throw new Error(`subscription ${tries} got none of the messages published to it for 20 s`);
+          throw new Error(`subscription ${tries} got none of 10 messages published to it in 20 s (${pubacks} of them acknowledged to the publisher)`);
         } finally {
           await subscriber.endAsync(true);
+          await publisher.endAsync(true);
         }
       },
       { what: 'a QoS 1 message through the cluster with one node down', timeoutMs: 150_000, intervalMs: 250 },
