@@ -119,33 +119,43 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
     }
   };
 
+  /** The batch in order as runs (consecutive messages that need no alert decision: a few statements for all of them, ingest-run.ts) and single messages. */
+  function* runsAndSingles(items: readonly IngestItem[]): Generator<{ run: RunItem[] } | { single: IngestItem }> {
+    for (let i = 0; i < items.length; ) {
+      let end = i;
+      while (end < items.length && inRun(items[end]!)) end++;
+      if (end - i > 1) {
+        yield { run: items.slice(i, end) as RunItem[] };
+        i = end;
+      } else {
+        yield { single: items[i]! };
+        i += 1;
+      }
+    }
+  }
+
   /** The batch with a savepoint per run and per message: the first that fails is rolled back alone and ends the batch. */
   const ingestBatchInSavepoints = (items: readonly IngestItem[]): Promise<BatchOutcome> =>
     inTransaction(pool, async (tx) => {
       const st = storesOn(tx);
       const outcomes: IngestOutcome[] = [];
       await lockCheckpoints(tx, items.map(placeOf));
-      for (let i = 0; i < items.length; ) {
-        // A run of messages that need no alert decision: a few statements for all of them (ingest-run.ts).
-        let end = i;
-        while (end < items.length && inRun(items[end]!)) end++;
-        if (end - i > 1) {
+      for (const part of runsAndSingles(items)) {
+        if ('run' in part) {
           try {
-            outcomes.push(...(await inTransaction(tx, (t) => ingestRun(t, items.slice(i, end) as RunItem[]))));
-            i = end;
+            outcomes.push(...(await inTransaction(tx, (t) => ingestRun(t, part.run))));
             continue;
           } catch {
             // Rolled back whole: the same messages one by one find the one that fails, and keep the ones before it.
           }
         }
-        for (const item of items.slice(i, Math.max(end, i + 1))) {
+        for (const item of 'run' in part ? part.run : [part.single]) {
           try {
             outcomes.push(await inTransaction(tx, () => runAsync(workflowOf(st, item))));
           } catch (error) {
             return { outcomes, error: error as Error };
           }
         }
-        i = Math.max(end, i + 1);
       }
       return { outcomes };
     });
@@ -153,18 +163,15 @@ export function createPostgresOperationalStore(pool: Pool, policy: AlertPolicy, 
   return {
     async ingestBatch(items) {
       // First without savepoints (two round trips less per run and per message): any failure rolls
-      // the whole batch back, and it is stored again the careful way below. Failures are rare.
+      // the whole batch back, and it is stored again the careful way above. Failures are rare.
       try {
         return await inTransaction(pool, async (tx) => {
           const st = storesOn(tx);
           const outcomes: IngestOutcome[] = [];
           await lockCheckpoints(tx, items.map(placeOf));
-          for (let i = 0; i < items.length; ) {
-            let end = i;
-            while (end < items.length && inRun(items[end]!)) end++;
-            if (end - i > 1) outcomes.push(...(await ingestRun(tx, items.slice(i, end) as RunItem[])));
-            else outcomes.push(await runAsync(workflowOf(st, items[i]!)));
-            i = Math.max(end, i + 1);
+          for (const part of runsAndSingles(items)) {
+            if ('run' in part) outcomes.push(...(await ingestRun(tx, part.run)));
+            else outcomes.push(await runAsync(workflowOf(st, part.single)));
           }
           return { outcomes };
         });
