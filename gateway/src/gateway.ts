@@ -377,14 +377,14 @@ export async function createGateway(configInput: unknown, deps: GatewayDeps = {}
    * what to do once that committed (metrics, live feed, series writer).
    */
   function storeClassified(topic: string, c: Classified, receivedMs: number): () => void {
-    const effect = storeClassifiedOnly(c, topic, receivedMs);
+    const effect = storeClassifiedOnly(topic, c, receivedMs);
     // Counted once the message is stored (a batch rolled back and stored again counts it once).
     return () => {
       noteReplaced(topic, c);
       effect();
     };
   }
-  function storeClassifiedOnly(c: Classified, topic: string, receivedMs: number): () => void {
+  function storeClassifiedOnly(topic: string, c: Classified, receivedMs: number): () => void {
     const sqlite = sqliteStore as OperationalStore;
     switch (c.kind) {
       case 'screening':
